@@ -1,0 +1,1 @@
+"""The composition root: the FastAPI app that mounts every domain's router."""

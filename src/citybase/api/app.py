@@ -1,0 +1,74 @@
+"""The FastAPI application: domains' routers under /api/v1, the pages at /, docs with local assets."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
+from sqlalchemy import Engine
+
+from citybase import __version__
+from citybase.api import problems
+from citybase.bus import Bus, connect
+from citybase.core.settings import Settings, load_settings
+from citybase.geo.router import router as geo_router
+from citybase.registry.router import router as registry_router
+from citybase.security.deps import Allow, allow
+from citybase.security.roles import PUBLIC
+from citybase.security.router import router as security_router
+from citybase.storage.db import make_engine, make_sessionmaker
+from citybase.web.router import router as web_router
+
+API_PREFIX = "/api/v1"
+# The interactive documentation pages (served from fastapi-offline's packaged assets) are public.
+DOC_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+
+
+def route_allow(route: APIRoute) -> Allow | None:
+    """The Allow declaration among a route's dependencies, if any."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, Allow):
+            return dep.call
+        stack.extend(dep.dependencies)
+    return None
+
+
+def check_every_route_declares_access(app: FastAPI) -> None:
+    """Deny by default: refuse to build an app with a route that does not say who may call it."""
+    missing = [f"{sorted(r.methods)} {r.path}" for r in app.routes
+               if isinstance(r, APIRoute) and r.path not in DOC_PAGES and route_allow(r) is None]
+    if missing:
+        raise RuntimeError(f"routes without an Allow(...) declaration: {', '.join(missing)}")
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None, bus: Bus | None = None) -> FastAPI:
+    """Build the app for a database (from settings unless an engine is given) and a bus."""
+    settings = settings or load_settings()
+    engine = engine or make_engine(settings.database_url)
+    app = FastAPIOffline(
+        title="citybase", version=__version__,
+        description="城市数字底座 — the digital foundation of a city: spatial base, registries, identity and audit.",
+        docs_url="/docs", redoc_url="/redoc",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.bus = bus or connect(settings.bus_url)
+    problems.install(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(geo_router)
+    api.include_router(registry_router)
+    api.include_router(security_router)
+
+    @api.get("/health", tags=["platform"], summary="Liveness and version")
+    def health(_: object = Depends(allow(PUBLIC))) -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(api)
+    app.include_router(web_router)
+    check_every_route_declares_access(app)
+    return app
+

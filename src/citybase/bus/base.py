@@ -1,0 +1,165 @@
+"""The bus interface and the event envelope shared by every implementation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from citybase.core.timeutil import utcnow
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who and what caused an event: its own id, the user, and the context it descends from."""
+
+    id: str = field(default_factory=new_id)
+    user_id: str | None = None
+    parent_id: str | None = None
+
+    def child(self) -> Context:
+        """A new context caused by this one (same user)."""
+        return Context(user_id=self.user_id, parent_id=self.id)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One published fact: subject like ``citybase.geo.area_created``, JSON data, context, UTC time."""
+
+    subject: str
+    data: dict[str, Any]
+    context: Context
+    id: str = field(default_factory=new_id)
+    time: str = field(default_factory=lambda: utcnow().isoformat())
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @staticmethod
+    def decode(raw: bytes) -> Event:
+        """Parse an envelope; raise ValueError with the reason if it is malformed."""
+        try:
+            obj = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ValueError("envelope is not a JSON object")
+        missing = [k for k in ("id", "subject", "data", "context", "time") if k not in obj]
+        if missing:
+            raise ValueError(f"envelope lacks {', '.join(missing)}")
+        ctx = obj["context"]
+        if not isinstance(ctx, dict) or "id" not in ctx:
+            raise ValueError("context must be an object with an id")
+        if not isinstance(obj["data"], dict):
+            raise ValueError("data must be a JSON object")
+        return Event(
+            subject=str(obj["subject"]),
+            data=obj["data"],
+            context=Context(id=str(ctx["id"]), user_id=ctx.get("user_id"), parent_id=ctx.get("parent_id")),
+            id=str(obj["id"]),
+            time=str(obj["time"]),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message kept aside: the raw bytes, where it came from and why it could not be handled."""
+
+    subject: str
+    raw: bytes
+    reason: str
+    consumer: str
+    time: str = field(default_factory=lambda: utcnow().isoformat())
+
+
+class Delivery(ABC):
+    """One delivery of an event to a durable consumer; must be acked, nak'ed or rejected."""
+
+    event: Event
+    attempt: int
+
+    @abstractmethod
+    def ack(self) -> None:
+        """Mark handled; it will not be delivered again to this consumer."""
+
+    @abstractmethod
+    def nak(self) -> None:
+        """Ask for redelivery now (the handler failed transiently)."""
+
+    @abstractmethod
+    def reject(self, reason: str) -> None:
+        """Give up on it: keep it in the dead-letter store with the reason, never redeliver."""
+
+
+class Subscription(ABC):
+    """A durable, pull-based consumer. Unacked deliveries come back after ack_wait seconds."""
+
+    @abstractmethod
+    def fetch(self, batch: int = 10, timeout: float = 1.0) -> list[Delivery]:
+        """Up to ``batch`` deliveries, waiting at most ``timeout`` seconds for the first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop fetching; the durable position is kept for the next subscribe with the same name."""
+
+
+class Bus(ABC):
+    """Publish and durable subscribe. Subjects are dot-separated; ``*`` matches one token, ``>`` the rest."""
+
+    max_deliver: int = 5
+
+    @abstractmethod
+    def publish(self, subject: str, data: dict[str, Any], *, context: Context | None = None) -> Event:
+        """Publish durably and return the event (with its id and context)."""
+
+    @abstractmethod
+    def publish_raw(self, subject: str, raw: bytes) -> None:
+        """Put arbitrary bytes on a subject, as a foreign producer would (malformed input included)."""
+
+    @abstractmethod
+    def subscribe(self, subjects: str, durable: str, *, ack_wait: float = 30.0) -> Subscription:
+        """Open (or resume) the durable consumer ``durable`` over ``subjects``."""
+
+    @abstractmethod
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every message kept aside, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS-style wildcard match: ``*`` one token, ``>`` one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def connect(url: str, **kwargs: Any) -> Bus:
+    """A bus for ``memory://`` (in-process) or ``nats://host:port`` (JetStream)."""
+    if url.startswith("memory:"):
+        from citybase.bus.memory import InProcessBus
+
+        return InProcessBus(**kwargs)
+    if url.startswith("nats:"):
+        from citybase.bus.nats import NatsBus
+
+        return NatsBus(url, **kwargs)
+    raise ValueError(f"unknown bus URL {url!r}: use memory:// or nats://host:port")

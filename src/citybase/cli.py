@@ -1,0 +1,202 @@
+"""The `citybase` command: demo, serve, db upgrade, generate, audit verify, users."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from citybase.core.settings import Settings, load_settings
+from citybase.storage.db import has_table, make_engine
+
+app = typer.Typer(help="citybase — 城市数字底座: the digital foundation of a city.", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="Users and tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+console = Console()
+
+SizeOpt = Annotated[str, typer.Option("--size", help="small (seconds, for tests) or district (≈1.1 M persons)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="the same seed gives the same city")]
+
+
+def _engine(settings: Settings) -> Engine:
+    return make_engine(settings.database_url)
+
+
+def _upgrade(engine: Engine) -> None:
+    from citybase.storage.migrate import upgrade
+
+    upgrade(engine)
+
+
+def _city_exists(engine: Engine) -> bool:
+    from citybase.geo.models import Area
+
+    if not has_table(engine, "areas"):
+        return False
+    with Session(engine) as s:
+        return (s.scalar(select(func.count()).select_from(Area)) or 0) > 0
+
+
+@contextmanager
+def _progress_bar():
+    with Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _generate(engine: Engine, size: str, seed: int) -> None:
+    from citybase.demo.generator import SIZES, generate
+    from citybase.geo.service import reset_caches
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"unknown size {size!r}; use {' or '.join(SIZES)}", param_hint="--size")
+    started = time.perf_counter()
+    console.print(f"Generating the [bold]{size}[/] demo city (seed {seed}) into {engine.url.render_as_string()} …")
+    with _progress_bar() as update:
+        report = generate(engine, size=size, seed=seed, progress=update)
+    reset_caches()
+    table = Table("registry", "rows", title=f"Demo city generated in {time.perf_counter() - started:.1f} s")
+    for k, v in report.counts.items():
+        table.add_row(k, f"{v:,}")
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the newest schema (SQLite or PostgreSQL)."""
+    settings = load_settings()
+    engine = _engine(settings)
+    _upgrade(engine)
+    from citybase.storage.migrate import current_revision
+
+    console.print(f"Database at revision [bold]{current_revision(engine)}[/]: {engine.url.render_as_string()}")
+
+
+@app.command()
+def generate(size: SizeOpt = "small", seed: SeedOpt = 2026,
+             reset: Annotated[bool, typer.Option("--reset", help="drop every table first")] = False) -> None:
+    """Generate the demo city into an empty database."""
+    settings = load_settings()
+    engine = _engine(settings)
+    if reset:
+        from citybase.storage.migrate import downgrade_all
+
+        downgrade_all(engine)
+    _upgrade(engine)
+    if _city_exists(engine):
+        console.print("[red]The database already holds a city.[/] Use --reset to replace it, or point "
+                      "CITYBASE_DATABASE_URL / CITYBASE_DATA_DIR elsewhere.")
+        raise typer.Exit(1)
+    _generate(engine, size, seed)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from citybase.api.app import create_app
+
+    h, p = host or settings.host, port or settings.port
+    console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")
+    uvicorn.run(create_app(settings), host=h, port=p, log_level="info")
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
+          port: Annotated[int | None, typer.Option(help="default 8000")] = None) -> None:
+    """Serve the API and the pages."""
+    settings = load_settings()
+    _upgrade(_engine(settings))
+    _serve(settings, host, port)
+
+
+@app.command()
+def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
+         host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
+         port: Annotated[int | None, typer.Option(help="default 8000")] = None,
+         serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="serve after setting up")] = True) -> None:
+    """Set up the demo city if it is not there yet (migrate, generate, demo users) and serve it."""
+    from citybase.demo.accounts import create_demo_users
+
+    settings = load_settings()
+    engine = _engine(settings)
+    _upgrade(engine)
+    if _city_exists(engine):
+        console.print("The demo city is already there; serving it (use `citybase generate --reset` for a new one).")
+    else:
+        _generate(engine, size, seed)
+    tokens = create_demo_users(engine, settings.data_dir)
+    table = Table("user", "token", title=f"Demo tokens (also in {settings.data_dir / 'demo-tokens.json'})")
+    for user, token in tokens.items():
+        table.add_row(user, token)
+    console.print(table)
+    if serve_:
+        _serve(settings, host, port)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit hash chain; report the first broken link. Exit 1 if broken."""
+    from citybase.security.audit import verify
+
+    engine = _engine(load_settings())
+    with Session(engine) as s:
+        v = verify(s)
+    if v.ok:
+        console.print(f"[green]audit chain intact[/]: {v.checked} entries checked")
+        return
+    console.print(f"[red]audit chain broken at entry {v.first_broken_seq}[/]: {v.reason} "
+                  f"({v.checked} entries before it are intact)")
+    raise typer.Exit(1)
+
+
+@users_app.command("create")
+def users_create(username: str, roles: Annotated[str, typer.Option(help="comma-separated roles")],
+                 display_name: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create a user and print a new token for it."""
+    from citybase.core.errors import CitybaseError
+    from citybase.security import service
+
+    engine = _engine(load_settings())
+    _upgrade(engine)
+    try:
+        with Session(engine) as s, s.begin():
+            user = service.create_user(s, username=username, display_name=display_name or username,
+                                       roles=[r.strip() for r in roles.split(",") if r.strip()])
+            _, secret = service.issue_token(s, user, name="cli")
+    except CitybaseError as exc:
+        console.print(f"[red]{exc.detail}[/] {exc.fix or ''}")
+        raise typer.Exit(1) from None
+    console.print(json.dumps({"user_id": user.id, "username": username, "token": secret}, ensure_ascii=False))
+
+
+def main() -> None:
+    """Entry point of the `citybase` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The kernel: settings, errors, identifiers, masking, time. Imports nothing else of citybase."""

@@ -1,0 +1,1 @@
+"""The demo city: a deterministic generator of a district at a real Shanghai district's scale."""

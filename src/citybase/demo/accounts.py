@@ -1,0 +1,45 @@
+"""Demo accounts: one user per role, each with a fresh token written to the data folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from citybase.registry.models import Department
+from citybase.security import service
+from citybase.security.roles import ROLES
+
+# role -> (username, display name, department short name)
+DEMO_USERS = {
+    "admin": ("admin", "平台管理员", "大数据中心"),
+    "dispatcher": ("dispatcher", "城运中心派单员", "城运中心"),
+    "handler": ("handler", "城管执法局处置员", "城管执法局"),
+    "grid_inspector": ("inspector", "网格巡查员", None),
+    "analyst": ("analyst", "数据分析员", "大数据中心"),
+    "data_officer": ("dataofficer", "数据专员", "大数据中心"),
+    "citizen": ("citizen", "市民", None),
+}
+
+
+def create_demo_users(engine: Engine, data_dir: Path) -> dict[str, str]:
+    """Create the demo users if missing and issue each a token; returns {username: token}, also saved
+    to ``data_dir/demo-tokens.json`` (readable by the owner only)."""
+    tokens: dict[str, str] = {}
+    with Session(engine) as session, session.begin():
+        depts = {d.short_name: d.id for d in session.scalars(select(Department))}
+        existing = {u.username: u for u in service.list_users(session)}
+        for role in ROLES:
+            username, display, dept = DEMO_USERS[role]
+            user = existing.get(username) or service.create_user(
+                session, username=username, display_name=display, roles=[role],
+                department_id=depts.get(dept) if dept else None)
+            _, secret = service.issue_token(session, user, name="demo")
+            tokens[username] = secret
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "demo-tokens.json"
+    path.write_text(json.dumps(tokens, indent=2, ensure_ascii=False))
+    path.chmod(0o600)
+    return tokens

@@ -1,0 +1,1 @@
+"""Spatial base (时空底座): district → streets → communities → grids, buildings and addresses."""

@@ -1,0 +1,157 @@
+"""The spatial base's promises: the area tree, GeoJSON, point → area, buildings and address matching.
+
+Plain functions taking ``session`` keyword-only; they never commit (the caller's boundary does).
+The in-process indexes are built once per database and dropped by :func:`reset_caches`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from shapely.geometry import shape
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from citybase.core.errors import InvalidInput, NotFound
+from citybase.geo.address import AddressIndex, Match
+from citybase.geo.lookup import GridIndex
+from citybase.geo.models import LEVELS, Area, Building
+from citybase.geo.repository import geo_repository
+
+_cache: dict[tuple[str, str], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def reset_caches() -> None:
+    """Forget the in-process indexes (after the areas or buildings changed)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _cached(session: Session, name: str, build: Any) -> Any:
+    bind: Engine = session.get_bind()  # type: ignore[assignment]
+    key = (str(bind.url), name)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    value = build()
+    with _cache_lock:
+        _cache.setdefault(key, value)
+        return _cache[key]
+
+
+def get_area(*, session: Session, code: str) -> Area:
+    """The area with this code; NotFound otherwise."""
+    area = geo_repository(session).area_by_code(code)
+    if area is None:
+        raise NotFound(f"no area with code {code!r}", fix="List codes with GET /api/v1/areas.")
+    return area
+
+
+def list_areas(*, session: Session, level: str | None = None, parent_code: str | None = None) -> list[Area]:
+    """Areas filtered by level and/or parent, ordered by code."""
+    if level and level not in LEVELS:
+        raise InvalidInput(f"unknown level {level!r}", fix=f"Use one of: {', '.join(LEVELS)}.")
+    parent_id = get_area(session=session, code=parent_code).id if parent_code else None
+    return geo_repository(session).areas(level=level, parent_id=parent_id)
+
+
+def area_tree(*, session: Session, depth: int = 3) -> list[dict[str, Any]]:
+    """District → streets → communities (→ grids at depth 4), each node with code, name, level, children."""
+    areas = geo_repository(session).areas()
+    by_parent: dict[int | None, list[Area]] = {}
+    for a in areas:
+        by_parent.setdefault(a.parent_id, []).append(a)
+
+    def node(a: Area, d: int) -> dict[str, Any]:
+        kids = by_parent.get(a.id, []) if d < depth else []
+        return {"code": a.code, "name": a.name, "level": a.level,
+                "children": [node(k, d + 1) for k in kids], "child_count": len(by_parent.get(a.id, []))}
+
+    return [node(a, 1) for a in by_parent.get(None, [])]
+
+
+def areas_geojson(*, session: Session, level: str, parent_code: str | None = None) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of the areas of one level (properties: code, name, level, parent_code)."""
+    areas = list_areas(session=session, level=level, parent_code=parent_code)
+    repo = geo_repository(session)
+    parents = {a.id: a.code for a in repo.areas(level=LEVELS[LEVELS.index(level) - 1])} if level != "district" else {}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "id": a.code, "geometry": json.loads(a.geometry),
+             "properties": {"code": a.code, "name": a.name, "level": a.level,
+                            "parent_code": parents.get(a.parent_id), "area_km2": round(a.area_km2, 4)}}
+            for a in areas
+        ],
+    }
+
+
+def grid_index(*, session: Session) -> GridIndex:
+    """The in-process point → grid index of this database (built on first use)."""
+
+    def build() -> GridIndex:
+        rows = geo_repository(session).grid_shapes()
+        if not rows:
+            raise NotFound("the city has no grids yet", fix="Run `citybase generate` or load the spatial base.")
+        return GridIndex.build([r[0] for r in rows], [shape(json.loads(r[1])) for r in rows])
+
+    return _cached(session, "grid_index", build)
+
+
+@dataclass(frozen=True)
+class Location:
+    grid: Area
+    community: Area
+    street: Area
+    district: Area
+
+
+def _ancestors(session: Session) -> dict[int, Area]:
+    return _cached(session, "areas_by_id", lambda: {a.id: a for a in geo_repository(session).areas()})
+
+
+def locate(*, session: Session, lon: float, lat: float) -> Location:
+    """Grid, community, street and district containing the point; NotFound outside the district."""
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidInput(f"({lon}, {lat}) is not a WGS-84 point", fix="Give lon in [-180, 180] and lat in [-90, 90].")
+    gid = grid_index(session=session).locate(lon, lat)
+    if gid is None:
+        raise NotFound(f"point ({lon}, {lat}) is outside every grid of the city",
+                       fix="Check the coordinates are WGS-84 longitude/latitude inside the district.")
+    by_id = _ancestors(session)
+    grid = by_id[gid]
+    community = by_id[grid.parent_id]  # type: ignore[index]
+    street = by_id[community.parent_id]  # type: ignore[index]
+    district = by_id[street.parent_id]  # type: ignore[index]
+    return Location(grid, community, street, district)
+
+
+def locate_in_database(*, session: Session, lon: float, lat: float) -> dict[str, Area]:
+    """The same answer as :func:`locate`, computed by the engine (PostGIS, or bbox + shapely on SQLite)."""
+    return {a.level: a for a in geo_repository(session).areas_at(lon, lat)}
+
+
+def address_index(*, session: Session) -> AddressIndex:
+    def build() -> AddressIndex:
+        repo = geo_repository(session)
+        prefixes = [a.name for a in repo.areas(level="district")]
+        return AddressIndex(repo.address_rows(), prefixes)
+
+    return _cached(session, "address_index", build)
+
+
+def match_address(*, session: Session, text: str, limit: int = 5) -> list[Match]:
+    """Buildings matching an address in words: exact (score 100) or fuzzy, best first."""
+    if not text or not text.strip():
+        raise InvalidInput("the address text is empty", fix="Give an address such as 漕溪北路398弄12号.")
+    return address_index(session=session).match(text, limit=limit)
+
+
+def get_building(*, session: Session, building_id: int) -> Building:
+    b = session.get(Building, building_id)
+    if b is None:
+        raise NotFound(f"no building with id {building_id}", fix="Search buildings with GET /api/v1/buildings.")
+    return b

@@ -1,0 +1,72 @@
+"""Queries of the base registries."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from citybase.geo.models import Building
+from citybase.registry.models import Department, LegalEntity, Person
+
+_AREA_COLUMN = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}
+
+
+def _in_area(q: Select, fk, level: str | None, area_id: int | None) -> Select:
+    if area_id is None or level not in _AREA_COLUMN:
+        return q
+    return q.join(Building, Building.id == fk).where(_AREA_COLUMN[level] == area_id)
+
+
+def persons_query(*, level: str | None = None, area_id: int | None = None, building_id: int | None = None,
+                  name: str | None = None, id_number: str | None = None, household_no: str | None = None) -> Select:
+    q = _in_area(select(Person).order_by(Person.id), Person.building_id, level, area_id)
+    if building_id is not None:
+        q = q.where(Person.building_id == building_id)
+    if name:
+        q = q.where(Person.name == name)
+    if id_number:
+        q = q.where(Person.id_number == id_number)
+    if household_no:
+        q = q.where(Person.household_no == household_no)
+    return q
+
+
+def entities_query(*, level: str | None = None, area_id: int | None = None, entity_type: str | None = None,
+                   industry_code: str | None = None, name: str | None = None, uscc: str | None = None) -> Select:
+    q = _in_area(select(LegalEntity).order_by(LegalEntity.id), LegalEntity.building_id, level, area_id)
+    if entity_type:
+        q = q.where(LegalEntity.entity_type == entity_type)
+    if industry_code:
+        q = q.where(LegalEntity.industry_code == industry_code)
+    if name:
+        q = q.where(LegalEntity.name.contains(name))
+    if uscc:
+        q = q.where(LegalEntity.uscc == uscc)
+    return q
+
+
+def departments(session: Session, kind: str | None = None) -> list[Department]:
+    q = select(Department).order_by(Department.id)
+    if kind:
+        q = q.where(Department.kind == kind)
+    return list(session.scalars(q))
+
+
+def department_by_code(session: Session, code: str) -> Department | None:
+    return session.scalar(select(Department).where(Department.code == code))
+
+
+def person_by_id_number(session: Session, id_number: str) -> Person | None:
+    return session.scalar(select(Person).where(Person.id_number == id_number))
+
+
+def entity_by_uscc(session: Session, uscc: str) -> LegalEntity | None:
+    return session.scalar(select(LegalEntity).where(LegalEntity.uscc == uscc))
+
+
+def counts(session: Session) -> dict[str, int]:
+    def n(model: type) -> int:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+    return {"persons": n(Person), "legal_entities": n(LegalEntity), "departments": n(Department),
+            "buildings": n(Building)}

@@ -1,0 +1,154 @@
+"""HTTP API of the registries. Unmasked personal data goes only to roles that need it, and every
+such read is written to the audit log."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from citybase.core.errors import InvalidIdentifier, InvalidInput
+from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
+from citybase.core.schemas import Page
+from citybase.geo import service as geo
+from citybase.geo.repository import geo_repository
+from citybase.registry import repository as repo
+from citybase.registry import service
+from citybase.registry.schemas import (
+    ENTITY_PII,
+    PERSON_PII,
+    DepartmentRead,
+    EntityCreate,
+    EntityRead,
+    IdentifierCheck,
+    PersonCreate,
+    PersonRead,
+)
+from citybase.security import audit
+from citybase.security.deps import allow, get_session, request_id
+from citybase.security.roles import PUBLIC, STAFF
+from citybase.security.service import Principal
+from citybase.storage.paging import page_of
+
+router = APIRouter(tags=["registries"])
+PERSON_READERS = ("admin", "dispatcher", "handler", "grid_inspector", "data_officer")
+
+
+def _audit_unmasked(request: Request, p: Principal, subject_type: str, ids: list[int], fields: list[str]) -> None:
+    if ids:
+        audit.record(request.app.state.engine, actor=p.actor, roles=",".join(sorted(p.roles)),
+                     action=f"read.{subject_type}.unmasked", subject_type=subject_type, subject_ids=ids,
+                     fields=fields, request_id=request_id(request))
+
+
+def _area_filter(session: Session, code: str | None) -> tuple[str | None, int | None]:
+    if not code:
+        return None, None
+    a = geo.get_area(session=session, code=code)
+    return a.level, a.id
+
+
+@router.get("/departments", response_model=list[DepartmentRead], summary="Departments and their duties")
+def list_departments(kind: str | None = None, _: Principal = Depends(allow(*STAFF)),
+                     session: Session = Depends(get_session)) -> list[DepartmentRead]:
+    codes = {a.id: a.code for a in geo_repository(session).areas()}
+    return [DepartmentRead.of(d, codes) for d in repo.departments(session, kind)]
+
+
+@router.get("/departments/{code}", response_model=DepartmentRead, summary="One department")
+def get_department(code: str, _: Principal = Depends(allow(*STAFF)),
+                   session: Session = Depends(get_session)) -> DepartmentRead:
+    d = service.get_department(session=session, code=code)
+    codes = {a.id: a.code for a in geo_repository(session).areas()}
+    return DepartmentRead.of(d, codes)
+
+
+@router.get("/persons", response_model=Page[PersonRead], summary="Persons (masked unless your role needs them)")
+def list_persons(request: Request, area: str | None = Query(None, description="street, community or grid code"),
+                 building_id: int | None = None, name: str | None = None, id_number: str | None = None,
+                 household_no: str | None = None, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+                 p: Principal = Depends(allow(*PERSON_READERS)),
+                 session: Session = Depends(get_session)) -> Page[PersonRead]:
+    level, area_id = _area_filter(session, area)
+    q = repo.persons_query(level=level, area_id=area_id, building_id=building_id, name=name,
+                           id_number=id_number.upper() if id_number else None, household_no=household_no)
+    rows, total = page_of(session, q, page, page_size)
+    masked = not p.sees_pii
+    if not masked:
+        _audit_unmasked(request, p, "person", [r.id for r in rows], PERSON_PII)
+    return Page(items=[PersonRead.of(r, masked=masked) for r in rows], total=total, page=page, page_size=page_size)
+
+
+@router.get("/persons/{person_id}", response_model=PersonRead, summary="One person")
+def get_person(request: Request, person_id: int, p: Principal = Depends(allow(*PERSON_READERS)),
+               session: Session = Depends(get_session)) -> PersonRead:
+    person = service.get_person(session=session, person_id=person_id)
+    if p.sees_pii:
+        _audit_unmasked(request, p, "person", [person.id], PERSON_PII)
+    return PersonRead.of(person, masked=not p.sees_pii)
+
+
+@router.post("/persons", response_model=PersonRead, status_code=201, summary="Register a person")
+def create_person(request: Request, body: PersonCreate, p: Principal = Depends(allow("data_officer")),
+                  session: Session = Depends(get_session)) -> PersonRead:
+    person = service.create_person(session=session, **body.model_dump())
+    session.commit()
+    _audit_unmasked(request, p, "person", [person.id], PERSON_PII)
+    return PersonRead.of(person, masked=False)
+
+
+@router.get("/legal-entities", response_model=Page[EntityRead], summary="Legal entities (representatives masked)")
+def list_entities(request: Request, area: str | None = Query(None, description="street, community or grid code"),
+                  entity_type: str | None = None, industry_code: str | None = None,
+                  name: str | None = Query(None, description="part of the name"), uscc: str | None = None,
+                  page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+                  p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[EntityRead]:
+    level, area_id = _area_filter(session, area)
+    q = repo.entities_query(level=level, area_id=area_id, entity_type=entity_type, industry_code=industry_code,
+                            name=name, uscc=uscc.upper() if uscc else None)
+    rows, total = page_of(session, q, page, page_size)
+    masked = not p.sees_pii
+    if not masked:
+        _audit_unmasked(request, p, "legal_entity", [r.id for r in rows], ENTITY_PII)
+    return Page(items=[EntityRead.of(r, masked=masked) for r in rows], total=total, page=page, page_size=page_size)
+
+
+@router.get("/legal-entities/{entity_id}", response_model=EntityRead, summary="One legal entity")
+def get_entity(request: Request, entity_id: int, p: Principal = Depends(allow(*STAFF)),
+               session: Session = Depends(get_session)) -> EntityRead:
+    e = service.get_entity(session=session, entity_id=entity_id)
+    if p.sees_pii:
+        _audit_unmasked(request, p, "legal_entity", [e.id], ENTITY_PII)
+    return EntityRead.of(e, masked=not p.sees_pii)
+
+
+@router.post("/legal-entities", response_model=EntityRead, status_code=201, summary="Register a legal entity")
+def create_entity(request: Request, body: EntityCreate, p: Principal = Depends(allow("data_officer")),
+                  session: Session = Depends(get_session)) -> EntityRead:
+    e = service.create_entity(session=session, **body.model_dump())
+    session.commit()
+    _audit_unmasked(request, p, "legal_entity", [e.id], ENTITY_PII)
+    return EntityRead.of(e, masked=False)
+
+
+_VALIDATORS = {"id_number": validate_id_number, "uscc": validate_uscc, "admin_code": validate_admin_code}
+
+
+@router.get("/identifiers/check", response_model=IdentifierCheck, summary="Check a national identifier")
+def check_identifier(kind: str = Query(..., pattern="^(id_number|uscc|admin_code)$"),
+                     value: str = Query(..., max_length=40), _: Principal = Depends(allow(PUBLIC))) -> IdentifierCheck:
+    try:
+        norm = _VALIDATORS[kind](value)
+    except InvalidIdentifier as exc:
+        return IdentifierCheck(kind=kind, value=value, valid=False, error=exc.detail,
+                               position=exc.extra.get("position"), fix=exc.fix)
+    except InvalidInput as exc:  # pragma: no cover - validators raise InvalidIdentifier
+        return IdentifierCheck(kind=kind, value=value, valid=False, error=exc.detail, fix=exc.fix)
+    return IdentifierCheck(kind=kind, value=value, valid=True, normalized=norm)
+
+
+@router.get("/stats", summary="Counts of the registries and the spatial base")
+def stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> dict:
+    g = geo_repository(session)
+    district = g.areas(level="district")
+    return {"district": {"code": district[0].code, "name": district[0].name} if district else None,
+            "areas": g.area_counts(), **repo.counts(session)}

@@ -1,0 +1,116 @@
+"""Users and bearer tokens. Tokens are random secrets; only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from citybase.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from citybase.core.timeutil import as_utc, utcnow
+from citybase.security.models import ApiToken, User
+from citybase.security.roles import PII_ROLES, check_roles
+
+TOKEN_PREFIX = "cb_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: anonymous when user_id is None."""
+
+    user_id: int | None
+    username: str
+    roles: frozenset[str]
+    department_id: int | None = None
+
+    @property
+    def sees_pii(self) -> bool:
+        return bool(self.roles & PII_ROLES)
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user_id}:{self.username}" if self.user_id else "anonymous"
+
+
+ANONYMOUS = Principal(None, "anonymous", frozenset())
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(session: Session, *, username: str, display_name: str, roles: list[str],
+                department_id: int | None = None) -> User:
+    """Add a user (flushes, does not commit); Conflict if the username is taken."""
+    try:
+        check_roles(roles)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), fix="Use only the listed roles.") from None
+    if session.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"username {username!r} is taken", fix="Choose another username.")
+    user = User(username=username, display_name=display_name, roles=",".join(roles),
+                department_id=department_id, active=True, created_at=utcnow())
+    session.add(user)
+    session.flush()
+    return user
+
+
+def issue_token(session: Session, user: User, *, name: str = "default",
+                expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    """A new token for the user; the secret is returned once and never stored."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, token_hash=hash_token(secret), prefix=secret[:10], name=name,
+                     created_at=utcnow(), expires_at=expires_at)
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    """Mark a token revoked (idempotent)."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no token with id {token_id}", fix="List tokens with GET /api/v1/users/{id}/tokens.")
+    token.revoked_at = token.revoked_at or utcnow()
+    return token
+
+
+def authenticate(session: Session, secret: str) -> Principal:
+    """The principal a bearer secret stands for; Unauthenticated if unknown, revoked, expired or inactive."""
+    fix = "Send 'Authorization: Bearer <token>' with a valid token; ask an admin for a new one."
+    row = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None:
+        raise Unauthenticated("the bearer token is not known", fix=fix)
+    token, user = row
+    if token.revoked_at is not None:
+        raise Unauthenticated("the bearer token has been revoked", fix=fix)
+    if token.expires_at is not None and as_utc(token.expires_at) <= utcnow():
+        raise Unauthenticated("the bearer token has expired", fix=fix)
+    if not user.active:
+        raise Unauthenticated("the user is deactivated", fix="Ask an admin to reactivate the account.")
+    return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id)
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}", fix="List users with GET /api/v1/users.")
+    return user
+
+
+def user_tokens(session: Session, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)) or 0

@@ -1,0 +1,1 @@
+"""Storage: engines (SQLite default, PostgreSQL/PostGIS), sessions, migrations, bulk loading."""

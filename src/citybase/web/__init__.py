@@ -1,0 +1,1 @@
+"""The pages people use, served by the same process with assets from installed packages."""
