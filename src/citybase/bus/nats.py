@@ -64,15 +64,14 @@ def _describe(exc: BaseException) -> str:
 
 
 def _redact(url: str) -> str:
-    """The URL without a password, for error messages."""
+    """The URL without user, password or token, for error messages."""
     try:
         parts = urlsplit(url)
     except ValueError:
+        return "<unparsable NATS URL>"
+    if "@" not in parts.netloc:
         return url
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 class _NatsDelivery(Delivery):
@@ -81,12 +80,15 @@ class _NatsDelivery(Delivery):
         self.event, self.attempt = event, attempt
 
     def ack(self) -> None:
+        """Acknowledge and wait until JetStream has recorded it."""
         self._sub._bus._call(self._sub._settle(self._msg, "ack"))
 
     def nak(self) -> None:
+        """Ask JetStream to redeliver it now."""
         self._sub._bus._call(self._sub._settle(self._msg, "nak"))
 
     def reject(self, reason: str) -> None:
+        """Copy it to the dead-letter stream with the reason, then terminate it (no redelivery)."""
         bus = self._sub._bus
         bus._call(bus._dead_letter(self._msg, reason, self._sub._durable))
         bus._call(self._sub._settle(self._msg, "term"))
@@ -102,6 +104,7 @@ class _NatsSubscription(Subscription):
         self._closed = False
 
     def fetch(self, batch: int = 10, timeout: float = 1.0) -> list[Delivery]:
+        """Pull up to ``batch`` deliveries; dead-letters malformed and over-delivered messages on the way."""
         if self._closed:
             raise RuntimeError(f"subscription {self._durable!r} is closed")
         if batch < 1:
@@ -109,6 +112,7 @@ class _NatsSubscription(Subscription):
         return self._bus._call(self._fetch(batch, timeout), timeout + OP_TIMEOUT)
 
     def close(self) -> None:
+        """Nak what was fetched but not settled and unsubscribe; the durable consumer stays on the server."""
         if self._closed:
             return
         self._closed = True
