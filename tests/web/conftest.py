@@ -126,6 +126,7 @@ class Visit:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
 
     def foreign_requests(self) -> list[str]:
         return [u for u in self.requests
@@ -154,6 +155,7 @@ def visit(browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]:
         page.set_default_timeout(10_000)
         v = Visit(page)
         page.on("request", lambda r: v.requests.append(r.url))
+        page.on("response", lambda r: v.bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.on("requestfailed", lambda r: v.failed.append(f"{r.url}: {r.failure}"))
         page.on("console", lambda m: v.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: v.page_errors.append(str(e)))

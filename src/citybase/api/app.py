@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
@@ -24,6 +26,22 @@ API_PREFIX = "/api/v1"
 DOC_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 
 
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str
+    methods: frozenset[str]
+    allow: Allow | None
+
+
+def api_routes(app: FastAPI) -> list[RouteInfo]:
+    """Every API route with its full path (prefixes of included routers applied) and its Allow."""
+    out = []
+    for ctx in iter_route_contexts(app.routes):
+        if isinstance(ctx.original_route, APIRoute) and ctx.path not in DOC_PAGES:
+            out.append(RouteInfo(ctx.path, frozenset(ctx.methods or ()), route_allow(ctx.original_route)))
+    return out
+
+
 def route_allow(route: APIRoute) -> Allow | None:
     """The Allow declaration among a route's dependencies, if any."""
     stack = list(route.dependant.dependencies)
@@ -37,8 +55,7 @@ def route_allow(route: APIRoute) -> Allow | None:
 
 def check_every_route_declares_access(app: FastAPI) -> None:
     """Deny by default: refuse to build an app with a route that does not say who may call it."""
-    missing = [f"{sorted(r.methods)} {r.path}" for r in app.routes
-               if isinstance(r, APIRoute) and r.path not in DOC_PAGES and route_allow(r) is None]
+    missing = [f"{sorted(r.methods)} {r.path}" for r in api_routes(app) if r.allow is None]
     if missing:
         raise RuntimeError(f"routes without an Allow(...) declaration: {', '.join(missing)}")
 

@@ -7,6 +7,13 @@
   const map = L.map("map", { zoomSnap: 0.25, attributionControl: false });
   const fmt = new Intl.NumberFormat(window.CITYBASE_LANG === "en" ? "en-US" : "zh-CN");
 
+  // Names go into the map as text nodes, never as HTML.
+  function textNode(s) {
+    const span = document.createElement("span");
+    span.textContent = s;
+    return span;
+  }
+
   async function getJSON(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" } });
     if (!r.ok) throw new Error(url + " → " + r.status);
@@ -32,12 +39,12 @@
     const colour = {};
     streets.features.forEach((f, i) => { colour[f.properties.code] = palette[i % palette.length]; });
     const gridLayer = L.geoJSON(grids, {
-      style: (f) => ({ color: "#ffffff", weight: 0.6, fillColor: colour[f.properties.parent_code.slice(0, 9)] || "#999",
-                       fillOpacity: 0.55 }),
-      onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+      style: (f) => ({ className: "cb-grid", color: "#ffffff", weight: 0.6,
+                       fillColor: colour[f.properties.parent_code.slice(0, 9)] || "#999", fillOpacity: 0.55 }),
+      onEachFeature: (f, layer) => layer.bindTooltip(textNode(f.properties.name), { sticky: true }),
     });
     const streetLayer = L.geoJSON(streets, {
-      style: (f) => ({ color: "#0f3057", weight: 2.2, fill: !document.getElementById("show-grids").checked,
+      style: (f) => ({ className: "cb-street", color: "#0f3057", weight: 2.2, fill: !document.getElementById("show-grids").checked,
                        fillColor: colour[f.properties.code], fillOpacity: 0.5 }),
       interactive: false,
     });
@@ -47,7 +54,7 @@
     streetLayer.eachLayer((layer) => {
       const f = layer.feature;
       L.tooltip({ permanent: true, direction: "center", className: "street-label" })
-        .setLatLng(layer.getBounds().getCenter()).setContent(f.properties.name).addTo(map);
+        .setLatLng(layer.getBounds().getCenter()).setContent(textNode(f.properties.name)).addTo(map);
     });
     const list = document.getElementById("street-list");
     streets.features.forEach((f) => {
@@ -63,18 +70,32 @@
     document.body.dataset.mapReady = String(grids.features.length);
   }
 
+  let lastClick = 0;
   map.on("click", async (e) => {
     const out = document.getElementById("located");
-    const r = await fetch(`/api/v1/locate?lon=${e.latlng.lng.toFixed(6)}&lat=${e.latlng.lat.toFixed(6)}`);
-    const body = await r.json();
-    if (!r.ok) { out.textContent = T.outside; return; }
+    const mine = ++lastClick;
+    let r, body;
+    try {
+      r = await fetch(`/api/v1/locate?lon=${e.latlng.lng.toFixed(6)}&lat=${e.latlng.lat.toFixed(6)}`);
+      body = await r.json();
+    } catch (err) {
+      console.warn("locate failed", err);
+      return;
+    }
+    if (mine !== lastClick) return;  // a later click already answered
+    if (!r.ok) { map.closePopup(); out.textContent = T.outside; return; }
     out.innerHTML = "";
     for (const [k, label] of [["street", T.street], ["community", T.community], ["grid", T.grid]]) {
       const div = document.createElement("div");
       div.textContent = `${label}: ${body[k].name} (${body[k].code})`;
       out.appendChild(div);
     }
-    L.popup().setLatLng(e.latlng).setContent(`${body.grid.name}<br>${body.grid.code}`).openOn(map);
+    const tip = document.createElement("div");
+    tip.className = "located-popup";
+    for (const line of [body.grid.name, body.grid.code]) {
+      tip.appendChild(document.createElement("div")).textContent = line;
+    }
+    L.popup().setLatLng(e.latlng).setContent(tip).openOn(map);
   });
 
   loadStats().catch((err) => console.error(err));
