@@ -139,7 +139,7 @@ class Visit:
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / name
-        self.page.screenshot(path=str(path))
+        self.page.screenshot(path=str(path), animations="disabled")
         return path
 
 
@@ -157,7 +157,8 @@ def visit(browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]:
         page.on("request", lambda r: v.requests.append(r.url))
         page.on("response", lambda r: v.bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.on("requestfailed", lambda r: v.failed.append(f"{r.url}: {r.failure}"))
-        page.on("console", lambda m: v.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: v.console_errors.append(f"{m.text} [{m.location.get('url', '')}]")
+                if m.type == "error" else None)
         page.on("pageerror", lambda e: v.page_errors.append(str(e)))
         page.goto(site.url(path), wait_until="load")
         return v

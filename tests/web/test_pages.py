@@ -171,6 +171,16 @@ def test_english_page_shows_english_labels(visit, site: Site) -> None:
 
     page.evaluate("() => document.fonts.ready")
     v.screenshot("en.png")
+
+    box = map_box(v)
+    point = click_map(v, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expected = site.get_json(f"/api/v1/locate?lon={point['lon']}&lat={point['lat']}")
+    page.wait_for_function("() => document.querySelectorAll('#located .row').length === 3")
+    assert located_rows(v) == [["Street", expected["street"]["name"], expected["street"]["code"]],
+                               ["Community", expected["community"]["name"], expected["community"]["code"]],
+                               ["Grid", expected["grid"]["name"], expected["grid"]["code"]]]
+    page.mouse.move(VIEWPORT["width"] - 10, VIEWPORT["height"] - 10)
+    v.screenshot("en-located.png")
     assert_clean(v)
 
 
@@ -180,6 +190,12 @@ def click_map(v: Visit, x: float, y: float) -> dict[str, float]:
         v.page.mouse.click(x, y)
     query = parse_qs(urlsplit(answer.value.url).query)
     return {"lon": float(query["lon"][0]), "lat": float(query["lat"][0])}
+
+
+def located_rows(v: Visit) -> list[list[str]]:
+    """What #located shows, one [label, name, code] per level."""
+    return v.page.eval_on_selector_all(
+        "#located .row", "rows => rows.map(r => Array.from(r.children, c => c.textContent.trim()))")
 
 
 def bounds(features: list[dict[str, Any]]) -> tuple[float, float, float, float]:
@@ -209,10 +225,10 @@ def test_clicking_the_map_centre_names_its_street_community_and_grid(visit, site
     expected = site.get_json(f"/api/v1/locate?lon={point['lon']}&lat={point['lat']}")
     page.wait_for_function("code => document.getElementById('located').textContent.includes(code)",
                            arg=expected["grid"]["code"])
-    assert texts(v, "#located > div") == [
-        f"街镇: {expected['street']['name']} ({expected['street']['code']})",
-        f"居村: {expected['community']['name']} ({expected['community']['code']})",
-        f"网格: {expected['grid']['name']} ({expected['grid']['code']})",
+    assert located_rows(v) == [
+        ["街镇", expected["street"]["name"], expected["street"]["code"]],
+        ["居村", expected["community"]["name"], expected["community"]["code"]],
+        ["网格", expected["grid"]["name"], expected["grid"]["code"]],
     ]
     # The answer is the grid the point is really in, inside its community, inside its street.
     assert shape(grids[expected["grid"]["code"]]["geometry"]).intersects(Point(point["lon"], point["lat"]))
@@ -222,6 +238,7 @@ def test_clicking_the_map_centre_names_its_street_community_and_grid(visit, site
     popup = page.locator(".leaflet-popup-content")
     assert popup.inner_text().split("\n") == [expected["grid"]["name"], expected["grid"]["code"]]
 
+    page.mouse.move(VIEWPORT["width"] - 10, VIEWPORT["height"] - 10)  # off the map: no hover tooltip
     page.evaluate("() => document.fonts.ready")
     v.screenshot("zh-located.png")
     assert_clean(v)
@@ -236,9 +253,12 @@ def test_clicking_outside_the_district_says_so(visit, site: Site) -> None:
     page = v.page
     page.wait_for_function("() => document.getElementById('located').textContent !== ''")
     assert page.locator("#located").inner_text() == "不在辖区网格内"
+    assert located_rows(v) == []
     assert page.locator(".leaflet-popup").count() == 0
-    # The 404 of /locate is the page's expected answer here, not a failure.
+    # The 404 of /locate (and Chromium's console line about it) is the expected answer here, not a failure.
+    assert [b for b in v.bad_responses if "/api/v1/locate" in b], "the page did not ask /api/v1/locate"
     v.bad_responses = [b for b in v.bad_responses if "/api/v1/locate" not in b]
+    v.console_errors = [e for e in v.console_errors if not ("404" in e and "/api/v1/locate" in e)]
     assert any(f"lon={point['lon']:.6f}" in u for u in v.requests)
     assert_clean(v)
 

@@ -21,7 +21,7 @@ import shapely
 from shapely.geometry import MultiPoint, MultiPolygon, Polygon, mapping
 from sqlalchemy import Engine, text
 
-from citybase.core.ids import USCC_CHARS, id_check_char, org_code_check_char, uscc_check_char
+from citybase.core.ids import USCC_CHARS, org_code_check_char, uscc_check_char
 from citybase.demo import vocab
 from citybase.geo.address import normalize
 from citybase.storage.db import bulk_insert

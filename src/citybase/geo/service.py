@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput, NotFound
@@ -148,6 +148,33 @@ def match_address(*, session: Session, text: str, limit: int = 5) -> list[Match]
     if not text or not text.strip():
         raise InvalidInput("the address text is empty", fix="Give an address such as 漕溪北路398弄12号.")
     return address_index(session=session).match(text, limit=limit)
+
+
+def area_codes(*, session: Session) -> dict[int, str]:
+    """Every area's code by its id."""
+    return {a.id: a.code for a in geo_repository(session).areas()}
+
+
+def area_counts(*, session: Session) -> dict[str, int]:
+    """How many areas of each level."""
+    return geo_repository(session).area_counts()
+
+
+def district(*, session: Session) -> Area | None:
+    """The district at the root of the area tree, if the city is loaded."""
+    found = geo_repository(session).areas(level="district")
+    return found[0] if found else None
+
+
+def building_count(*, session: Session) -> int:
+    return geo_repository(session).count(geo_repository(session).buildings_query())
+
+
+def building_ids_in_area(area: Area) -> Select:
+    """A subquery of the ids of buildings inside a street, community or grid (for other domains' filters)."""
+    col = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}.get(area.level)
+    q = select(Building.id)
+    return q.where(col == area.id) if col is not None else q
 
 
 def get_building(*, session: Session, building_id: int) -> Building:

@@ -5,21 +5,15 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from citybase.geo.models import Building
 from citybase.registry.models import Department, LegalEntity, Person
 
-_AREA_COLUMN = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}
 
-
-def _in_area(q: Select, fk, level: str | None, area_id: int | None) -> Select:
-    if area_id is None or level not in _AREA_COLUMN:
-        return q
-    return q.join(Building, Building.id == fk).where(_AREA_COLUMN[level] == area_id)
-
-
-def persons_query(*, level: str | None = None, area_id: int | None = None, building_id: int | None = None,
+def persons_query(*, buildings: Select | None = None, building_id: int | None = None,
                   name: str | None = None, id_number: str | None = None, household_no: str | None = None) -> Select:
-    q = _in_area(select(Person).order_by(Person.id), Person.building_id, level, area_id)
+    """Persons filtered; ``buildings`` is a subquery of building ids (from the spatial base) to live in."""
+    q = select(Person).order_by(Person.id)
+    if buildings is not None:
+        q = q.where(Person.building_id.in_(buildings))
     if building_id is not None:
         q = q.where(Person.building_id == building_id)
     if name:
@@ -31,9 +25,11 @@ def persons_query(*, level: str | None = None, area_id: int | None = None, build
     return q
 
 
-def entities_query(*, level: str | None = None, area_id: int | None = None, entity_type: str | None = None,
+def entities_query(*, buildings: Select | None = None, entity_type: str | None = None,
                    industry_code: str | None = None, name: str | None = None, uscc: str | None = None) -> Select:
-    q = _in_area(select(LegalEntity).order_by(LegalEntity.id), LegalEntity.building_id, level, area_id)
+    q = select(LegalEntity).order_by(LegalEntity.id)
+    if buildings is not None:
+        q = q.where(LegalEntity.building_id.in_(buildings))
     if entity_type:
         q = q.where(LegalEntity.entity_type == entity_type)
     if industry_code:
@@ -68,5 +64,4 @@ def counts(session: Session) -> dict[str, int]:
     def n(model: type) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
-    return {"persons": n(Person), "legal_entities": n(LegalEntity), "departments": n(Department),
-            "buildings": n(Building)}
+    return {"persons": n(Person), "legal_entities": n(LegalEntity), "departments": n(Department)}

@@ -10,7 +10,6 @@ from citybase.core.errors import InvalidIdentifier, InvalidInput
 from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
 from citybase.core.schemas import Page
 from citybase.geo import service as geo
-from citybase.geo.repository import geo_repository
 from citybase.registry import repository as repo
 from citybase.registry import service
 from citybase.registry.schemas import (
@@ -40,17 +39,17 @@ def _audit_unmasked(request: Request, p: Principal, subject_type: str, ids: list
                      fields=fields, request_id=request_id(request))
 
 
-def _area_filter(session: Session, code: str | None) -> tuple[str | None, int | None]:
+def _area_filter(session: Session, code: str | None):
+    """The building-id subquery for an area code, or None without a code."""
     if not code:
-        return None, None
-    a = geo.get_area(session=session, code=code)
-    return a.level, a.id
+        return None
+    return geo.building_ids_in_area(geo.get_area(session=session, code=code))
 
 
 @router.get("/departments", response_model=list[DepartmentRead], summary="Departments and their duties")
 def list_departments(kind: str | None = None, _: Principal = Depends(allow(*STAFF)),
                      session: Session = Depends(get_session)) -> list[DepartmentRead]:
-    codes = {a.id: a.code for a in geo_repository(session).areas()}
+    codes = geo.area_codes(session=session)
     return [DepartmentRead.of(d, codes) for d in repo.departments(session, kind)]
 
 
@@ -58,7 +57,7 @@ def list_departments(kind: str | None = None, _: Principal = Depends(allow(*STAF
 def get_department(code: str, _: Principal = Depends(allow(*STAFF)),
                    session: Session = Depends(get_session)) -> DepartmentRead:
     d = service.get_department(session=session, code=code)
-    codes = {a.id: a.code for a in geo_repository(session).areas()}
+    codes = geo.area_codes(session=session)
     return DepartmentRead.of(d, codes)
 
 
@@ -68,8 +67,7 @@ def list_persons(request: Request, area: str | None = Query(None, description="s
                  household_no: str | None = None, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
                  p: Principal = Depends(allow(*PERSON_READERS)),
                  session: Session = Depends(get_session)) -> Page[PersonRead]:
-    level, area_id = _area_filter(session, area)
-    q = repo.persons_query(level=level, area_id=area_id, building_id=building_id, name=name,
+    q = repo.persons_query(buildings=_area_filter(session, area), building_id=building_id, name=name,
                            id_number=id_number.upper() if id_number else None, household_no=household_no)
     rows, total = page_of(session, q, page, page_size)
     masked = not p.sees_pii
@@ -102,8 +100,7 @@ def list_entities(request: Request, area: str | None = Query(None, description="
                   name: str | None = Query(None, description="part of the name"), uscc: str | None = None,
                   page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
                   p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[EntityRead]:
-    level, area_id = _area_filter(session, area)
-    q = repo.entities_query(level=level, area_id=area_id, entity_type=entity_type, industry_code=industry_code,
+    q = repo.entities_query(buildings=_area_filter(session, area), entity_type=entity_type, industry_code=industry_code,
                             name=name, uscc=uscc.upper() if uscc else None)
     rows, total = page_of(session, q, page, page_size)
     masked = not p.sees_pii
@@ -148,7 +145,6 @@ def check_identifier(kind: str = Query(..., pattern="^(id_number|uscc|admin_code
 
 @router.get("/stats", summary="Counts of the registries and the spatial base")
 def stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> dict:
-    g = geo_repository(session)
-    district = g.areas(level="district")
-    return {"district": {"code": district[0].code, "name": district[0].name} if district else None,
-            "areas": g.area_counts(), **repo.counts(session)}
+    d = geo.district(session=session)
+    return {"district": {"code": d.code, "name": d.name} if d else None, "areas": geo.area_counts(session=session),
+            "buildings": geo.building_count(session=session), **repo.counts(session)}

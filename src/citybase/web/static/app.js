@@ -83,12 +83,20 @@
       return;
     }
     if (mine !== lastClick) return;  // a later click already answered
-    if (!r.ok) { map.closePopup(); out.textContent = T.outside; return; }
+    if (!r.ok) {
+      map.closePopup();
+      out.innerHTML = "";
+      out.appendChild(document.createElement("div")).className = "outside";
+      out.firstChild.textContent = T.outside;
+      return;
+    }
     out.innerHTML = "";
     for (const [k, label] of [["street", T.street], ["community", T.community], ["grid", T.grid]]) {
-      const div = document.createElement("div");
-      div.textContent = `${label}: ${body[k].name} (${body[k].code})`;
-      out.appendChild(div);
+      const row = out.appendChild(document.createElement("div"));
+      row.className = "row " + k;
+      row.appendChild(document.createElement("span")).textContent = label;
+      row.appendChild(document.createElement("b")).textContent = body[k].name;
+      row.appendChild(document.createElement("code")).textContent = body[k].code;
     }
     const tip = document.createElement("div");
     tip.className = "located-popup";
