@@ -101,7 +101,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def chromium_browser() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
@@ -144,12 +144,12 @@ class Visit:
 
 
 @pytest.fixture
-def visit(browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]:
+def visit(chromium_browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]:
     """Open a path of the site in a fresh 1400x900 browser context; returns the recorded Visit."""
     contexts: list[Any] = []
 
     def open_(path: str) -> Visit:
-        ctx = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+        ctx = chromium_browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         contexts.append(ctx)
         page = ctx.new_page()
         page.set_default_timeout(10_000)

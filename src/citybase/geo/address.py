@@ -14,6 +14,7 @@ _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四":
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[弄号幢栋室楼])")
 _NOISE = re.compile(r"[\s,，。、·\-—()（）]+")
 _ROAD = re.compile(r"^(.+?(?:大道|公路|支路|路|街|巷))")
+_NUMBERS = re.compile(r"\d+")
 
 
 def _cn_to_int(s: str) -> int:
@@ -67,6 +68,12 @@ class AddressIndex:
             self.by_road[road].append((key, bid, address))
         self.roads = list(self.by_road)
         self._road_keys = {r: [k for k, _, _ in v] for r, v in self.by_road.items()}
+        # Within a road, buildings by the numbers of their address (弄 and 号): a fuzzy query that
+        # keeps its numbers is scored against a handful of keys instead of the whole road.
+        self._by_numbers: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+        for r, entries in self.by_road.items():
+            for pos, (k, _, _) in enumerate(entries):
+                self._by_numbers[(r, tuple(_NUMBERS.findall(k[len(r):])))].append(pos)
 
     def __len__(self) -> int:
         return len(self.by_key)
@@ -81,8 +88,11 @@ class AddressIndex:
         roads = process.extract(road, self.roads, scorer=fuzz.ratio, limit=3, score_cutoff=50)
         found: list[Match] = []
         for rname, rscore, _ in roads:
+            numbers = tuple(_NUMBERS.findall(key[len(road):] if key.startswith(road) else key))
+            same = self._by_numbers.get((rname, numbers))
             keys = self._road_keys[rname]
-            for _k, score, pos in process.extract(key, keys, scorer=fuzz.ratio, limit=limit, score_cutoff=min_score):
+            pool = {p: keys[p] for p in same} if same else keys
+            for _k, score, pos in process.extract(key, pool, scorer=fuzz.ratio, limit=limit, score_cutoff=min_score):
                 _, bid, address = self.by_road[rname][pos]
                 found.append(Match(bid, address, round(score * (0.5 + rscore / 200), 1), "fuzzy"))
         found.sort(key=lambda m: -m.score)

@@ -40,14 +40,21 @@ class GridIndex:
         ys = miny + np.arange(ny) / sy
         gx, gy = np.meshgrid(xs, ys)  # row-major: cell index = iy * nx + ix
         boxes = shapely.box(gx.ravel(), gy.ravel(), gx.ravel() + 1 / sx, gy.ravel() + 1 / sy)
-        tree = shapely.STRtree(arr)
         ncell = nx * ny
+        # A cell crossed by no grid boundary lies wholly inside one grid (or wholly outside all):
+        # its centre tells which. Line intersection is far cheaper than polygon containment.
+        edges = shapely.STRtree(shapely.boundary(arr))
+        crossed = np.zeros(ncell, dtype=bool)
+        crossed[np.unique(edges.query(boxes, predicate="intersects")[0])] = True
+        tree = shapely.STRtree(arr)
         owner = np.full(ncell, -1, dtype=np.int64)
-        inside_cell, inside_grid = tree.query(boxes, predicate="within")
-        owner[inside_cell] = inside_grid
-        hit_cell, hit_grid = tree.query(boxes, predicate="intersects")
-        mixed = owner[hit_cell] < 0
-        hit_cell, hit_grid = hit_cell[mixed], hit_grid[mixed]
+        clean = np.flatnonzero(~crossed)
+        centres = shapely.points(gx.ravel()[clean] + 0.5 / sx, gy.ravel()[clean] + 0.5 / sy)
+        c_idx, c_grid = tree.query(centres, predicate="intersects")
+        owner[clean[c_idx]] = c_grid
+        mixed_cells = np.flatnonzero(crossed)
+        hit_cell, hit_grid = tree.query(boxes[mixed_cells], predicate="intersects")
+        hit_cell = mixed_cells[hit_cell]
         order = np.argsort(hit_cell, kind="stable")
         hit_cell, hit_grid = hit_cell[order], hit_grid[order]
         counts = np.bincount(hit_cell, minlength=ncell)

@@ -20,7 +20,7 @@ from citybase.geo.lookup import GridIndex
 from citybase.geo.models import LEVELS, Area, Building
 from citybase.geo.repository import geo_repository
 
-_cache: dict[tuple[str, str], Any] = {}
+_cache: dict[tuple[Any, str], Any] = {}
 _cache_lock = threading.Lock()
 
 
@@ -32,7 +32,7 @@ def reset_caches() -> None:
 
 def _cached(session: Session, name: str, build: Any) -> Any:
     bind: Engine = session.get_bind()  # type: ignore[assignment]
-    key = (str(bind.url), name)
+    key = (bind.url, name)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
