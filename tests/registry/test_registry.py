@@ -1,3 +1,5 @@
+import json
+
 """Registries through the API: validation, masking by role, audited unmasked reads, filters."""
 
 from sqlalchemy.orm import Session
@@ -77,6 +79,12 @@ def test_register_a_person_from_an_address_in_words(client, city):
     assert got["birth_date"] == "2000-02-29"
     again = client.post("/api/v1/persons", json=body, headers=city.auth("dataofficer"))
     assert again.status_code == 409
+    # The rest of the city hears of it, with who caused it and no personal fields.
+    sub = client.app.state.bus.subscribe("citybase.registry.>", durable=f"t-{got['id']}")
+    events = [d.event for d in sub.fetch(batch=100, timeout=0.2)]
+    mine = [e for e in events if e.data.get("person_id") == got["id"]]
+    assert len(mine) == 1 and mine[0].subject == "citybase.registry.person_registered"
+    assert mine[0].context.user_id is not None and idn not in json.dumps(mine[0].data)
 
 
 def test_bad_id_number_is_rejected_naming_the_wrong_character(client, city):
