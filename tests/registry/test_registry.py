@@ -1,6 +1,6 @@
-import json
-
 """Registries through the API: validation, masking by role, audited unmasked reads, filters."""
+
+import json
 
 from sqlalchemy.orm import Session
 
