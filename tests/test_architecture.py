@@ -13,10 +13,11 @@ ALLOWED = {
     "security": {"core", "storage"},
     "geo": {"core", "storage", "bus", "security"},
     "registry": {"core", "storage", "bus", "security", "geo"},
-    "demo": {"core", "storage", "security", "geo", "registry"},
+    "ops": {"core", "storage", "bus", "security", "geo", "registry"},
+    "demo": {"core", "storage", "security", "geo", "registry", "ops"},
     "web": {"core", "security"},
-    "api": {"core", "storage", "bus", "security", "geo", "registry", "web"},
-    "cli": {"core", "storage", "bus", "security", "geo", "registry", "demo", "api"},
+    "api": {"core", "storage", "bus", "security", "geo", "registry", "ops", "web"},
+    "cli": {"core", "storage", "bus", "security", "geo", "registry", "ops", "demo", "api"},
 }
 
 

@@ -42,4 +42,4 @@ def test_unknown_size_is_a_usage_error(tmp_path):
 
 def test_db_upgrade_reports_the_revision(tmp_path):
     r = _cli(["db", "upgrade"], tmp_path)
-    assert r.returncode == 0 and "revision 0001" in r.stdout
+    assert r.returncode == 0 and "revision 0002" in r.stdout

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -14,6 +17,7 @@ from citybase.api import problems
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
+from citybase.ops.router import router as ops_router
 from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
 from citybase.security.roles import PUBLIC
@@ -21,6 +25,7 @@ from citybase.security.router import router as security_router
 from citybase.storage.db import make_engine, make_sessionmaker
 from citybase.web.router import router as web_router
 
+log = logging.getLogger("citybase.api")
 API_PREFIX = "/api/v1"
 # The interactive documentation pages (served from fastapi-offline's packaged assets) are public.
 DOC_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
@@ -60,11 +65,46 @@ def check_every_route_declares_access(app: FastAPI) -> None:
         raise RuntimeError(f"routes without an Allow(...) declaration: {', '.join(missing)}")
 
 
+def load_classifier(settings: Settings):
+    """The trained incident classifier in the data folder, or None (keyword suggestions then)."""
+    path = Path(settings.data_dir) / "classifier.joblib"
+    if not path.exists():
+        return None
+    from citybase.ops.classifier import TextClassifier
+
+    try:
+        return TextClassifier.load(path)
+    except (ValueError, OSError) as exc:
+        log.warning("classifier at %s not loaded: %s (retrain with `citybase ops train-classifier`)", path, exc)
+        return None
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Start the background consumers (IoT alarms, webhooks) and the supervision timer; stop them at exit."""
+    workers = []
+    if app.state.settings.workers:
+        from citybase.ops import workers as w
+
+        workers = [w.alarm_consumer(app.state.bus, app.state.sessions, app.state.classifier),
+                   w.webhook_consumer(app.state.bus, app.state.sessions),
+                   w.Supervisor(app.state.engine, app.state.bus)]
+        for t in workers:
+            t.start()
+    app.state.workers = workers
+    try:
+        yield
+    finally:
+        for t in workers:
+            t.stop()
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, bus: Bus | None = None) -> FastAPI:
     """Build the app for a database (from settings unless an engine is given) and a bus."""
     settings = settings or load_settings()
     engine = engine or make_engine(settings.database_url)
     app = FastAPIOffline(
+        lifespan=_lifespan,
         title="citybase", version=__version__,
         description="城市数字底座 — the digital foundation of a city: spatial base, registries, identity and audit.",
         docs_url="/docs", redoc_url="/redoc",
@@ -73,12 +113,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.bus = bus or connect(settings.bus_url)
+    app.state.classifier = load_classifier(settings)
     problems.install(app)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(geo_router)
     api.include_router(registry_router)
     api.include_router(security_router)
+    api.include_router(ops_router)
 
     @api.get("/health", tags=["platform"], summary="Liveness and version")
     def health(_: object = Depends(allow(PUBLIC))) -> dict[str, str]:

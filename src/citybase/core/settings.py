@@ -14,6 +14,7 @@ class Settings:
     bus_url: str
     host: str
     port: int
+    workers: bool = True  # background consumers and timers in the serving process
 
     @property
     def is_postgres(self) -> bool:
@@ -30,4 +31,5 @@ def load_settings(**overrides: object) -> Settings:
         bus_url=str(overrides.get("bus_url") or os.environ.get("CITYBASE_BUS_URL") or "memory://"),
         host=str(overrides.get("host") or os.environ.get("CITYBASE_HOST", "127.0.0.1")),
         port=int(str(overrides.get("port") or os.environ.get("CITYBASE_PORT", "8000"))),
+        workers=str(overrides.get("workers", os.environ.get("CITYBASE_WORKERS", "1"))).lower() not in ("0", "false", "no"),
     )

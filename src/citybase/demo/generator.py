@@ -149,6 +149,7 @@ class CityGenerator:
         self._buildings()
         self._persons()
         self._entities()
+        self._operations()
         self._finish()
         return self.report
 
@@ -453,6 +454,15 @@ class CityGenerator:
                                                             "established_on", "status", "created_at"], rows())
         self.report.counts["legal_entities"] = count
 
+    def _operations(self) -> None:
+        """The incident loop's category tree and responsibility rules (权责清单)."""
+        from sqlalchemy.orm import Session
+
+        from citybase.ops.service import seed_catalogue
+
+        with Session(self.engine) as session, session.begin():
+            self.report.counts["incident_categories"] = seed_catalogue(session=session)
+
     def _finish(self) -> None:
         self.progress("indexes", 0, 1)
         with self.engine.begin() as conn:
@@ -460,7 +470,8 @@ class CityGenerator:
                 conn.execute(text(
                     "UPDATE areas SET geom = ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(geometry), 4326)) WHERE geom IS NULL"))
                 conn.execute(text("UPDATE buildings SET geom = ST_SetSRID(ST_MakePoint(lon, lat), 4326) WHERE geom IS NULL"))
-                for t in ("areas", "buildings", "departments", "persons", "legal_entities"):
+                for t in ("areas", "buildings", "departments", "persons", "legal_entities", "ops_categories",
+                          "ops_routing_rules"):
                     conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
                                       f"(SELECT COALESCE(MAX(id), 1) FROM {t}))"))
                 conn.execute(text("ANALYZE"))

@@ -111,3 +111,15 @@ def get_department(*, session: Session, code: str) -> Department:
 
 def department_duties(d: Department) -> list[str]:
     return json.loads(d.duties)
+
+
+def list_departments(*, session: Session, kind: str | None = None) -> list[Department]:
+    """Every department (or those of one kind), by id."""
+    return repo.departments(session, kind)
+
+
+def get_department_by_id(*, session: Session, department_id: int) -> Department:
+    d = session.get(Department, department_id)
+    if d is None:
+        raise NotFound(f"no department with id {department_id}", fix="List departments with GET /api/v1/departments.")
+    return d

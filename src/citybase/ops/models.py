@@ -1,0 +1,195 @@
+"""Tables of the closed incident loop (一网统管)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citybase.storage.db import Base
+
+TZ = DateTime(timezone=True)
+
+
+class Category(Base):
+    __tablename__ = "ops_categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(5), unique=True)  # 2-digit major + 3-digit minor
+    name: Mapped[str] = mapped_column(String(64))
+    major: Mapped[str] = mapped_column(String(2), index=True)
+    major_name: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # component (部件) | event (事件)
+    urgent_hours: Mapped[int] = mapped_column(Integer)  # natural hours
+    normal_days: Mapped[int] = mapped_column(Integer)  # working days
+    low_days: Mapped[int] = mapped_column(Integer)  # working days
+    needs_verification: Mapped[bool] = mapped_column(Boolean)
+    dup_radius_m: Mapped[int] = mapped_column(Integer)
+    dup_window_h: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RoutingRule(Base):
+    """权责清单 entry. Rules are never edited in place: a change retires the old version and adds a new one."""
+
+    __tablename__ = "ops_routing_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_code: Mapped[str | None] = mapped_column(String(5), index=True)  # 5-digit, 2-digit major, or any
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))  # street, community or grid; None = all
+    hour_from: Mapped[int | None] = mapped_column(Integer)  # local hour window [from, to); None = all day
+    hour_to: Mapped[int | None] = mapped_column(Integer)
+    main_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    assist_department_ids: Mapped[str] = mapped_column(String(200))  # JSON list
+    precedence: Mapped[int] = mapped_column(Integer)  # lower wins among equally specific rules
+    note: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    retired_at: Mapped[datetime | None] = mapped_column(TZ)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("ops_routing_rules.id"))
+
+
+class Incident(Base):
+    __tablename__ = "ops_incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)  # api | hotline | inspector | open311 | iot
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    category_code: Mapped[str] = mapped_column(String(5), index=True)
+    category_confirmed: Mapped[bool] = mapped_column(Boolean)
+    suggested_code: Mapped[str | None] = mapped_column(String(5))
+    suggested_confidence: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text)
+    address_text: Mapped[str | None] = mapped_column(String(200))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"))
+    grid_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    street_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    reporter_name: Mapped[str | None] = mapped_column(String(32))
+    reporter_phone: Mapped[str | None] = mapped_column(String(20))
+    reporter_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    media_url: Mapped[str | None] = mapped_column(String(500))
+    main_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    routing: Mapped[str] = mapped_column(Text)  # JSON snapshot of the routing decision (rule id, why)
+    deadline_mode: Mapped[str | None] = mapped_column(String(8))  # natural | working
+    budget_seconds: Mapped[int | None] = mapped_column(Integer)
+    deadline_at: Mapped[datetime | None] = mapped_column(TZ, index=True)
+    warn_at: Mapped[datetime | None] = mapped_column(TZ)
+    suspended_at: Mapped[datetime | None] = mapped_column(TZ)
+    extension_days: Mapped[int | None] = mapped_column(Integer)  # pending request
+    extension_reason: Mapped[str | None] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    supervised_at: Mapped[datetime | None] = mapped_column(TZ)
+    satisfaction: Mapped[str | None] = mapped_column(String(16))
+    open311_token: Mapped[str | None] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TZ, index=True)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    registered_at: Mapped[datetime | None] = mapped_column(TZ)
+    dispatched_at: Mapped[datetime | None] = mapped_column(TZ)
+    first_contact_at: Mapped[datetime | None] = mapped_column(TZ)
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)
+
+    __table_args__ = (Index("ix_ops_incidents_dup", "category_code", "status", "lat", "lon"),)
+
+
+class Task(Base):
+    __tablename__ = "ops_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
+    role: Mapped[str] = mapped_column(String(8))  # main | assist
+    status: Mapped[str] = mapped_column(String(12), index=True)  # pending | accepted | done | returned | cancelled
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    accepted_at: Mapped[datetime | None] = mapped_column(TZ)
+    done_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class TimelineEntry(Base):
+    """Append-only (enforced by a trigger): who did what to an incident, when and why."""
+
+    __tablename__ = "ops_timeline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(24))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    data: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class Reporter(Base):
+    """Everyone who reported an incident (several after a merge); each is told the outcome."""
+
+    __tablename__ = "ops_reporters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    source_incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    notified_at: Mapped[datetime | None] = mapped_column(TZ)
+    outcome: Mapped[str | None] = mapped_column(String(500))
+
+
+class Supervision(Base):
+    __tablename__ = "ops_supervisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class ClassifierFeedback(Base):
+    __tablename__ = "ops_classifier_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    suggested_code: Mapped[str | None] = mapped_column(String(5))
+    chosen_code: Mapped[str] = mapped_column(String(5))
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class Webhook(Base):
+    __tablename__ = "ops_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(64))
+    events: Mapped[str] = mapped_column(String(200))  # subject pattern, e.g. citybase.ops.incident.>
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "ops_webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("ops_webhooks.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(40), index=True)
+    subject: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))  # delivered | failed | gave_up
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(TZ)
