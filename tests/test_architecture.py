@@ -14,7 +14,7 @@ ALLOWED = {
     "geo": {"core", "storage", "bus", "security"},
     "registry": {"core", "storage", "bus", "security", "geo"},
     "ops": {"core", "storage", "bus", "security", "geo", "registry"},
-    "demo": {"core", "storage", "security", "geo", "registry", "ops"},
+    "demo": {"core", "storage", "bus", "security", "geo", "registry", "ops"},
     "web": {"core", "security"},
     "api": {"core", "storage", "bus", "security", "geo", "registry", "ops", "web"},
     "cli": {"core", "storage", "bus", "security", "geo", "registry", "ops", "demo", "api"},

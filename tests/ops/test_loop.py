@@ -410,3 +410,34 @@ def test_metrics_reflect_the_loop(client, city, staff):
     hs = client.get("/api/v1/ops/hotspots", headers=city.auth("analyst")).json()
     assert hs["grids"] and hs["grids"][0]["reports"] >= 1
     assert client.get("/api/v1/ops/metrics", params={"by": "planet"}, headers=city.auth("analyst")).status_code == 422
+
+
+def test_admins_edit_the_category_tree(client, city):
+    admin = city.auth("admin")
+    cats = client.get("/api/v1/ops/categories").json()
+    assert len(cats) >= 60 and {c["major_name"] for c in cats} >= {"市容环境", "设施管理", "街面秩序", "施工管理",
+                                                                   "突发事件", "交通", "环保", "住房", "民生诉求"}
+    assert {c["kind"] for c in cats} == {"component", "event"}
+    r = client.put("/api/v1/ops/categories/09010", headers=admin, json={
+        "name": "宠物扰民", "kind": "event", "urgent_hours": 4, "normal_days": 3, "low_days": 9,
+        "needs_verification": False, "dup_radius_m": 50})
+    assert r.status_code == 200 and r.json()["major_name"] == "民生诉求"
+    r = client.put("/api/v1/ops/categories/09010", headers=admin, json={"normal_days": 2})
+    assert r.json()["normal_days"] == 2 and r.json()["name"] == "宠物扰民"
+    assert client.put("/api/v1/ops/categories/99001", headers=admin, json={}).status_code == 422
+    assert client.put("/api/v1/ops/categories/09011", headers=admin, json={"name": "x"}).status_code == 422
+    assert client.put("/api/v1/ops/categories/09010", headers=city.auth("dispatcher"), json={}).status_code == 403
+
+
+def test_reading_reporter_contacts_is_audited(client, city):
+    from citybase.security.models import AuditEntry
+
+    b = _fresh_building(city)
+    inc = client.post("/api/v1/ops/incidents", headers=city.auth("dispatcher"), json={
+        "description": "公交站台玻璃碎了", "category_code": "02007", "building_id": b.id,
+        "reporter_phone": "13911110009"}).json()["incident"]
+    client.get(f"/api/v1/ops/incidents/{inc['id']}", headers=city.auth("dispatcher"))
+    with Session(city.engine) as s:
+        last = s.query(AuditEntry).order_by(AuditEntry.seq.desc()).first()
+    assert last.action == "read.incident_reporter.unmasked" and last.subject_ids == str(inc["id"])
+    assert last.actor.endswith(":dispatcher")

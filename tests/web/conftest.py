@@ -44,6 +44,8 @@ class Site:
     """The served demo city: its base URL and a JSON getter for its API."""
 
     base: str
+    data_dir: Path | None = None
+    database_url: str | None = None
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -93,11 +95,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             pytest.fail(f"the test server on {base} did not answer /api/v1/health", pytrace=False)
         time.sleep(0.05)
     try:
-        yield Site(base)
+        yield Site(base, data_dir=tmp, database_url=url)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         app.state.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_tokens(site: Site) -> dict[str, str]:
+    """The demo users (one per role) in the served city, with a fresh token each: {username: token}."""
+    from citybase.demo.accounts import create_demo_users
+    from citybase.storage.db import make_engine
+
+    assert site.data_dir is not None and site.database_url is not None
+    engine = make_engine(site.database_url)
+    try:
+        return create_demo_users(engine, site.data_dir)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from citybase.api import problems
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
+from citybase.ops.open311 import router as open311_router
 from citybase.ops.router import router as ops_router
 from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
+    app.include_router(open311_router)
     app.include_router(web_router)
     check_every_route_declares_access(app)
     return app

@@ -109,6 +109,11 @@ class Location:
     district: Area
 
 
+def areas_by_id(*, session: Session) -> dict[int, Area]:
+    """Every area by id (cached in process, like the lookup index)."""
+    return _ancestors(session)
+
+
 def _ancestors(session: Session) -> dict[int, Area]:
     return _cached(session, "areas_by_id", lambda: {a.id: a for a in geo_repository(session).areas()})
 

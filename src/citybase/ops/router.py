@@ -26,10 +26,12 @@ from citybase.ops.schemas import (
     IncidentDetail,
     IncidentRead,
     IntakeRead,
+    Names,
     ReporterRead,
     RuleRead,
     RuleWrite,
     TaskRead,
+    TaskWithIncident,
     TimelineRead,
 )
 from citybase.ops.service import Actor
@@ -71,15 +73,22 @@ def _audit_contact(request: Request, p: Principal, ids: list[int]) -> None:
                      fields=["reporter_name", "reporter_phone"], request_id=request_id(request))
 
 
+def _names(session: Session) -> Names:
+    from citybase.registry import service as registry
+
+    return Names(areas=geo.areas_by_id(session=session),
+                 departments={d.id: d.name for d in registry.list_departments(session=session)})
+
+
 def _classifier(request: Request) -> Any:
     return getattr(request.app.state, "classifier", None)
 
 
-def _intake_read(request: Request, p: Principal, r: service.IntakeResult) -> IntakeRead:
+def _intake_read(request: Request, p: Principal, r: service.IntakeResult, session: Session) -> IntakeRead:
     masked = not _sees_contact(p, r.incident)
     if not masked:
         _audit_contact(request, p, [r.incident.id])
-    return IntakeRead(incident=IncidentRead.of(r.incident, masked=masked),
+    return IntakeRead(incident=IncidentRead.of(r.incident, masked=masked, names=_names(session)),
                       merged_into=r.merged_into.code if r.merged_into else None,
                       possible_duplicates=[{"incident_id": i, "similarity": s, "metres": m}
                                            for i, s, m in r.possible_duplicates])
@@ -142,7 +151,7 @@ def create_incident(body: IncidentCreate, request: Request, p: Principal = Depen
     r = service.intake(session=session, channel="api", actor=actor_of(p), classifier=_classifier(request),
                        **body.model_dump())
     _done(request, session, p)
-    return _intake_read(request, p, r)
+    return _intake_read(request, p, r, session)
 
 
 @router.post("/hotline", response_model=IntakeRead, status_code=201, summary="12345 hotline: a call taken by an operator")
@@ -152,7 +161,7 @@ def hotline(body: HotlineCall, request: Request, p: Principal = Depends(allow(*D
                        address=body.address, reporter_name=body.caller_name, reporter_phone=body.caller_phone,
                        priority=body.priority, classifier=_classifier(request))
     _done(request, session, p)
-    return _intake_read(request, p, r)
+    return _intake_read(request, p, r, session)
 
 
 @router.post("/inspections", response_model=IntakeRead, status_code=201, summary="A grid inspector's report (网格员)")
@@ -173,7 +182,7 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
                        lat=lat, category_code=category_code, priority=priority, media_url=media_url,
                        reporter_user_id=p.user_id, classifier=_classifier(request))
     _done(request, session, p)
-    return _intake_read(request, p, r)
+    return _intake_read(request, p, r, session)
 
 
 def _store_photo(request: Request, data: bytes, ext: str) -> str:
@@ -208,6 +217,7 @@ LIGHT_ORDER = ("red", "yellow", "green", "grey")
 @router.get("/incidents", response_model=Page[IncidentRead], summary="Incidents, most urgent first")
 def list_incidents(request: Request, status: str | None = Query(None, description="comma-separated statuses"),
                    department_id: int | None = None, street_id: int | None = None, grid_id: int | None = None,
+                   street_code: str | None = None,
                    category_code: str | None = None, channel: str | None = None, q: str | None = None,
                    page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
                    p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[IncidentRead]:
@@ -223,6 +233,8 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
                      (Incident.grid_id, grid_id), (Incident.category_code, category_code), (Incident.channel, channel)):
         if val is not None:
             query = query.where(col == val)
+    if street_code:
+        query = query.where(Incident.street_id == geo.get_area(session=session, code=street_code).id)
     if q:
         query = query.where(Incident.description.contains(q) | (Incident.code == q))
     now = utcnow()
@@ -233,7 +245,8 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
     rows, total = page_of(session, query, page, page_size)
     visible = [r.id for r in rows if _sees_contact(p, r)]
     _audit_contact(request, p, visible)
-    return Page(items=[IncidentRead.of(r, masked=r.id not in visible) for r in rows], total=total, page=page,
+    names = _names(session)
+    return Page(items=[IncidentRead.of(r, masked=r.id not in visible, names=names) for r in rows], total=total, page=page,
                 page_size=page_size)
 
 
@@ -248,28 +261,38 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
     masked = not _sees_contact(p, inc)
     if not masked:
         _audit_contact(request, p, [inc.id])
-    base = IncidentRead.of(inc, masked=masked).model_dump()
-    return IncidentDetail(**base, tasks=[TaskRead.of(t) for t in service.tasks_of(session=session, incident_id=inc.id)],
+    names = _names(session)
+    base = IncidentRead.of(inc, masked=masked, names=names).model_dump()
+    return IncidentDetail(**base, tasks=[TaskRead.of(t, names) for t in service.tasks_of(session=session, incident_id=inc.id)],
                           timeline=[TimelineRead.of(e) for e in service.timeline(session=session, incident_id=inc.id)],
                           reporters=[ReporterRead.of(r, masked=masked)
                                      for r in service.reporters(session=session, incident_id=inc.id)])
 
 
-@router.get("/tasks", response_model=list[TaskRead], summary="My department's open tasks")
-def my_tasks(status: str = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
-             session: Session = Depends(get_session)) -> list[TaskRead]:
+@router.get("/tasks", response_model=list[TaskWithIncident], summary="My department's open tasks, with their incidents")
+def my_tasks(request: Request, status: str = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
+             session: Session = Depends(get_session)) -> list[TaskWithIncident]:
     if p.department_id is None:
         raise Forbidden("your account belongs to no department", fix="Ask an admin to set your department.")
     q = select(Task).where(Task.department_id == p.department_id,
                            Task.status.in_([s.strip() for s in status.split(",")])).order_by(Task.id).limit(500)
-    return [TaskRead.of(t) for t in session.scalars(q)]
+    tasks = list(session.scalars(q))
+    incidents = {i.id: i for i in session.scalars(select(Incident).where(Incident.id.in_({t.incident_id for t in tasks})))}
+    names = _names(session)
+    visible = [i for i in incidents.values() if _sees_contact(p, i)]
+    _audit_contact(request, p, [i.id for i in visible])
+    return [TaskWithIncident(**TaskRead.of(t, names).model_dump(),
+                             incident=IncidentRead.of(incidents[t.incident_id], masked=incidents[t.incident_id] not in visible,
+                                                      names=names))
+            for t in tasks]
 
 
 @router.get("/my-reports", response_model=list[IncidentRead], summary="The incidents I reported")
 def my_reports(p: Principal = Depends(allow("citizen", "grid_inspector")),
                session: Session = Depends(get_session)) -> list[IncidentRead]:
     q = select(Incident).where(Incident.reporter_user_id == p.user_id).order_by(Incident.id.desc()).limit(200)
-    return [IncidentRead.of(i, masked=False) for i in session.scalars(q)]
+    names = _names(session)
+    return [IncidentRead.of(i, masked=False, names=names) for i in session.scalars(q)]
 
 
 # ---------------------------------------------------------------- the workflow

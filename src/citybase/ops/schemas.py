@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -123,6 +125,7 @@ class TaskRead(BaseModel):
     id: int
     incident_id: int
     department_id: int
+    department_name: str | None = None
     role: str
     status: str
     result: str | None
@@ -131,8 +134,9 @@ class TaskRead(BaseModel):
     done_at: datetime | None
 
     @classmethod
-    def of(cls, t: Task) -> TaskRead:
-        return cls(id=t.id, incident_id=t.incident_id, department_id=t.department_id, role=t.role, status=t.status,
+    def of(cls, t: Task, names: Names | None = None) -> TaskRead:
+        return cls(id=t.id, incident_id=t.incident_id, department_id=t.department_id,
+                   department_name=(names or Names()).departments.get(t.department_id), role=t.role, status=t.status,
                    result=t.result, created_at=_t(t.created_at), accepted_at=_t(t.accepted_at), done_at=_t(t.done_at))
 
 
@@ -166,6 +170,14 @@ class ReporterRead(BaseModel):
                    notified_at=_t(r.notified_at), outcome=r.outcome)
 
 
+@dataclass
+class Names:
+    """Names to show beside ids: areas by id and department names by id."""
+
+    areas: dict[int, Any] = field(default_factory=dict)
+    departments: dict[int | None, str] = field(default_factory=dict)
+
+
 class IncidentRead(BaseModel):
     id: int
     code: str
@@ -183,8 +195,13 @@ class IncidentRead(BaseModel):
     lon: float
     lat: float
     grid_id: int
+    grid_code: str | None = None
+    grid_name: str | None = None
     street_id: int
+    street_code: str | None = None
+    street_name: str | None = None
     main_department_id: int | None
+    main_department_name: str | None = None
     routing: dict
     deadline_at: datetime | None
     warn_at: datetime | None
@@ -203,8 +220,13 @@ class IncidentRead(BaseModel):
     closed_at: datetime | None
 
     @classmethod
-    def of(cls, i: Incident, *, masked: bool = True) -> IncidentRead:
+    def of(cls, i: Incident, *, masked: bool = True, names: Names | None = None) -> IncidentRead:
+        names = names or Names()
+        grid, street = names.areas.get(i.grid_id), names.areas.get(i.street_id)
         return cls(
+            grid_code=grid.code if grid else None, grid_name=grid.name if grid else None,
+            street_code=street.code if street else None, street_name=street.name if street else None,
+            main_department_name=names.departments.get(i.main_department_id),
             id=i.id, code=i.code, channel=i.channel, status=i.status,
             light=deadlines.light(utcnow(), warn_at=i.warn_at, deadline_at=i.deadline_at,
                                   closed=i.status in ("closed", "rejected", "merged"), suspended_at=i.suspended_at),
@@ -232,3 +254,7 @@ class IntakeRead(BaseModel):
     incident: IncidentRead
     merged_into: str | None = None
     possible_duplicates: list[dict] = []
+
+
+class TaskWithIncident(TaskRead):
+    incident: IncidentRead

@@ -15,6 +15,7 @@ ENTITY_PII = ["legal_rep_name", "legal_rep_id_number"]
 
 
 class DepartmentRead(BaseModel):
+    id: int
     code: str
     name: str
     short_name: str
@@ -25,7 +26,7 @@ class DepartmentRead(BaseModel):
 
     @classmethod
     def of(cls, d: Department, area_codes: dict[int, str]) -> DepartmentRead:
-        return cls(code=d.code, name=d.name, short_name=d.short_name, kind=d.kind,
+        return cls(id=d.id, code=d.code, name=d.name, short_name=d.short_name, kind=d.kind,
                    area_code=area_codes.get(d.area_id) if d.area_id else None,
                    duties=department_duties(d), phone=d.phone)
 

@@ -1,4 +1,8 @@
-"""Pages: the district map with registry counts (Chinese first, English with ?lang=en)."""
+"""Pages: the district map with registry counts, and the incident loop's pages (sign-in, dispatcher
+workbench, handler tasks, citizen reports). Chinese first, English with ?lang=en.
+
+The pages are public HTML; everything they show comes from the platform's HTTP API, called from the
+browser with the signed-in person's bearer token (kept in localStorage)."""
 
 from __future__ import annotations
 
@@ -12,17 +16,61 @@ from fastapi.templating import Jinja2Templates
 from citybase.core.errors import NotFound
 from citybase.security.deps import allow
 from citybase.security.roles import PUBLIC
-from citybase.web.i18n import LANGS, texts
+from citybase.web.i18n import LANGS, page_texts, texts
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 ASSET_DIRS = {"leaflet": Path(xleaflet.BASE_DIR), "citybase": HERE / "static"}
+LANG = Query("zh", pattern="^(zh|en)$")
+
+# The header's links between pages: (path, text key).
+NAV = (("/", "nav_map"), ("/report", "nav_report"), ("/ops/workbench", "nav_workbench"),
+       ("/ops/tasks", "nav_tasks"), ("/login", "nav_login"))
+
+
+def _lang_links(request: Request) -> dict[str, str]:
+    """The same page in each language, keeping the rest of the query (e.g. ?next=)."""
+    return {code: request.url.path + "?" + request.url.include_query_params(lang=code).query for code in LANGS}
+
+
+def _page(request: Request, template: str, lang: str, page: str, *, leaflet: bool = False) -> HTMLResponse:
+    t = page_texts(lang)
+    suffix = "?lang=en" if lang == "en" else ""
+    nav = [{"href": path + suffix, "label": t[key], "on": path == request.url.path, "id": "nav-" + key[4:]}
+           for path, key in NAV]
+    return templates.TemplateResponse(request, template, {
+        "t": t, "lang": lang, "langs": LANGS, "lang_links": _lang_links(request), "nav": nav, "page": page,
+        "leaflet": leaflet})
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, lang: str = Query("zh", pattern="^(zh|en)$"), _: object = Depends(allow(PUBLIC))):
-    return templates.TemplateResponse(request, "index.html", {"t": texts(lang), "lang": lang, "langs": LANGS})
+def index(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    t = page_texts(lang)
+    suffix = "?lang=en" if lang == "en" else ""
+    nav = [{"href": path + suffix, "label": t[key], "on": path == "/", "id": "nav-" + key[4:]} for path, key in NAV]
+    return templates.TemplateResponse(request, "index.html", {"t": texts(lang), "lang": lang, "langs": LANGS,
+                                                              "nav": nav})
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    return _page(request, "login.html", lang, "login")
+
+
+@router.get("/ops/workbench", response_class=HTMLResponse)
+def workbench(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    return _page(request, "workbench.html", lang, "workbench", leaflet=True)
+
+
+@router.get("/ops/tasks", response_class=HTMLResponse)
+def handler_tasks(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    return _page(request, "tasks.html", lang, "tasks")
+
+
+@router.get("/report", response_class=HTMLResponse)
+def report(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    return _page(request, "report.html", lang, "report", leaflet=True)
 
 
 @router.get("/assets/{package}/{path:path}")

@@ -1,0 +1,185 @@
+"""Intake throughput through Open311 `POST requests` (classify, match the address, route, check
+duplicates, store, publish) with 100,000 open incidents in the database and 50 concurrent
+clients, on SQLite and on PostgreSQL; in the same run the same server's trivial endpoint
+(`GET /api/v1/health`) gives the ceiling.
+
+usage: python bench/intake.py [--engines sqlite,postgresql] [--open 100000] [--seconds 20] [--clients 50]
+
+The server is `citybase serve` in its own process (one uvicorn worker, as the demo runs it);
+the load comes from another process on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session
+
+from citybase.core.timeutil import utcnow
+from citybase.demo.accounts import create_demo_users
+from citybase.demo.generator import generate
+from citybase.geo.models import Building
+from citybase.ops.catalogue import CATEGORIES
+from citybase.ops.corpus import generate_corpus
+from citybase.ops.training import train_classifier
+from citybase.storage.db import bulk_insert, make_engine
+from citybase.storage.migrate import upgrade
+
+OUT = Path(__file__).resolve().parent / "out"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+OPEN_STATUSES = ("received", "registered", "dispatched", "handling", "verifying")
+
+
+def prepare(kind: str, n_open: int) -> tuple[str, Path, dict[str, str]]:
+    """A district city with ``n_open`` open incidents, a trained classifier and demo tokens."""
+    data = OUT / f"intake-{kind}"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    if kind == "sqlite":
+        url = f"sqlite:///{data / 'citybase.sqlite3'}"
+    else:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("DROP DATABASE IF EXISTS citybase_intake WITH (FORCE)"))
+            c.execute(text("CREATE DATABASE citybase_intake"))
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/citybase_intake"
+    engine = make_engine(url)
+    upgrade(engine)
+    print(f"[{kind}] generating the district city …", flush=True)
+    generate(engine, size="district", seed=2026)
+    with Session(engine) as s:
+        buildings = s.execute(select(Building.id, Building.lon, Building.lat, Building.grid_id, Building.community_id,
+                                     Building.street_id)).all()
+        train_classifier(session=s, data_dir=data, corpus_per_category=150)
+    texts = generate_corpus(20, seed=5, styles="heldout")
+    rnd = random.Random(1)
+    now = utcnow()
+    print(f"[{kind}] loading {n_open:,} open incidents …", flush=True)
+
+    def rows():
+        for i in range(1, n_open + 1):
+            b = rnd.choice(buildings)
+            desc, code = rnd.choice(texts)
+            created = now - timedelta(minutes=rnd.randrange(0, 72 * 60))
+            yield (i, f"B{i:015d}", "hotline", rnd.choice(OPEN_STATUSES), code, True, code, 0.9, "normal", desc, None,
+                   b[1], b[2], b[0], b[3], b[4], b[5], "{}", created + timedelta(days=5), created + timedelta(days=4),
+                   0, 0, 0, created, created)
+
+    bulk_insert(engine, "ops_incidents", ["id", "code", "channel", "status", "category_code", "category_confirmed",
+                                          "suggested_code", "suggested_confidence", "priority", "description",
+                                          "address_text", "lon", "lat", "building_id", "grid_id", "community_id",
+                                          "street_id", "routing", "deadline_at", "warn_at", "repeat_count",
+                                          "return_count", "reopen_count", "created_at", "updated_at"], rows())
+    with engine.begin() as c:
+        if engine.dialect.name == "postgresql":
+            c.execute(text("SELECT setval(pg_get_serial_sequence('ops_incidents', 'id'), (SELECT MAX(id) FROM ops_incidents))"))
+        c.execute(text("ANALYZE"))
+    tokens = create_demo_users(engine, data)
+    engine.dispose()
+    return url, data, tokens
+
+
+async def load(url: str, make_request, seconds: float, clients: int) -> tuple[float, list[float], int, int]:
+    latencies: list[float] = []
+    errors = 0
+    codes: dict[int, int] = {}
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        async def worker(k: int) -> None:
+            nonlocal errors
+            rnd = random.Random(k)
+            while time.perf_counter() < stop:
+                method, path, kw = make_request(rnd)
+                t = time.perf_counter()
+                try:
+                    r = await client.request(method, path, **kw)
+                    codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                    if r.status_code >= 400:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        wall = time.perf_counter() - start
+    return len(latencies) / wall, latencies, errors, sum(codes.values())
+
+
+def pct(xs: list[float], p: float) -> float:
+    return statistics.quantiles(xs, n=100)[int(p) - 1] * 1000 if len(xs) > 100 else float("nan")
+
+
+def run(kind: str, args: argparse.Namespace) -> dict:
+    url, data, tokens = prepare(kind, args.open)
+    port = 8765
+    env = {**os.environ, "CITYBASE_DATABASE_URL": url, "CITYBASE_DATA_DIR": str(data), "CITYBASE_PORT": str(port)}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("citybase")), "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        with Session(make_engine(url)) as s:
+            addresses = [a for (a,) in s.execute(select(Building.address).order_by(Building.id).limit(20000))]
+        texts = generate_corpus(10, seed=9, styles="heldout")
+        codes = [c.code for c in CATEGORIES]
+        key = tokens["citizen"]
+
+        def post(rnd: random.Random):
+            desc, code = rnd.choice(texts)
+            form = {"api_key": key, "service_code": code if code in codes else "01001", "description": desc,
+                    "address_string": rnd.choice(addresses).replace("上海市徐汇区", ""), "phone": f"13{rnd.randrange(10**9):09d}"}
+            return "POST", "/open311/v2/requests.json", {"data": form}
+
+        def health(_rnd: random.Random):
+            return "GET", "/api/v1/health", {}
+
+        asyncio.run(load(base, health, 3, args.clients))  # warm-up
+        asyncio.run(load(base, post, 3, args.clients))
+        ceiling, lat_c, err_c, _ = asyncio.run(load(base, health, args.seconds, args.clients))
+        rate, lat_p, err_p, n = asyncio.run(load(base, post, args.seconds, args.clients))
+        return {"engine": kind, "ceiling_rps": ceiling, "ceiling_p50": pct(lat_c, 50), "ceiling_p99": pct(lat_c, 99),
+                "intake_rps": rate, "p50": pct(lat_p, 50), "p99": pct(lat_p, 99), "errors": err_p + err_c, "n": n}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--open", type=int, default=100_000)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--clients", type=int, default=50)
+    args = ap.parse_args()
+    results = [run(k, args) for k in args.engines.split(",")]
+    print(f"\nOpen311 POST requests with {args.open:,} open incidents, {args.clients} clients, {args.seconds:g} s each")
+    print("aim: intake ≥ 0.3 × ceiling, p99 < 100 ms on PostgreSQL")
+    print(f"{'engine':<12}{'ceiling/s':>11}{'intake/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for r in results:
+        print(f"{r['engine']:<12}{r['ceiling_rps']:>11.0f}{r['intake_rps']:>10.1f}{r['intake_rps'] / r['ceiling_rps']:>7.2f}"
+              f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}")
+    (OUT / "intake.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

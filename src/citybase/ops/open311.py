@@ -1,0 +1,869 @@
+"""Open311 GeoReport v2 over the incident loop, mounted at /open311/v2 (wiki.open311.org/GeoReport_v2).
+
+A service is a category (service_code = the 5-digit category code) and a service request is an incident
+(service_request_id = its code). Every method answers in XML or JSON as the spec shows; errors use the
+spec's error list with the HTTP status the spec names (404 unknown resource, 403 api_key, 400 anything
+else), or our problem+json when the client asks for ``application/problem+json``. POST needs an
+``api_key``, which is a citybase API token. Beyond the spec: ``page``/``page_size`` and
+``extensions=true`` (timeline notes and the detailed status), the extensions most servers implement."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, time, timedelta
+from typing import Any
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy.orm import Session, aliased
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from citybase.bus import Context
+from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
+from citybase.geo import service as geo
+from citybase.ops import deadlines, flows, service
+from citybase.ops.catalogue import CATEGORIES
+from citybase.ops.models import Category, Incident, TimelineEntry
+from citybase.registry import service as registry
+from citybase.security.deps import allow, request_id
+from citybase.security.roles import PUBLIC
+from citybase.security.service import Principal, authenticate
+
+log = logging.getLogger("citybase.open311")
+
+PREFIX = "/open311/v2"
+SPEC = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-21T00:00:00+08:00"  # when the services or their definitions last changed shape
+FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
+PROBLEM = "application/problem+json"
+CLOSED = ("closed", "rejected")  # an incident in these is a closed request; merged ones follow their parent
+CLOSED_ACTIONS = ("close", "reject")
+MAX_DESCRIPTION = 2000  # the incident loop's limit (the spec allows servers up to 4,000)
+MAX_DAYS = 90  # the spec's longest start_date..end_date span, and the default window
+MAX_PAGE_SIZE = 1000  # the spec's default response volume
+MAX_IDS = 200
+ADDRESS_MIN_SCORE = 75  # the intake's threshold for an address in words
+PRIORITY_VALUES = (("normal", "一般"), ("urgent", "紧急"), ("low", "不急"))
+KEY_FIX = ("Send api_key=<your citybase API token>; an administrator issues one "
+           "(POST /api/v1/users/{id}/tokens).")
+STATUS_NOTES = {
+    "received": "已受理，等待派单员确认分类并派遣",
+    "registered": "已立案，等待派遣",
+    "dispatched": "已派遣至承办部门",
+    "handling": "承办部门处置中",
+    "verifying": "处置完毕，等待核查",
+}
+NOTES: dict[str, tuple[str, str]] = {  # timeline action -> (note type, summary)
+    "receive": ("opened", "Request opened (受理)"),
+    "register": ("activity", "Registered, the deadline clock runs (立案)"),
+    "dispatch": ("activity", "Dispatched to the responsible department (派遣)"),
+    "accept": ("activity", "The department is handling it (处置)"),
+    "return": ("activity", "Returned to the dispatcher (退单)"),
+    "complete_task": ("activity", "A department finished its part"),
+    "complete": ("activity", "Handling finished, awaiting verification (核查)"),
+    "verify": ("activity", "Verified on site (核查通过)"),
+    "verify_failed": ("activity", "Not fixed on verification, sent back (核查未通过)"),
+    "close": ("closed", "Request closed (结案)"),
+    "reject": ("closed", "Request not taken up (不予立案)"),
+    "merge": ("activity", "Merged into an earlier request (合并)"),
+    "absorb": ("activity", "A duplicate report was merged into this request"),
+    "suspend": ("activity", "Suspended, the clock stops (挂起)"),
+    "resume": ("activity", "Resumed, the clock runs again"),
+    "extension_requested": ("activity", "More time requested (申请延期)"),
+    "extension_approved": ("activity", "Deadline extended (延期)"),
+    "extension_refused": ("activity", "Extension refused"),
+    "first_contact": ("activity", "The department contacted the reporter (先行联系)"),
+    "rate": ("activity", "Rated by the reporter"),
+    "reopen": ("activity", "Reopened for review (重新办理)"),
+    "supervise": ("activity", "Overdue, supervision raised (督办)"),
+}
+_XML_ITEM = {"services": "service", "service_requests": "request", "attributes": "attribute",
+             "values": "value", "endpoints": "endpoint", "formats": "format", "errors": "error",
+             "notes": "note"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+_W3C = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?")
+_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+_ID_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
+_CJK = re.compile(r"[\u3400-\u9fff·]+")
+
+
+class Open311Error(Exception):
+    """An error to answer in the spec's format: HTTP status, what is wrong, and how to fix it."""
+
+    def __init__(self, status: int, detail: str, fix: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.fix = status, detail, fix
+
+
+# ---------------------------------------------------------------- errors and formats
+
+
+def _classify(exc: Exception) -> tuple[int, str, str | None, str, str]:
+    """(HTTP status, detail, fix, problem type, problem title) for any exception of an Open311 route."""
+    if isinstance(exc, Open311Error):
+        title = {403: "Forbidden", 404: "Not found"}.get(exc.status, "Bad request")
+        return exc.status, exc.detail, exc.fix, "https://citybase.dev/problems/open311", title
+    if isinstance(exc, Unauthenticated | Forbidden):
+        return 403, exc.detail, exc.fix, exc.type, "Forbidden"
+    if isinstance(exc, NotFound):
+        return 404, exc.detail, exc.fix, exc.type, exc.title
+    if isinstance(exc, CitybaseError):
+        return 400, exc.detail, exc.fix, exc.type, exc.title
+    if isinstance(exc, RequestValidationError):
+        where = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        detail = "; ".join(where) or "invalid request"
+        return 400, detail, "Correct those parameters.", "about:blank", "Bad request"
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code, str(exc.detail), None, "about:blank", "HTTP error"
+    log.exception("open311: unexpected error")
+    return (400, "General service error: the server failed while handling this request",
+            "This is a bug in citybase, not in your request; report it with the time and path.",
+            "about:blank", "General service error")
+
+
+def _format_of(request: Request) -> str:
+    fmt = str(request.path_params.get("format", "")).lower()
+    return fmt if fmt in FORMATS else "json"
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """The spec's error list (XML or JSON after the URL's format), or problem+json when it is asked for."""
+    status, detail, fix, type_, title = _classify(exc)
+    if PROBLEM in request.headers.get("accept", ""):
+        body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+        if fix:
+            body["fix"] = fix
+        body["instance"] = request.url.path
+        return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    description = f"{detail.rstrip('.')}. {fix}" if fix else detail
+    errors = [{"code": status, "description": description}]
+    return _respond(_format_of(request), "errors", errors, status=status)
+
+
+class Open311Route(APIRoute):
+    """A route whose every failure, dependencies included, is answered in the Open311 error format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler so that no exception leaves the route."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every error is turned into the spec's answer
+                return error_response(request, exc)
+
+        return route
+
+
+def _format(fmt: str) -> str:
+    f = fmt.lower()
+    if f not in FORMATS:
+        raise Open311Error(404, f"there is no format {fmt[:20]!r} here",
+                           f"Append .xml or .json to the resource, e.g. {PREFIX}/services.xml.")
+    return f
+
+
+def _xml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return escape(_XML_BAD.sub("", str(value)))
+
+
+def _emit(out: list[str], tag: str, value: Any) -> None:
+    if value is None:
+        out.append(f"<{tag}/>")
+    elif isinstance(value, dict):
+        out.append(f"<{tag}>")
+        for k, v in value.items():
+            _emit(out, k, v)
+        out.append(f"</{tag}>")
+    elif isinstance(value, list | tuple):
+        out.append(f"<{tag}>")
+        for item in value:
+            _emit(out, _XML_ITEM.get(tag, "item"), item)
+        out.append(f"</{tag}>")
+    else:
+        out.append(f"<{tag}>{_xml_text(value)}</{tag}>")
+
+
+def to_xml(root: str, value: Any) -> str:
+    """The spec's schemaless XML: lists become repeated children (services → service, …)."""
+    out = ['<?xml version="1.0" encoding="utf-8"?>\n']
+    _emit(out, root, value)
+    return "".join(out)
+
+
+def _respond(fmt: str, root: str, data: Any, status: int = 200) -> Response:
+    if fmt == "xml":
+        body = to_xml(root, data)
+    else:
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return Response(body.encode("utf-8"), status_code=status, media_type=FORMATS[fmt])
+
+
+@contextmanager
+def _session(request: Request) -> Iterator[Session]:
+    """A session for one call; whatever is not committed explicitly is rolled back on close."""
+    session = request.app.state.sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+# ---------------------------------------------------------------- values
+
+
+def _w3c(value: datetime | None) -> str | None:
+    return as_utc(value).astimezone(SHANGHAI).isoformat(timespec="seconds") if value else None
+
+
+def public_text(text: str | None) -> str | None:
+    """Free text for the public feed: mobile numbers and ID numbers in it are masked."""
+    if not text:
+        return text
+    text = _ID_NUMBER_IN_TEXT.sub(lambda m: m.group(1) + "********" + m.group(2), text)
+    return _MOBILE_IN_TEXT.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+
+
+def _keywords(c: Category) -> str:
+    seed = next((s for s in CATEGORIES if s.code == c.code), None)
+    words = [c.name, *(seed.keywords if seed else ()), c.major_name]
+    return ", ".join(dict.fromkeys(words))
+
+
+def _limits(c: Category) -> str:
+    return f"紧急 {c.urgent_hours} 小时、一般 {c.normal_days} 个工作日、不急 {c.low_days} 个工作日内办结"
+
+
+def service_of(c: Category) -> dict[str, Any]:
+    """A category as a GeoReport service."""
+    kind = "部件" if c.kind == "component" else "事件"
+    return {"service_code": c.code, "service_name": c.name,
+            "description": f"{c.major_name} · {c.name}（{kind}）。{_limits(c)}。", "metadata": True,
+            "type": "realtime", "keywords": _keywords(c), "group": c.major_name}
+
+
+def definition_of(c: Category) -> dict[str, Any]:
+    """The service definition: the attributes a request of this category takes."""
+    priority = {"variable": True, "code": "priority", "datatype": "singlevaluelist", "required": False,
+                "datatype_description": None, "order": 1,
+                "description": "紧急程度 (priority): 一般 normal, 紧急 urgent, 不急 low; 不填为一般",
+                "values": [{"key": k, "name": n} for k, n in PRIORITY_VALUES]}
+    detail = {"variable": True, "code": "location_detail", "datatype": "string", "required": False,
+              "datatype_description": "一行文字，至多 100 字", "order": 2,
+              "description": "位置补充说明 (location detail), e.g. 3号楼东侧门口、路口西北角"}
+    limits = {"variable": False, "code": "time_limits", "datatype": "text", "required": False,
+              "datatype_description": None, "order": 3,
+              "description": f"处置时限 (time limits): {_limits(c)}"}
+    return {"service_code": c.code, "attributes": [priority, detail, limits]}
+
+
+def _categories(session: Session) -> dict[str, Category]:
+    return {c.code: c for c in service.list_categories(session=session, include_inactive=True)}
+
+
+def _category(session: Session, code: str, fmt: str) -> Category:
+    c = _categories(session).get(code)
+    if c is None or not c.active:
+        raise Open311Error(404, f"service_code {code[:20]!r} was not found",
+                           f"List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.")
+    return c
+
+
+class _Departments:
+    def __init__(self, session: Session) -> None:
+        self.session, self.names = session, {}
+
+    def name(self, department_id: int | None) -> str | None:
+        if department_id is None:
+            return None
+        if department_id not in self.names:
+            try:
+                dept = registry.get_department_by_id(session=self.session, department_id=department_id)
+                self.names[department_id] = dept.name
+            except NotFound:
+                self.names[department_id] = None
+        return self.names[department_id]
+
+
+def _roots(session: Session, incidents: Iterable[Incident]) -> dict[int, Incident]:
+    """Each incident's root: itself, or the one it was merged into followed to the end; by incident id."""
+    known = {i.id: i for i in incidents}
+    for _ in range(10):
+        missing = {i.parent_id for i in known.values() if i.parent_id and i.parent_id not in known}
+        if not missing:
+            break
+        known.update({i.id: i for i in session.scalars(select(Incident).where(Incident.id.in_(missing)))})
+    roots: dict[int, Incident] = {}
+    for inc in list(known.values()):
+        root, hops = inc, 0
+        while root.parent_id and root.parent_id in known and hops < 10:
+            root, hops = known[root.parent_id], hops + 1
+        roots[inc.id] = root
+    return roots
+
+
+def _timelines(session: Session, ids: Iterable[int], actions: tuple[str, ...] | None = None,
+               ) -> dict[int, list[TimelineEntry]]:
+    ids = sorted(set(ids))
+    out: dict[int, list[TimelineEntry]] = {i: [] for i in ids}
+    for chunk in range(0, len(ids), 500):
+        q = select(TimelineEntry).where(TimelineEntry.incident_id.in_(ids[chunk:chunk + 500]))
+        if actions:
+            q = q.where(TimelineEntry.action.in_(actions))
+        for e in session.scalars(q.order_by(TimelineEntry.id)):
+            out[e.incident_id].append(e)
+    return out
+
+
+def _data(e: TimelineEntry) -> dict[str, Any]:
+    try:
+        d = json.loads(e.data or "{}")
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _note(e: TimelineEntry, depts: _Departments) -> dict[str, Any]:
+    type_, summary = NOTES.get(e.action, ("activity", e.action))
+    d = _data(e)
+    description = e.reason
+    if e.action == "dispatch":
+        description = depts.name(d.get("main_department_id"))
+    elif e.action == "merge":
+        description = f"merged into {d.get('into')}"
+    elif e.action == "absorb":
+        description = f"{d.get('merged')} merged in"
+    elif e.action == "register" and d.get("deadline_at"):
+        try:
+            description = f"deadline {_w3c(datetime.fromisoformat(d['deadline_at']))}"
+        except (TypeError, ValueError):
+            description = None
+    elif e.action in ("complete", "complete_task"):
+        description = d.get("result") or e.reason
+    elif e.action == "rate":
+        description = " ".join(x for x in (d.get("rating"), e.reason) if x) or None
+    return {"datetime": _w3c(e.at), "summary": summary, "type": type_,
+            "description": public_text(description)}
+
+
+def _notice(inc: Incident, root: Incident, depts: _Departments) -> str | None:
+    if root.id != inc.id:
+        return f"附近已有同类上报，已并入 {root.code} 一并办理，办结后一并告知。"
+    if root.status in CLOSED:
+        return None
+    dept = depts.name(root.main_department_id)
+    if root.status == "received":
+        return "已受理，派单员将确认分类并派遣" + (f"（拟由{dept}承办）" if dept else "") + "。"
+    if root.deadline_at is not None:
+        due = as_utc(root.deadline_at).astimezone(SHANGHAI)
+        return f"由{dept or '承办部门'}办理，应于 {due:%Y-%m-%d %H:%M} 前办结。"
+    return f"由{dept}办理。" if dept else None
+
+
+def _status_notes(inc: Incident, root: Incident, closing: dict[int, list[TimelineEntry]]) -> str | None:
+    merged = f"merged into {root.code}" if root.id != inc.id else None
+    if root.status in CLOSED:
+        last = closing.get(root.id) or []
+        reason = public_text(last[-1].reason) if last else None
+        text = ("已办结" if root.status == "closed" else "不予立案") + (f"：{reason}" if reason else "")
+    elif root.suspended_at is not None:
+        text = "已挂起，暂停计时"
+    else:
+        text = STATUS_NOTES.get(root.status)
+    return "; ".join(x for x in (merged, text) if x) or None
+
+
+def _media(request: Request, url: str | None) -> str | None:
+    if url and url.startswith("/"):
+        return str(request.base_url).rstrip("/") + url
+    return url
+
+
+def render_requests(request: Request, session: Session, incidents: list[Incident], *, extensions: bool,
+                    ) -> list[dict[str, Any]]:
+    """Incidents as GeoReport service requests (with notes and detailed status when ``extensions``)."""
+    if not incidents:
+        return []
+    cats = _categories(session)
+    roots = _roots(session, incidents)
+    depts = _Departments(session)
+    closing = _timelines(session, {r.id for r in roots.values() if r.status in CLOSED}, CLOSED_ACTIONS)
+    timelines = {}
+    if extensions:
+        timelines = _timelines(session, {x.id for i in incidents for x in (i, roots[i.id])})
+    out = []
+    for inc in incidents:
+        root = roots[inc.id]
+        cat = cats.get(inc.category_code)
+        r: dict[str, Any] = {
+            "service_request_id": inc.code,
+            "status": "closed" if root.status in CLOSED else "open",
+            "status_notes": _status_notes(inc, root, closing),
+            "service_name": cat.name if cat else None,
+            "service_code": inc.category_code,
+            "description": public_text(inc.description),
+            "agency_responsible": depts.name(root.main_department_id),
+            "service_notice": _notice(inc, root, depts),
+            "requested_datetime": _w3c(inc.created_at),
+            "updated_datetime": _w3c(max(as_utc(inc.updated_at), as_utc(root.updated_at))),
+            "expected_datetime": _w3c(root.deadline_at),
+            "address": inc.address_text,
+            "address_id": inc.building_id,
+            "zipcode": None,
+            "lat": inc.lat,
+            "long": inc.lon,
+            "media_url": _media(request, inc.media_url),
+        }
+        if extensions:
+            light = deadlines.light(utcnow(), warn_at=root.warn_at, deadline_at=root.deadline_at,
+                                    closed=root.status in CLOSED, suspended_at=root.suspended_at)
+            r["extended_attributes"] = {
+                "detailed_status": root.status, "merged_into": root.code if root.id != inc.id else None,
+                "channel": inc.channel, "priority": root.priority, "suspended": root.suspended_at is not None,
+                "deadline_light": light, "repeat_count": root.repeat_count or 0}
+            entries = list(timelines.get(inc.id, []))
+            if root.id != inc.id:  # after the merge, the request it joined tells the story
+                merged_at = max((as_utc(e.at) for e in entries if e.action == "merge"), default=None)
+                entries += [e for e in timelines.get(root.id, [])
+                            if merged_at and as_utc(e.at) >= merged_at and e.action != "absorb"]
+            r["notes"] = [_note(e, depts) for e in entries]
+        out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------- request parameters
+
+
+class _Fields:
+    """Form and query fields; an empty value counts as absent (the spec's Optional Arguments)."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = items
+
+    def get(self, name: str) -> str | None:
+        values = [v.strip() for k, v in self.items if k == name and v.strip()]
+        return values[-1] if values else None
+
+    def all(self, name: str) -> list[str]:
+        """Every value of a repeatable, comma-delimited parameter."""
+        return [p.strip() for k, v in self.items if k == name for p in v.split(",") if p.strip()]
+
+
+def _text(f: _Fields, name: str, limit: int, *, lines: bool = False) -> str | None:
+    v = f.get(name)
+    if v is None:
+        return None
+    if _CONTROL.search(v) or (not lines and ("\n" in v or "\r" in v)):
+        raise Open311Error(400, f"{name} contains control characters" + ("" if lines else " or line breaks"),
+                           "Send plain UTF-8 text" + ("." if lines else " on one line."))
+    if len(v) > limit:
+        raise Open311Error(400, f"{name} is {len(v):,} characters long; this endpoint takes at most "
+                           f"{limit:,}", "Shorten it.")
+    return v
+
+
+def _coordinate(f: _Fields, name: str, bound: float) -> float | None:
+    raw = f.get(name)
+    if raw is None:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} {raw[:30]!r} is not a number",
+                           "Send WGS-84 decimal degrees, e.g. lat=31.1667&long=121.4375.") from None
+    if not math.isfinite(v) or not -bound <= v <= bound:
+        raise Open311Error(400, f"{name} {raw[:30]} is outside -{bound:g}…{bound:g}",
+                           "Send WGS-84 decimal degrees, and check that lat and long are not swapped.")
+    return v
+
+
+def _check_values(a: dict[str, Any], values: list[str]) -> None:
+    name, datatype = a["code"], a["datatype"]
+    if datatype != "multivaluelist" and len(values) > 1:
+        raise Open311Error(400, f"attribute[{name}] was sent {len(values)} times", "Send it once.")
+    if datatype in ("singlevaluelist", "multivaluelist"):
+        keys = {str(v["key"]) for v in a["values"]}
+        bad = [v for v in values if v not in keys]
+        if bad:
+            choices = ", ".join(f"{v['key']} ({v['name']})" for v in a["values"])
+            raise Open311Error(400, f"attribute[{name}]={bad[0][:30]!r} is not one of its values",
+                               f"Send a key: {choices}.")
+    for v in values:
+        if _CONTROL.search(v) or (datatype != "text" and ("\n" in v or "\r" in v)) or len(v) > 100:
+            raise Open311Error(400, f"attribute[{name}] must be one line of text of at most 100 characters",
+                               "Shorten it, without control characters or line breaks.")
+
+
+def _attributes(f: _Fields, definition: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """attribute[code]=value (attribute[code][]=… for multivaluelist), checked against the definition."""
+    given: dict[str, list[str]] = {}
+    for key, value in f.items:
+        m = re.fullmatch(r"attribute\[([^\[\]]*)\](\[\])?", key)
+        if m:
+            given.setdefault(m.group(1), []).extend([value.strip()] if value.strip() else [])
+        elif key.startswith("attribute"):
+            raise Open311Error(400, f"form field {key[:40]!r} is not of the form attribute[code]=value",
+                               "Send e.g. attribute[priority]=urgent (attribute[code][]=… for lists).")
+    attrs = {a["code"]: a for a in definition["attributes"] if a["variable"]}
+    code = definition["service_code"]
+    see = f"See GET {PREFIX}/services/{code}.{fmt}."
+    unknown = sorted(set(given) - set(attrs))
+    if unknown:
+        raise Open311Error(400, f"service {code} has no attribute {', '.join(repr(u[:30]) for u in unknown)}",
+                           f"Its attributes are {', '.join(attrs)}. {see}")
+    out: dict[str, Any] = {}
+    for a in sorted(attrs.values(), key=lambda a: a["order"]):
+        values = given.get(a["code"], [])
+        if not values:
+            if a["required"]:
+                raise Open311Error(400, f"attribute[{a['code']}] is required for service {code}",
+                                   f"{a['description']}. {see}")
+            continue
+        _check_values(a, values)
+        out[a["code"]] = values if a["datatype"] == "multivaluelist" else values[0]
+    return out
+
+
+def _reporter_name(first: str | None, last: str | None) -> str | None:
+    if first and last and _CJK.fullmatch(first) and _CJK.fullmatch(last):
+        name = last + first  # 张 + 三 → 张三
+    else:
+        name = " ".join(x for x in (first, last) if x)
+    if len(name) > 32:
+        raise Open311Error(400, f"first_name and last_name together are {len(name)} characters; "
+                           "at most 32 fit", "Shorten the name.")
+    return name or None
+
+
+def _parse_date(name: str, raw: str) -> datetime:
+    s = raw.strip()
+    if "T" in s and " " in s:
+        s = s.replace(" ", "+")  # a '+' sent unencoded in a query string arrives as a space
+    if not _W3C.fullmatch(s):
+        raise Open311Error(400, f"{name} {raw[:40]!r} is not a W3C datetime",
+                           "Use e.g. 2026-01-01T00:00:00+08:00 or 2026-01-01T00:00:00Z (+ is %2B in a URL).")
+    try:
+        value = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise Open311Error(400, f"{name} {raw[:40]!r} is not a valid date or time",
+                           "Check the month, day and hour, e.g. 2026-01-31T23:59:59+08:00.") from None
+    if len(s) == 10:  # a whole day: from its start, or up to its end for end_date
+        value = datetime.combine(value.date(), time(0, 0))
+        if name == "end_date":
+            value += timedelta(days=1, microseconds=-1)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=SHANGHAI)  # no offset given: the district's local time
+    return as_utc(value)
+
+
+def _int(name: str, raw: str | None, lo: int, hi: int) -> int | None:
+    if raw is None:
+        return None
+    if not re.fullmatch(r"\d{1,10}", raw) or not lo <= int(raw) <= hi:
+        raise Open311Error(400, f"{name} {raw[:20]!r} is not a whole number from {lo} to {hi:,}",
+                           f"Send {name} as a plain number.")
+    return int(raw)
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise Open311Error(400, f"{name} {raw[:20]!r} is not true or false", f"Send {name}=true or leave it out.")
+
+
+# ---------------------------------------------------------------- routes
+
+router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"], route_class=Open311Route)
+
+
+@router.get("/discovery.{format}", summary="Open311 service discovery", response_model=None)
+def discovery(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """The service discovery document: where the GeoReport v2 endpoint is and what it speaks."""
+    fmt = _format(format)
+    base = str(request.base_url).rstrip("/") + PREFIX
+    return _respond(fmt, "discovery", {
+        "changeset": CHANGESET,
+        "contact": "城运中心 (the city operations centre) runs this endpoint; "
+                   "report problems with the time and URL.",
+        "key_service": "The api_key is a citybase API token: an administrator issues one to your account "
+                       "(POST /api/v1/users/{id}/tokens).",
+        "endpoints": [{"specification": SPEC, "url": base, "changeset": CHANGESET, "type": "production",
+                       "formats": ["text/xml", "application/json"]}]})
+
+
+@router.get("/services.{format}", summary="GeoReport v2: the service list (categories)", response_model=None)
+def services(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """Every active category as a service."""
+    fmt = _format(format)
+    with _session(request) as session:
+        return _respond(fmt, "services", [service_of(c) for c in service.list_categories(session=session)])
+
+
+@router.get("/services/{service_code}.{format}", summary="GeoReport v2: a service definition",
+            response_model=None)
+def service_definition(service_code: str, format: str, request: Request,
+                       _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """The attributes a request of one service takes."""
+    fmt = _format(format)
+    with _session(request) as session:
+        return _respond(fmt, "service_definition", definition_of(_category(session, service_code, fmt)))
+
+
+@router.post("/requests.{format}", summary="GeoReport v2: report a problem (api_key required)",
+             response_model=None)
+async def create_request(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """Create a service request from a form (urlencoded or multipart); it enters the incident loop."""
+    fmt = _format(format)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    items = list(request.query_params.multi_items())
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.form()
+        except Exception as exc:  # noqa: BLE001 - any malformed body is the client's to fix
+            raise Open311Error(400, f"the form body could not be read ({str(exc)[:100]})",
+                               "Send a well-formed urlencoded or multipart form.") from None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile) or not isinstance(value, str):
+                raise Open311Error(400, f"form field {key[:40]!r} is a file; files are not accepted",
+                                   "Put the photo at a public URL and send that URL as media_url.")
+            items.append((key, value))
+    elif ctype or await request.body():
+        raise Open311Error(400, f"the body is {ctype or 'of no declared type'}, not a form",
+                           "POST the fields as application/x-www-form-urlencoded (or multipart/form-data), "
+                           "as GeoReport v2 says.")
+    return await run_in_threadpool(_create, request, fmt, _Fields(items))
+
+
+def _locate(session: Session, f: _Fields) -> tuple[float | None, float | None, int | None, str | None]:
+    """(lon, lat, building id, address text) from address_id, lat/long or address_string, checked."""
+    lat, lon = _coordinate(f, "lat", 90), _coordinate(f, "long", 180)
+    if (lat is None) != (lon is None):
+        raise Open311Error(400, f"{'long' if lon is None else 'lat'} is missing: lat and long go together",
+                           "Send both lat and long, or an address_string or address_id instead.")
+    address = _text(f, "address_string", 200)
+    building_id = _int("address_id", f.get("address_id"), 1, 2**31 - 1)
+    if building_id is not None:  # the building wins: the request takes its point and address
+        try:
+            address = address or geo.get_building(session=session, building_id=building_id).address
+        except NotFound:
+            raise Open311Error(400, f"address_id {building_id} is not a building of this city",
+                               "Send lat and long or an address_string instead.") from None
+    elif lat is not None and lon is not None:
+        try:
+            geo.locate(session=session, lon=lon, lat=lat)
+        except (NotFound, InvalidInput):
+            raise Open311Error(400, f"the point lat={lat}, long={lon} is outside the district served here",
+                               "Send a WGS-84 point inside the district (not GCJ-02 or BD-09), "
+                               "or an address_string.") from None
+    elif address is not None:
+        matches = geo.match_address(session=session, text=address, limit=1)
+        if not matches or matches[0].score < ADDRESS_MIN_SCORE:
+            raise Open311Error(400, f"address_string {address[:60]!r} matches no building of the city",
+                               "Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.")
+        building_id = matches[0].building_id
+    else:
+        raise Open311Error(400, "the request has no location",
+                           "Send lat and long (WGS-84), an address_string, or an address_id.")
+    return lon, lat, building_id, address
+
+
+def _contact(f: _Fields) -> tuple[str | None, str | None]:
+    """(reporter name, phone) from first_name, last_name and phone, checked."""
+    phone = _text(f, "phone", 20)
+    try:
+        phone = registry.check_phone(phone)
+    except InvalidInput:
+        raise Open311Error(400, f"phone {phone!r} is not a mainland mobile or landline number",
+                           "Send 11 digits starting 13–19, or an area code and number such as "
+                           "021-64871234; or leave phone out.") from None
+    return _reporter_name(_text(f, "first_name", 32), _text(f, "last_name", 32)), phone
+
+
+def _create(request: Request, fmt: str, f: _Fields) -> Response:
+    api_key = f.get("api_key")
+    if api_key is None:
+        raise Open311Error(403, "api_key is missing", KEY_FIX)
+    with _session(request) as session:
+        try:
+            p = authenticate(session, api_key)
+        except Unauthenticated as exc:
+            why = exc.detail.replace("the bearer token", "it")
+            raise Open311Error(403, f"api_key was not accepted: {why}", KEY_FIX) from None
+        code = f.get("service_code")
+        if code is None:
+            raise Open311Error(400, "service_code is missing", f"Pick one from GET {PREFIX}/services.{fmt}.")
+        cat = _category(session, code, fmt)
+        attrs = _attributes(f, definition_of(cat), fmt)
+        lon, lat, building_id, address = _locate(session, f)
+        description = _text(f, "description", MAX_DESCRIPTION, lines=True) or f"{cat.name}（Open311 上报）"
+        detail = attrs.get("location_detail")
+        address_text = (f"{address}（{detail}）" if address else detail) if detail else address
+        if address_text and len(address_text) > 200:
+            raise Open311Error(400, "address_string and attribute[location_detail] exceed 200 characters",
+                               "Shorten them.")
+        name, phone = _contact(f)
+        media_url = _text(f, "media_url", 500)
+        if media_url and not re.match(r"https?://[^\s/]+", media_url):
+            raise Open311Error(400, f"media_url {media_url[:60]!r} is not an http(s) URL",
+                               "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
+        for other in ("email", "device_id", "account_id", "jurisdiction_id"):
+            _text(f, other, 254)  # accepted and checked, not stored
+        actor = service.Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
+        try:
+            r = service.intake(session=session, channel="open311", actor=actor, description=description,
+                               category_code=cat.code, lon=lon, lat=lat, address=address,
+                               building_id=building_id, priority=attrs.get("priority"), reporter_name=name,
+                               reporter_phone=phone, reporter_user_id=p.user_id, media_url=media_url,
+                               classifier=getattr(request.app.state, "classifier", None))
+        except NotFound as exc:  # whatever the intake could not find came from this request
+            raise Open311Error(400, exc.detail, exc.fix) from None
+        inc, token = r.incident, uuid.uuid4().hex
+        inc.open311_token = token
+        if detail:
+            inc.address_text = address_text
+        session.flush()
+        created = {"service_request_id": inc.code,
+                   "service_notice": _notice(inc, _roots(session, [inc])[inc.id], _Departments(session)),
+                   "account_id": None, "token": token}
+        context = Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
+        flows.commit_and_publish(session, request.app.state.bus, context)
+    return _respond(fmt, "service_requests", [created])
+
+
+@router.get("/tokens/{token}.{format}", summary="GeoReport v2: the service_request_id of a token",
+            response_model=None)
+def token_lookup(token: str, format: str, request: Request,
+                 _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """The request created with a token that POST returned."""
+    fmt = _format(format)
+    with _session(request) as session:
+        inc = None
+        if _TOKEN.fullmatch(token):
+            inc = session.scalar(select(Incident).where(Incident.open311_token == token))
+        if inc is None:
+            raise Open311Error(404, f"no service request was created with token {token[:40]!r}",
+                               f"Use the token that POST {PREFIX}/requests.{fmt} returned.")
+        return _respond(fmt, "service_requests", [{"service_request_id": inc.code, "token": token}])
+
+
+def _closed_condition() -> tuple[Any, list[Any]]:
+    """SQL for 'the request is closed' (merged ones follow up to three parents) and the joins it needs."""
+    joins, prev, merged_chain, conds = [], Incident, [], [Incident.status.in_(CLOSED)]
+    for _ in range(3):
+        parent = aliased(Incident)
+        joins.append((parent, parent.id == prev.parent_id))
+        merged_chain.append(func.coalesce(prev.status, "") == "merged")
+        conds.append(and_(*merged_chain, func.coalesce(parent.status, "").in_(CLOSED)))
+        prev = parent
+    return or_(*conds), joins
+
+
+def _filtered(session: Session, f: _Fields, fmt: str) -> Any:
+    """The query for service_code, status and start_date..end_date (the last 90 days by default)."""
+    codes = f.all("service_code")
+    cats = _categories(session)
+    unknown = [c for c in codes if c not in cats]
+    if unknown:
+        raise Open311Error(400, f"service_code {unknown[0][:20]!r} is not a service of this endpoint",
+                           f"List the services with GET {PREFIX}/services.{fmt}.")
+    statuses = {s.lower() for s in f.all("status")}
+    if statuses - {"open", "closed"}:
+        bad = sorted(statuses - {"open", "closed"})[0]
+        raise Open311Error(400, f"status {bad[:20]!r} is neither open nor closed",
+                           "Send status=open, closed or both.")
+    start_raw, end_raw = f.get("start_date"), f.get("end_date")
+    start = _parse_date("start_date", start_raw) if start_raw else None
+    end = _parse_date("end_date", end_raw) if end_raw else None
+    span = timedelta(days=MAX_DAYS)
+    if end is None:
+        end = start + span if start else utcnow()
+    if start is None:
+        start = end - span
+    if start > end:
+        raise Open311Error(400, f"start_date {start_raw} is after end_date {end_raw}", "Swap them.")
+    if end - start > span:
+        raise Open311Error(400, f"start_date to end_date spans {(end - start).days} days; GeoReport v2 "
+                           f"allows at most {MAX_DAYS}", "Split the range into several queries.")
+    query = select(Incident).where(Incident.created_at >= start, Incident.created_at <= end)
+    if codes:
+        query = query.where(Incident.category_code.in_(codes))
+    if len(statuses) == 1:
+        closed, joins = _closed_condition()
+        for target, on in joins:
+            query = query.outerjoin(target, on)
+        query = query.where(closed if statuses == {"closed"} else not_(closed))
+    return query
+
+
+@router.get("/requests.{format}", summary="GeoReport v2: service requests (filters, pages, extensions)",
+            response_model=None)
+def list_requests(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """Requests by id list, or by service, status and date range (last 90 days by default), newest first."""
+    fmt = _format(format)
+    f = _Fields(list(request.query_params.multi_items()))
+    extensions = _flag("extensions", f.get("extensions"))
+    ids = f.all("service_request_id")
+    with _session(request) as session:
+        if ids:  # the spec: service_request_id overrides every other argument
+            if len(ids) > MAX_IDS:
+                raise Open311Error(400, f"{len(ids)} service_request_id were asked for; at most {MAX_IDS} "
+                                   "at once", "Split the list into several calls.")
+            wanted = [i for i in dict.fromkeys(ids) if _ID.fullmatch(i)]
+            found = {}
+            if wanted:
+                q = select(Incident).where(Incident.code.in_(wanted))
+                found = {i.code: i for i in session.scalars(q)}
+            rows = [found[i] for i in wanted if i in found]
+        else:
+            query = _filtered(session, f, fmt)
+            page = _int("page", f.get("page"), 1, 100_000) or 1
+            size = _int("page_size", f.get("page_size"), 1, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
+            query = query.order_by(Incident.created_at.desc(), Incident.id.desc())
+            rows = list(session.scalars(query.offset((page - 1) * size).limit(size)))
+        body = render_requests(request, session, rows, extensions=extensions)
+        return _respond(fmt, "service_requests", body)
+
+
+@router.get("/requests/{service_request_id}.{format}", summary="GeoReport v2: one service request",
+            response_model=None)
+def get_request(service_request_id: str, format: str, request: Request,
+                _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """One request by its id (the incident code); extensions=true adds notes and the detailed status."""
+    fmt = _format(format)
+    extensions = _flag("extensions", _Fields(list(request.query_params.multi_items())).get("extensions"))
+    with _session(request) as session:
+        inc = None
+        if _ID.fullmatch(service_request_id):
+            inc = session.scalar(select(Incident).where(Incident.code == service_request_id))
+        if inc is None:
+            raise Open311Error(404, f"there is no service request {service_request_id[:40]!r}",
+                               f"Use the service_request_id that POST {PREFIX}/requests.{fmt} returned.")
+        body = render_requests(request, session, [inc], extensions=extensions)
+        return _respond(fmt, "service_requests", body)
+
+
+__all__ = ["router", "Open311Error", "Open311Route", "to_xml", "render_requests", "definition_of",
+           "service_of"]

@@ -1,0 +1,54 @@
+"""Training the incident classifier from the city's own labelled history (dispatcher-confirmed
+categories, corrections included) plus, while that history is small, a generated corpus."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citybase.ops.classifier import Evaluation, train_and_evaluate
+from citybase.ops.corpus import generate_corpus
+from citybase.ops.models import Incident
+
+MODEL_FILE = "classifier.joblib"
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    path: Path
+    history: int
+    generated: int
+    heldout: int
+    evaluation: Evaluation
+
+
+def labelled_history(*, session: Session) -> list[tuple[str, str]]:
+    """(text, category) of every report whose category a person confirmed or corrected."""
+    rows = session.execute(select(Incident.description, Incident.category_code)
+                           .where(Incident.category_confirmed.is_(True), Incident.status != "rejected")
+                           .where(Incident.channel.in_(("hotline", "open311", "api", "inspector"))))
+    return [(t, c) for t, c in rows]
+
+
+def train_classifier(*, session: Session, data_dir: Path, corpus_per_category: int = 200, seed: int = 0) -> TrainingReport:
+    """Train, evaluate on held-out text (20 % of the history plus differently phrased generated text), save."""
+    history = labelled_history(session=session)
+    rnd = random.Random(seed)
+    rnd.shuffle(history)
+    cut = int(len(history) * 0.8)
+    generated = generate_corpus(corpus_per_category, seed=seed, styles="train") if corpus_per_category else []
+    heldout_gen = generate_corpus(max(20, corpus_per_category // 3), seed=seed + 1, styles="heldout") \
+        if corpus_per_category else []
+    train = history[:cut] + generated
+    heldout = history[cut:] + heldout_gen
+    if not train or not heldout:
+        raise ValueError("nothing to train on: no labelled history and no generated corpus")
+    model, evaluation = train_and_evaluate(train, heldout)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / MODEL_FILE
+    model.save(path)
+    return TrainingReport(path, len(history), len(generated), len(heldout), evaluation)
