@@ -34,7 +34,8 @@ def _hour_matches(rule: RoutingRule, hour: int) -> bool:
     return hour >= rule.hour_from or hour < rule.hour_to  # window across midnight, e.g. 22–6
 
 
-def decide(rules: list[RoutingRule], *, category_code: str, area_levels: dict[int, int], hour: int) -> Decision | None:
+def decide(rules: list[RoutingRule], *, category_code: str, area_levels: dict[int, int], hour: int,
+           area_names: dict[int, str] | None = None) -> Decision | None:
     """The decision of the best matching active rule, or None when no rule covers the case.
 
     ``area_levels`` maps the incident's area ids (grid, community, street) to their specificity
@@ -68,7 +69,8 @@ def decide(rules: list[RoutingRule], *, category_code: str, area_levels: dict[in
         return None
     parts = []
     parts.append({2: f"category {category_code}", 1: f"major class {chosen.category_code}", 0: "any category"}[best[1]])
-    parts.append("the whole district" if chosen.area_id is None else f"area #{chosen.area_id}")
+    names = area_names or {}
+    parts.append("the whole district" if chosen.area_id is None else names.get(chosen.area_id, f"area #{chosen.area_id}"))
     if chosen.hour_from is not None:
         parts.append(f"hours {chosen.hour_from:02d}–{chosen.hour_to:02d}")
     return Decision(chosen.id, chosen.main_department_id, tuple(json.loads(chosen.assist_department_ids)),

@@ -182,8 +182,10 @@ def route(*, session: Session, category_code: str, grid_id: int, community_id: i
           at: datetime | None = None) -> routing.Decision:
     """The routing decision for a category at a place and time; InvalidInput if no rule covers it."""
     hour = as_utc(at or utcnow()).astimezone(SHANGHAI).hour
+    areas = geo.areas_by_id(session=session)
+    names = {i: f"{areas[i].name} {areas[i].code}" for i in (grid_id, community_id, street_id) if i in areas}
     d = routing.decide(active_rules(session=session), category_code=category_code,
-                       area_levels={grid_id: 3, community_id: 2, street_id: 1}, hour=hour)
+                       area_levels={grid_id: 3, community_id: 2, street_id: 1}, hour=hour, area_names=names)
     if d is None:
         raise InvalidInput(f"no responsibility rule covers category {category_code}",
                            fix="An admin adds one with POST /api/v1/ops/rules.")
