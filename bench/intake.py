@@ -6,7 +6,8 @@ clients, on SQLite and on PostgreSQL; in the same run the same server's trivial 
 usage: python bench/intake.py [--engines sqlite,postgresql] [--open 100000] [--seconds 20] [--clients 50]
 
 The server is `citybase serve` in its own process (one uvicorn worker, as the demo runs it);
-the load comes from another process on loopback."""
+the load comes from another process on loopback: `wrk` (Debian package) when installed — a
+Python client would be the bottleneck itself — else an httpx asyncio client."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 OPEN_STATUSES = ("received", "registered", "dispatched", "handling", "verifying")
 
 
-def prepare(kind: str, n_open: int) -> tuple[str, Path, dict[str, str]]:
+def prepare(kind: str, n_open: int, size: str = "district") -> tuple[str, Path, dict[str, str]]:
     """A district city with ``n_open`` open incidents, a trained classifier and demo tokens."""
     data = OUT / f"intake-{kind}"
     shutil.rmtree(data, ignore_errors=True)
@@ -58,8 +59,8 @@ def prepare(kind: str, n_open: int) -> tuple[str, Path, dict[str, str]]:
         url = PG_ADMIN.rsplit("/", 1)[0] + "/citybase_intake"
     engine = make_engine(url)
     upgrade(engine)
-    print(f"[{kind}] generating the district city …", flush=True)
-    generate(engine, size="district", seed=2026)
+    print(f"[{kind}] generating the {size} city …", flush=True)
+    generate(engine, size=size, seed=2026)
     with Session(engine) as s:
         buildings = s.execute(select(Building.id, Building.lon, Building.lat, Building.grid_id, Building.community_id,
                                      Building.street_id)).all()
@@ -120,16 +121,54 @@ async def load(url: str, make_request, seconds: float, clients: int) -> tuple[fl
     return len(latencies) / wall, latencies, errors, sum(codes.values())
 
 
+WRK_LUA = """
+local bodies = {}
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  math.randomseed(os.time() + math.random(1000))
+end
+request = function()
+  if #bodies == 0 then return wrk.format("GET", wrk.path) end
+  return wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded"},
+                    bodies[math.random(#bodies)])
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
+    + summary.errors.timeout
+  io.write(string.format("RESULT %d %f %f %f %d\\n", summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
+end
+"""
+
+
+def wrk_load(url: str, path: str, bodies: list[str] | None, seconds: float, clients: int) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) measured by wrk."""
+    import tempfile
+    import urllib.parse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lua, data = Path(tmp, "load.lua"), Path(tmp, "bodies.txt")
+        lua.write_text(WRK_LUA)
+        data.write_text("\n".join(urllib.parse.urlencode(b) for b in bodies) if bodies else "")
+        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(lua),
+                              url + path, "--", str(data)], capture_output=True, text=True, check=True).stdout
+    line = next((x for x in out.splitlines() if x.startswith("RESULT")), None)
+    if line is None or " 0 " in line[:12]:
+        raise SystemExit(f"wrk measured nothing:\n{out}")
+    n, dur, p50, p99, errors = line.split()[1:]
+    return int(n) / float(dur), float(p50), float(p99), int(errors)
+
+
 def pct(xs: list[float], p: float) -> float:
     return statistics.quantiles(xs, n=100)[int(p) - 1] * 1000 if len(xs) > 100 else float("nan")
 
 
-def run(kind: str, args: argparse.Namespace) -> dict:
-    url, data, tokens = prepare(kind, args.open)
-    port = 8765
+def run(kind: str, args: argparse.Namespace, port: int) -> dict:
+    url, data, tokens = prepare(kind, args.open, args.size)
     env = {**os.environ, "CITYBASE_DATABASE_URL": url, "CITYBASE_DATA_DIR": str(data), "CITYBASE_PORT": str(port)}
+    logfile = open(data / "server.log", "w")  # noqa: SIM115 - closed with the server
     server = subprocess.Popen([str(Path(sys.executable).with_name("citybase")), "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -138,6 +177,8 @@ def run(kind: str, args: argparse.Namespace) -> dict:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        else:
+            raise SystemExit(f"the {kind} server did not start; see {data / 'server.log'}")
         with Session(make_engine(url)) as s:
             addresses = [a for (a,) in s.execute(select(Building.address).order_by(Building.id).limit(20000))]
         texts = generate_corpus(10, seed=9, styles="heldout")
@@ -153,15 +194,31 @@ def run(kind: str, args: argparse.Namespace) -> dict:
         def health(_rnd: random.Random):
             return "GET", "/api/v1/health", {}
 
-        asyncio.run(load(base, health, 3, args.clients))  # warm-up
-        asyncio.run(load(base, post, 3, args.clients))
-        ceiling, lat_c, err_c, _ = asyncio.run(load(base, health, args.seconds, args.clients))
-        rate, lat_p, err_p, n = asyncio.run(load(base, post, args.seconds, args.clients))
-        return {"engine": kind, "ceiling_rps": ceiling, "ceiling_p50": pct(lat_c, 50), "ceiling_p99": pct(lat_c, 99),
-                "intake_rps": rate, "p50": pct(lat_p, 50), "p99": pct(lat_p, 99), "errors": err_p + err_c, "n": n}
+        if shutil.which("wrk"):
+            bodies = [post(random.Random(k))[2]["data"] for k in range(5000)]
+            wrk_load(base, "/api/v1/health", None, 3, args.clients)  # warm-up
+            wrk_load(base, "/open311/v2/requests.json", bodies[:200], 3, args.clients)
+            ceiling, c50, c99, err_c = wrk_load(base, "/api/v1/health", None, args.seconds, args.clients)
+            rate, p50, p99, err_p = wrk_load(base, "/open311/v2/requests.json", bodies, args.seconds, args.clients)
+            tool = "wrk"
+        else:
+            asyncio.run(load(base, health, 3, args.clients))  # warm-up
+            asyncio.run(load(base, post, 3, args.clients))
+            ceiling, lat_c, err_c, _ = asyncio.run(load(base, health, args.seconds, args.clients))
+            rate, lat_p, err_p, _ = asyncio.run(load(base, post, args.seconds, args.clients))
+            c50, c99, p50, p99 = pct(lat_c, 50), pct(lat_c, 99), pct(lat_p, 50), pct(lat_p, 99)
+            tool = "httpx"
+        with Session(make_engine(url)) as s:
+            stored = s.execute(text("SELECT count(*) FROM ops_incidents WHERE channel = 'open311'")).scalar()
+        return {"engine": kind, "tool": tool, "ceiling_rps": ceiling, "ceiling_p50": c50, "ceiling_p99": c99,
+                "intake_rps": rate, "p50": p50, "p99": p99, "errors": err_p + err_c, "stored": stored}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        logfile.close()
 
 
 def main() -> None:
@@ -170,14 +227,20 @@ def main() -> None:
     ap.add_argument("--open", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--size", default="district", help="demo city size (small only to try the script)")
     args = ap.parse_args()
-    results = [run(k, args) for k in args.engines.split(",")]
+    results = []
+    for i, k in enumerate(args.engines.split(",")):
+        results.append(run(k, args, 8765 + i))
+        print(json.dumps(results[-1]), flush=True)
     print(f"\nOpen311 POST requests with {args.open:,} open incidents, {args.clients} clients, {args.seconds:g} s each")
     print("aim: intake ≥ 0.3 × ceiling, p99 < 100 ms on PostgreSQL")
-    print(f"{'engine':<12}{'ceiling/s':>11}{'intake/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'engine':<12}{'ceiling/s':>11}{'c.p99 ms':>9}{'intake/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'errors':>8}{'stored':>8}  load")
     for r in results:
-        print(f"{r['engine']:<12}{r['ceiling_rps']:>11.0f}{r['intake_rps']:>10.1f}{r['intake_rps'] / r['ceiling_rps']:>7.2f}"
-              f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}")
+        print(f"{r['engine']:<12}{r['ceiling_rps']:>11.0f}{r['ceiling_p99']:>9.1f}{r['intake_rps']:>10.1f}"
+              f"{r['intake_rps'] / max(r['ceiling_rps'], 1e-9):>7.2f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
+              f"{r['stored']:>8}  {r['tool']}")
     (OUT / "intake.json").write_text(json.dumps(results, indent=2))
 
 

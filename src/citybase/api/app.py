@@ -83,6 +83,10 @@ def load_classifier(settings: Settings):
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     """Start the background consumers (IoT alarms, webhooks) and the supervision timer; stop them at exit."""
+    from citybase.geo.service import warm_up
+
+    with app.state.sessions() as session:
+        warm_up(session=session)  # the first requests must not all build the lookup indexes at once
     workers = []
     if app.state.settings.workers:
         from citybase.ops import workers as w

@@ -30,16 +30,30 @@ def reset_caches() -> None:
         _cache.clear()
 
 
+_build_locks: dict[tuple[Any, str], threading.Lock] = {}
+
+
 def _cached(session: Session, name: str, build: Any) -> Any:
+    """The cached value, built once: concurrent first callers wait for one build instead of all building."""
     bind: Engine = session.get_bind()  # type: ignore[assignment]
     key = (bind.url, name)
+    value = _cache.get(key)
+    if value is not None:
+        return value
     with _cache_lock:
-        if key in _cache:
-            return _cache[key]
-    value = build()
-    with _cache_lock:
-        _cache.setdefault(key, value)
+        lock = _build_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _cache:
+            _cache[key] = build()
         return _cache[key]
+
+
+def warm_up(*, session: Session) -> None:
+    """Build the in-process indexes now (at start-up) rather than on the first requests."""
+    if geo_repository(session).areas(level="district"):
+        grid_index(session=session)
+        _ancestors(session)
+        address_index(session=session)
 
 
 def get_area(*, session: Session, code: str) -> Area:

@@ -3,22 +3,25 @@
 Each category has its own paraphrases (what callers actually say, beyond the catalogue keywords) and
 a few official terms (what inspectors write); sentence templates give the frame: complaints, questions,
 reports, urgent pleas, rambling call transcripts and terse patrol notes, with locations, times, moods,
-polite fillers and occasional homophone typos.
+polite fillers and irrelevant asides; words are sometimes swapped for synonyms (饭店/餐馆/饭馆, 晚上/夜里 …)
+and a few texts carry a homophone typo (拉圾, 燥音, 再/在 …).
 
 Honest held-out evaluation: the templates are split ~70/30 into ``train`` and ``heldout`` (disjoint), and
-each category's paraphrases and terms likewise (index % 10 in {3, 6, 9} is held out). A held-out text
-draws half its paraphrases from the held-out-only lists, so scoring on it measures generalisation to new
-phrasing rather than recall of memorised sentences."""
+each category's paraphrases, inspector terms and synonym groups likewise (index % 10 in {3, 6, 9} is
+held out). A held-out text draws half its paraphrases from the held-out-only lists, so scoring on it
+measures generalisation to new phrasing rather than recall of memorised sentences."""
 
 from __future__ import annotations
 
 import random
+import re
+from functools import cache
 
 from citybase.ops.catalogue import CATEGORIES
 
 STYLES = ("train", "heldout")
 
-# What callers say, per category. "{n}" becomes a small number. Near categories deliberately share words
+# What callers say, per category. Near categories deliberately share words
 # (电梯困人/电梯故障, 夜间施工噪声/社会生活噪声, 占道经营/乱设摊/店外经营, 积水/雨水口 …).
 _SAY: dict[str, tuple[str, ...]] = {
     "01001": (
@@ -595,6 +598,24 @@ _SPOTS = (
     "门口", "旁边", "对面", "路口", "地铁站出口", "菜场门口", "学校门口", "公交站边上", "弄堂口", "后门",
     "停车场边上", "便利店门口", "",
 )
+# Interchangeable words: a word of a group found in a text is sometimes swapped for another of its group
+# (the 4th of a group only in held-out text), so the same complaint comes in more wordings.
+_SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("马路", "道路", "大马路", "街道"), ("好几天", "好多天", "几天", "好些天"),
+    ("没人管", "没人处理", "没有人管", "无人问津"), ("没人清理", "没人打扫", "没人收拾", "一直没清"),
+    ("晚上", "夜里", "晚间", "夜晚"), ("半夜", "深夜", "大半夜", "后半夜"),
+    ("很危险", "太危险了", "非常危险", "危险得很"), ("坏了", "损坏了", "坏掉了", "出毛病了"),
+    ("饭店", "餐馆", "饭馆", "馆子"), ("小孩子", "孩子", "小朋友", "小孩"),
+    ("老人", "老年人", "老人家", "上了年纪的人"), ("电瓶车", "电动车", "电驴", "小电驴"),
+    ("汽车", "私家车", "小汽车", "轿车"), ("垃圾桶", "垃圾箱", "垃圾筒", "果皮箱"),
+    ("味道很大", "气味很重", "味道很重", "臭味很大"), ("吵死了", "吵得要命", "太吵了", "吵得不行"),
+    ("睡不着", "没法睡觉", "睡不好", "根本睡不了"), ("好几个月", "几个月", "好多个月", "大半年"),
+    ("居民", "住户", "老百姓", "居民们"), ("这里", "这边", "这儿", "这块"),
+    ("发臭", "发出臭味", "臭烘烘的", "散发臭味"), ("工地", "建筑工地", "施工工地", "工程工地"),
+    ("自来水管", "供水管", "水管子", "自来水管道"), ("一直", "始终", "老是", "总是"),
+    ("到处都是", "满地都是", "哪儿都是", "遍地都是"), ("差点", "差一点", "险些", "差点儿"),
+)
+
 # Homophones and slips seen in hand-typed reports; applied to a small share of texts.
 _TYPOS = (
     ("垃圾", "拉圾"), ("井盖", "井概"), ("噪音", "燥音"), ("电梯", "电题"), ("物业", "物叶"), ("已经", "以经"),
@@ -617,6 +638,12 @@ def templates(styles: str = "train") -> tuple[str, ...]:
     _check(styles)
     held = styles == "heldout"
     return tuple(t for group in _TEMPLATES.values() for i, t in enumerate(group) if (i % 3 == 2) == held)
+
+
+def paraphrases(code: str, styles: str = "train") -> tuple[str, ...]:
+    """What callers say about a category in that split (heldout: all of them, some never used in train)."""
+    _check(styles)
+    return _SAY[code] if styles == "heldout" else _split(_SAY[code], "train")
 
 
 def _check(styles: str) -> None:
@@ -656,6 +683,27 @@ def _typo(rnd: random.Random, text: str) -> str:
     return text.replace(a, b, 1)
 
 
+@cache
+def _synonym_table(styles: str) -> tuple[re.Pattern[str], dict[str, tuple[str, ...]]]:
+    """A pattern finding any synonym (longest first) and, for each, the words it may become in that split."""
+    table = {}
+    for group in _SYNONYMS:
+        allowed = group if styles == "heldout" else _split(group, "train")
+        for word in group:
+            table[word] = tuple(w for w in allowed if w != word)
+    return re.compile("|".join(sorted(table, key=len, reverse=True))), table
+
+
+def _reword(rnd: random.Random, text: str, styles: str) -> str:
+    pattern, table = _synonym_table(styles)
+
+    def swap(m: re.Match[str]) -> str:
+        choices = table[m.group()]
+        return rnd.choice(choices) if choices and rnd.random() < 0.4 else m.group()
+
+    return pattern.sub(swap, text)
+
+
 def _render(rnd: random.Random, template: str, says: list[str], note: str) -> str:
     xq = rnd.choice(_XQ)
     asides = rnd.sample(_ASIDE, 2)
@@ -664,7 +712,9 @@ def _render(rnd: random.Random, template: str, says: list[str], note: str) -> st
         say=says[0], say2=says[1], note=note, feel=rnd.choice(_FEEL), ask=rnd.choice(_ASK),
         aside=asides[0], aside2=asides[1], n=rnd.randint(2, 9),
     )
-    return text.replace("，，", "，").replace("，。", "。").lstrip("，")
+    for doubled, single in (("，，", "，"), ("，。", "。"), ("？，", "？"), ("？。", "？"), ("！，", "！")):
+        text = text.replace(doubled, single)
+    return text.lstrip("，")
 
 
 def generate_corpus(n_per_category: int = 200, seed: int = 0, *, styles: str = "train") -> list[tuple[str, str]]:
@@ -683,7 +733,7 @@ def generate_corpus(n_per_category: int = 200, seed: int = 0, *, styles: str = "
             if second == first:
                 second = rnd.choice(say_train)
             note = _pick(rnd, note_train, note_held, styles)
-            text = _render(rnd, rnd.choice(frames), [first, second], note)
+            text = _reword(rnd, _render(rnd, rnd.choice(frames), [first, second], note), styles)
             if rnd.random() < 0.12:
                 text = _typo(rnd, text)
             pairs.append((text, cat.code))

@@ -142,6 +142,25 @@ def active_rules(*, session: Session) -> list[RoutingRule]:
     return list(session.scalars(select(RoutingRule).where(RoutingRule.retired_at.is_(None)).order_by(RoutingRule.id)))
 
 
+_rules_cache: dict[Any, tuple[tuple[int, int, int], list[RoutingRule]]] = {}
+
+
+def _rules_for_routing(session: Session) -> list[RoutingRule]:
+    """Active rules, cached per database and refreshed whenever a rule is added or retired anywhere
+    (the version is the highest id and the count of active rules: adding raises one, retiring lowers the other)."""
+    version = tuple(session.execute(select(func.max(RoutingRule.id), func.count(), func.max(RoutingRule.precedence))
+                                    .where(RoutingRule.retired_at.is_(None))).one())
+    key = session.get_bind().url
+    hit = _rules_cache.get(key)
+    if hit and hit[0] == version:
+        return hit[1]
+    rules = active_rules(session=session)
+    for r in rules:
+        session.expunge(r)  # detached copies, shared read-only between requests
+    _rules_cache[key] = (version, rules)
+    return rules
+
+
 def add_rule(*, session: Session, category_code: str | None, area_code: str | None, hour_from: int | None,
              hour_to: int | None, main_department: str, assist_departments: list[str], precedence: int = 100,
              note: str = "", replaces_id: int | None = None) -> RoutingRule:
@@ -184,7 +203,7 @@ def route(*, session: Session, category_code: str, grid_id: int, community_id: i
     hour = as_utc(at or utcnow()).astimezone(SHANGHAI).hour
     areas = geo.areas_by_id(session=session)
     names = {i: f"{areas[i].name} {areas[i].code}" for i in (grid_id, community_id, street_id) if i in areas}
-    d = routing.decide(active_rules(session=session), category_code=category_code,
+    d = routing.decide(_rules_for_routing(session), category_code=category_code,
                        area_levels={grid_id: 3, community_id: 2, street_id: 1}, hour=hour, area_names=names)
     if d is None:
         raise InvalidInput(f"no responsibility rule covers category {category_code}",
