@@ -106,6 +106,7 @@ def test_webhooks_are_signed_retried_and_logged(city, bus, receiver):
         s.add(hook)
         s.commit()
         hook_id = hook.id
+    workers.forget_webhooks()
     try:
         consumer = workers.webhook_consumer(bus, sessions)
         ev = bus.publish("citybase.ops.incident.dispatch", {"incident_id": 1, "code": "X", "main_department_id": 3})
@@ -130,6 +131,7 @@ def test_webhooks_are_signed_retried_and_logged(city, bus, receiver):
         with sessions() as s:
             s.get(Webhook, hook_id).active = False
             s.commit()
+        workers.forget_webhooks()
 
 
 def test_a_webhook_that_never_answers_is_given_up_and_dead_lettered(city, bus):
@@ -142,6 +144,7 @@ def test_a_webhook_that_never_answers_is_given_up_and_dead_lettered(city, bus):
         s.add(hook)
         s.commit()
         hook_id = hook.id
+    workers.forget_webhooks()
     try:
         consumer = workers.webhook_consumer(bus, sessions)
         bus.publish("citybase.ops.incident.close", {"incident_id": 2})
@@ -156,6 +159,7 @@ def test_a_webhook_that_never_answers_is_given_up_and_dead_lettered(city, bus):
         with sessions() as s:
             s.get(Webhook, hook_id).active = False
             s.commit()
+        workers.forget_webhooks()
 
 
 def test_webhook_admin_api(client, city):

@@ -83,7 +83,14 @@ def load_classifier(settings: Settings):
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     """Start the background consumers (IoT alarms, webhooks) and the supervision timer; stop them at exit."""
+    import anyio.to_thread
+
     from citybase.geo.service import warm_up
+
+    # Sync endpoints run in this many threads. SQLite has one writer, and Python one interpreter lock:
+    # past a few threads, more only adds waiting; PostgreSQL overlaps its I/O, so it gets more.
+    threads = app.state.settings.threads or (32 if app.state.engine.dialect.name == "postgresql" else 8)
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
     with app.state.sessions() as session:
         warm_up(session=session)  # the first requests must not all build the lookup indexes at once

@@ -15,6 +15,7 @@ class Settings:
     host: str
     port: int
     workers: bool = True  # background consumers and timers in the serving process
+    threads: int = 0  # threads for sync request handlers; 0 chooses by engine
 
     @property
     def is_postgres(self) -> bool:
@@ -32,4 +33,5 @@ def load_settings(**overrides: object) -> Settings:
         host=str(overrides.get("host") or os.environ.get("CITYBASE_HOST", "127.0.0.1")),
         port=int(str(overrides.get("port") or os.environ.get("CITYBASE_PORT", "8000"))),
         workers=str(overrides.get("workers", os.environ.get("CITYBASE_WORKERS", "1"))).lower() not in ("0", "false", "no"),
+        threads=int(str(overrides.get("threads") or os.environ.get("CITYBASE_THREADS", "0"))),
     )

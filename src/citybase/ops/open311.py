@@ -281,7 +281,7 @@ def _categories(session: Session) -> dict[str, Category]:
 
 
 def _category(session: Session, code: str, fmt: str) -> Category:
-    c = _categories(session).get(code)
+    c = service.find_category(session=session, code=code)
     if c is None or not c.active:
         raise Open311Error(404, f"service_code {code[:20]!r} was not found",
                            f"List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.")

@@ -454,6 +454,9 @@ def add_webhook(body: dict, _: Principal = Depends(allow("admin")), session: Ses
                    active=True, created_at=utcnow())
     session.add(hook)
     session.flush()
+    from citybase.ops.workers import forget_webhooks
+
+    forget_webhooks()
     return {"id": hook.id, "department_id": dept_id, "url": url, "events": events, "secret": hook.secret}
 
 

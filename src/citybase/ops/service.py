@@ -103,8 +103,16 @@ def seed_catalogue(*, session: Session) -> int:
     return len(CATEGORIES)
 
 
+def find_category(*, session: Session, code: str) -> Category | None:
+    """The category with this code (active or not), looked up once per session."""
+    known = session.info.setdefault("categories", {})
+    if code not in known:
+        known[code] = session.scalar(select(Category).where(Category.code == code))
+    return known[code]
+
+
 def get_category(*, session: Session, code: str) -> Category:
-    cat = session.scalar(select(Category).where(Category.code == code))
+    cat = find_category(session=session, code=code)
     if cat is None or not cat.active:
         raise InvalidInput(f"unknown category {code!r}",
                            fix="List categories with GET /api/v1/ops/categories; codes are 2-digit major + 3-digit minor.")
@@ -124,6 +132,7 @@ def upsert_category(*, session: Session, code: str, **fields: Any) -> Category:
         raise InvalidInput(f"category code {code!r} is not a known 2-digit major + 3-digit minor",
                            fix=f"Majors are {', '.join(f'{k} {v}' for k, v in MAJORS.items())}.")
     cat = session.scalar(select(Category).where(Category.code == code))
+    session.info.pop("categories", None)
     if cat is None:
         required = ("name", "kind", "urgent_hours", "normal_days", "low_days", "needs_verification", "dup_radius_m")
         missing = [k for k in required if fields.get(k) is None]
@@ -347,6 +356,8 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
         confirmed = False
     prio = priority or "normal"
 
+    # Everything that only reads comes first: on SQLite the write lock is then held for the inserts
+    # alone, not for classification, routing and the duplicate search.
     inc = Incident(code=f"t{uuid.uuid4().hex[:19]}", channel=channel, status="received", category_code=cat.code,
                    category_confirmed=confirmed, suggested_code=suggested, suggested_confidence=confidence,
                    priority=prio, description=description, address_text=address or (building.address if building else None),
@@ -354,22 +365,21 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
                    community_id=loc.community.id, street_id=loc.street.id, reporter_name=reporter_name,
                    reporter_phone=phone, reporter_user_id=reporter_user_id, media_url=media_url, routing="{}",
                    repeat_count=0, return_count=0, reopen_count=0, created_at=now, updated_at=now)
+    decision = route(session=session, category_code=cat.code, grid_id=loc.grid.id, community_id=loc.community.id,
+                     street_id=loc.street.id, at=now)
+    inc.routing = decision.as_json()
+    inc.main_department_id = decision.main_department_id
+    dup, candidates = find_duplicates(session=session, incident=inc, category=cat)
+
     session.add(inc)
     session.flush()
     inc.code = f"{as_utc(now).astimezone(SHANGHAI):%Y%m%d}{inc.id:08d}"
     session.add(Reporter(incident_id=inc.id, source_incident_id=inc.id, channel=channel, name=reporter_name,
                          phone=phone, user_id=reporter_user_id, created_at=now))
-    decision = route(session=session, category_code=cat.code, grid_id=loc.grid.id, community_id=loc.community.id,
-                     street_id=loc.street.id, at=now)
-    inc.routing = decision.as_json()
-    inc.main_department_id = decision.main_department_id
     entry = _step(session, inc, actor, "receive", "received", channel=channel, category_code=cat.code,
                   suggested_code=suggested, confidence=confidence, routed_by=decision.why)
     entry.from_status = None
-    result = IntakeResult(inc)
-
-    dup, candidates = find_duplicates(session=session, incident=inc, category=cat)
-    result.possible_duplicates = candidates
+    result = IntakeResult(inc, possible_duplicates=candidates)
     if dup is not None:
         merge(session=session, incident=inc, into=dup, actor=SYSTEM, reason="同类问题在附近已有工单，自动合并")
         result.merged_into = dup
@@ -389,7 +399,9 @@ def find_duplicates(*, session: Session, incident: Incident, category: Category,
     Returns the one to merge into (or None) and every candidate as (id, similarity, metres)."""
     since = as_utc(incident.created_at) - timedelta(hours=category.dup_window_h)
     q = select(Incident).where(Incident.category_code == category.code, Incident.status.in_(OPEN),
-                               Incident.id != incident.id, Incident.created_at >= since)
+                               Incident.created_at >= since)
+    if incident.id is not None:
+        q = q.where(Incident.id != incident.id)
     radius = category.dup_radius_m
     spatial = q
     if radius > 0:
@@ -502,9 +514,9 @@ def dispatch(*, session: Session, incident: Incident, actor: Actor, main_departm
     decision = json.loads(incident.routing)
     main = main_department_id or decision.get("main_department_id")
     assists = assist_department_ids if assist_department_ids is not None else decision.get("assist_department_ids", [])
-    registry.get_department_by_id(session=session, department_id=main)
-    for a in assists:
-        registry.get_department_by_id(session=session, department_id=a)
+    if main_department_id is not None or assist_department_ids is not None:  # a person chose: check the ids
+        for d in [main, *assists]:
+            registry.get_department_by_id(session=session, department_id=d)
     now = utcnow()
     for t in session.scalars(select(Task).where(Task.incident_id == incident.id, Task.status.in_(("pending", "accepted")))):
         t.status = "cancelled"

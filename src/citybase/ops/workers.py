@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -71,7 +72,7 @@ def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attemp
                        "context": {"id": event.context.id, "parent_id": event.context.parent_id}},
                       ensure_ascii=False).encode()
     ok = True
-    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
+    for hook in _active_hooks(session):
         if not subject_matches(hook.events, event.subject):
             continue
         if hook.department_id is not None and hook.department_id != dept:
@@ -96,6 +97,29 @@ def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attemp
                                     status=status, response_code=code, error=error, at=utcnow()))
         ok = ok and error is None
     return ok
+
+
+_hooks_cache: dict[Any, tuple[float, list[Webhook]]] = {}
+HOOKS_TTL = 5.0  # seconds: a new or deactivated webhook takes effect within this time
+
+
+def forget_webhooks() -> None:
+    """Drop the cached webhook list (this process re-reads it on the next event)."""
+    _hooks_cache.clear()
+
+
+def _active_hooks(session: Session) -> list[Webhook]:
+    """Active webhooks, re-read at most every few seconds (every event would otherwise query them)."""
+    key = session.get_bind().url
+    hit = _hooks_cache.get(key)
+    now = time.monotonic()
+    if hit and now - hit[0] < HOOKS_TTL:
+        return hit[1]
+    hooks = list(session.scalars(select(Webhook).where(Webhook.active.is_(True))))
+    for h in hooks:
+        session.expunge(h)
+    _hooks_cache[key] = (now, hooks)
+    return hooks
 
 
 def _http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
