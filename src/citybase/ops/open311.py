@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
 from citybase.ops import deadlines, flows, service
@@ -694,7 +695,7 @@ def _contact(f: _Fields) -> tuple[str | None, str | None]:
     """(reporter name, phone) from first_name, last_name and phone, checked."""
     phone = _text(f, "phone", 20)
     try:
-        phone = registry.check_phone(phone)
+        phone = check_phone(phone)
     except InvalidInput:
         raise Open311Error(400, f"phone {phone!r} is not a mainland mobile or landline number",
                            "Send 11 digits starting 13–19, or an area code and number such as "

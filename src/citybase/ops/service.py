@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
 from citybase.ops import deadlines, routing
@@ -44,7 +45,6 @@ RATINGS = ("满意", "基本满意", "不满意")
 MERGE_SIMILARITY = 70.0  # text similarity (0–100) above which a nearby report is merged automatically
 SUGGEST_SIMILARITY = 35.0  # below merge, above this: offered to the dispatcher as a possible duplicate
 AUTO_DISPATCH_CONFIDENCE = 0.85
-_PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 
 
 class Suggester(Protocol):
@@ -263,16 +263,6 @@ def _step(session: Session, inc: Incident, actor: Actor, action: str, to_status:
     return entry
 
 
-def _check_phone(phone: str | None) -> str | None:
-    if not phone:
-        return None
-    p = phone.replace(" ", "")
-    if not _PHONE.match(p):
-        raise InvalidInput(f"phone {phone!r} is not a mainland mobile or landline number",
-                           fix="Use 11 digits starting 13–19, or an area code and number such as 021-64871234.")
-    return p
-
-
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dy = (lat2 - lat1) * 111_000
     dx = (lon2 - lon1) * 111_000 * math.cos(math.radians((lat1 + lat2) / 2))
@@ -324,7 +314,7 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
         raise InvalidInput("the description is longer than 2,000 characters", fix="Shorten it.")
     if priority is not None and priority not in PRIORITIES:
         raise InvalidInput(f"unknown priority {priority!r}", fix=f"Use one of {', '.join(PRIORITIES)}.")
-    phone = _check_phone(reporter_phone)
+    phone = check_phone(reporter_phone)
 
     # Where: a building, an address in words, or a point.
     building = None

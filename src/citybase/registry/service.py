@@ -5,29 +5,17 @@ Functions take ``session`` keyword-only and never commit."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound
 from citybase.core.ids import id_number_birth_sex, validate_id_number, validate_uscc
+from citybase.core.phones import check_phone
 from citybase.core.timeutil import utcnow
 from citybase.geo import service as geo
 from citybase.registry import repository as repo
 from citybase.registry.models import ENTITY_TYPES, Department, LegalEntity, Person
-
-PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
-
-
-def check_phone(phone: str | None) -> str | None:
-    if phone is None or phone == "":
-        return None
-    p = phone.replace(" ", "")
-    if not PHONE.match(p):
-        raise InvalidInput(f"phone {phone!r} is not a mainland mobile or landline number",
-                           fix="Use 11 digits starting 13–19 (mobile) or an area code and number, e.g. 021-64871234.")
-    return p
 
 
 def get_person(*, session: Session, person_id: int) -> Person:
