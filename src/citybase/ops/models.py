@@ -70,7 +70,7 @@ class Incident(Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
     street_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     reporter_name: Mapped[str | None] = mapped_column(String(32))
-    reporter_phone: Mapped[str | None] = mapped_column(String(20))
+    reporter_phone: Mapped[str | None] = mapped_column(String(20), index=True)  # repeat calls
     reporter_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     media_url: Mapped[str | None] = mapped_column(String(500))
     main_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)

@@ -388,32 +388,30 @@ def find_duplicates(*, session: Session, incident: Incident, category: Category,
     similarity; the same caller reporting the same category again is always a repeat.
     Returns the one to merge into (or None) and every candidate as (id, similarity, metres)."""
     since = as_utc(incident.created_at) - timedelta(hours=category.dup_window_h)
-    q = select(Incident).where(Incident.category_code == category.code, Incident.status.in_(OPEN),
-                               Incident.created_at >= since)
+    # Plain rows, not ORM objects: with many open incidents nearby this is the hot path of intake.
+    q = select(Incident.id, Incident.lat, Incident.lon, Incident.description).where(
+        Incident.category_code == category.code, Incident.status.in_(OPEN), Incident.created_at >= since)
     if incident.id is not None:
         q = q.where(Incident.id != incident.id)
     radius = category.dup_radius_m
-    spatial = q
+    found: dict[int, tuple[float, float]] = {}
     if radius > 0:
         dlat = radius / 111_000
         dlon = radius / (111_000 * math.cos(math.radians(incident.lat)))
-        spatial = q.where(Incident.lat.between(incident.lat - dlat, incident.lat + dlat),
-                          Incident.lon.between(incident.lon - dlon, incident.lon + dlon))
-    found: dict[int, tuple[Incident, float, float]] = {}
-    for other in session.scalars(spatial.limit(200)) if radius > 0 else []:
-        dist = _metres(incident.lat, incident.lon, other.lat, other.lon)
-        if dist <= radius:
-            sim = fuzz.ratio(incident.description, other.description)
-            sim = max(sim, fuzz.partial_ratio(incident.description, other.description) * 0.9)
-            found[other.id] = (other, sim, dist)
+        near = q.where(Incident.lat.between(incident.lat - dlat, incident.lat + dlat),
+                       Incident.lon.between(incident.lon - dlon, incident.lon + dlon)).limit(200)
+        for oid, lat, lon, text in session.execute(near):
+            dist = _metres(incident.lat, incident.lon, lat, lon)
+            if dist <= radius:
+                sim = max(fuzz.ratio(incident.description, text),
+                          fuzz.partial_ratio(incident.description, text) * 0.9)
+                found[oid] = (sim, dist)
     if incident.reporter_phone:
-        for other in session.scalars(q.where(Incident.reporter_phone == incident.reporter_phone).limit(20)):
-            dist = _metres(incident.lat, incident.lon, other.lat, other.lon)
-            found[other.id] = (other, 100.0, dist)  # the same caller again: a repeat call
-    ranked = sorted(found.values(), key=lambda t: (-t[1], t[2]))
-    candidates = [(o.id, round(s, 1), round(d, 1)) for o, s, d in ranked if s >= SUGGEST_SIMILARITY]
-    best = ranked[0] if ranked and ranked[0][1] >= MERGE_SIMILARITY else None
-    target = best[0] if best else None
+        for oid, lat, lon, _ in session.execute(q.where(Incident.reporter_phone == incident.reporter_phone).limit(20)):
+            found[oid] = (100.0, _metres(incident.lat, incident.lon, lat, lon))  # the same caller again
+    ranked = sorted(found.items(), key=lambda t: (-t[1][0], t[1][1]))
+    candidates = [(oid, round(sim, 1), round(d, 1)) for oid, (sim, d) in ranked if sim >= SUGGEST_SIMILARITY]
+    target = session.get(Incident, ranked[0][0]) if ranked and ranked[0][1][0] >= MERGE_SIMILARITY else None
     while target is not None and target.parent_id is not None:
         target = session.get(Incident, target.parent_id)
     return target, candidates
@@ -508,8 +506,10 @@ def dispatch(*, session: Session, incident: Incident, actor: Actor, main_departm
         for d in [main, *assists]:
             registry.get_department_by_id(session=session, department_id=d)
     now = utcnow()
-    for t in session.scalars(select(Task).where(Task.incident_id == incident.id, Task.status.in_(("pending", "accepted")))):
-        t.status = "cancelled"
+    if incident.dispatched_at is not None:  # a re-dispatch replaces the open tasks (a first one has none)
+        for t in session.scalars(select(Task).where(Task.incident_id == incident.id,
+                                                    Task.status.in_(("pending", "accepted")))):
+            t.status = "cancelled"
     incident.main_department_id = main
     session.add(Task(incident_id=incident.id, department_id=main, role="main", status="pending", created_at=now))
     for a in assists:

@@ -68,15 +68,15 @@ def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attemp
     """POST the event to every matching webhook not yet served; log each try. True when all succeeded."""
     post = post or _http_post
     dept = event.data.get("main_department_id") or event.data.get("department_id")
+    hooks = [h for h in _active_hooks(session) if subject_matches(h.events, event.subject)
+             and (h.department_id is None or h.department_id == dept)]
+    if not hooks:
+        return True
     body = json.dumps({"id": event.id, "subject": event.subject, "time": event.time, "data": event.data,
                        "context": {"id": event.context.id, "parent_id": event.context.parent_id}},
                       ensure_ascii=False).encode()
     ok = True
-    for hook in _active_hooks(session):
-        if not subject_matches(hook.events, event.subject):
-            continue
-        if hook.department_id is not None and hook.department_id != dept:
-            continue
+    for hook in hooks:
         done = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook.id,
                                                                WebhookDelivery.event_id == event.id,
                                                                WebhookDelivery.status == "delivered"))
