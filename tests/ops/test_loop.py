@@ -441,3 +441,14 @@ def test_reading_reporter_contacts_is_audited(client, city):
         last = s.query(AuditEntry).order_by(AuditEntry.seq.desc()).first()
     assert last.action == "read.incident_reporter.unmasked" and last.subject_ids == str(inc["id"])
     assert last.actor.endswith(":dispatcher")
+
+
+def test_emergencies_are_urgent_and_run_in_natural_hours(client, city):
+    b = _fresh_building(city)
+    inc = client.post("/api/v1/ops/incidents", headers=city.auth("dispatcher"), json={
+        "description": "路口燃气味很重，怀疑泄漏", "category_code": "05002", "building_id": b.id}).json()["incident"]
+    assert inc["priority"] == "urgent"
+    from datetime import datetime
+
+    hours = (datetime.fromisoformat(inc["deadline_at"]) - datetime.fromisoformat(inc["registered_at"])).total_seconds() / 3600
+    assert hours == pytest.approx(1.0, abs=0.01)  # 燃气泄漏: 1 natural hour, night or weekend alike

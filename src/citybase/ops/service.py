@@ -344,7 +344,7 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     else:
         cat = get_category(session=session, code="09009")  # 政策咨询: a person decides what it really is
         confirmed = False
-    prio = priority or "normal"
+    prio = priority or ("urgent" if cat.major == "05" else "normal")  # 突发事件 are urgent unless said otherwise
 
     # Everything that only reads comes first: on SQLite the write lock is then held for the inserts
     # alone, not for classification, routing and the duplicate search.
