@@ -93,73 +93,68 @@ def receiver():
     server.shutdown()
 
 
-def test_webhooks_are_signed_retried_and_logged(city, bus, receiver):
+@pytest.fixture
+def hook(city):
+    """Subscribe a webhook for the test; deactivate it afterwards so other tests do not post to it."""
+    from citybase.core.timeutil import utcnow
+
+    sessions = make_sessionmaker(city.engine)
+    made: list[int] = []
+
+    def make(url: str, events: str, secret: str = "k") -> int:
+        with sessions() as s:
+            h = Webhook(department_id=None, url=url, secret=secret, events=events, active=True, created_at=utcnow())
+            s.add(h)
+            s.commit()
+            made.append(h.id)
+        workers.forget_webhooks()
+        return made[-1]
+
+    yield make
+    with sessions() as s:
+        for hook_id in made:
+            s.get(Webhook, hook_id).active = False
+        s.commit()
+    workers.forget_webhooks()
+
+
+def _log(city, hook_id):
+    with Session(city.engine) as s:
+        return list(s.scalars(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id)
+                              .order_by(WebhookDelivery.id)))
+
+
+def test_webhooks_are_signed_retried_and_logged(city, bus, receiver, hook):
     import hashlib
     import hmac
 
-    sessions = make_sessionmaker(city.engine)
-    from citybase.core.timeutil import utcnow
-
-    with sessions() as s:
-        hook = Webhook(department_id=None, url=receiver, secret="s3cret", events="citybase.ops.incident.dispatch",
-                       active=True, created_at=utcnow())
-        s.add(hook)
-        s.commit()
-        hook_id = hook.id
-    workers.forget_webhooks()
-    try:
-        consumer = workers.webhook_consumer(bus, sessions)
-        ev = bus.publish("citybase.ops.incident.dispatch", {"incident_id": 1, "code": "X", "main_department_id": 3})
-        bus.publish("citybase.ops.incident.receive", {"incident_id": 1})  # not subscribed: not sent
-        consumer.run_once(timeout=0.5)  # first try: the department system answers 503
-        consumer.run_once(timeout=0.5)  # redelivered at once (nak): 204
-        assert len(_Receiver.got) == 2
-        sig, body = _Receiver.got[-1]
-        raw = json.dumps({"id": ev.id, "subject": ev.subject, "time": ev.time, "data": ev.data,
-                          "context": {"id": ev.context.id, "parent_id": ev.context.parent_id}},
-                         ensure_ascii=False).encode()
-        assert sig == "sha256=" + hmac.new(b"s3cret", raw, hashlib.sha256).hexdigest()
-        assert body["data"]["code"] == "X"
-        with sessions() as s:
-            log = [(d.attempt, d.status, d.response_code) for d in
-                   s.scalars(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id)
-                             .order_by(WebhookDelivery.id))]
-        assert log == [(1, "failed", 503), (2, "delivered", 204)]
-        consumer.run_once(timeout=0.3)
-        assert len(_Receiver.got) == 2  # delivered once, never again
-    finally:
-        with sessions() as s:
-            s.get(Webhook, hook_id).active = False
-            s.commit()
-        workers.forget_webhooks()
+    hook_id = hook(receiver, "citybase.ops.incident.dispatch", secret="s3cret")
+    consumer = workers.webhook_consumer(bus, make_sessionmaker(city.engine))
+    ev = bus.publish("citybase.ops.incident.dispatch", {"incident_id": 1, "code": "X", "main_department_id": 3})
+    bus.publish("citybase.ops.incident.receive", {"incident_id": 1})  # not subscribed: not sent
+    consumer.run_once(timeout=0.5)  # first try: the department system answers 503
+    consumer.run_once(timeout=0.5)  # redelivered at once (nak): 204
+    assert len(_Receiver.got) == 2
+    sig, body = _Receiver.got[-1]
+    raw = json.dumps({"id": ev.id, "subject": ev.subject, "time": ev.time, "data": ev.data,
+                      "context": {"id": ev.context.id, "parent_id": ev.context.parent_id}},
+                     ensure_ascii=False).encode()
+    assert sig == "sha256=" + hmac.new(b"s3cret", raw, hashlib.sha256).hexdigest()
+    assert body["data"]["code"] == "X"
+    assert [(d.attempt, d.status, d.response_code) for d in _log(city, hook_id)] == [(1, "failed", 503),
+                                                                                     (2, "delivered", 204)]
+    consumer.run_once(timeout=0.3)
+    assert len(_Receiver.got) == 2  # delivered once, never again
 
 
-def test_a_webhook_that_never_answers_is_given_up_and_dead_lettered(city, bus):
-    sessions = make_sessionmaker(city.engine)
-    from citybase.core.timeutil import utcnow
-
-    with sessions() as s:
-        hook = Webhook(department_id=None, url="http://127.0.0.1:9/none", secret="k", events="citybase.ops.incident.close",
-                       active=True, created_at=utcnow())
-        s.add(hook)
-        s.commit()
-        hook_id = hook.id
-    workers.forget_webhooks()
-    try:
-        consumer = workers.webhook_consumer(bus, sessions)
-        bus.publish("citybase.ops.incident.close", {"incident_id": 2})
-        for _ in range(5):
-            consumer.run_once(timeout=0.2)
-        with sessions() as s:
-            statuses = [d.status for d in s.scalars(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id)
-                                                     .order_by(WebhookDelivery.id))]
-        assert statuses == ["failed", "failed", "gave_up"]
-        assert len(bus.dead_letters()) == 1 and "3 deliveries" in bus.dead_letters()[0].reason
-    finally:
-        with sessions() as s:
-            s.get(Webhook, hook_id).active = False
-            s.commit()
-        workers.forget_webhooks()
+def test_a_webhook_that_never_answers_is_given_up_and_dead_lettered(city, bus, hook):
+    hook_id = hook("http://127.0.0.1:9/none", "citybase.ops.incident.close")
+    consumer = workers.webhook_consumer(bus, make_sessionmaker(city.engine))
+    bus.publish("citybase.ops.incident.close", {"incident_id": 2})
+    for _ in range(5):
+        consumer.run_once(timeout=0.2)
+    assert [d.status for d in _log(city, hook_id)] == ["failed", "failed", "gave_up"]
+    assert len(bus.dead_letters()) == 1 and "3 deliveries" in bus.dead_letters()[0].reason
 
 
 def test_webhook_admin_api(client, city):

@@ -159,6 +159,16 @@ class Visit:
         return path
 
 
+def assert_clean(v: Visit) -> None:
+    """Nothing left 127.0.0.1, nothing failed, nothing was logged as an error."""
+    assert v.requests, "the page made no request at all"
+    assert v.foreign_requests() == [], "requests left 127.0.0.1"
+    assert v.bad_responses == [], "requests answered with an error status"
+    assert v.failed == [], "requests failed"
+    assert v.console_errors == [], "console errors"
+    assert v.page_errors == [], "uncaught page errors"
+
+
 @pytest.fixture
 def visit(chromium_browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]:
     """Open a path of the site in a fresh 1400x900 browser context; returns the recorded Visit."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.web.conftest import VIEWPORT, Site, Visit
+from tests.web.conftest import VIEWPORT, Site, Visit, assert_clean
 
 pytestmark = pytest.mark.browser
 
@@ -67,15 +67,6 @@ def expect_refusal(v: Visit, path_part: str, status: int) -> None:
     assert any(b.startswith(str(status)) and path_part in b for b in v.bad_responses), v.bad_responses
     v.bad_responses = [b for b in v.bad_responses if not (b.startswith(str(status)) and path_part in b)]
     v.console_errors = [e for e in v.console_errors if not (str(status) in e and path_part in e)]
-
-
-def assert_clean(v: Visit) -> None:
-    assert v.requests, "the page made no request at all"
-    assert v.foreign_requests() == [], "requests left 127.0.0.1"
-    assert v.bad_responses == [], "requests answered with an error status"
-    assert v.failed == [], "requests failed"
-    assert v.console_errors == [], "console errors"
-    assert v.page_errors == [], "uncaught page errors"
 
 
 def shanghai(iso: str) -> str:

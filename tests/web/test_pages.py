@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from shapely.geometry import Point, shape
 
-from tests.web.conftest import VIEWPORT, Site, Visit, unavailable
+from tests.web.conftest import VIEWPORT, Site, Visit, assert_clean, unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -25,16 +25,6 @@ def number(text: str) -> int:
     digits = re.sub(r"\D", "", text)
     assert digits, f"no number in {text!r}"
     return int(digits)
-
-
-def assert_clean(v: Visit) -> None:
-    """Nothing left 127.0.0.1, nothing failed, nothing was logged as an error."""
-    assert v.requests, "the page made no request at all"
-    assert v.foreign_requests() == [], "requests left 127.0.0.1"
-    assert v.bad_responses == [], "requests answered with an error status"
-    assert v.failed == [], "requests failed"
-    assert v.console_errors == [], "console errors"
-    assert v.page_errors == [], "uncaught page errors"
 
 
 def texts(v: Visit, selector: str) -> list[str]:
