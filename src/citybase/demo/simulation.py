@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from citybase.bus import Bus, Context
 from citybase.core.errors import CitybaseError
@@ -24,6 +24,7 @@ from citybase.geo import service as geo
 from citybase.ops import flows, service
 from citybase.ops.models import Incident, Task
 from citybase.ops.service import Actor
+from citybase.storage.db import make_sessionmaker
 
 log = logging.getLogger("citybase.demo.simulation")
 CHANNEL_MIX = (("hotline", 0.45), ("inspector", 0.25), ("open311", 0.15), ("iot", 0.10), ("api", 0.05))
@@ -46,7 +47,7 @@ class Simulation(threading.Thread):
     def __init__(self, engine: Engine, bus: Bus, *, rate: float = 6.0, tick: float = 5.0, seed: int = 7,
                  classifier: Any = None, clock: Any = utcnow) -> None:
         super().__init__(name="citybase-simulation", daemon=True)
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.sessions = make_sessionmaker(engine)
         self.bus, self.rate, self.tick, self.classifier = bus, rate, tick, classifier
         self.rnd = random.Random(seed)
         self.clock = clock  # the rhythm's clock (tests pin the hour)

@@ -196,6 +196,17 @@ def building_ids_in_area(area: Area) -> Select:
     return q.where(col == area.id) if col is not None else q
 
 
+ADDRESS_MIN_SCORE = 75.0  # below this, a fuzzy match is a guess, not a building
+
+
+def building_at_address(*, session: Session, text: str, min_score: float = ADDRESS_MIN_SCORE) -> Building | None:
+    """The best-matching building for an address in words, or None when no match scores ``min_score``."""
+    matches = match_address(session=session, text=text, limit=1)
+    if not matches or matches[0].score < min_score:
+        return None
+    return get_building(session=session, building_id=matches[0].building_id)
+
+
 def get_building(*, session: Session, building_id: int) -> Building:
     b = session.get(Building, building_id)
     if b is None:

@@ -56,7 +56,6 @@ MAX_DESCRIPTION = 2000  # the incident loop's limit (the spec allows servers up 
 MAX_DAYS = 90  # the spec's longest start_date..end_date span, and the default window
 MAX_PAGE_SIZE = 1000  # the spec's default response volume
 MAX_IDS = 200
-ADDRESS_MIN_SCORE = 75  # the intake's threshold for an address in words
 PRIORITY_VALUES = (("normal", "一般"), ("urgent", "紧急"), ("low", "不急"))
 KEY_FIX = ("Send api_key=<your citybase API token>; an administrator issues one "
            "(POST /api/v1/users/{id}/tokens).")
@@ -680,11 +679,11 @@ def _locate(session: Session, f: _Fields) -> tuple[float | None, float | None, i
                                "Send a WGS-84 point inside the district (not GCJ-02 or BD-09), "
                                "or an address_string.") from None
     elif address is not None:
-        matches = geo.match_address(session=session, text=address, limit=1)
-        if not matches or matches[0].score < ADDRESS_MIN_SCORE:
+        building = geo.building_at_address(session=session, text=address)
+        if building is None:
             raise Open311Error(400, f"address_string {address[:60]!r} matches no building of the city",
                                "Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.")
-        building_id = matches[0].building_id
+        building_id = building.id
     else:
         raise Open311Error(400, "the request has no location",
                            "Send lat and long (WGS-84), an address_string, or an address_id.")

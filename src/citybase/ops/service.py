@@ -321,11 +321,10 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     if building_id is not None:
         building = geo.get_building(session=session, building_id=building_id)
     elif address and (lon is None or lat is None):
-        matches = geo.match_address(session=session, text=address, limit=1)
-        if not matches or matches[0].score < 75:
+        building = geo.building_at_address(session=session, text=address)
+        if building is None:
             raise InvalidInput(f"the address {address!r} matches no building of the city",
                                fix="Give the road and number (e.g. 漕溪北路101弄3号), or a point (lon, lat).")
-        building = geo.get_building(session=session, building_id=matches[0].building_id)
     if building is not None:
         lon, lat = building.lon, building.lat
     if lon is None or lat is None:

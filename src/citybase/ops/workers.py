@@ -31,6 +31,7 @@ from citybase.core.timeutil import utcnow
 from citybase.ops import flows, service
 from citybase.ops.catalogue import ALARM_CATEGORIES
 from citybase.ops.models import Webhook, WebhookDelivery
+from citybase.storage.db import make_sessionmaker
 
 log = logging.getLogger("citybase.ops.workers")
 ALARMS = "citybase.iot.alarm.>"
@@ -198,7 +199,7 @@ class Supervisor(threading.Thread):
 
     def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0) -> None:
         super().__init__(name="citybase-supervisor", daemon=True)
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.sessions = make_sessionmaker(engine)
         self.bus, self.interval = bus, interval
         self.stop_event = threading.Event()
 

@@ -55,10 +55,8 @@ def create_person(*, session: Session, id_number: str, name: str, phone: str | N
 def _resolve_building(session: Session, building_id: int | None, address: str | None):
     if building_id is not None:
         return geo.get_building(session=session, building_id=building_id)
-    if address:
-        matches = geo.match_address(session=session, text=address, limit=1)
-        if matches and matches[0].score >= 90:
-            return geo.get_building(session=session, building_id=matches[0].building_id)
+    if address:  # a registered address must match closely: no guessing a person's home
+        return geo.building_at_address(session=session, text=address, min_score=90)
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,12 +63,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     and poll, which under load wastes most of the time."""
     factory = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name == "sqlite":
-        _serialise_writers(factory)
+        _serialise_writers(factory, engine)
     return factory
 
 
-def _serialise_writers(factory: sessionmaker[Session]) -> None:
-    lock = threading.RLock()
+_writer_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_writer_locks_guard = threading.Lock()
+
+
+def _serialise_writers(factory: sessionmaker[Session], engine: Engine) -> None:
+    # One lock per engine, so the request sessions, the workers and the demo simulation all queue together.
+    with _writer_locks_guard:
+        lock = _writer_locks.setdefault(engine, threading.RLock())
 
     def acquire(session: Session) -> None:
         if not session.info.get("_writer"):
