@@ -10,14 +10,15 @@ ALLOWED = {
     "core": set(),
     "storage": {"core"},
     "bus": {"core"},
-    "security": {"core", "storage"},
-    "geo": {"core", "storage", "bus", "security"},
-    "registry": {"core", "storage", "bus", "security", "geo"},
-    "ops": {"core", "storage", "bus", "security", "geo", "registry"},
-    "demo": {"core", "storage", "bus", "security", "geo", "registry", "ops"},
+    "kernel": {"core", "storage", "bus"},
+    "security": {"core", "storage", "bus", "kernel"},
+    "geo": {"core", "storage", "bus", "kernel", "security"},
+    "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
+    "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
+    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},
     "web": {"core", "security"},
-    "api": {"core", "storage", "bus", "security", "geo", "registry", "ops", "web"},
-    "cli": {"core", "storage", "bus", "security", "geo", "registry", "ops", "demo", "api"},
+    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "web"},
+    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "demo", "api"},
 }
 
 
@@ -67,6 +68,6 @@ def test_domains_reach_each_other_only_through_services():
         for name in _imports(path):
             parts = name.split(".")
             if (len(parts) >= 3 and parts[0] == "citybase" and parts[1] != mod
-                    and parts[1] not in ("core", "storage", "bus") and parts[2] in ("repository", "models")):
+                    and parts[1] not in ("core", "storage", "bus", "kernel") and parts[2] in ("repository", "models")):
                 broken.append(f"{path.relative_to(SRC)} imports {name}")
     assert broken == []
