@@ -65,6 +65,9 @@ def _load_module_domain(module: str) -> Domain | None:
     return dom
 
 
+INFRASTRUCTURE = frozenset({"core", "storage", "bus", "kernel", "api", "web", "demo"})  # packages that are not domains
+
+
 @cache
 def domains() -> tuple[Domain, ...]:
     """Every installed domain, dependencies before dependants (citybase's own packages, then entry points)."""
@@ -72,7 +75,7 @@ def domains() -> tuple[Domain, ...]:
 
     found: dict[str, Domain] = {}
     for info in pkgutil.iter_modules(citybase.__path__):
-        if info.ispkg:
+        if info.ispkg and info.name not in INFRASTRUCTURE:
             dom = _load_module_domain(f"citybase.{info.name}.domain")
             if dom is not None:
                 found[dom.name] = dom

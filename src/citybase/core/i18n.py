@@ -1,0 +1,115 @@
+"""Messages in the user's language from one catalogue: Chinese by default, English on request.
+
+Code writes a message once, in English, as a template with named fields: ``_("no incident #{id}", id=5)``.
+The template is the key of ``core/locale/zh/LC_MESSAGES/citybase.po`` (a gettext catalogue read with
+Babel); the message is rendered when it is shown, in the language the caller asked for. A template
+missing from the catalogue is shown in English (and a test makes sure none is missing)."""
+
+from __future__ import annotations
+
+import contextvars
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel.core import negotiate_locale
+from babel.messages.pofile import read_po
+
+LANGS = ("zh", "en")
+DEFAULT_LANG = "zh"
+CATALOGUE = Path(__file__).parent / "locale" / "{lang}" / "LC_MESSAGES" / "citybase.po"
+
+_lang: contextvars.ContextVar[str] = contextvars.ContextVar("citybase_lang", default=DEFAULT_LANG)
+
+
+@cache
+def catalogue(lang: str) -> dict[str, str]:
+    """The translations of one language (template -> translated template); empty for English."""
+    path = Path(str(CATALOGUE).format(lang=lang))
+    if lang == "en" or not path.exists():
+        return {}
+    with path.open("rb") as f:
+        cat = read_po(f, locale=lang)
+    return {str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy}
+
+
+def translate(template: str, lang: str | None = None) -> str:
+    """The template in ``lang`` (the current request's language by default), or as written if untranslated."""
+    return catalogue(lang or _lang.get()).get(template, template)
+
+
+class Msg:
+    """A message to be shown later in the reader's language: an English template and its fields."""
+
+    __slots__ = ("template", "params")
+
+    def __init__(self, template: str, **params: Any) -> None:
+        self.template = template
+        self.params = params
+
+    def render(self, lang: str | None = None) -> str:
+        """The message in ``lang`` (default: the current language), fields filled in."""
+        text = translate(self.template, lang)
+        params = {k: (v.render(lang) if isinstance(v, Msg) else v) for k, v in self.params.items()}
+        try:
+            return text.format(**params)
+        except (KeyError, IndexError, ValueError):  # a broken translation must not hide the message
+            return self.template.format(**params)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"Msg({self.template!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Msg) and (self.template, self.params) == (other.template, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.template)
+
+
+def _(template: str, **params: Any) -> Msg:
+    """Mark a message for translation; rendered in the reader's language when shown."""
+    return Msg(template, **params)
+
+
+def render(value: str | Msg | None, lang: str | None = None) -> str | None:
+    """A plain string for a message or a string (None stays None)."""
+    if value is None:
+        return None
+    return value.render(lang) if isinstance(value, Msg) else str(value)
+
+
+def choose_lang(query_lang: str | None, accept_language: str | None) -> str:
+    """The language of a request: ``?lang=`` wins, then the Accept-Language header, then Chinese."""
+    if query_lang in LANGS:
+        return query_lang  # type: ignore[return-value]
+    if accept_language:
+        prefs = []
+        for part in accept_language.split(","):
+            tag, _, q = part.strip().partition(";q=")
+            try:
+                weight = float(q) if q else 1.0
+            except ValueError:
+                weight = 0.0
+            if tag:
+                prefs.append((weight, tag.strip().replace("-", "_")))
+        ordered = [t for _w, t in sorted(prefs, key=lambda p: -p[0]) if _w > 0]
+        found = negotiate_locale(ordered, ["zh", "en"], sep="_")
+        if found:
+            return found.split("_")[0]
+        for tag in ordered:
+            if tag == "*":
+                return DEFAULT_LANG
+    return DEFAULT_LANG
+
+
+def set_lang(lang: str) -> contextvars.Token[str]:
+    """Make ``lang`` the current language (per request or task); returns the token to reset it."""
+    return _lang.set(lang if lang in LANGS else DEFAULT_LANG)
+
+
+def current_lang() -> str:
+    """The current request's language."""
+    return _lang.get()
