@@ -1,6 +1,6 @@
 """Messages in the user's language from one catalogue: Chinese by default, English on request.
 
-Code writes a message once, in English, as a template with named fields: ``_("no incident #{id}", id=5)``.
+Code writes a message once, in English, as a template with named fields: ``Msg("no incident #{id}", id=5)``.
 The template is the key of ``core/locale/zh/LC_MESSAGES/citybase.po`` (a gettext catalogue read with
 Babel); the message is rendered when it is shown, in the language the caller asked for. A template
 missing from the catalogue is shown in English (and a test makes sure none is missing)."""
@@ -67,11 +67,6 @@ class Msg:
 
     def __hash__(self) -> int:
         return hash(self.template)
-
-
-def _(template: str, **params: Any) -> Msg:
-    """Mark a message for translation; rendered in the reader's language when shown."""
-    return Msg(template, **params)
 
 
 def render(value: str | Msg | None, lang: str | None = None) -> str | None:
