@@ -15,7 +15,7 @@
   }
 
   async function getJSON(url) {
-    const r = await fetch(url, { headers: { Accept: "application/json" } });
+    const r = await fetch(url, { headers: { Accept: "application/json", "Accept-Language": window.CITYBASE_LANG || "zh" } });
     if (!r.ok) throw new Error(url + " → " + r.status);
     return r.json();
   }

@@ -43,7 +43,8 @@
   // fetch with the bearer token; JSON in (or a form), JSON out; ApiError when refused.
   async function api(method, url, body, opts) {
     // problem+json too: Open311 then answers a refusal with detail and fix instead of its bare error list.
-    const headers = { Accept: "application/json, application/problem+json" };
+    // The page's language, so the API's messages (detail, fix) come back in it.
+    const headers = { Accept: "application/json, application/problem+json", "Accept-Language": LANG };
     const t = token();
     if (t && !(opts && opts.anonymous)) headers.Authorization = "Bearer " + t;
     let payload;
