@@ -1,8 +1,11 @@
-"""Domain errors. Each carries what went wrong and how to fix it; the API renders them as problem+json."""
+"""Domain errors. Each carries what went wrong and how to fix it (as ``Msg`` templates, shown in the reader's
+language); the API renders them as problem+json."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from citybase.core.i18n import Msg
 
 
 class CitybaseError(Exception):
@@ -12,11 +15,14 @@ class CitybaseError(Exception):
     type = "about:blank"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, fix: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | Msg, *, fix: str | Msg | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail = detail  # a Msg is rendered in the reader's language when shown
         self.fix = fix
         self.extra = extra
+
+    def __str__(self) -> str:
+        return str(self.detail)
 
 
 class InvalidInput(CitybaseError):
