@@ -67,7 +67,7 @@ _SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁
              "纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉"
              "缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑"
              "郎甄丛仲虞敖巩明佘池查麻苑迟邝")
-_NAME_INTRO = ("联系人", "姓名", "名字", "我是", "我叫", "名叫", "叫做", "本人", "找", "叫")
+_NAME_INTRO = ("联系人", "联系", "姓名", "名字", "我是", "我叫", "名叫", "叫做", "本人", "找", "叫")
 _NAME_IN_TEXT = re.compile(
     "(?P<pre>(?:" + "|".join(_NAME_INTRO) + r")[：:\s]{0,2})"
     "(?P<sur>" + "|".join(_COMPOUND_SURNAMES) + "|[" + _SURNAMES + "])"
@@ -75,6 +75,10 @@ _NAME_IN_TEXT = re.compile(
 # After a surname these say who, not which person: 找李先生 stays readable and names nobody.
 _TITLES = ("先生", "女士", "小姐", "师傅", "老师", "阿姨", "经理", "大爷", "大妈", "大姐", "大哥", "同志", "主任",
            "老板", "书记", "警官", "医生", "律师", "总", "工", "姐", "哥", "叔", "伯", "婆", "某")
+# Words that begin with a surname's character but name nobody: 联系房东, 找管理处, 我是商户.
+_NOT_NAMES = ("方式", "方面", "方法", "房东", "房主", "房客", "房管", "商家", "商户", "商铺", "管理", "管委", "安全",
+              "安排", "时间", "时候", "高层", "司机", "单位", "车主", "车辆", "明天", "全部", "全体", "应该", "师傅",
+              "路人", "路政", "江边", "和平", "万一", "于是", "成功", "华为", "文明", "龙头", "金额", "石头", "包裹")
 # A second "given" character that is really the next word: 找王明反映 masks only 明.
 _NOT_IN_NAMES = set("的了在说来去和反打电是要帮把给家这那有没不也就都吗呢吧啊处")
 
@@ -99,7 +103,7 @@ def _star_phone(m: re.Match[str], keep_head: int) -> str:
 
 def _star_name(m: re.Match[str]) -> str:
     given = m.group("given")
-    if any(given.startswith(t) for t in _TITLES):
+    if any(given.startswith(t) for t in _TITLES) or (m.group("sur") + given)[:2] in _NOT_NAMES:
         return m.group(0)
     if len(given) == 2 and given[1] in _NOT_IN_NAMES:
         return m.group("pre") + m.group("sur") + "*" + given[1]
