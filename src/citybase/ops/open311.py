@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
@@ -98,8 +99,6 @@ _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _ID = re.compile(r"[0-9A-Za-z_-]{1,40}")
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _W3C = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?")
-_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_ID_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
 _CJK = re.compile(r"[\u3400-\u9fff·]+")
 
 
@@ -236,11 +235,8 @@ def _w3c(value: datetime | None) -> str | None:
 
 
 def public_text(text: str | None) -> str | None:
-    """Free text for the public feed: mobile numbers and ID numbers in it are masked."""
-    if not text:
-        return text
-    text = _ID_NUMBER_IN_TEXT.sub(lambda m: m.group(1) + "********" + m.group(2), text)
-    return _MOBILE_IN_TEXT.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+    """Free text for the public feed, masked as for every reader without personal data (core.masking)."""
+    return mask_text(text)
 
 
 def _keywords(c: Category) -> str:
@@ -426,7 +422,7 @@ def render_requests(request: Request, session: Session, incidents: list[Incident
             "requested_datetime": _w3c(inc.created_at),
             "updated_datetime": _w3c(max(as_utc(inc.updated_at), as_utc(root.updated_at))),
             "expected_datetime": _w3c(root.deadline_at),
-            "address": inc.address_text,
+            "address": public_text(inc.address_text),
             "address_id": inc.building_id,
             "zipcode": None,
             "lat": inc.lat,

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from citybase.bus import Context
 from citybase.core.errors import Forbidden, InvalidInput
+from citybase.core.masking import mask_text
 from citybase.core.schemas import Page
 from citybase.core.timeutil import utcnow
 from citybase.geo import service as geo
@@ -37,6 +38,7 @@ from citybase.ops.schemas import (
 from citybase.ops.service import Actor
 from citybase.security import audit
 from citybase.security.deps import allow, get_session, request_id
+from citybase.security.pii import audit_filter
 from citybase.security.roles import PUBLIC, STAFF
 from citybase.security.service import Principal
 from citybase.storage.paging import page_of
@@ -61,16 +63,34 @@ def _done(request: Request, session: Session, p: Principal) -> None:
 
 
 def _sees_contact(p: Principal, inc: Incident) -> bool:
+    return _sees_contact_of(p, inc.main_department_id)
+
+
+def _sees_contact_of(p: Principal, main_department_id: int | None) -> bool:
+    """Dispatchers and the handling department call reporters back: they see contacts and texts in full."""
     if "dispatcher" in p.roles:
         return True
-    return "handler" in p.roles and p.department_id is not None and p.department_id == inc.main_department_id
+    return "handler" in p.roles and p.department_id is not None and p.department_id == main_department_id
 
 
 def _audit_contact(request: Request, p: Principal, ids: list[int]) -> None:
     if ids:
         audit.record(request.app.state.engine, actor=p.actor, roles=",".join(sorted(p.roles)),
                      action="read.incident_reporter.unmasked", subject_type="incident", subject_ids=ids,
-                     fields=["reporter_name", "reporter_phone"], request_id=request_id(request))
+                     fields=["reporter_name", "reporter_phone", "free_text"], request_id=request_id(request))
+
+
+def _page_as_seen(session: Session, query: Any, q: str, p: Principal, page: int,
+                  page_size: int) -> tuple[list[Incident], int]:
+    """A text search that matches the text as the caller sees it: masked where it sees it masked, so a
+    guess of a hidden phone, ID number or name finds nothing. Masking only replaces characters with
+    "*", so the SQL match of ``query`` on the pieces of q between "*" is a superset, narrowed here."""
+    cols = query.with_only_columns(Incident.id, Incident.code, Incident.description, Incident.main_department_id)
+    ids = [i for i, code, text, dept in session.execute(cols)
+           if code == q or q in (text if _sees_contact_of(p, dept) else mask_text(text))]
+    chosen = ids[(page - 1) * page_size:page * page_size]
+    by_id = {i.id: i for i in session.scalars(select(Incident).where(Incident.id.in_(chosen)))} if chosen else {}
+    return [by_id[i] for i in chosen], len(ids)
 
 
 def _names(session: Session) -> Names:
@@ -218,7 +238,9 @@ LIGHT_ORDER = ("red", "yellow", "green", "grey")
 def list_incidents(request: Request, status: str | None = Query(None, description="comma-separated statuses"),
                    department_id: int | None = None, street_id: int | None = None, grid_id: int | None = None,
                    street_code: str | None = None,
-                   category_code: str | None = None, channel: str | None = None, q: str | None = None,
+                   category_code: str | None = None, channel: str | None = None,
+                   q: str | None = Query(None, description="an incident code, or words of the description as you see "
+                                                          "it (masked where your role sees it masked)"),
                    page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
                    p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[IncidentRead]:
     query = select(Incident)
@@ -236,13 +258,22 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
     if street_code:
         query = query.where(Incident.street_id == geo.get_area(session=session, code=street_code).id)
     if q:
-        query = query.where(Incident.description.contains(q) | (Incident.code == q))
+        # the stored text holds every piece of q between the "*" a masked reader may copy from what it sees
+        pieces = [x for x in q.split("*") if x]
+        if not pieces:
+            raise InvalidInput("q has nothing to search for but '*'", fix="Search for words or an incident code.")
+        query = query.where(and_(*(Incident.description.contains(x) for x in pieces)) | (Incident.code == q))
     now = utcnow()
     # red (past deadline) first, then yellow, then the rest; within each, the nearest deadline first
     light = case((Incident.deadline_at.is_(None), 3), (Incident.deadline_at < now, 0), (Incident.warn_at <= now, 1),
                  else_=2)
     query = query.order_by(light, Incident.deadline_at.is_(None), Incident.deadline_at, Incident.id)
-    rows, total = page_of(session, query, page, page_size)
+    if q and "dispatcher" not in p.roles:
+        rows, total = _page_as_seen(session, query, q, p, page, page_size)
+    else:
+        rows, total = page_of(session, query, page, page_size)
+    if q and CONTACT_ROLES & p.roles:  # a search of texts seen in full: who looked for what, and found which
+        audit_filter(request, p, subject_type="incident", used=["q"], ids=[r.id for r in rows])
     visible = [r.id for r in rows if _sees_contact(p, r)]
     _audit_contact(request, p, visible)
     names = _names(session)
@@ -263,8 +294,10 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
         _audit_contact(request, p, [inc.id])
     names = _names(session)
     base = IncidentRead.of(inc, masked=masked, names=names).model_dump()
-    return IncidentDetail(**base, tasks=[TaskRead.of(t, names) for t in service.tasks_of(session=session, incident_id=inc.id)],
-                          timeline=[TimelineRead.of(e) for e in service.timeline(session=session, incident_id=inc.id)],
+    return IncidentDetail(**base, tasks=[TaskRead.of(t, names, masked=masked)
+                                         for t in service.tasks_of(session=session, incident_id=inc.id)],
+                          timeline=[TimelineRead.of(e, masked=masked)
+                                    for e in service.timeline(session=session, incident_id=inc.id)],
                           reporters=[ReporterRead.of(r, masked=masked)
                                      for r in service.reporters(session=session, incident_id=inc.id)])
 
@@ -281,7 +314,7 @@ def my_tasks(request: Request, status: str = Query("pending,accepted"), p: Princ
     names = _names(session)
     visible = [i for i in incidents.values() if _sees_contact(p, i)]
     _audit_contact(request, p, [i.id for i in visible])
-    return [TaskWithIncident(**TaskRead.of(t, names).model_dump(),
+    return [TaskWithIncident(**TaskRead.of(t, names, masked=False).model_dump(),  # the department's own task
                              incident=IncidentRead.of(incidents[t.incident_id], masked=incidents[t.incident_id] not in visible,
                                                       names=names))
             for t in tasks]

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from citybase.core.masking import mask_name, mask_phone
+from citybase.core.masking import mask_name, mask_phone, mask_text
 from citybase.core.timeutil import to_shanghai, utcnow
 from citybase.ops import deadlines
 from citybase.ops.models import Category, Incident, Reporter, RoutingRule, Task, TimelineEntry
@@ -134,10 +134,12 @@ class TaskRead(BaseModel):
     done_at: datetime | None
 
     @classmethod
-    def of(cls, t: Task, names: Names | None = None) -> TaskRead:
+    def of(cls, t: Task, names: Names | None = None, *, masked: bool = True) -> TaskRead:
+        """The task; its result text masked (mask_text) unless ``masked`` is False."""
         return cls(id=t.id, incident_id=t.incident_id, department_id=t.department_id,
                    department_name=(names or Names()).departments.get(t.department_id), role=t.role, status=t.status,
-                   result=t.result, created_at=_t(t.created_at), accepted_at=_t(t.accepted_at), done_at=_t(t.done_at))
+                   result=mask_text(t.result) if masked else t.result, created_at=_t(t.created_at),
+                   accepted_at=_t(t.accepted_at), done_at=_t(t.done_at))
 
 
 class TimelineRead(BaseModel):
@@ -150,9 +152,13 @@ class TimelineRead(BaseModel):
     data: dict
 
     @classmethod
-    def of(cls, e: TimelineEntry) -> TimelineRead:
+    def of(cls, e: TimelineEntry, *, masked: bool = True) -> TimelineRead:
+        """The step; its reason and the texts in its data masked (mask_text) unless ``masked`` is False."""
+        data = json.loads(e.data or "{}")
+        if masked:
+            data = {k: mask_text(v) if isinstance(v, str) else v for k, v in data.items()}
         return cls(at=_t(e.at), actor=e.actor, action=e.action, from_status=e.from_status, to_status=e.to_status,
-                   reason=e.reason, data=json.loads(e.data or "{}"))
+                   reason=mask_text(e.reason) if masked else e.reason, data=data)
 
 
 class ReporterRead(BaseModel):
@@ -165,9 +171,10 @@ class ReporterRead(BaseModel):
 
     @classmethod
     def of(cls, r: Reporter, *, masked: bool) -> ReporterRead:
+        """The reporter; name, phone and the outcome text told to them masked when ``masked``."""
         return cls(channel=r.channel, name=mask_name(r.name) if masked else r.name,
                    phone=mask_phone(r.phone) if masked else r.phone, source_incident_id=r.source_incident_id,
-                   notified_at=_t(r.notified_at), outcome=r.outcome)
+                   notified_at=_t(r.notified_at), outcome=mask_text(r.outcome) if masked else r.outcome)
 
 
 @dataclass
@@ -221,7 +228,10 @@ class IncidentRead(BaseModel):
 
     @classmethod
     def of(cls, i: Incident, *, masked: bool = True, names: Names | None = None) -> IncidentRead:
+        """The incident; when ``masked``, the reporter's contacts and every free text (description, address
+        in words, extension reason) masked, so the personal data a reporter wrote or said stays hidden."""
         names = names or Names()
+        text = mask_text if masked else (lambda v: v)
         grid, street = names.areas.get(i.grid_id), names.areas.get(i.street_id)
         return cls(
             grid_code=grid.code if grid else None, grid_name=grid.name if grid else None,
@@ -232,11 +242,11 @@ class IncidentRead(BaseModel):
                                   closed=i.status in ("closed", "rejected", "merged"), suspended_at=i.suspended_at),
             suspended=i.suspended_at is not None, category_code=i.category_code,
             category_confirmed=i.category_confirmed, suggested_code=i.suggested_code,
-            suggested_confidence=i.suggested_confidence, priority=i.priority, description=i.description,
-            address_text=i.address_text, lon=i.lon, lat=i.lat, grid_id=i.grid_id, street_id=i.street_id,
+            suggested_confidence=i.suggested_confidence, priority=i.priority, description=text(i.description),
+            address_text=text(i.address_text), lon=i.lon, lat=i.lat, grid_id=i.grid_id, street_id=i.street_id,
             main_department_id=i.main_department_id, routing=json.loads(i.routing or "{}"),
             deadline_at=_t(i.deadline_at), warn_at=_t(i.warn_at), extension_days=i.extension_days,
-            extension_reason=i.extension_reason, parent_id=i.parent_id, repeat_count=i.repeat_count,
+            extension_reason=text(i.extension_reason), parent_id=i.parent_id, repeat_count=i.repeat_count,
             return_count=i.return_count, reopen_count=i.reopen_count, satisfaction=i.satisfaction,
             reporter_name=mask_name(i.reporter_name) if masked else i.reporter_name,
             reporter_phone=mask_phone(i.reporter_phone) if masked else i.reporter_phone, media_url=i.media_url,

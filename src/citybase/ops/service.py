@@ -636,10 +636,21 @@ def _notify_reporters(session: Session, inc: Incident, outcome: str | None = Non
 
 
 def rate(*, session: Session, incident: Incident, actor: Actor, rating: str, comment: str | None = None) -> Incident:
-    """The reporter's say after closing: 满意 / 基本满意 / 不满意; 不满意 reopens it for review."""
+    """The reporter's say after closing, once per closure: 满意 / 基本满意 / 不满意; 不满意 reopens it for
+    review, and once closed again it may be rated again (once)."""
     _require(incident, ("closed",), "rate")
     if rating not in RATINGS:
         raise InvalidInput(f"unknown rating {rating!r}", fix=f"Use one of {' / '.join(RATINGS)}.")
+    closed_by = session.scalar(select(func.max(TimelineEntry.id)).where(
+        TimelineEntry.incident_id == incident.id, TimelineEntry.action == "close"))
+    rated = session.scalar(select(TimelineEntry).where(
+        TimelineEntry.incident_id == incident.id, TimelineEntry.id > (closed_by or 0),
+        TimelineEntry.action.in_(("rate", "reopen"))).order_by(TimelineEntry.id).limit(1))
+    if rated is not None:
+        raise Conflict(f"incident {incident.code} was already rated ({incident.satisfaction}) for this closure, "
+                       f"at {as_utc(rated.at).astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+                       fix="A closure is rated once; an incident reopened and closed again can be rated again.",
+                       status_now=incident.status)
     incident.satisfaction = rating
     if rating == "不满意":
         incident.reopen_count = (incident.reopen_count or 0) + 1
@@ -708,8 +719,16 @@ def decide_extension(*, session: Session, incident: Incident, actor: Actor, appr
 
 
 def first_contact(*, session: Session, incident: Incident, actor: Actor, note: str) -> Incident:
-    """先行联系: the handling department has called the reporter."""
+    """先行联系: a department with a task on the incident (or a dispatcher) has called the reporter;
+    Forbidden for any other department, so nobody raises another department's 先行联系率."""
     _require(incident, ("dispatched", "handling", "verifying"), "record first contact for")
+    if not actor.roles & {"admin", "dispatcher", "system"}:
+        has_task = actor.department_id is not None and session.scalar(select(func.count()).select_from(Task).where(
+            Task.incident_id == incident.id, Task.department_id == actor.department_id,
+            Task.status.not_in(("returned", "cancelled"))))
+        if not has_task:
+            raise Forbidden(f"incident {incident.code} has no task for your department",
+                            fix="Only a department with a task on the incident, or a dispatcher, records 先行联系.")
     if incident.first_contact_at is None:
         incident.first_contact_at = utcnow()
     _step(session, incident, actor, "first_contact", incident.status, reason=note)

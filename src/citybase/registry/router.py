@@ -25,7 +25,8 @@ from citybase.registry.schemas import (
 )
 from citybase.security import audit
 from citybase.security.deps import allow, get_session, request_id
-from citybase.security.roles import PUBLIC, STAFF
+from citybase.security.pii import audit_filter, require_full_sight, used_filters
+from citybase.security.roles import PII_ROLES, PUBLIC, STAFF
 from citybase.security.service import Principal
 from citybase.storage.paging import page_of
 
@@ -70,13 +71,20 @@ def get_department(code: str, _: Principal = Depends(allow(*STAFF)),
 
 @router.get("/persons", response_model=Page[PersonRead], summary="Persons (masked unless your role needs them)")
 def list_persons(request: Request, area: str | None = Query(None, description="street, community or grid code"),
-                 building_id: int | None = None, name: str | None = None, id_number: str | None = None,
+                 building_id: int | None = None,
+                 name: str | None = Query(None, description="exact name; only for roles that see names in full"),
+                 id_number: str | None = Query(None, description="exact ID number; only for roles that see it in full"),
                  household_no: str | None = None, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
                  p: Principal = Depends(allow(*PERSON_READERS)),
                  session: Session = Depends(get_session)) -> Page[PersonRead]:
+    # a filter on a masked field would confirm a guess of the hidden part: only for those who see it
+    personal = used_filters(name=name, id_number=id_number)
+    require_full_sight(p, personal, sees_in_full=p.sees_pii, who=", ".join(sorted(PII_ROLES)),
+                       fix="Filter by area, building_id or household_no, or ask a data officer to look the person up.")
     q = repo.persons_query(buildings=_area_filter(session, area), building_id=building_id, name=name,
                            id_number=id_number.upper() if id_number else None, household_no=household_no)
     rows, total = page_of(session, q, page, page_size)
+    audit_filter(request, p, subject_type="person", used=personal, ids=[r.id for r in rows])
     masked = not p.sees_pii
     if not masked:
         _audit_unmasked(request, p, "person", [r.id for r in rows], PERSON_PII)
