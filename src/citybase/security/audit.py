@@ -305,7 +305,7 @@ class Verification:
 def _trust(last_good: Checkpoint | None) -> str:
     if last_good is None:
         return "no checkpoint vouches for any entry before it"
-    return f"last good checkpoint {last_good.label}; entries after it cannot be trusted"
+    return f"last good {last_good.label}; entries after it cannot be trusted"
 
 
 def verify(session: Session, batch: int = 5000, *, keyring: Keyring | None = None, anchor: Path | None = None,
