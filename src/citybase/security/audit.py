@@ -102,21 +102,20 @@ def _walk(session: Session, *, after: int = 0, prev: str = GENESIS, upto: int | 
         rows = session.execute(q).all()
         if not rows:
             return w
-        for e in rows:
-            if e.seq != expected:
-                w.broken_seq, w.reason = e.seq, f"entry {expected} is missing (next is {e.seq})"
+        for seq, at, actor, roles, action, subject_type, subject_ids, fields, request_id, prev_hash, hash_ in rows:
+            if seq != expected:
+                w.broken_seq, w.reason = seq, f"entry {expected} is missing (next is {seq})"
                 return w
-            if e.prev_hash != w.end_hash:
-                w.broken_seq, w.reason = e.seq, "prev_hash does not match the previous entry's hash"
+            if prev_hash != w.end_hash:
+                w.broken_seq, w.reason = seq, "prev_hash does not match the previous entry's hash"
                 return w
-            digest = _digest(e.prev_hash, e.seq, e.at, e.actor, e.roles, e.action, e.subject_type,
-                             e.subject_ids, e.fields, e.request_id)
-            if digest != e.hash:
-                w.broken_seq, w.reason = e.seq, "content does not match its hash (the row was edited)"
+            if _digest(prev_hash, seq, at, actor, roles, action, subject_type, subject_ids, fields,
+                       request_id) != hash_:
+                w.broken_seq, w.reason = seq, "content does not match its hash (the row was edited)"
                 return w
-            if e.seq in wanted:
-                w.hashes[e.seq] = e.hash
-            w.end_seq, w.end_hash, w.checked, expected = e.seq, e.hash, w.checked + 1, e.seq + 1
+            if seq in wanted:
+                w.hashes[seq] = hash_
+            w.end_seq, w.end_hash, w.checked, expected = seq, hash_, w.checked + 1, seq + 1
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
