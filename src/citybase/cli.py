@@ -1,4 +1,4 @@
-"""The `citybase` command: demo, serve, db upgrade, generate, audit verify, users."""
+"""The `citybase` command: demo, serve, db upgrade, generate, audit verify and checkpoint, users."""
 
 from __future__ import annotations
 
@@ -191,18 +191,48 @@ def train_classifier(corpus: Annotated[int, typer.Option(help="generated texts p
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the audit hash chain; report the first broken link. Exit 1 if broken."""
+    """Walk the audit hash chain and check every signed checkpoint against it. Exit 1 if the log is broken."""
+    from citybase.core.errors import CitybaseError
     from citybase.security.audit import verify
 
-    engine = _engine(load_settings())
-    with Session(engine) as s:
-        v = verify(s)
+    settings = load_settings()
+    engine = _engine(settings)
+    try:
+        with Session(engine) as s:
+            v = verify(s, data_dir=settings.data_dir)
+    except CitybaseError as exc:
+        console.print(f"[red]{exc.detail}[/] {exc.fix or ''}")
+        raise typer.Exit(1) from None
+    for note in v.notes:
+        console.print(f"[dim]note: {note}[/]")
     if v.ok:
-        console.print(f"[green]audit chain intact[/]: {v.checked} entries checked")
+        held = f"checkpoint #{v.last_good.n} at seq {v.last_good.seq} is the newest" if v.last_good else "none yet"
+        console.print(f"[green]audit chain intact[/]: {v.checked} entries checked, {v.checkpoints} signed "
+                      f"checkpoints hold ({held})")
         return
-    console.print(f"[red]audit chain broken at entry {v.first_broken_seq}[/]: {v.reason} "
-                  f"({v.checked} entries before it are intact)")
+    console.print(f"[red]audit log cannot be trusted[/] ({len(v.problems)} problems):", soft_wrap=True)
+    for p in v.problems:
+        console.print(f"  [red]✗[/] {p}", soft_wrap=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the audit chain head now (database table and anchor file) if it moved since the last checkpoint."""
+    from citybase.core.errors import CitybaseError
+    from citybase.security.audit import anchor_file, checkpoint
+
+    settings = load_settings()
+    engine = _engine(settings)
+    try:
+        cp = checkpoint(engine, data_dir=settings.data_dir)
+    except CitybaseError as exc:
+        console.print(f"[red]{exc.detail}[/] {exc.fix or ''}")
+        raise typer.Exit(1) from None
+    if cp is None:
+        console.print("no new audit entries since the last checkpoint; none written")
+        return
+    console.print(f"[green]written[/] {cp.label} with key {cp.key_id}; anchored in {anchor_file(settings.data_dir)}")
 
 
 @users_app.command("create")

@@ -109,6 +109,21 @@ async def _lifespan(app: FastAPI):
     finally:
         for t in workers:
             t.stop()
+        if app.state.settings.workers:
+            _checkpoint_audit(app)
+
+
+def _checkpoint_audit(app: FastAPI) -> None:
+    """Sign the audit chain head at shutdown, so the entries of this run are proven; never fail the shutdown."""
+    from citybase.security.audit import checkpoint, checkpoint_event
+
+    def publish(cp) -> None:  # the bus copy of the checkpoint; the outbox takes this over
+        app.state.bus.publish(*checkpoint_event(cp))
+
+    try:
+        checkpoint(app.state.engine, data_dir=app.state.settings.data_dir, publish=publish)
+    except Exception:  # noqa: BLE001 - a database or disk fault at exit is logged, the process still stops
+        log.exception("audit checkpoint at shutdown failed")
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, bus: Bus | None = None) -> FastAPI:

@@ -51,3 +51,17 @@ class AuditEntry(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditCheckpoint(Base):
+    """Append-only; an HMAC over the chain head at a moment, signed with a key the database does not hold."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # the checkpoint number
+    seq: Mapped[int] = mapped_column(Integer)  # the last entry it vouches for
+    head_hash: Mapped[str] = mapped_column(String(64))  # that entry's hash
+    entries: Mapped[int] = mapped_column(Integer)  # how many entries the log held
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(64), unique=True)
