@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from citybase.ops.catalogue import CATEGORIES
-from citybase.ops.classifier import TextClassifier, evaluate, tokenize
-from citybase.ops.corpus import generate_corpus
-from citybase.ops.service import AUTO_DISPATCH_CONFIDENCE
+from citybase.ops.catalogue.defaults import CATEGORIES
+from citybase.ops.classification.classifier import TextClassifier, evaluate, tokenize
+from citybase.ops.classification.corpus import generate_corpus
+from citybase.ops.intake.service import AUTO_DISPATCH_CONFIDENCE
 
 SIGNALEN_MACRO_F1 = 0.88  # Amsterdam Signalen's published classifier figure (reference only)
 

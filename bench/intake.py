@@ -33,9 +33,9 @@ from citybase.core.timeutil import utcnow
 from citybase.demo.accounts import create_demo_users
 from citybase.demo.generator import generate
 from citybase.geo.models import Building
-from citybase.ops.catalogue import CATEGORIES
-from citybase.ops.corpus import generate_corpus
-from citybase.ops.training import train_classifier
+from citybase.ops.catalogue.defaults import CATEGORIES
+from citybase.ops.classification.corpus import generate_corpus
+from citybase.ops.classification.training import train_classifier
 from citybase.storage.db import bulk_insert, make_engine
 from citybase.storage.migrate import upgrade
 

@@ -130,7 +130,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
 
 
 def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
-    from citybase.ops.training import train_classifier
+    from citybase.ops.classification.training import train_classifier
 
     with console.status("Training the incident classifier (jieba + scikit-learn) …"), Session(engine) as s:
         r = train_classifier(session=s, data_dir=settings.data_dir, corpus_per_category=corpus, seed=seed)
@@ -166,7 +166,7 @@ def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
         console.print("The demo city is already there; serving it (use `citybase generate --reset` for a new one).")
     else:
         _generate(engine, size, seed)
-    from citybase.ops.training import MODEL_FILE
+    from citybase.ops.classification.training import MODEL_FILE
 
     if not (settings.data_dir / MODEL_FILE).exists():
         _train(settings, engine, corpus=150, seed=seed)

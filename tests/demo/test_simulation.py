@@ -9,7 +9,7 @@ from citybase.bus.memory import InProcessBus
 from citybase.core.timeutil import SHANGHAI
 from citybase.demo.generator import generate
 from citybase.demo.simulation import Simulation, hourly_weight
-from citybase.ops.models import Incident, TimelineEntry
+from citybase.ops.workflow.models import Incident, TimelineEntry
 from citybase.storage.migrate import upgrade
 from tests.conftest import new_database
 

@@ -8,8 +8,8 @@ import joblib
 import numpy as np
 import pytest
 
-from citybase.ops.catalogue import CATEGORIES
-from citybase.ops.classifier import (
+from citybase.ops.catalogue.defaults import CATEGORIES
+from citybase.ops.classification.classifier import (
     FORMAT,
     FORMAT_VERSION,
     Suggestion,
@@ -18,7 +18,7 @@ from citybase.ops.classifier import (
     tokenize,
     train_and_evaluate,
 )
-from citybase.ops.corpus import generate_corpus, paraphrases, templates
+from citybase.ops.classification.corpus import generate_corpus, paraphrases, templates
 
 CODES = {c.code for c in CATEGORIES}
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from citybase.core.timeutil import SHANGHAI
-from citybase.ops import deadlines
+from citybase.ops.workflow import deadlines
 
 DAY = deadlines.WORKDAY_SECONDS
 

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from citybase.core.timeutil import utcnow
 from citybase.geo.models import Area, Building
-from citybase.ops import deadlines
-from citybase.ops.models import Incident, Reporter
+from citybase.ops.notifications.models import Reporter
+from citybase.ops.workflow import deadlines
+from citybase.ops.workflow.models import Incident
 from citybase.registry.models import Department
 
 
@@ -302,7 +303,7 @@ def test_night_noise_goes_to_the_police_by_the_time_rule(city):
     from datetime import datetime
 
     from citybase.core.timeutil import SHANGHAI
-    from citybase.ops import service
+    from citybase.ops.catalogue import service
 
     with Session(city.engine) as s:
         g = s.query(Area).filter(Area.level == "grid").first()

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo.models import Building
-from citybase.ops.models import Incident
+from citybase.ops.workflow.models import Incident
 from citybase.registry.models import Department
 from citybase.security.models import User
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citybase.geo.models import Building
-from citybase.ops.models import Incident
+from citybase.ops.workflow.models import Incident
 from citybase.registry.models import Department
 from citybase.security.models import AuditEntry
 

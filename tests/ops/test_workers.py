@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from citybase.bus.memory import InProcessBus
 from citybase.geo.models import Building
 from citybase.ops import workers
-from citybase.ops.models import Incident, Webhook, WebhookDelivery
+from citybase.ops.notifications.models import Webhook, WebhookDelivery
+from citybase.ops.workflow.models import Incident
 from citybase.storage.db import make_sessionmaker
 
 

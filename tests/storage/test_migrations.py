@@ -6,7 +6,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 import citybase.geo.models  # noqa: F401 - register tables
-import citybase.ops.models  # noqa: F401
+import citybase.ops.catalogue.models  # noqa: F401
+import citybase.ops.classification.models  # noqa: F401
+import citybase.ops.notifications.models  # noqa: F401
+import citybase.ops.workflow.models  # noqa: F401
 import citybase.registry.models  # noqa: F401
 import citybase.security.models  # noqa: F401
 from citybase.storage.db import Base

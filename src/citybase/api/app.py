@@ -17,8 +17,7 @@ from citybase.api import problems
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
-from citybase.ops.open311 import router as open311_router
-from citybase.ops.router import router as ops_router
+from citybase.ops.domain import DOMAIN as OPS
 from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
 from citybase.security.roles import PUBLIC
@@ -71,7 +70,7 @@ def load_classifier(settings: Settings):
     path = Path(settings.data_dir) / "classifier.joblib"
     if not path.exists():
         return None
-    from citybase.ops.classifier import TextClassifier
+    from citybase.ops.classification.classifier import TextClassifier
 
     try:
         return TextClassifier.load(path)
@@ -147,14 +146,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     api.include_router(geo_router)
     api.include_router(registry_router)
     api.include_router(security_router)
-    api.include_router(ops_router)
+    for router in OPS.routers():
+        api.include_router(router)
 
     @api.get("/health", tags=["platform"], summary="Liveness and version")
     def health(_: object = Depends(allow(PUBLIC))) -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
-    app.include_router(open311_router)
+    for router in OPS.root_routers():
+        app.include_router(router)
     app.include_router(web_router)
     check_every_route_declares_access(app)
     return app

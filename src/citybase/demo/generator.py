@@ -458,7 +458,7 @@ class CityGenerator:
         """The incident loop's category tree and responsibility rules (权责清单)."""
         from sqlalchemy.orm import Session
 
-        from citybase.ops.service import seed_catalogue
+        from citybase.ops.catalogue.service import seed_catalogue
 
         with Session(self.engine) as session, session.begin():
             self.report.counts["incident_categories"] = seed_catalogue(session=session)

@@ -1,7 +1,8 @@
 """A living demo: incidents keep arriving from every channel at a daily rhythm, and simulated
 dispatchers, departments, inspectors and reporters move them through the loop.
 
-It uses the same service functions as the API (so every step is on the timeline and on the bus).
+It uses the same service functions as the API (so every step is on the timeline and on the bus), and
+reads the work to do through them too: it never queries the loop's tables.
 The rhythm follows the hour of day in Shanghai (quiet at night, peaks in the morning and
 afternoon); ``rate`` is the number of reports per minute at the daily peak."""
 
@@ -14,16 +15,17 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from citybase.bus import Bus, Context
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import SHANGHAI, utcnow
 from citybase.geo import service as geo
-from citybase.ops import flows, service
-from citybase.ops.models import Incident, Task
-from citybase.ops.service import Actor
+from citybase.ops import flows
+from citybase.ops.intake import service as intake
+from citybase.ops.workflow import service
+from citybase.ops.workflow.service import Actor
 from citybase.storage.db import make_sessionmaker
 
 log = logging.getLogger("citybase.demo.simulation")
@@ -59,7 +61,7 @@ class Simulation(threading.Thread):
     # --- material ---
     def _texts(self) -> dict[str, list[str]]:
         if self._pool is None:
-            from citybase.ops.corpus import generate_corpus
+            from citybase.ops.classification.corpus import generate_corpus
 
             pool: dict[str, list[str]] = defaultdict(list)
             for text, code in generate_corpus(12, seed=self.rnd.randrange(1 << 30), styles="heldout"):
@@ -107,21 +109,17 @@ class Simulation(threading.Thread):
             kw["category_code"] = code  # these channels name the category themselves
         if channel == "iot":
             kw["priority"] = "urgent"
-        service.intake(session=session, channel=channel, description=text, actor=Actor(f"sim:{channel}"), **kw)
+        intake.intake(session=session, channel=channel, description=text, actor=Actor(f"sim:{channel}"), **kw)
         self.stats[f"reported:{channel}"] += 1
 
     def _advance(self) -> None:
         with self.sessions() as session:
-            open_ids = list(session.execute(
-                select(Incident.id, Incident.status).where(Incident.status.in_(service.OPEN),
-                                                           Incident.suspended_at.is_(None))
-                .order_by(Incident.updated_at, Incident.id).limit(40)))  # the longest-waiting work first
+            open_ids = service.waiting_work(session=session, limit=40)  # the longest-waiting work first
         for inc_id, status in open_ids:
             if self.rnd.random() < 0.5:
                 self._guard(self._move, inc_id, status)
         with self.sessions() as session:
-            closed = list(session.scalars(select(Incident.id).where(Incident.status == "closed",
-                                                                    Incident.satisfaction.is_(None)).limit(5)))
+            closed = service.unrated_closed(session=session, limit=5)
         for inc_id in closed:
             if self.rnd.random() < 0.3:
                 self._guard(self._rate, inc_id)
@@ -137,8 +135,7 @@ class Simulation(threading.Thread):
         elif inc.status == "registered":
             service.dispatch(session=session, incident=inc, actor=DISPATCHER)
         elif inc.status in ("dispatched", "handling"):
-            task = session.scalar(select(Task).where(Task.incident_id == inc.id, Task.status.in_(("pending", "accepted")))
-                                  .order_by(Task.id))
+            task = service.next_open_task(session=session, incident_id=inc.id)
             if task is None:
                 return
             dept = Actor(f"sim:部门{task.department_id}", roles=frozenset({"handler"}), department_id=task.department_id)

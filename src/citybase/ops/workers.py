@@ -10,126 +10,26 @@ dead-letter store with that reason; a transient failure is retried, never looped
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from citybase.bus import Bus, Context, Delivery, Event
-from citybase.bus.base import subject_matches
-from citybase.core.errors import CitybaseError
-from citybase.core.timeutil import utcnow
-from citybase.ops import flows, service
-from citybase.ops.catalogue import ALARM_CATEGORIES
-from citybase.ops.models import Webhook, WebhookDelivery
+from citybase.bus import Bus, Context, Delivery
+from citybase.ops import flows
+from citybase.ops.flows import Reject
+from citybase.ops.intake.alarms import ALARMS, handle_alarm
+from citybase.ops.notifications.service import deliver_webhooks, forget_webhooks
+from citybase.ops.workflow import service
 from citybase.storage.db import make_sessionmaker
 
+__all__ = ["Consumer", "Reject", "Supervisor", "alarm_consumer", "deliver_webhooks", "forget_webhooks",
+           "handle_alarm", "webhook_consumer"]
 log = logging.getLogger("citybase.ops.workers")
-ALARMS = "citybase.iot.alarm.>"
 OPS_EVENTS = "citybase.ops.>"
-IOT_ACTOR = service.Actor("iot", roles=frozenset({"system"}))
-
-
-class Reject(Exception):
-    """The message itself is wrong; keep it aside with this reason."""
-
-
-def handle_alarm(session: Session, event: Event, classifier: Any = None) -> service.IntakeResult:
-    """Turn one IoT alarm into an incident (or a repeat of an open one)."""
-    d = event.data
-    alarm = d.get("alarm_type")
-    if alarm not in ALARM_CATEGORIES:
-        raise Reject(f"unknown alarm_type {alarm!r}; known: {', '.join(sorted(ALARM_CATEGORIES))}")
-    try:
-        lon, lat = float(d["lon"]), float(d["lat"])
-    except (KeyError, TypeError, ValueError):
-        raise Reject("alarm lacks numeric lon/lat") from None
-    device = d.get("device_id", "unknown")
-    text = d.get("description") or f"物联感知告警：设备 {device} 报告 {alarm}（读数 {d.get('value', '—')}）"
-    try:
-        return service.intake(session=session, channel="iot", actor=IOT_ACTOR, description=str(text)[:2000],
-                              category_code=ALARM_CATEGORIES[alarm], lon=lon, lat=lat,
-                              priority=d.get("priority") if d.get("priority") in ("urgent", "normal", "low") else "urgent",
-                              classifier=classifier)
-    except CitybaseError as exc:
-        raise Reject(f"{exc.detail} ({exc.fix})" if exc.fix else exc.detail) from None
-
-
-def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attempts: int,
-                     post: Callable[[str, bytes, dict[str, str]], int] | None = None) -> bool:
-    """POST the event to every matching webhook not yet served; log each try. True when all succeeded."""
-    post = post or _http_post
-    dept = event.data.get("main_department_id") or event.data.get("department_id")
-    hooks = [h for h in _active_hooks(session) if subject_matches(h.events, event.subject)
-             and (h.department_id is None or h.department_id == dept)]
-    if not hooks:
-        return True
-    body = json.dumps({"id": event.id, "subject": event.subject, "time": event.time, "data": event.data,
-                       "context": {"id": event.context.id, "parent_id": event.context.parent_id}},
-                      ensure_ascii=False).encode()
-    ok = True
-    for hook in hooks:
-        done = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook.id,
-                                                               WebhookDelivery.event_id == event.id,
-                                                               WebhookDelivery.status == "delivered"))
-        if done:
-            continue
-        sig = hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Citybase-Event": event.subject,
-                   "X-Citybase-Delivery": event.id, "X-Citybase-Signature": f"sha256={sig}"}
-        code, error = None, None
-        try:
-            code = post(hook.url, body, headers)
-            if not 200 <= code < 300:
-                error = f"HTTP {code}"
-        except Exception as exc:  # noqa: BLE001 - any network failure is logged and retried
-            error = f"{exc.__class__.__name__}: {exc}"[:500]
-        status = "delivered" if error is None else ("gave_up" if attempt >= max_attempts else "failed")
-        session.add(WebhookDelivery(webhook_id=hook.id, event_id=event.id, subject=event.subject, attempt=attempt,
-                                    status=status, response_code=code, error=error, at=utcnow()))
-        ok = ok and error is None
-    return ok
-
-
-_hooks_cache: dict[Any, tuple[float, list[Webhook]]] = {}
-HOOKS_TTL = 5.0  # seconds: a new or deactivated webhook takes effect within this time
-
-
-def forget_webhooks() -> None:
-    """Drop the cached webhook list (this process re-reads it on the next event)."""
-    _hooks_cache.clear()
-
-
-def _active_hooks(session: Session) -> list[Webhook]:
-    """Active webhooks, re-read at most every few seconds (every event would otherwise query them)."""
-    key = session.get_bind().url
-    hit = _hooks_cache.get(key)
-    now = time.monotonic()
-    if hit and now - hit[0] < HOOKS_TTL:
-        return hit[1]
-    hooks = list(session.scalars(select(Webhook).where(Webhook.active.is_(True))))
-    for h in hooks:
-        session.expunge(h)
-    _hooks_cache[key] = (now, hooks)
-    return hooks
-
-
-def _http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - admin-configured URL
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 class Consumer(threading.Thread):
@@ -179,6 +79,7 @@ class Consumer(threading.Thread):
 
 
 def alarm_consumer(bus: Bus, sessions: sessionmaker[Session], classifier: Any = None) -> Consumer:
+    """The durable consumer ``ops-alarms``: IoT alarms become incidents."""
     def handle(session: Session, d: Delivery) -> None:
         handle_alarm(session, d.event, classifier)
 
@@ -186,6 +87,7 @@ def alarm_consumer(bus: Bus, sessions: sessionmaker[Session], classifier: Any = 
 
 
 def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None) -> Consumer:
+    """The durable consumer ``ops-webhooks``: every ops event to the subscribed department systems."""
     def handle(session: Session, d: Delivery) -> None:
         if not deliver_webhooks(session, d.event, d.attempt, max_attempts=bus.max_deliver, post=post):
             session.commit()  # keep the log of this try, then ask for a retry

@@ -6,7 +6,9 @@
   const LANG = window.CITYBASE_LANG;
   const KEY = "citybase.token";
   const TZ = "Asia/Shanghai";
-  const OPEN = ["received", "registered", "dispatched", "handling", "verifying"];
+  // The workflow table (states, and which action is allowed from which state), read from the API once:
+  // the pages spell no status themselves.
+  const workflow = { states: [], open: [], terminal: [], actions: {} };
 
   const token = () => localStorage.getItem(KEY);
   const setToken = (t) => localStorage.setItem(KEY, t);
@@ -72,7 +74,7 @@
     if (!token()) { location.replace(loginUrl()); return new Promise(() => {}); }
     let me;
     try {
-      me = await get("/api/v1/me");
+      [me] = await Promise.all([get("/api/v1/me"), loadWorkflow()]);
     } catch (err) {
       if (err.status === 401) { clearToken(); location.replace(loginUrl()); return new Promise(() => {}); }
       throw err;
@@ -90,6 +92,13 @@
     }
     return me;
   }
+
+  async function loadWorkflow() {
+    if (!workflow.states.length) Object.assign(workflow, await get("/api/v1/ops/workflow", { anonymous: true }));
+    return workflow;
+  }
+  // Whether the table allows an action from an incident's state.
+  const allowed = (action, status) => Boolean(workflow.actions[action] && workflow.actions[action].from.includes(status));
 
   function showWho(me) {
     const who = document.getElementById("who");
@@ -155,7 +164,7 @@
   // "剩余 1天3小时" / "超时 2小时" / "已挂起" / "未计时" for an incident now.
   function timeLeft(inc, now) {
     if (inc.suspended) return T.suspended;
-    if (!inc.deadline_at || !OPEN.includes(inc.status)) return T.no_deadline;
+    if (!inc.deadline_at || !workflow.open.includes(inc.status)) return T.no_deadline;
     const left = new Date(inc.deadline_at).getTime() - (now || Date.now());
     return fmt(left >= 0 ? T.time_left : T.overdue, { t: span(left) });
   }
@@ -214,7 +223,7 @@
   function langHref(path) { return path + (LANG === "en" ? (path.includes("?") ? "&" : "?") + "lang=en" : ""); }
 
   window.CB = {
-    T, LANG, OPEN, token, setToken, clearToken, fmt, ApiError, api, get, requireUser, showWho, loginUrl, el, say,
+    T, LANG, workflow, loadWorkflow, allowed, token, setToken, clearToken, fmt, ApiError, api, get, requireUser, showWho, loginUrl, el, say,
     sayError, hush, when, timeLeft, name, dot, badge, categories, fillCategorySelect, departments, featureAt, langHref,
   };
 })();

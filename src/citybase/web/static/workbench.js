@@ -3,9 +3,8 @@
 (function () {
   "use strict";
   const CB = window.CB;
-  const { T, OPEN, el, get, api, fmt, when, timeLeft, name, dot, badge, say, sayError, hush } = CB;
+  const { T, workflow, allowed, el, get, api, fmt, when, timeLeft, name, dot, badge, say, sayError, hush } = CB;
   const $ = (id) => document.getElementById(id);
-  const STATUSES = OPEN.concat(["closed", "rejected", "merged"]);
   const LIGHT_COLOUR = { red: "#d62828", yellow: "#f4a100", green: "#2a9d55", grey: "#8a99ab" };
 
   const state = { cats: null, deptName: null, streets: [], streetById: {}, items: [], selected: null, detail: null, loads: 0, acts: 0 };
@@ -27,7 +26,7 @@
   }
 
   async function loadQueue() {
-    const params = new URLSearchParams({ status: $("f-status").value || OPEN.join(","), page_size: "500" });
+    const params = new URLSearchParams({ status: $("f-status").value || workflow.open.join(","), page_size: "500" });
     if ($("f-category").value) params.set("category_code", $("f-category").value);
     const page = await get("/api/v1/ops/incidents?" + params);
     const street = $("f-street").value;
@@ -204,14 +203,14 @@
   function applicable(d) {
     const s = d.status;
     return {
-      register: ["received", "registered"].includes(s),
-      reject: s === "received",
-      dispatch: ["received", "registered"].includes(s),
-      merge: ["received", "registered"].includes(s),
+      register: allowed("register", s),
+      reject: allowed("reject", s),
+      dispatch: allowed("dispatch", s),
+      merge: allowed("merge", s),
       "extension-decision": Boolean(d.extension_days),
-      verify: s === "verifying",
-      close: ["verifying", "registered"].includes(s),
-      suspend: OPEN.includes(s) && !d.suspended,
+      verify: allowed("verify", s),
+      close: allowed("close", s),
+      suspend: allowed("suspend", s) && !d.suspended,
       resume: Boolean(d.suspended),
     };
   }
@@ -230,7 +229,7 @@
   async function incidentIdOf(text) {
     const v = text.trim();
     if (/^\d{1,9}$/.test(v)) return Number(v);
-    const page = await get("/api/v1/ops/incidents?" + new URLSearchParams({ q: v, status: STATUSES.join(",") }));
+    const page = await get("/api/v1/ops/incidents?" + new URLSearchParams({ q: v, status: workflow.states.join(",") }));
     const hit = page.items.find((i) => i.code === v);
     if (!hit) throw new Error(`${T.into}: ${v}?`);
     return hit.id;
@@ -311,6 +310,7 @@
     Object.assign(state, { cats, deptName, streets: streets.features });
     CB.fillCategorySelect($("f-category"), cats.list, true);
     CB.fillCategorySelect($("a-category"), cats.list, false);
+    for (const s of workflow.states) $("f-status").appendChild(el("option", { value: s }, name("status", s)));
     const fs = $("f-street");
     for (const f of [...streets.features].sort((a, b) => a.properties.code.localeCompare(b.properties.code))) {
       fs.appendChild(el("option", { value: f.properties.code }, f.properties.name));

@@ -35,7 +35,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import threadpool_limits
 
-from citybase.ops.catalogue import CATEGORIES
+from citybase.ops.catalogue.defaults import CATEGORIES
 
 FORMAT = "citybase.ops.classifier"
 FORMAT_VERSION = 2  # 2: chi² selection step; tokenizer is `tokenize` (version 1 files: retrain)

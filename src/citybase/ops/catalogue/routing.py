@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from citybase.ops.models import RoutingRule
+from citybase.ops.catalogue.models import RoutingRule
 
 
 @dataclass(frozen=True)

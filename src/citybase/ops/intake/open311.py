@@ -25,8 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import and_, func, not_, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,9 +35,17 @@ from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
-from citybase.ops import deadlines, flows, service
-from citybase.ops.catalogue import CATEGORIES
-from citybase.ops.models import Category, Incident, TimelineEntry
+from citybase.ops import flows
+from citybase.ops.catalogue import service as catalogue
+from citybase.ops.catalogue.defaults import CATEGORIES
+from citybase.ops.catalogue.models import Category
+from citybase.ops.intake import service
+from citybase.ops.intake.repository import Open311Repository
+from citybase.ops.workflow import deadlines
+from citybase.ops.workflow.models import Incident, TimelineEntry
+from citybase.ops.workflow.repository import IncidentRepository
+from citybase.ops.workflow.service import Actor
+from citybase.ops.workflow.states import DONE, Status
 from citybase.registry import service as registry
 from citybase.security.deps import allow, request_id
 from citybase.security.roles import PUBLIC
@@ -51,7 +58,7 @@ SPEC = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-21T00:00:00+08:00"  # when the services or their definitions last changed shape
 FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
 PROBLEM = "application/problem+json"
-CLOSED = ("closed", "rejected")  # an incident in these is a closed request; merged ones follow their parent
+CLOSED = DONE  # an incident in these is a closed request; merged ones follow their parent
 CLOSED_ACTIONS = ("close", "reject")
 MAX_DESCRIPTION = 2000  # the incident loop's limit (the spec allows servers up to 4,000)
 MAX_DAYS = 90  # the spec's longest start_date..end_date span, and the default window
@@ -61,11 +68,11 @@ PRIORITY_VALUES = (("normal", "一般"), ("urgent", "紧急"), ("low", "不急")
 KEY_FIX = ("Send api_key=<your citybase API token>; an administrator issues one "
            "(POST /api/v1/users/{id}/tokens).")
 STATUS_NOTES = {
-    "received": "已受理，等待派单员确认分类并派遣",
-    "registered": "已立案，等待派遣",
-    "dispatched": "已派遣至承办部门",
-    "handling": "承办部门处置中",
-    "verifying": "处置完毕，等待核查",
+    Status.RECEIVED: "已受理，等待派单员确认分类并派遣",
+    Status.REGISTERED: "已立案，等待派遣",
+    Status.DISPATCHED: "已派遣至承办部门",
+    Status.HANDLING: "承办部门处置中",
+    Status.VERIFYING: "处置完毕，等待核查",
 }
 NOTES: dict[str, tuple[str, str]] = {  # timeline action -> (note type, summary)
     "receive": ("opened", "Request opened (受理)"),
@@ -273,11 +280,11 @@ def definition_of(c: Category) -> dict[str, Any]:
 
 
 def _categories(session: Session) -> dict[str, Category]:
-    return {c.code: c for c in service.list_categories(session=session, include_inactive=True)}
+    return {c.code: c for c in catalogue.list_categories(session=session, include_inactive=True)}
 
 
 def _category(session: Session, code: str, fmt: str) -> Category:
-    c = service.find_category(session=session, code=code)
+    c = catalogue.find_category(session=session, code=code)
     if c is None or not c.active:
         raise Open311Error(404, f"service_code {code[:20]!r} was not found",
                            f"List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.")
@@ -307,7 +314,7 @@ def _roots(session: Session, incidents: Iterable[Incident]) -> dict[int, Inciden
         missing = {i.parent_id for i in known.values() if i.parent_id and i.parent_id not in known}
         if not missing:
             break
-        known.update({i.id: i for i in session.scalars(select(Incident).where(Incident.id.in_(missing)))})
+        known.update({i.id: i for i in IncidentRepository(session).incidents(missing)})
     roots: dict[int, Incident] = {}
     for inc in list(known.values()):
         root, hops = inc, 0
@@ -321,12 +328,8 @@ def _timelines(session: Session, ids: Iterable[int], actions: tuple[str, ...] | 
                ) -> dict[int, list[TimelineEntry]]:
     ids = sorted(set(ids))
     out: dict[int, list[TimelineEntry]] = {i: [] for i in ids}
-    for chunk in range(0, len(ids), 500):
-        q = select(TimelineEntry).where(TimelineEntry.incident_id.in_(ids[chunk:chunk + 500]))
-        if actions:
-            q = q.where(TimelineEntry.action.in_(actions))
-        for e in session.scalars(q.order_by(TimelineEntry.id)):
-            out[e.incident_id].append(e)
+    for e in Open311Repository(session).timelines(ids, actions):
+        out[e.incident_id].append(e)
     return out
 
 
@@ -367,7 +370,7 @@ def _notice(inc: Incident, root: Incident, depts: _Departments) -> str | None:
     if root.status in CLOSED:
         return None
     dept = depts.name(root.main_department_id)
-    if root.status == "received":
+    if root.status == Status.RECEIVED:
         return "已受理，派单员将确认分类并派遣" + (f"（拟由{dept}承办）" if dept else "") + "。"
     if root.deadline_at is not None:
         due = as_utc(root.deadline_at).astimezone(SHANGHAI)
@@ -380,7 +383,7 @@ def _status_notes(inc: Incident, root: Incident, closing: dict[int, list[Timelin
     if root.status in CLOSED:
         last = closing.get(root.id) or []
         reason = public_text(last[-1].reason) if last else None
-        text = ("已办结" if root.status == "closed" else "不予立案") + (f"：{reason}" if reason else "")
+        text = ("已办结" if root.status == Status.CLOSED else "不予立案") + (f"：{reason}" if reason else "")
     elif root.suspended_at is not None:
         text = "已挂起，暂停计时"
     else:
@@ -615,7 +618,7 @@ def services(format: str, request: Request, _: Principal = Depends(allow(PUBLIC)
     """Every active category as a service."""
     fmt = _format(format)
     with _session(request) as session:
-        return _respond(fmt, "services", [service_of(c) for c in service.list_categories(session=session)])
+        return _respond(fmt, "services", [service_of(c) for c in catalogue.list_categories(session=session)])
 
 
 @router.get("/services/{service_code}.{format}", summary="GeoReport v2: a service definition",
@@ -727,7 +730,7 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
                                "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
         for other in ("email", "device_id", "account_id", "jurisdiction_id"):
             _text(f, other, 254)  # accepted and checked, not stored
-        actor = service.Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
+        actor = Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
         try:
             r = service.intake(session=session, channel="open311", actor=actor, description=description,
                                category_code=cat.code, lon=lon, lat=lat, address=address,
@@ -758,27 +761,15 @@ def token_lookup(token: str, format: str, request: Request,
     with _session(request) as session:
         inc = None
         if _TOKEN.fullmatch(token):
-            inc = session.scalar(select(Incident).where(Incident.open311_token == token))
+            inc = Open311Repository(session).by_token(token)
         if inc is None:
             raise Open311Error(404, f"no service request was created with token {token[:40]!r}",
                                f"Use the token that POST {PREFIX}/requests.{fmt} returned.")
         return _respond(fmt, "service_requests", [{"service_request_id": inc.code, "token": token}])
 
 
-def _closed_condition() -> tuple[Any, list[Any]]:
-    """SQL for 'the request is closed' (merged ones follow up to three parents) and the joins it needs."""
-    joins, prev, merged_chain, conds = [], Incident, [], [Incident.status.in_(CLOSED)]
-    for _ in range(3):
-        parent = aliased(Incident)
-        joins.append((parent, parent.id == prev.parent_id))
-        merged_chain.append(func.coalesce(prev.status, "") == "merged")
-        conds.append(and_(*merged_chain, func.coalesce(parent.status, "").in_(CLOSED)))
-        prev = parent
-    return or_(*conds), joins
-
-
-def _filtered(session: Session, f: _Fields, fmt: str) -> Any:
-    """The query for service_code, status and start_date..end_date (the last 90 days by default)."""
+def _filtered(session: Session, f: _Fields, fmt: str) -> dict[str, Any]:
+    """The checked filters service_code, status and start_date..end_date (the last 90 days by default)."""
     codes = f.all("service_code")
     cats = _categories(session)
     unknown = [c for c in codes if c not in cats]
@@ -803,15 +794,8 @@ def _filtered(session: Session, f: _Fields, fmt: str) -> Any:
     if end - start > span:
         raise Open311Error(400, f"start_date to end_date spans {(end - start).days} days; GeoReport v2 "
                            f"allows at most {MAX_DAYS}", "Split the range into several queries.")
-    query = select(Incident).where(Incident.created_at >= start, Incident.created_at <= end)
-    if codes:
-        query = query.where(Incident.category_code.in_(codes))
-    if len(statuses) == 1:
-        closed, joins = _closed_condition()
-        for target, on in joins:
-            query = query.outerjoin(target, on)
-        query = query.where(closed if statuses == {"closed"} else not_(closed))
-    return query
+    closed = (statuses == {"closed"}) if len(statuses) == 1 else None
+    return {"start": start, "end": end, "codes": codes, "closed": closed}
 
 
 @router.get("/requests.{format}", summary="GeoReport v2: service requests (filters, pages, extensions)",
@@ -828,17 +812,13 @@ def list_requests(format: str, request: Request, _: Principal = Depends(allow(PU
                 raise Open311Error(400, f"{len(ids)} service_request_id were asked for; at most {MAX_IDS} "
                                    "at once", "Split the list into several calls.")
             wanted = [i for i in dict.fromkeys(ids) if _ID.fullmatch(i)]
-            found = {}
-            if wanted:
-                q = select(Incident).where(Incident.code.in_(wanted))
-                found = {i.code: i for i in session.scalars(q)}
+            found = Open311Repository(session).by_codes(wanted)
             rows = [found[i] for i in wanted if i in found]
         else:
-            query = _filtered(session, f, fmt)
+            filters = _filtered(session, f, fmt)
             page = _int("page", f.get("page"), 1, 100_000) or 1
             size = _int("page_size", f.get("page_size"), 1, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
-            query = query.order_by(Incident.created_at.desc(), Incident.id.desc())
-            rows = list(session.scalars(query.offset((page - 1) * size).limit(size)))
+            rows = Open311Repository(session).requests(**filters, page=page, size=size)
         body = render_requests(request, session, rows, extensions=extensions)
         return _respond(fmt, "service_requests", body)
 
@@ -853,7 +833,7 @@ def get_request(service_request_id: str, format: str, request: Request,
     with _session(request) as session:
         inc = None
         if _ID.fullmatch(service_request_id):
-            inc = session.scalar(select(Incident).where(Incident.code == service_request_id))
+            inc = Open311Repository(session).by_code(service_request_id)
         if inc is None:
             raise Open311Error(404, f"there is no service request {service_request_id[:40]!r}",
                                f"Use the service_request_id that POST {PREFIX}/requests.{fmt} returned.")

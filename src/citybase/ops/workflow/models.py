@@ -1,4 +1,4 @@
-"""Tables of the closed incident loop (一网统管)."""
+"""Tables of the workflow: incidents, their tasks, their append-only timeline and supervisions (督办)."""
 
 from __future__ import annotations
 
@@ -10,43 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from citybase.storage.db import Base
 
 TZ = DateTime(timezone=True)
-
-
-class Category(Base):
-    __tablename__ = "ops_categories"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(5), unique=True)  # 2-digit major + 3-digit minor
-    name: Mapped[str] = mapped_column(String(64))
-    major: Mapped[str] = mapped_column(String(2), index=True)
-    major_name: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(16))  # component (部件) | event (事件)
-    urgent_hours: Mapped[int] = mapped_column(Integer)  # natural hours
-    normal_days: Mapped[int] = mapped_column(Integer)  # working days
-    low_days: Mapped[int] = mapped_column(Integer)  # working days
-    needs_verification: Mapped[bool] = mapped_column(Boolean)
-    dup_radius_m: Mapped[int] = mapped_column(Integer)
-    dup_window_h: Mapped[int] = mapped_column(Integer)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-
-
-class RoutingRule(Base):
-    """权责清单 entry. Rules are never edited in place: a change retires the old version and adds a new one."""
-
-    __tablename__ = "ops_routing_rules"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    category_code: Mapped[str | None] = mapped_column(String(5), index=True)  # 5-digit, 2-digit major, or any
-    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))  # street, community or grid; None = all
-    hour_from: Mapped[int | None] = mapped_column(Integer)  # local hour window [from, to); None = all day
-    hour_to: Mapped[int | None] = mapped_column(Integer)
-    main_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
-    assist_department_ids: Mapped[str] = mapped_column(String(200))  # JSON list
-    precedence: Mapped[int] = mapped_column(Integer)  # lower wins among equally specific rules
-    note: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(TZ)
-    retired_at: Mapped[datetime | None] = mapped_column(TZ)
-    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("ops_routing_rules.id"))
 
 
 class Incident(Base):
@@ -129,23 +92,6 @@ class TimelineEntry(Base):
     data: Mapped[str] = mapped_column(Text)  # JSON
 
 
-class Reporter(Base):
-    """Everyone who reported an incident (several after a merge); each is told the outcome."""
-
-    __tablename__ = "ops_reporters"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
-    source_incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"))
-    channel: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str | None] = mapped_column(String(32))
-    phone: Mapped[str | None] = mapped_column(String(20))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(TZ)
-    notified_at: Mapped[datetime | None] = mapped_column(TZ)
-    outcome: Mapped[str | None] = mapped_column(String(500))
-
-
 class Supervision(Base):
     __tablename__ = "ops_supervisions"
 
@@ -155,41 +101,3 @@ class Supervision(Base):
     reason: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(TZ)
     resolved_at: Mapped[datetime | None] = mapped_column(TZ)
-
-
-class ClassifierFeedback(Base):
-    __tablename__ = "ops_classifier_feedback"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
-    text: Mapped[str] = mapped_column(Text)
-    suggested_code: Mapped[str | None] = mapped_column(String(5))
-    chosen_code: Mapped[str] = mapped_column(String(5))
-    actor: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(TZ)
-
-
-class Webhook(Base):
-    __tablename__ = "ops_webhooks"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
-    url: Mapped[str] = mapped_column(String(500))
-    secret: Mapped[str] = mapped_column(String(64))
-    events: Mapped[str] = mapped_column(String(200))  # subject pattern, e.g. citybase.ops.incident.>
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(TZ)
-
-
-class WebhookDelivery(Base):
-    __tablename__ = "ops_webhook_deliveries"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("ops_webhooks.id"), index=True)
-    event_id: Mapped[str] = mapped_column(String(40), index=True)
-    subject: Mapped[str] = mapped_column(String(100))
-    attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12))  # delivered | failed | gave_up
-    response_code: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(String(500))
-    at: Mapped[datetime] = mapped_column(TZ)

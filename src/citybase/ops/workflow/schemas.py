@@ -1,4 +1,5 @@
-"""API shapes of the incident loop."""
+"""API shapes of the workflow: incidents with their tasks, timeline and reporters, and the action body.
+Statuses are the workflow table's ``Status`` (an enum in the OpenAPI)."""
 
 from __future__ import annotations
 
@@ -10,98 +11,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from citybase.core.masking import mask_name, mask_phone, mask_text
-from citybase.core.timeutil import to_shanghai, utcnow
-from citybase.ops import deadlines
-from citybase.ops.models import Category, Incident, Reporter, RoutingRule, Task, TimelineEntry
-
-
-def _t(v: datetime | None) -> datetime | None:
-    return to_shanghai(v) if v else None
-
-
-class CategoryRead(BaseModel):
-    code: str
-    name: str
-    major: str
-    major_name: str
-    kind: str
-    urgent_hours: int
-    normal_days: int
-    low_days: int
-    needs_verification: bool
-    dup_radius_m: int
-    dup_window_h: int
-    active: bool
-
-    @classmethod
-    def of(cls, c: Category) -> CategoryRead:
-        return cls(**{k: getattr(c, k) for k in cls.model_fields})
-
-
-class CategoryWrite(BaseModel):
-    name: str | None = Field(None, max_length=64)
-    kind: str | None = Field(None, pattern="^(component|event)$")
-    urgent_hours: int | None = Field(None, ge=1, le=72)
-    normal_days: int | None = Field(None, ge=1, le=60)
-    low_days: int | None = Field(None, ge=1, le=60)
-    needs_verification: bool | None = None
-    dup_radius_m: int | None = Field(None, ge=0, le=5000)
-    dup_window_h: int | None = Field(None, ge=1, le=720)
-    active: bool | None = None
-
-
-class RuleRead(BaseModel):
-    id: int
-    category_code: str | None
-    area_id: int | None
-    hour_from: int | None
-    hour_to: int | None
-    main_department_id: int
-    assist_department_ids: list[int]
-    precedence: int
-    note: str
-    created_at: datetime
-    retired_at: datetime | None
-    replaces_id: int | None
-
-    @classmethod
-    def of(cls, r: RoutingRule) -> RuleRead:
-        return cls(id=r.id, category_code=r.category_code, area_id=r.area_id, hour_from=r.hour_from,
-                   hour_to=r.hour_to, main_department_id=r.main_department_id,
-                   assist_department_ids=json.loads(r.assist_department_ids), precedence=r.precedence, note=r.note,
-                   created_at=_t(r.created_at), retired_at=_t(r.retired_at), replaces_id=r.replaces_id)
-
-
-class RuleWrite(BaseModel):
-    category_code: str | None = Field(None, description="5-digit category, 2-digit major, or empty for any")
-    area_code: str | None = Field(None, description="street, community or grid code; empty for the whole district")
-    hour_from: int | None = Field(None, ge=0, le=23)
-    hour_to: int | None = Field(None, ge=0, le=24)
-    main_department: str = Field(..., description="department code")
-    assist_departments: list[str] = []
-    precedence: int = 100
-    note: str = Field("", max_length=200)
-    replaces_id: int | None = Field(None, description="the rule this one supersedes (it is retired, not rewritten)")
-
-
-class IncidentCreate(BaseModel):
-    description: str = Field(..., min_length=1, max_length=2000)
-    category_code: str | None = None
-    lon: float | None = Field(None, ge=-180, le=180)
-    lat: float | None = Field(None, ge=-90, le=90)
-    address: str | None = Field(None, max_length=200)
-    building_id: int | None = None
-    priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
-    reporter_name: str | None = Field(None, max_length=32)
-    reporter_phone: str | None = Field(None, max_length=20)
-
-
-class HotlineCall(BaseModel):
-    caller_phone: str = Field(..., max_length=20)
-    caller_name: str | None = Field(None, max_length=32)
-    text: str = Field(..., min_length=1, max_length=2000, description="what the caller said")
-    address: str = Field(..., min_length=2, max_length=200, description="the address in words")
-    priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
+from citybase.core.timeutil import utcnow
+from citybase.ops.notifications.schemas import ReporterRead, _t
+from citybase.ops.workflow import deadlines
+from citybase.ops.workflow.models import Incident, Task, TimelineEntry
+from citybase.ops.workflow.states import TERMINAL, Status
 
 
 class ActionBody(BaseModel):
@@ -146,8 +60,8 @@ class TimelineRead(BaseModel):
     at: datetime
     actor: str
     action: str
-    from_status: str | None
-    to_status: str
+    from_status: Status | None
+    to_status: Status
     reason: str | None
     data: dict
 
@@ -159,22 +73,6 @@ class TimelineRead(BaseModel):
             data = {k: mask_text(v) if isinstance(v, str) else v for k, v in data.items()}
         return cls(at=_t(e.at), actor=e.actor, action=e.action, from_status=e.from_status, to_status=e.to_status,
                    reason=mask_text(e.reason) if masked else e.reason, data=data)
-
-
-class ReporterRead(BaseModel):
-    channel: str
-    name: str | None
-    phone: str | None
-    source_incident_id: int
-    notified_at: datetime | None
-    outcome: str | None
-
-    @classmethod
-    def of(cls, r: Reporter, *, masked: bool) -> ReporterRead:
-        """The reporter; name, phone and the outcome text told to them masked when ``masked``."""
-        return cls(channel=r.channel, name=mask_name(r.name) if masked else r.name,
-                   phone=mask_phone(r.phone) if masked else r.phone, source_incident_id=r.source_incident_id,
-                   notified_at=_t(r.notified_at), outcome=mask_text(r.outcome) if masked else r.outcome)
 
 
 @dataclass
@@ -189,7 +87,7 @@ class IncidentRead(BaseModel):
     id: int
     code: str
     channel: str
-    status: str
+    status: Status
     light: str
     suspended: bool
     category_code: str
@@ -239,7 +137,7 @@ class IncidentRead(BaseModel):
             main_department_name=names.departments.get(i.main_department_id),
             id=i.id, code=i.code, channel=i.channel, status=i.status,
             light=deadlines.light(utcnow(), warn_at=i.warn_at, deadline_at=i.deadline_at,
-                                  closed=i.status in ("closed", "rejected", "merged"), suspended_at=i.suspended_at),
+                                  closed=i.status in TERMINAL, suspended_at=i.suspended_at),
             suspended=i.suspended_at is not None, category_code=i.category_code,
             category_confirmed=i.category_confirmed, suggested_code=i.suggested_code,
             suggested_confidence=i.suggested_confidence, priority=i.priority, description=text(i.description),
@@ -257,12 +155,6 @@ class IncidentDetail(IncidentRead):
     tasks: list[TaskRead]
     timeline: list[TimelineRead]
     reporters: list[ReporterRead]
-    possible_duplicates: list[dict] = []
-
-
-class IntakeRead(BaseModel):
-    incident: IncidentRead
-    merged_into: str | None = None
     possible_duplicates: list[dict] = []
 
 

@@ -7,12 +7,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citybase.ops.classifier import Evaluation, train_and_evaluate
-from citybase.ops.corpus import generate_corpus
-from citybase.ops.models import Incident
+from citybase.ops.classification.classifier import Evaluation, train_and_evaluate
+from citybase.ops.classification.corpus import generate_corpus
+from citybase.ops.classification.repository import ClassificationRepository
 
 MODEL_FILE = "classifier.joblib"
 
@@ -28,14 +27,12 @@ class TrainingReport:
 
 def labelled_history(*, session: Session) -> list[tuple[str, str]]:
     """(text, category) of every report whose category a person confirmed or corrected."""
-    rows = session.execute(select(Incident.description, Incident.category_code)
-                           .where(Incident.category_confirmed.is_(True), Incident.status != "rejected")
-                           .where(Incident.channel.in_(("hotline", "open311", "api", "inspector"))))
-    return [(t, c) for t, c in rows]
+    return ClassificationRepository(session).labelled_history()
 
 
 def train_classifier(*, session: Session, data_dir: Path, corpus_per_category: int = 200, seed: int = 0) -> TrainingReport:
-    """Train, evaluate on held-out text (20 % of the history plus differently phrased generated text), save."""
+    """Train, evaluate on held-out text (20 % of the history plus differently phrased generated text), save.
+    Reads only; writes the model file, never the database."""
     history = labelled_history(session=session)
     rnd = random.Random(seed)
     rnd.shuffle(history)

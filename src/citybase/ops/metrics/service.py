@@ -16,18 +16,14 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.geo import service as geo
-from citybase.ops.models import Category, Incident
+from citybase.ops.catalogue import service as catalogue
+from citybase.ops.metrics.repository import MetricsRepository
+from citybase.ops.workflow.states import DONE, Status
 from citybase.registry import service as registry
-
-_COLS = (Incident.id, Incident.status, Incident.channel, Incident.category_code, Incident.main_department_id,
-         Incident.street_id, Incident.grid_id, Incident.deadline_at, Incident.registered_at, Incident.dispatched_at,
-         Incident.closed_at, Incident.first_contact_at, Incident.satisfaction, Incident.return_count,
-         Incident.created_at)
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -40,7 +36,7 @@ def _names(session: Session, by: str) -> dict[Any, str]:
     if by in ("street", "grid"):
         return {a.id: a.name for a in geo.list_areas(session=session, level=by)}
     if by == "category":
-        return {c.code: c.name for c in session.scalars(select(Category))}
+        return catalogue.category_names(session=session)
     return {}
 
 
@@ -48,22 +44,17 @@ def compute(*, session: Session, by: str = "department", since: datetime | None 
             until: datetime | None = None) -> list[dict[str, Any]]:
     """One row of metrics per group (department, street, grid, category, channel or all) for reports
     taken in [since, until), busiest group first."""
-    q = select(*_COLS)
-    if since:
-        q = q.where(Incident.created_at >= as_utc(since))
-    if until:
-        q = q.where(Incident.created_at < as_utc(until))
     key = {"department": 4, "street": 5, "grid": 6, "category": 3, "channel": 2, "all": None}[by]
     groups: dict[Any, list[tuple]] = defaultdict(list)
-    for row in session.execute(q):
+    for row in MetricsRepository(session).rows(since=since, until=until):
         groups[row[key] if key is not None else "all"].append(tuple(row))
     names = _names(session, by)
     out = []
     for gkey, rows in groups.items():
         reports = len(rows)
-        merged = sum(1 for r in rows if r[1] == "merged")
-        cases = [r for r in rows if r[1] != "merged"]
-        closed = [r for r in cases if r[1] == "closed" and r[10] is not None]
+        merged = sum(1 for r in rows if r[1] == Status.MERGED)
+        cases = [r for r in rows if r[1] != Status.MERGED]
+        closed = [r for r in cases if r[1] == Status.CLOSED and r[10] is not None]
         with_deadline = [r for r in closed if r[7] is not None]
         on_time = sum(1 for r in with_deadline if as_utc(r[10]) <= as_utc(r[7]))
         hours = [(as_utc(r[10]) - as_utc(r[8])).total_seconds() / 3600 for r in closed if r[8] is not None]
@@ -72,7 +63,7 @@ def compute(*, session: Session, by: str = "department", since: datetime | None 
         contacted = sum(1 for r in dispatched if r[11] is not None and as_utc(r[11]) - as_utc(r[9]) <= timedelta(hours=24))
         out.append({
             "key": gkey, "name": names.get(gkey, str(gkey)), "reports": reports, "volume": len(cases),
-            "open": sum(1 for r in cases if r[1] not in ("closed", "rejected")), "closed": len(closed),
+            "open": sum(1 for r in cases if r[1] not in DONE), "closed": len(closed),
             "on_time_rate": _ratio(on_time, len(with_deadline)),
             "mean_handling_hours": round(statistics.fmean(hours), 2) if hours else None,
             "median_handling_hours": round(statistics.median(hours), 2) if hours else None,
@@ -88,11 +79,11 @@ def compute(*, session: Session, by: str = "department", since: datetime | None 
 def hotspots(*, session: Session, days: int = 30, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
     """The grids with most reports in the last ``days``, and (grid, category) pairs seen 3+ times."""
     since = utcnow() - timedelta(days=days)
-    rows = session.execute(select(Incident.grid_id, Incident.category_code).where(Incident.created_at >= since)).all()
+    rows = MetricsRepository(session).grid_categories(since=since)
     grids = Counter(g for g, _ in rows)
     pairs = Counter((g, c) for g, c in rows)
     gnames = {a.id: (a.code, a.name) for a in geo.list_areas(session=session, level="grid")}
-    cnames = {c.code: c.name for c in session.scalars(select(Category))}
+    cnames = catalogue.category_names(session=session)
     return {
         "grids": [{"grid_id": g, "code": gnames.get(g, ("", ""))[0], "name": gnames.get(g, ("", ""))[1], "reports": n}
                   for g, n in grids.most_common(limit)],
@@ -100,3 +91,8 @@ def hotspots(*, session: Session, days: int = 30, limit: int = 10) -> dict[str, 
                        "category": cnames.get(c, c), "reports": n}
                       for (g, c), n in pairs.most_common(limit) if n >= 3],
     }
+
+
+def count_by_status(*, session: Session) -> dict[str, int]:
+    """How many incidents are in each status (for the screens)."""
+    return MetricsRepository(session).count_by_status()
