@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from citybase.core.errors import InvalidInput
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.storage.db import Base
 
+log = logging.getLogger("citybase.idempotency")
 TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as the IETF draft's sf-string allows
@@ -105,6 +107,7 @@ def record(*, session: Session, principal: str, key: str, fingerprint: str, answ
         session.flush()
     except IntegrityError:
         session.rollback()  # the winner's incident stands; ours must not
+        log.info("a concurrent request with the same key by %s was stored first; answering its answer", principal)
         first = lookup(session=session, principal=principal, key=key, fingerprint=fingerprint, ttl=ttl, now=now)
         if first is None:  # cannot happen: the unique key was taken by a committed row
             raise

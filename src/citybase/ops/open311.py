@@ -974,8 +974,7 @@ def get_request(service_request_id: str, format: str, request: Request,
 @router.api_route("/{path:path}", methods=METHODS, include_in_schema=False, response_model=None)
 def unknown(path: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
     """Any other path or method under the prefix: 404 or 405 in the spec's error format, not problem+json."""
-    methods = sorted({m for r in request.app.router.routes
-                      if isinstance(r, APIRoute) and r.path.startswith(PREFIX) and r.endpoint is not unknown
+    methods = sorted({m for r in router.routes if isinstance(r, APIRoute) and r.endpoint is not unknown
                       and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())})
     if methods:
         raise Open311Error(405, f"{request.method} is not allowed on {request.url.path}",
