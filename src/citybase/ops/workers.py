@@ -28,6 +28,7 @@ from citybase.bus import Bus, Context, Delivery, Event
 from citybase.bus.base import subject_matches
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import utcnow
+from citybase.kernel import idempotency
 from citybase.ops import flows, service
 from citybase.ops.catalogue import ALARM_CATEGORIES
 from citybase.ops.models import Webhook, WebhookDelivery
@@ -195,7 +196,7 @@ def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None
 
 
 class Supervisor(threading.Thread):
-    """Raises 督办 for overdue incidents every ``interval`` seconds."""
+    """Raises 督办 for overdue incidents every ``interval`` seconds, and forgets expired intake keys."""
 
     def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0) -> None:
         super().__init__(name="citybase-supervisor", daemon=True)
@@ -209,6 +210,8 @@ class Supervisor(threading.Thread):
                 with self.sessions() as session:
                     service.supervise_overdue(session=session)
                     flows.commit_and_publish(session, self.bus, Context(user_id=None))
+                    idempotency.prune(session=session)  # intake keys older than 24 h
+                    session.commit()
             except Exception:  # noqa: BLE001
                 log.exception("supervision sweep failed")
 
