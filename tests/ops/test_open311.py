@@ -15,7 +15,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from civicbot import Endpoint, HttpTransport, Open311Client
@@ -197,12 +197,13 @@ def test_a_request_posted_by_a_client_enters_the_loop_and_reads_back(served, o31
                                device_id="dev-42",
                                account_id="acct-7", media_url="https://example.org/lamp.jpg")
     (created,) = sent.response
-    assert list(created) == ["service_request_id", "service_notice", "account_id", "token"]
-    assert created["account_id"] is None and len(created["token"]) == 32
-    sid, token = created["service_request_id"], created["token"]
+    # the spec: a token "should not be returned if service_request_id is returned", and ours always is
+    assert list(created) == ["service_request_id", "service_notice", "account_id"]
+    assert created["account_id"] is None
+    sid = created["service_request_id"]
 
     inc = _incident(city, sid)
-    assert inc.channel == "open311" and inc.priority == "urgent" and inc.open311_token == token
+    assert inc.channel == "open311" and inc.priority == "urgent"
     assert inc.category_code == "02002" and inc.status == "dispatched" and inc.reporter_name == "张三"
     with Session(city.engine) as s:
         assert inc.reporter_user_id == s.scalars(select(User.id).where(User.username == "citizen")).one()
@@ -211,7 +212,6 @@ def test_a_request_posted_by_a_client_enters_the_loop_and_reads_back(served, o31
         dept = s.get(Department, route["main_department_id"])
     assert inc.main_department_id == dept.id and dept.name in created["service_notice"]
 
-    assert o311.get_token(token) == [{"service_request_id": sid, "token": token}]
     got = o311.get_request(sid)
     assert got["service_request_id"] == sid and got["status"] == "open" and got["service_code"] == "02002"
     assert got["service_name"] == "路灯不亮" and got["agency_responsible"] == dept.name
@@ -334,7 +334,8 @@ def test_a_merged_duplicate_follows_the_request_it_joined(client, city):
     b, phone = _fresh_building(city), _phone()
     text = _unique("共享单车把商场门口人行道堵死了")
     first = _post(client, city, building=b, service_code="03004", description=text, phone=phone).json()[0]
-    second = _post(client, city, building=b, service_code="03004", description=text, phone=phone).json()[0]
+    again = text + "，还没人来管"  # a new report of the same problem (the same one again would be a resubmission)
+    second = _post(client, city, building=b, service_code="03004", description=again, phone=phone).json()[0]
     one, two = first["service_request_id"], second["service_request_id"]
     assert one != two and one in second["service_notice"]
     got = client.get(f"{BASE}/requests/{two}.json", params={"extensions": "true"}).json()[0]
@@ -391,7 +392,7 @@ POST_ERRORS = [
     ({"attribute[priority]": ["urgent", "low"]}, 400, ["sent 2 times"]),
     ({"attribute": "urgent"}, 400, ["attribute[code]=value"]),
     ({"attribute[location_detail]": "x" * 101}, 400, ["at most 100"]),
-    ({"description": "x" * 2001}, 400, ["2,001 characters", "at most 2,000"]),
+    ({"description": "x" * 4001}, 400, ["4,001 characters", "at most 4,000"]),
     ({"description": "bad\x00byte"}, 400, ["control characters"]),
     ({"phone": "12345"}, 400, ["phone", "mainland"]),
     ({"media_url": "ftp://example.org/a.jpg"}, 400, ["http(s) URL"]),
@@ -497,3 +498,86 @@ def test_nothing_a_client_sends_is_a_500(client, city):
                   "media_url", "phone", "first_name", "attribute[priority]", "attribute[location_detail]"]:
             r = _post(client, city, **{f: g})
             assert r.status_code < 500, (f, g, r.text[:200])
+
+
+# ---------------------------------------------------------------- text, limits and faults the client can tell apart
+
+
+def _raw(client, city, body: bytes, content_type="application/x-www-form-urlencoded", fmt="json"):
+    return client.post(f"{BASE}/requests.{fmt}", content=body, headers={"Content-Type": content_type})
+
+
+def _fields(city, **extra) -> dict[str, str]:
+    b = _fresh_building(city)
+    return {"api_key": city.tokens["citizen"], "service_code": "02002", "lat": str(b.lat), "long": str(b.lon),
+            **extra}
+
+
+def test_a_raw_utf8_form_body_is_stored_as_sent(client, city):
+    # what `curl -d description=描述…` sends: UTF-8 bytes, unencoded, and no charset (the spec: assumed UTF-8)
+    text = _unique("路灯不亮，描述：晚上很黑 ☂")
+    fields = _fields(city, description=text, first_name="三", last_name="张")
+    body = "&".join(f"{k}={v}" for k, v in fields.items()).encode("utf-8")
+    r = _raw(client, city, body)
+    assert r.status_code == 200, r.text
+    inc = _incident(city, r.json()[0]["service_request_id"])
+    assert inc.description == text and inc.reporter_name == "张三"
+    # the same text percent-encoded, and in a multipart body, arrives the same
+    for content, ctype in [(urlencode({**_fields(city), "description": text + "②"}).encode(), None),
+                           (None, "multipart")]:
+        if ctype is None:
+            r = _raw(client, city, content)
+        else:
+            r = client.post(f"{BASE}/requests.json", files={k: (None, v.encode()) for k, v in
+                                                             _fields(city, description=text + "③").items()})
+        assert r.status_code == 200, r.text
+        assert _incident(city, r.json()[0]["service_request_id"]).description.startswith(text)
+
+
+def test_a_declared_charset_is_honoured(client, city):
+    text = _unique("井盖缺失")
+    body = urlencode(_fields(city, description=text), encoding="gbk").encode("ascii")
+    r = _raw(client, city, body, "application/x-www-form-urlencoded; charset=GBK")
+    assert r.status_code == 200, r.text
+    assert _incident(city, r.json()[0]["service_request_id"]).description == text
+    _error(_raw(client, city, body, "application/x-www-form-urlencoded; charset=klingon"), 400, "klingon")
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_invalid_utf8_is_refused_not_stored_as_replacement_characters(client, city, fmt):
+    before = _count(city)
+    good = "&".join(f"{k}={v}" for k, v in _fields(city).items()).encode()
+    for body in (good + b"&description=\xe8\xb7\xaf\xff", good + b"&description=%E8%B7%FF",
+                 good.replace(b"api_key", b"api\xc0key")):
+        _error(_raw(client, city, body, fmt=fmt), 400, "not valid UTF-8", "%E6%8F%8F")
+    boundary = "b0undary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="description"\r\n\r\n').encode()
+    multipart = b"".join((f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n').encode()
+                         for k, v in _fields(city).items()) + part + b"\xe8\xb7\r\n" + f"--{boundary}--\r\n".encode()
+    _error(_raw(client, city, multipart, f"multipart/form-data; boundary={boundary}", fmt), 400, "not valid UTF-8")
+    assert _count(city) == before
+
+
+def test_the_specs_4000_characters_of_description_are_kept(client, city):
+    text = _unique("人行道")
+    text += "长" * (4000 - len(text))
+    r = _post(client, city, description=text)
+    assert r.status_code == 200, r.text
+    got = client.get(f"{BASE}/requests/{r.json()[0]['service_request_id']}.json").json()[0]
+    assert got["description"] == text and len(got["description"]) == 4000
+
+
+@pytest.mark.parametrize("method,path,status,fmt", [
+    ("GET", "nothing.json", 404, "json"), ("GET", "nothing/at/all.xml", 404, "xml"), ("GET", "", 404, "json"),
+    ("DELETE", "requests.json", 405, "json"), ("PUT", "services.xml", 405, "xml"),
+    ("POST", "services/02002.json", 405, "json"), ("PATCH", "requests/2026.xml", 405, "xml"),
+])
+def test_unknown_paths_and_methods_answer_in_the_specs_format(client, method, path, status, fmt):
+    r = client.request(method, f"{BASE}/{path}")
+    text = _error(r, status)
+    assert r.headers["content-type"] == ("text/xml; charset=utf-8" if fmt == "xml" else
+                                         "application/json; charset=utf-8")
+    if status == 405:
+        assert method in text and r.headers["allow"] in ("GET", "POST", "GET, POST")
+    else:
+        assert "discovery" in text

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.core.errors import CitybaseError
+from citybase.kernel import faults
 
 log = logging.getLogger("citybase.api")
 PROBLEM = "application/problem+json"
@@ -24,7 +25,9 @@ def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if extra.get("retry_after") is not None:
+        headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -42,6 +45,17 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: CitybaseError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, type_=exc.type, fix=exc.fix,
                        instance=request.url.path, **exc.extra)
+
+    async def _transient(request: Request, exc: Exception) -> JSONResponse:
+        err = faults.unavailable(exc)
+        if err is None:  # a subclass that is a bug after all (never happens for the classes below)
+            return await _unexpected(request, exc)
+        log.warning("503 on %s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__,
+                    str(exc).splitlines()[0] if str(exc) else "")
+        return await _domain(request, err)
+
+    for cls in faults.TRANSIENT:  # the database or the bus is down for a moment: 503, retry later
+        app.add_exception_handler(cls, _transient)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -58,3 +58,11 @@ class Forbidden(CitybaseError):
     status = 403
     type = "https://citybase.dev/problems/forbidden"
     title = "Forbidden"
+
+
+class Unavailable(CitybaseError):
+    """Something the request needs (the database, the bus) is down for a moment: retry after ``retry_after`` s."""
+
+    status = 503
+    type = "https://citybase.dev/problems/unavailable"
+    title = "Service unavailable"

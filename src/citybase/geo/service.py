@@ -129,7 +129,13 @@ def areas_by_id(*, session: Session) -> dict[int, Area]:
 
 
 def _ancestors(session: Session) -> dict[int, Area]:
-    return _cached(session, "areas_by_id", lambda: {a.id: a for a in geo_repository(session).areas()})
+    def build() -> dict[int, Area]:
+        areas = geo_repository(session).areas()
+        for a in areas:  # shared by every later session: a rollback of this one must not expire them
+            session.expunge(a)
+        return {a.id: a for a in areas}
+
+    return _cached(session, "areas_by_id", build)
 
 
 def locate(*, session: Session, lon: float, lat: float) -> Location:

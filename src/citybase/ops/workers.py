@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from citybase.bus import Bus, Context, Delivery
+from citybase.kernel import idempotency
 from citybase.ops import flows
 from citybase.ops.flows import Reject
 from citybase.ops.intake.alarms import ALARMS, handle_alarm
@@ -97,7 +98,7 @@ def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None
 
 
 class Supervisor(threading.Thread):
-    """Raises 督办 for overdue incidents every ``interval`` seconds."""
+    """Raises 督办 for overdue incidents every ``interval`` seconds, and forgets expired intake keys."""
 
     def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0) -> None:
         super().__init__(name="citybase-supervisor", daemon=True)
@@ -111,6 +112,8 @@ class Supervisor(threading.Thread):
                 with self.sessions() as session:
                     service.supervise_overdue(session=session)
                     flows.commit_and_publish(session, self.bus, Context(user_id=None))
+                    idempotency.prune(session=session)  # intake keys older than 24 h
+                    session.commit()
             except Exception:  # noqa: BLE001
                 log.exception("supervision sweep failed")
 

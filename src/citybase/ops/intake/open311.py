@@ -3,21 +3,26 @@
 A service is a category (service_code = the 5-digit category code) and a service request is an incident
 (service_request_id = its code). Every method answers in XML or JSON as the spec shows; errors use the
 spec's error list with the HTTP status the spec names (404 unknown resource, 403 api_key, 400 anything
-else), or our problem+json when the client asks for ``application/problem+json``. POST needs an
-``api_key``, which is a citybase API token. Beyond the spec: ``page``/``page_size`` and
+else the client sent), 503 with ``Retry-After`` when the database or the bus is down for a moment, or our
+problem+json when the client asks for ``application/problem+json``. POST needs an ``api_key``, which is
+a citybase API token; form bodies are UTF-8 as the spec says. A POST is done once: a retry with the same
+``Idempotency-Key``, or the same report resubmitted by the same account within ``RESUBMIT_WINDOW``, gets the
+first answer. Beyond the spec: ``page``/``page_size`` and
 ``extensions=true`` (timeline notes and the detailed status), the extensions most servers implement."""
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time, timedelta
 from typing import Any
+from urllib.parse import unquote_to_bytes
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Depends, Request
@@ -25,9 +30,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from python_multipart.multipart import parse_form
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -35,6 +42,7 @@ from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
+from citybase.kernel import faults, idempotency
 from citybase.ops import flows
 from citybase.ops.catalogue import service as catalogue
 from citybase.ops.catalogue.defaults import CATEGORIES
@@ -60,7 +68,10 @@ FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=
 PROBLEM = "application/problem+json"
 CLOSED = DONE  # an incident in these is a closed request; merged ones follow their parent
 CLOSED_ACTIONS = ("close", "reject")
-MAX_DESCRIPTION = 2000  # the incident loop's limit (the spec allows servers up to 4,000)
+MAX_DESCRIPTION = service.MAX_DESCRIPTION  # the spec's 4,000 characters
+MAX_BODY = 256 * 1024  # a POST carries text only (photos go by media_url): far below this
+RESUBMIT_WINDOW = timedelta(minutes=10)  # the same report again from the same account is the same request
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 MAX_DAYS = 90  # the spec's longest start_date..end_date span, and the default window
 MAX_PAGE_SIZE = 1000  # the spec's default response volume
 MAX_IDS = 200
@@ -112,9 +123,9 @@ _CJK = re.compile(r"[\u3400-\u9fff·]+")
 class Open311Error(Exception):
     """An error to answer in the spec's format: HTTP status, what is wrong, and how to fix it."""
 
-    def __init__(self, status: int, detail: str, fix: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, fix: str | None = None, allow: list[str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.fix = status, detail, fix
+        self.status, self.detail, self.fix, self.allow = status, detail, fix, allow
 
 
 # ---------------------------------------------------------------- errors and formats
@@ -122,8 +133,13 @@ class Open311Error(Exception):
 
 def _classify(exc: Exception) -> tuple[int, str, str | None, str, str]:
     """(HTTP status, detail, fix, problem type, problem title) for any exception of an Open311 route."""
+    down = faults.unavailable(exc)
+    if down is not None:  # the server's fault, and passing: 503, never the client's 400
+        log.warning("open311: 503: %s: %s", exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return down.status, down.detail, down.fix, down.type, down.title
     if isinstance(exc, Open311Error):
-        title = {403: "Forbidden", 404: "Not found"}.get(exc.status, "Bad request")
+        title = {403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+                 413: "Content too large"}.get(exc.status, "Bad request")
         return exc.status, exc.detail, exc.fix, "https://citybase.dev/problems/open311", title
     if isinstance(exc, Unauthenticated | Forbidden):
         return 403, exc.detail, exc.fix, exc.type, "Forbidden"
@@ -135,31 +151,41 @@ def _classify(exc: Exception) -> tuple[int, str, str | None, str, str]:
         where = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
         detail = "; ".join(where) or "invalid request"
         return 400, detail, "Correct those parameters.", "about:blank", "Bad request"
+    if isinstance(exc, DataError):  # a value the database cannot hold (a NUL byte on PostgreSQL, …): sent by the client
+        return 400, "a parameter holds a value this endpoint cannot take", "Send plain text and numbers.", \
+            "about:blank", "Bad request"
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, str(exc.detail), None, "about:blank", "HTTP error"
     log.exception("open311: unexpected error")
-    return (400, "General service error: the server failed while handling this request",
+    return (500, "General service error: the server failed while handling this request",
             "This is a bug in citybase, not in your request; report it with the time and path.",
             "about:blank", "General service error")
 
 
 def _format_of(request: Request) -> str:
     fmt = str(request.path_params.get("format", "")).lower()
+    if not fmt:  # a path no route knows: the extension it ends with, as a route would read it
+        fmt = request.url.path.rsplit(".", 1)[-1].lower() if "." in request.url.path.rsplit("/", 1)[-1] else ""
     return fmt if fmt in FORMATS else "json"
 
 
 def error_response(request: Request, exc: Exception) -> Response:
     """The spec's error list (XML or JSON after the URL's format), or problem+json when it is asked for."""
     status, detail, fix, type_, title = _classify(exc)
+    headers = {"Retry-After": str(faults.RETRY_AFTER)} if status == 503 else {}
+    if status == 405 and isinstance(exc, Open311Error) and exc.allow:
+        headers["Allow"] = ", ".join(exc.allow)
     if PROBLEM in request.headers.get("accept", ""):
         body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
         if fix:
             body["fix"] = fix
         body["instance"] = request.url.path
-        return JSONResponse(body, status_code=status, media_type=PROBLEM)
+        return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
     description = f"{detail.rstrip('.')}. {fix}" if fix else detail
     errors = [{"code": status, "description": description}]
-    return _respond(_format_of(request), "errors", errors, status=status)
+    response = _respond(_format_of(request), "errors", errors, status=status)
+    response.headers.update(headers)
+    return response
 
 
 class Open311Route(APIRoute):
@@ -284,7 +310,7 @@ def _categories(session: Session) -> dict[str, Category]:
 
 
 def _category(session: Session, code: str, fmt: str) -> Category:
-    c = catalogue.find_category(session=session, code=code)
+    c = catalogue.find_category(session=session, code=code) if re.fullmatch(r"\d{5}", code) else None
     if c is None or not c.active:
         raise Open311Error(404, f"service_code {code[:20]!r} was not found",
                            f"List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.")
@@ -631,25 +657,81 @@ def service_definition(service_code: str, format: str, request: Request,
         return _respond(fmt, "service_definition", definition_of(_category(session, service_code, fmt)))
 
 
+def _charset(content_type: str) -> str:
+    """The body's charset: UTF-8 unless the Content-Type names another that Python knows."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            raw = value.strip().strip('"')
+            try:
+                return codecs.lookup(raw).name
+            except LookupError:
+                raise Open311Error(400, f"the charset {raw[:30]!r} of the body is not known",
+                                   "Send the form in UTF-8, as GeoReport v2 says.") from None
+    return "utf-8"  # GeoReport v2: "all data is assumed to be UTF-8"
+
+
+def _decode(raw: bytes, charset: str, what: str) -> str:
+    try:
+        return raw.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise Open311Error(400, f"{what} is not valid {charset.upper()} (byte {exc.start + 1})",
+                           "Send the form as UTF-8 text; percent-encode each byte of a character, "
+                           "e.g. 描 as %E6%8F%8F.") from None
+
+
+def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The fields of an urlencoded or multipart form, decoded strictly (UTF-8 unless a charset says else);
+    Open311Error 400 for a file, a malformed body or bytes that are not text in that charset."""
+    ctype = content_type.split(";")[0].strip().lower()
+    charset = _charset(content_type)
+    if ctype == "application/x-www-form-urlencoded":
+        out = []
+        for pair in body.split(b"&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition(b"=")
+            key = _decode(unquote_to_bytes(name.replace(b"+", b" ")), charset, "a field name")
+            out.append((key, _decode(unquote_to_bytes(value.replace(b"+", b" ")), charset, f"field {key[:40]!r}")))
+        return out
+    fields: list[tuple[bytes, bytes]] = []
+    files: list[bytes] = []
+    try:
+        parse_form({"Content-Type": content_type.encode("latin-1")}, io.BytesIO(body),
+                   lambda f: fields.append((f.field_name or b"", f.value or b"")),
+                   lambda f: files.append(f.field_name or b""))
+    except (ValueError, UnicodeEncodeError) as exc:  # python-multipart's errors are ValueErrors
+        raise Open311Error(400, f"the form body could not be read ({str(exc)[:100]})",
+                           "Send a well-formed urlencoded or multipart form.") from None
+    if files:
+        name = _decode(files[0], charset, "a field name")
+        raise Open311Error(400, f"form field {name[:40]!r} is a file; files are not accepted",
+                           "Put the photo at a public URL and send that URL as media_url.")
+    out = []
+    for raw_name, raw_value in fields:
+        key = _decode(raw_name, charset, "a field name")
+        out.append((key, _decode(raw_value, charset, f"field {key[:40]!r}")))
+    return out
+
+
 @router.post("/requests.{format}", summary="GeoReport v2: report a problem (api_key required)",
              response_model=None)
 async def create_request(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
-    """Create a service request from a form (urlencoded or multipart); it enters the incident loop."""
+    """Create a service request from a form (urlencoded or multipart, UTF-8); it enters the incident loop once
+    per Idempotency-Key, and a resubmission of the same report within ``RESUBMIT_WINDOW`` answers the first."""
     fmt = _format(format)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    ctype = content_type.split(";")[0].strip().lower()
     items = list(request.query_params.multi_items())
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Open311Error(413, f"the body is larger than {MAX_BODY // 1024} KiB",
+                               "Send text fields only; put photos at a public URL and send it as media_url.")
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.form()
-        except Exception as exc:  # noqa: BLE001 - any malformed body is the client's to fix
-            raise Open311Error(400, f"the form body could not be read ({str(exc)[:100]})",
-                               "Send a well-formed urlencoded or multipart form.") from None
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile) or not isinstance(value, str):
-                raise Open311Error(400, f"form field {key[:40]!r} is a file; files are not accepted",
-                                   "Put the photo at a public URL and send that URL as media_url.")
-            items.append((key, value))
-    elif ctype or await request.body():
+        items += form_fields(content_type, body)
+    elif ctype or body:
         raise Open311Error(400, f"the body is {ctype or 'of no declared type'}, not a form",
                            "POST the fields as application/x-www-form-urlencoded (or multipart/form-data), "
                            "as GeoReport v2 says.")
@@ -705,12 +787,18 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
     api_key = f.get("api_key")
     if api_key is None:
         raise Open311Error(403, "api_key is missing", KEY_FIX)
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     with _session(request) as session:
         try:
             p = authenticate(session, api_key)
         except Unauthenticated as exc:
             why = exc.detail.replace("the bearer token", "it")
             raise Open311Error(403, f"api_key was not accepted: {why}", KEY_FIX) from None
+        who = f"user:{p.user_id}" if p.user_id else p.actor
+        if key:  # the client's own key: everything it sent (but the api_key) is the request
+            fp = idempotency.fingerprint("POST", request.url.path, sorted(i for i in f.items if i[0] != "api_key"))
+            if first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp):
+                return _replay(first)
         code = f.get("service_code")
         if code is None:
             raise Open311Error(400, "service_code is missing", f"Pick one from GET {PREFIX}/services.{fmt}.")
@@ -730,6 +818,14 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
                                "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
         for other in ("email", "device_id", "account_id", "jurisdiction_id"):
             _text(f, other, 254)  # accepted and checked, not stored
+        ttl = idempotency.TTL
+        if not key:  # no key: the same report from the same account, soon again, is a resubmission
+            ttl = RESUBMIT_WINDOW
+            fp = idempotency.fingerprint("POST", request.url.path, cat.code, description, lon, lat, address,
+                                         building_id)
+            key = f"open311-resubmission:{fp}"
+            if first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp, ttl=ttl):
+                return _replay(first)
         actor = Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
         try:
             r = service.intake(session=session, channel="open311", actor=actor, description=description,
@@ -739,17 +835,27 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
                                classifier=getattr(request.app.state, "classifier", None))
         except NotFound as exc:  # whatever the intake could not find came from this request
             raise Open311Error(400, exc.detail, exc.fix) from None
-        inc, token = r.incident, uuid.uuid4().hex
-        inc.open311_token = token
+        inc = r.incident
         if detail:
             inc.address_text = address_text
         session.flush()
+        # The spec: token "should not be returned if service_request_id is returned"; ours is known at once.
         created = {"service_request_id": inc.code,
                    "service_notice": _notice(inc, _roots(session, [inc])[inc.id], _Departments(session)),
-                   "account_id": None, "token": token}
+                   "account_id": None}
+        response = _respond(fmt, "service_requests", [created])
+        answer = idempotency.Answer(200, FORMATS[fmt], bytes(response.body))
+        if first := idempotency.record(session=session, principal=who, key=key, fingerprint=fp, answer=answer,
+                                       ttl=ttl):
+            return _replay(first)  # the same request, answered first by a concurrent retry: ours is undone
         context = Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
         flows.commit_and_publish(session, request.app.state.bus, context)
-    return _respond(fmt, "service_requests", [created])
+    return response
+
+
+def _replay(answer: idempotency.Answer) -> Response:
+    return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type,
+                    headers={"Idempotent-Replayed": "true"})
 
 
 @router.get("/tokens/{token}.{format}", summary="GeoReport v2: the service_request_id of a token",
@@ -839,6 +945,18 @@ def get_request(service_request_id: str, format: str, request: Request,
                                f"Use the service_request_id that POST {PREFIX}/requests.{fmt} returned.")
         body = render_requests(request, session, [inc], extensions=extensions)
         return _respond(fmt, "service_requests", body)
+
+
+@router.api_route("/{path:path}", methods=METHODS, include_in_schema=False, response_model=None)
+def unknown(path: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
+    """Any other path or method under the prefix: 404 or 405 in the spec's error format, not problem+json."""
+    methods = sorted({m for r in router.routes if isinstance(r, APIRoute) and r.endpoint is not unknown
+                      and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())})
+    if methods:
+        raise Open311Error(405, f"{request.method} is not allowed on {request.url.path}",
+                           f"Use {' or '.join(methods)}.", allow=methods)
+    raise Open311Error(404, f"there is no resource {request.url.path[:80]!r}",
+                       f"See GET {PREFIX}/discovery.json for what this endpoint offers.")
 
 
 __all__ = ["router", "Open311Error", "Open311Route", "to_xml", "render_requests", "definition_of",

@@ -3,12 +3,17 @@ reports with a photo, and the photos. Open311 has its own router (``intake.open3
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput
+from citybase.kernel import idempotency
 from citybase.ops.http import _audit_contact, _classifier, _done, _names, _sees_contact, actor_of
 from citybase.ops.intake import service
 from citybase.ops.intake.schemas import HotlineCall, IncidentCreate, IntakeRead
@@ -22,33 +27,59 @@ router = APIRouter(prefix="/ops", tags=["一网统管 incident loop"])
 MAX_PHOTO = 5 * 1024 * 1024
 
 
-def _intake_read(request: Request, p: Principal, r: service.IntakeResult, session: Session) -> IntakeRead:
+def _intake_read(p: Principal, r: service.IntakeResult, session: Session) -> tuple[IntakeRead, bool]:
+    """The answer to an intake, and whether it shows the reporter's contact (then audit it after the commit)."""
     masked = not _sees_contact(p, r.incident)
-    if not masked:
-        _audit_contact(request, p, [r.incident.id])
-    return IntakeRead(incident=IncidentRead.of(r.incident, masked=masked, names=_names(session)),
+    read = IntakeRead(incident=IncidentRead.of(r.incident, masked=masked, names=_names(session)),
                       merged_into=r.merged_into.code if r.merged_into else None,
                       possible_duplicates=[{"incident_id": i, "similarity": s, "metres": m}
                                            for i, s, m in r.possible_duplicates])
+    return read, not masked
+
+
+IDEMPOTENCY_KEY = Header(None, alias=idempotency.HEADER, max_length=300, description=(
+    "A key of your choice, new for each report (a UUID): a retry with the same key and body gets the first "
+    "answer and never files the report twice; the same key with another body is refused (422). Kept 24 h."))
+
+
+def _replay(answer: idempotency.Answer) -> Response:
+    return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type,
+                    headers={"Idempotent-Replayed": "true"})
+
+
+def _intake(request: Request, session: Session, p: Principal, key: str | None, fingerprint: Any,
+            work: Any) -> Response:
+    """Run one intake once per (caller, Idempotency-Key): the work, its answer stored with it, commit, publish."""
+    key = idempotency.check_key(key)
+    who = f"user:{p.user_id}" if p.user_id else p.actor
+    fp = idempotency.fingerprint(request.method, request.url.path, fingerprint)
+    if key and (first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp)):
+        return _replay(first)
+    read, unmasked = _intake_read(p, work(), session)
+    answer = idempotency.Answer(201, "application/json", read.model_dump_json().encode("utf-8"))
+    if key and (first := idempotency.record(session=session, principal=who, key=key, fingerprint=fp,
+                                            answer=answer)):
+        return _replay(first)  # a concurrent retry was stored first: ours was rolled back
+    _done(request, session, p)
+    if unmasked:
+        _audit_contact(request, p, [read.incident.id])
+    return Response(answer.body, status_code=201, media_type=answer.media_type)
 
 
 @router.post("/incidents", response_model=IntakeRead, status_code=201, summary="Report an incident (internal API)")
 def create_incident(body: IncidentCreate, request: Request, p: Principal = Depends(allow(*DISPATCH)),
-                    session: Session = Depends(get_session)) -> IntakeRead:
-    r = service.intake(session=session, channel="api", actor=actor_of(p), classifier=_classifier(request),
-                       **body.model_dump())
-    _done(request, session, p)
-    return _intake_read(request, p, r, session)
+                    session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
+        session=session, channel="api", actor=actor_of(p), classifier=_classifier(request), **body.model_dump()))
 
 
 @router.post("/hotline", response_model=IntakeRead, status_code=201, summary="12345 hotline: a call taken by an operator")
 def hotline(body: HotlineCall, request: Request, p: Principal = Depends(allow(*DISPATCH)),
-            session: Session = Depends(get_session)) -> IntakeRead:
-    r = service.intake(session=session, channel="hotline", actor=actor_of(p), description=body.text,
-                       address=body.address, reporter_name=body.caller_name, reporter_phone=body.caller_phone,
-                       priority=body.priority, classifier=_classifier(request))
-    _done(request, session, p)
-    return _intake_read(request, p, r, session)
+            session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
+        session=session, channel="hotline", actor=actor_of(p), description=body.text, address=body.address,
+        reporter_name=body.caller_name, reporter_phone=body.caller_phone, priority=body.priority,
+        classifier=_classifier(request)))
 
 
 @router.post("/inspections", response_model=IntakeRead, status_code=201, summary="A grid inspector's report (网格员)")
@@ -56,25 +87,27 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
                      category_code: str = Form(...), description: str = Form(..., min_length=1, max_length=2000),
                      priority: str | None = Form(None, pattern="^(urgent|normal|low)$"),
                      photo: UploadFile | None = File(None), p: Principal = Depends(allow("grid_inspector", "admin")),
-                     session: Session = Depends(get_session)) -> IntakeRead:
-    media_url = None
+                     session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+    data = b""
     if photo is not None and photo.filename:
         data = await photo.read(MAX_PHOTO + 1)
         if len(data) > MAX_PHOTO:
             raise InvalidInput("the photo is larger than 5 MiB", fix="Send a smaller photo.")
         if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
             raise InvalidInput("the photo is not a JPEG or PNG image", fix="Send a JPEG or PNG photo.")
-        media_url = _store_photo(request, data, "jpg" if data[:2] == b"\xff\xd8" else "png")
-    r = service.intake(session=session, channel="inspector", actor=actor_of(p), description=description, lon=lon,
-                       lat=lat, category_code=category_code, priority=priority, media_url=media_url,
-                       reporter_user_id=p.user_id, classifier=_classifier(request))
-    _done(request, session, p)
-    return _intake_read(request, p, r, session)
+    fields = {"lon": lon, "lat": lat, "category_code": category_code, "description": description,
+              "priority": priority, "photo_sha256": hashlib.sha256(data).hexdigest() if data else None}
+
+    def work() -> service.IntakeResult:
+        media_url = _store_photo(request, data, "jpg" if data[:2] == b"\xff\xd8" else "png") if data else None
+        return service.intake(session=session, channel="inspector", actor=actor_of(p), description=description,
+                              lon=lon, lat=lat, category_code=category_code, priority=priority, media_url=media_url,
+                              reporter_user_id=p.user_id, classifier=_classifier(request))
+
+    return await run_in_threadpool(_intake, request, session, p, idempotency_key, fields, work)
 
 
 def _store_photo(request: Request, data: bytes, ext: str) -> str:
-    import hashlib
-
     name = f"{hashlib.sha256(data).hexdigest()[:32]}.{ext}"
     folder = Path(request.app.state.settings.data_dir) / "media"
     folder.mkdir(parents=True, exist_ok=True)

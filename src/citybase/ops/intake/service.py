@@ -43,6 +43,9 @@ class IntakeResult:
     possible_duplicates: list[tuple[int, float, float]] = field(default_factory=list)  # (id, similarity, metres)
 
 
+MAX_DESCRIPTION = 4000  # the longest report of any channel (GeoReport v2's limit); each channel may take less
+
+
 def intake(*, session: Session, channel: str, description: str, actor: Actor = SYSTEM,
            category_code: str | None = None, lon: float | None = None, lat: float | None = None,
            address: str | None = None, building_id: int | None = None, priority: str | None = None,
@@ -60,8 +63,8 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     description = (description or "").strip()
     if not description:
         raise InvalidInput("the description is empty", fix="Say what the problem is, in a sentence.")
-    if len(description) > 2000:
-        raise InvalidInput("the description is longer than 2,000 characters", fix="Shorten it.")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"the description is longer than {MAX_DESCRIPTION:,} characters", fix="Shorten it.")
     if priority is not None and priority not in PRIORITIES:
         raise InvalidInput(f"unknown priority {priority!r}", fix=f"Use one of {', '.join(PRIORITIES)}.")
     phone = check_phone(reporter_phone)

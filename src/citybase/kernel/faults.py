@@ -1,0 +1,40 @@
+"""Which failures are the server's and pass (database or bus unavailable), told apart from the client's.
+
+Such a failure is answered 503 with ``Retry-After`` so a client retries instead of giving up or blaming
+its request; with an ``Idempotency-Key`` the retry never makes a duplicate."""
+
+from __future__ import annotations
+
+import psycopg
+from sqlalchemy import exc as sa
+
+from citybase.core.errors import Unavailable
+
+RETRY_AFTER = 5  # seconds: long enough for a pool to reconnect or a PostgreSQL primary to come back
+
+# SQLAlchemy's OperationalError covers lost connections, refused connections, statement timeouts,
+# serialisation failures and deadlocks on PostgreSQL, and "database is locked" or an unopenable file on
+# SQLite: none is the client's doing and each may pass. The bus raises ConnectionError or TimeoutError.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    sa.OperationalError, sa.DisconnectionError, sa.TimeoutError, psycopg.OperationalError,
+    ConnectionError, TimeoutError,
+)
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """The 503 to answer for a transient server-side failure, or None if ``exc`` is not one."""
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        what = "the database connection was lost"
+    elif isinstance(exc, sa.OperationalError | sa.DisconnectionError | psycopg.OperationalError):
+        what = "the database is unavailable"
+    elif isinstance(exc, sa.TimeoutError):
+        what = "every database connection is busy"
+    elif isinstance(exc, ConnectionError | TimeoutError):
+        what = "a service the request needs (the event bus) is unavailable"
+    else:
+        return None
+    return Unavailable(f"{what} for a moment; this is not a fault of the request",
+                       fix=f"Retry after {RETRY_AFTER} seconds (with the same Idempotency-Key for a report, "
+                           "so a retry never files it twice).", retry_after=RETRY_AFTER)
