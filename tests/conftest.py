@@ -114,7 +114,9 @@ def client_for():
 
     def make(c: City) -> TestClient:
         if c.db.url not in apps:
-            apps[c.db.url] = TestClient(create_app(engine=c.engine, bus=InProcessBus()))
+            # The tests read messages in English; tests/api/test_language.py checks the Chinese default.
+            apps[c.db.url] = TestClient(create_app(engine=c.engine, bus=InProcessBus()),
+                                        headers={"Accept-Language": "en"})
         return apps[c.db.url]
 
     return make

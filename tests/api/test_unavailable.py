@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from citybase.ops.workflow.models import Incident
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 from citybase.api.app import create_app
 from citybase.bus.memory import InProcessBus
 from citybase.geo.models import Building
+from citybase.ops.workflow.models import Incident
 from citybase.storage.db import make_engine
 from tests.conftest import PG_ADMIN_URL
 
@@ -36,7 +36,7 @@ def app_client(city) -> Iterator[TestClient]:
         engine = make_engine(city.db.url, pool_size=2, max_overflow=2)
     else:  # a short busy timeout: the test waits for the lock to be refused, not for 30 s
         engine = create_engine(city.db.url, connect_args={"check_same_thread": False, "timeout": 0.2})
-    yield TestClient(create_app(engine=engine, bus=InProcessBus()))
+    yield TestClient(create_app(engine=engine, bus=InProcessBus()), headers={"Accept-Language": "en"})
     engine.dispose()
 
 

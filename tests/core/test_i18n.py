@@ -46,13 +46,15 @@ def test_a_message_renders_in_the_language_asked_for():
     m = Msg(template, **params)
     assert render(m, "en") == template.format(**params)
     assert render(m, "zh") == zh[template].format(**params)
-    token = set_lang("zh")
+    assert m == template.format(**params)  # as text, a message is its English
+    token = set_lang("en")
     try:
-        assert str(m) == zh[template].format(**params)
+        assert render(m) == template.format(**params)
     finally:
         from citybase.core.i18n import _lang
 
         _lang.reset(token)
+    assert render(m) == zh[template].format(**params)  # the default language
 
 
 @pytest.mark.parametrize(("query", "header", "lang"), [

@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from citybase.ops.workflow.models import Incident
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -23,6 +22,7 @@ from citybase.core.timeutil import utcnow
 from citybase.geo.models import Building
 from citybase.kernel import idempotency
 from citybase.kernel.idempotency import IdempotencyKey
+from citybase.ops.workflow.models import Incident
 from citybase.storage.db import make_sessionmaker
 
 _next = itertools.count()

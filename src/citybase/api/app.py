@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from citybase import __version__
 from citybase.api import problems
+from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.bus = bus or connect(settings.bus_url)
     app.state.classifier = load_classifier(settings)
     problems.install(app)
+    app.add_middleware(LanguageMiddleware)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(geo_router)

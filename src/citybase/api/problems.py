@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.core.errors import CitybaseError
+from citybase.core.i18n import render, translate
 from citybase.kernel import faults
 
 log = logging.getLogger("citybase.api")
@@ -19,9 +20,10 @@ PROBLEM = "application/problem+json"
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank", fix: str | None = None,
             instance: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    """A problem+json answer; its title, detail and fix in the request's language (core.i18n)."""
+    body: dict[str, Any] = {"type": type_, "title": translate(title), "status": status, "detail": render(detail)}
     if fix:
-        body["fix"] = fix
+        body["fix"] = render(fix)
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extra.items() if v is not None})

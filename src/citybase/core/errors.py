@@ -13,7 +13,7 @@ class CitybaseError(Exception):
 
     status = 400
     type = "about:blank"
-    title = "Bad request"
+    title = Msg("Bad request")
 
     def __init__(self, detail: str | Msg, *, fix: str | Msg | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -21,43 +21,40 @@ class CitybaseError(Exception):
         self.fix = fix
         self.extra = extra
 
-    def __str__(self) -> str:
-        return str(self.detail)
-
 
 class InvalidInput(CitybaseError):
     status = 422
     type = "https://citybase.dev/problems/invalid-input"
-    title = "Invalid input"
+    title = Msg("Invalid input")
 
 
 class InvalidIdentifier(InvalidInput):
     type = "https://citybase.dev/problems/invalid-identifier"
-    title = "Invalid identifier"
+    title = Msg("Invalid identifier")
 
 
 class NotFound(CitybaseError):
     status = 404
     type = "https://citybase.dev/problems/not-found"
-    title = "Not found"
+    title = Msg("Not found")
 
 
 class Conflict(CitybaseError):
     status = 409
     type = "https://citybase.dev/problems/conflict"
-    title = "Conflict"
+    title = Msg("Conflict")
 
 
 class Unauthenticated(CitybaseError):
     status = 401
     type = "https://citybase.dev/problems/unauthenticated"
-    title = "Authentication required"
+    title = Msg("Authentication required")
 
 
 class Forbidden(CitybaseError):
     status = 403
     type = "https://citybase.dev/problems/forbidden"
-    title = "Forbidden"
+    title = Msg("Forbidden")
 
 
 class Unavailable(CitybaseError):
@@ -65,4 +62,4 @@ class Unavailable(CitybaseError):
 
     status = 503
     type = "https://citybase.dev/problems/unavailable"
-    title = "Service unavailable"
+    title = Msg("Service unavailable")

@@ -38,14 +38,22 @@ def translate(template: str, lang: str | None = None) -> str:
     return catalogue(lang or _lang.get()).get(template, template)
 
 
-class Msg:
-    """A message to be shown later in the reader's language: an English template and its fields."""
+class Msg(str):
+    """A message in English (it *is* that string, so code and logs may treat it as text) that remembers its
+    template and fields, to be rendered in the reader's language where it is shown (``render``)."""
 
-    __slots__ = ("template", "params")
+    template: str
+    params: dict[str, Any]
 
-    def __init__(self, template: str, **params: Any) -> None:
+    def __new__(cls, template: str, **params: Any) -> Msg:
+        try:
+            english = template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            english = template
+        self = super().__new__(cls, english)
         self.template = template
         self.params = params
+        return self
 
     def render(self, lang: str | None = None) -> str:
         """The message in ``lang`` (default: the current language), fields filled in."""
@@ -54,19 +62,17 @@ class Msg:
         try:
             return text.format(**params)
         except (KeyError, IndexError, ValueError):  # a broken translation must not hide the message
-            return self.template.format(**params)
-
-    def __str__(self) -> str:
-        return self.render()
+            return str.__str__(self)
 
     def __repr__(self) -> str:
         return f"Msg({self.template!r}, **{self.params!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Msg) and (self.template, self.params) == (other.template, other.params)
+    def __reduce__(self):  # pickling keeps the template (e.g. across processes)
+        return (_rebuild, (self.template, self.params))
 
-    def __hash__(self) -> int:
-        return hash(self.template)
+
+def _rebuild(template: str, params: dict[str, Any]) -> Msg:
+    return Msg(template, **params)
 
 
 def render(value: str | Msg | None, lang: str | None = None) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import date
 
 from citybase.core.errors import InvalidIdentifier
+from citybase.core.i18n import Msg
 
 # Province-level prefixes of GB/T 2260 (mainland, plus 71/81/82).
 PROVINCES = {
@@ -25,18 +26,25 @@ _ID_WEIGHTS = [pow(2, 17 - i, 11) for i in range(17)]  # 7 9 10 5 8 4 2 1 6 3 7 
 _ID_CHECK = "10X98765432"
 
 
-def _fail(kind: str, value: str, detail: str, fix: str, position: int | None = None) -> InvalidIdentifier:
-    return InvalidIdentifier(
-        f"{kind} {value!r}: {detail}", fix=fix, identifier=kind, value=value, position=position
-    )
+# The identifiers' names as shown to people (the English name is also the problem's ``identifier`` field).
+KINDS = {
+    "citizen ID number (GB 11643)": Msg("citizen ID number (GB 11643)"),
+    "unified social credit code (GB 32100)": Msg("unified social credit code (GB 32100)"),
+    "administrative division code": Msg("administrative division code"),
+}
 
 
-def admin_code_error(code: str) -> str | None:
+def _fail(kind: str, value: str, detail: str | Msg, fix: str | Msg, position: int | None = None) -> InvalidIdentifier:
+    return InvalidIdentifier(Msg("{kind} {value!r}: {detail}", kind=KINDS.get(kind, kind), value=value, detail=detail),
+                             fix=fix, identifier=kind, value=value, position=position)
+
+
+def admin_code_error(code: str) -> Msg | None:
     """Why a 6-digit GB/T 2260 code is invalid, or None."""
     if len(code) != 6 or not code.isdigit():
-        return "must be 6 digits"
+        return Msg("must be 6 digits")
     if code[:2] not in PROVINCES:
-        return f"characters 1-2 {code[:2]!r} are not a province code of GB/T 2260"
+        return Msg("characters 1-2 {part!r} are not a province code of GB/T 2260", part=code[:2])
     return None
 
 
@@ -44,7 +52,7 @@ def validate_admin_code(code: str) -> str:
     """Return the GB/T 2260 code if it is well formed, else raise InvalidIdentifier."""
     err = admin_code_error(code)
     if err:
-        raise _fail("administrative division code", code, err, "Use a 6-digit GB/T 2260 code such as 310104.")
+        raise _fail("administrative division code", code, err, Msg('Use a 6-digit GB/T 2260 code such as 310104.'))
     return code
 
 
@@ -57,28 +65,28 @@ def id_check_char(first17: str) -> str:
 def validate_id_number(value: str, *, today: date | None = None) -> str:
     """Return the normalised (upper-case) GB 11643 number, or raise InvalidIdentifier saying which character is wrong."""
     kind = "citizen ID number (GB 11643)"
-    fix = "Check the number against the ID card: 17 digits then a check digit or X."
+    fix = Msg("Check the number against the ID card: 17 digits then a check digit or X.")
     v = value.strip().upper()
     if len(v) != 18:
-        raise _fail(kind, value, f"has {len(v)} characters, expected 18", fix)
+        raise _fail(kind, value, Msg('has {n} characters, expected 18', n=len(v)), fix)
     for i, c in enumerate(v[:17]):
         if not c.isdigit():
-            raise _fail(kind, value, f"character {i + 1} is {c!r}, expected a digit", fix, i + 1)
+            raise _fail(kind, value, Msg('character {position} is {c!r}, expected a digit', position=i + 1, c=c), fix, i + 1)
     if v[17] not in "0123456789X":
-        raise _fail(kind, value, f"character 18 is {v[17]!r}, expected a digit or X", fix, 18)
+        raise _fail(kind, value, Msg('character 18 is {v!r}, expected a digit or X', v=v[17]), fix, 18)
     if v[:2] not in PROVINCES:
-        raise _fail(kind, value, f"characters 1-2 {v[:2]!r} are not a province code", fix, 1)
+        raise _fail(kind, value, Msg('characters 1-2 {v!r} are not a province code', v=v[:2]), fix, 1)
     try:
         born = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
     except ValueError:
-        raise _fail(kind, value, f"characters 7-14 {v[6:14]!r} are not a valid birth date", fix, 7) from None
+        raise _fail(kind, value, Msg('characters 7-14 {v!r} are not a valid birth date', v=v[6:14]), fix, 7) from None
     if born > (today or date.today()) or born.year < 1880:
-        raise _fail(kind, value, f"birth date {born.isoformat()} (characters 7-14) is not plausible", fix, 7)
+        raise _fail(kind, value, Msg('birth date {born} (characters 7-14) is not plausible', born=born.isoformat()), fix, 7)
     expected = id_check_char(v[:17])
     if v[17] != expected:
         raise _fail(
-            kind, value, f"character 18 (check character) is {v[17]!r} but should be {expected!r}",
-            "A digit was probably mistyped; re-read the number.", 18,
+            kind, value, Msg('character 18 (check character) is {v!r} but should be {expected!r}', v=v[17], expected=expected),
+            Msg('A digit was probably mistyped; re-read the number.'), 18,
         )
     return v
 
@@ -113,29 +121,29 @@ def org_code_check_char(first8: str) -> str:
 def validate_uscc(value: str) -> str:
     """Return the normalised GB 32100 code, or raise InvalidIdentifier saying which character is wrong."""
     kind = "unified social credit code (GB 32100)"
-    fix = "Copy the 18-character code from the business licence; letters I, O, Z, S and V never occur."
+    fix = Msg("Copy the 18-character code from the business licence; letters I, O, Z, S and V never occur.")
     v = value.strip().upper()
     if len(v) != 18:
-        raise _fail(kind, value, f"has {len(v)} characters, expected 18", fix)
+        raise _fail(kind, value, Msg('has {n} characters, expected 18', n=len(v)), fix)
     for i, c in enumerate(v):
         if c not in _USCC_VALUE:
-            raise _fail(kind, value, f"character {i + 1} is {c!r}, which GB 32100 does not use", fix, i + 1)
+            raise _fail(kind, value, Msg('character {position} is {c!r}, which GB 32100 does not use', position=i + 1, c=c), fix, i + 1)
     if v[0] not in USCC_AUTHORITIES:
-        raise _fail(kind, value, f"character 1 {v[0]!r} is not a registration authority code", fix, 1)
+        raise _fail(kind, value, Msg('character 1 {v!r} is not a registration authority code', v=v[0]), fix, 1)
     err = admin_code_error(v[2:8])
     if err:
-        raise _fail(kind, value, f"characters 3-8 (division code) {err}", fix, 3)
+        raise _fail(kind, value, Msg('characters 3-8 (division code) {err}', err=err), fix, 3)
     expected_org = org_code_check_char(v[8:16])
     if v[16] != expected_org:
         raise _fail(
             kind, value,
-            f"character 17 (organisation code check character) is {v[16]!r} but should be {expected_org!r}",
-            "A character in positions 9-17 was probably mistyped.", 17,
+            Msg('character 17 (organisation code check character) is {v!r} but should be {expected_org!r}', v=v[16], expected_org=expected_org),
+            Msg('A character in positions 9-17 was probably mistyped.'), 17,
         )
     expected = uscc_check_char(v[:17])
     if v[17] != expected:
         raise _fail(
-            kind, value, f"character 18 (check character) is {v[17]!r} but should be {expected!r}",
-            "A character was probably mistyped; re-read the code.", 18,
+            kind, value, Msg('character 18 (check character) is {v!r} but should be {expected!r}', v=v[17], expected=expected),
+            Msg('A character was probably mistyped; re-read the code.'), 18,
         )
     return v

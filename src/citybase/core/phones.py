@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 
 PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 
@@ -15,6 +16,6 @@ def check_phone(phone: str | None) -> str | None:
         return None
     p = phone.replace(" ", "")
     if not PHONE.match(p):
-        raise InvalidInput(f"phone {phone!r} is not a mainland mobile or landline number",
-                           fix="Use 11 digits starting 13–19 (mobile), or an area code and number such as 021-64871234.")
+        raise InvalidInput(Msg('phone {phone!r} is not a mainland mobile or landline number', phone=phone),
+                           fix=Msg('Use 11 digits starting 13–19 (mobile), or an area code and number such as 021-64871234.'))
     return p

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput, NotFound
+from citybase.core.i18n import Msg
 from citybase.geo.address import AddressIndex, Match
 from citybase.geo.lookup import GridIndex
 from citybase.geo.models import LEVELS, Area, Building
@@ -60,14 +61,14 @@ def get_area(*, session: Session, code: str) -> Area:
     """The area with this code; NotFound otherwise."""
     area = geo_repository(session).area_by_code(code)
     if area is None:
-        raise NotFound(f"no area with code {code!r}", fix="List codes with GET /api/v1/areas.")
+        raise NotFound(Msg('no area with code {code!r}', code=code), fix=Msg('List codes with GET /api/v1/areas.'))
     return area
 
 
 def list_areas(*, session: Session, level: str | None = None, parent_code: str | None = None) -> list[Area]:
     """Areas filtered by level and/or parent, ordered by code."""
     if level and level not in LEVELS:
-        raise InvalidInput(f"unknown level {level!r}", fix=f"Use one of: {', '.join(LEVELS)}.")
+        raise InvalidInput(Msg('unknown level {level!r}', level=level), fix=Msg('Use one of: {items}.', items=', '.join(LEVELS)))
     parent_id = get_area(session=session, code=parent_code).id if parent_code else None
     return geo_repository(session).areas(level=level, parent_id=parent_id)
 
@@ -109,7 +110,7 @@ def grid_index(*, session: Session) -> GridIndex:
     def build() -> GridIndex:
         rows = geo_repository(session).grid_shapes()
         if not rows:
-            raise NotFound("the city has no grids yet", fix="Run `citybase generate` or load the spatial base.")
+            raise NotFound(Msg('the city has no grids yet'), fix=Msg('Run `citybase generate` or load the spatial base.'))
         return GridIndex.build([r[0] for r in rows], [shape(json.loads(r[1])) for r in rows])
 
     return _cached(session, "grid_index", build)
@@ -141,11 +142,11 @@ def _ancestors(session: Session) -> dict[int, Area]:
 def locate(*, session: Session, lon: float, lat: float) -> Location:
     """Grid, community, street and district containing the point; NotFound outside the district."""
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise InvalidInput(f"({lon}, {lat}) is not a WGS-84 point", fix="Give lon in [-180, 180] and lat in [-90, 90].")
+        raise InvalidInput(Msg('({lon}, {lat}) is not a WGS-84 point', lon=lon, lat=lat), fix=Msg('Give lon in [-180, 180] and lat in [-90, 90].'))
     gid = grid_index(session=session).locate(lon, lat)
     if gid is None:
-        raise NotFound(f"point ({lon}, {lat}) is outside every grid of the city",
-                       fix="Check the coordinates are WGS-84 longitude/latitude inside the district.")
+        raise NotFound(Msg('point ({lon}, {lat}) is outside every grid of the city', lon=lon, lat=lat),
+                       fix=Msg('Check the coordinates are WGS-84 longitude/latitude inside the district.'))
     by_id = _ancestors(session)
     grid = by_id[gid]
     community = by_id[grid.parent_id]  # type: ignore[index]
@@ -171,7 +172,7 @@ def address_index(*, session: Session) -> AddressIndex:
 def match_address(*, session: Session, text: str, limit: int = 5) -> list[Match]:
     """Buildings matching an address in words: exact (score 100) or fuzzy, best first."""
     if not text or not text.strip():
-        raise InvalidInput("the address text is empty", fix="Give an address such as 漕溪北路398弄12号.")
+        raise InvalidInput(Msg('the address text is empty'), fix=Msg('Give an address such as 漕溪北路398弄12号.'))
     return address_index(session=session).match(text, limit=limit)
 
 
@@ -216,5 +217,5 @@ def building_at_address(*, session: Session, text: str, min_score: float = ADDRE
 def get_building(*, session: Session, building_id: int) -> Building:
     b = session.get(Building, building_id)
     if b is None:
-        raise NotFound(f"no building with id {building_id}", fix="Search buildings with GET /api/v1/buildings.")
+        raise NotFound(Msg('no building with id {building_id}', building_id=building_id), fix=Msg('Search buildings with GET /api/v1/buildings.'))
     return b

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.storage.db import Base
 
@@ -62,8 +63,8 @@ def check_key(key: str | None) -> str | None:
     if key.startswith('"') and key.endswith('"') and len(key) > 2:
         key = key[1:-1]  # the draft standard quotes it as a structured-field string
     if not _KEY.fullmatch(key):
-        raise InvalidInput(f"the {HEADER} header must be 1 to 255 visible ASCII characters",
-                           fix=f"Send a fresh UUID per request, e.g. {HEADER}: 8e03978e-40d5-43e8-bc93-6894a57f9324.")
+        raise InvalidInput(Msg('the {HEADER} header must be 1 to 255 visible ASCII characters', HEADER=HEADER),
+                           fix=Msg('Send a fresh UUID per request, e.g. {HEADER}: 8e03978e-40d5-43e8-bc93-6894a57f9324.', HEADER=HEADER))
     return key
 
 
@@ -74,9 +75,8 @@ def fingerprint(*parts: Any) -> str:
 
 
 def _reused(key: str) -> InvalidInput:
-    return InvalidInput(f"{HEADER} {key[:60]!r} was already used for a different request",
-                        fix="Send a new key with a new request; to get the first answer again, resend the first "
-                            "request unchanged with its key.", idempotency_key=key[:255])
+    return InvalidInput(Msg('{HEADER} {key!r} was already used for a different request', HEADER=HEADER, key=key[:60]),
+                        fix=Msg('Send a new key with a new request; to get the first answer again, resend the first request unchanged with its key.'), idempotency_key=key[:255])
 
 
 def lookup(*, session: Session, principal: str, key: str, fingerprint: str, ttl: timedelta = TTL,

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from citybase.bus import Context
 from citybase.core.errors import InvalidIdentifier, InvalidInput
+from citybase.core.i18n import render
 from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
 from citybase.core.schemas import Page
 from citybase.geo import service as geo
@@ -154,10 +155,10 @@ def check_identifier(kind: str = Query(..., pattern="^(id_number|uscc|admin_code
     try:
         norm = _VALIDATORS[kind](value)
     except InvalidIdentifier as exc:
-        return IdentifierCheck(kind=kind, value=value, valid=False, error=exc.detail,
-                               position=exc.extra.get("position"), fix=exc.fix)
+        return IdentifierCheck(kind=kind, value=value, valid=False, error=render(exc.detail),
+                               position=exc.extra.get("position"), fix=render(exc.fix))
     except InvalidInput as exc:  # pragma: no cover - validators raise InvalidIdentifier
-        return IdentifierCheck(kind=kind, value=value, valid=False, error=exc.detail, fix=exc.fix)
+        return IdentifierCheck(kind=kind, value=value, valid=False, error=render(exc.detail), fix=render(exc.fix))
     return IdentifierCheck(kind=kind, value=value, valid=True, normalized=norm)
 
 

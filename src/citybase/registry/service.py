@@ -10,6 +10,7 @@ from datetime import date
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound
+from citybase.core.i18n import Msg
 from citybase.core.ids import id_number_birth_sex, validate_id_number, validate_uscc
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import utcnow
@@ -21,7 +22,7 @@ from citybase.registry.models import ENTITY_TYPES, Department, LegalEntity, Pers
 def get_person(*, session: Session, person_id: int) -> Person:
     p = session.get(Person, person_id)
     if p is None:
-        raise NotFound(f"no person with id {person_id}", fix="Search with GET /api/v1/persons.")
+        raise NotFound(Msg('no person with id {person_id}', person_id=person_id), fix=Msg('Search with GET /api/v1/persons.'))
     return p
 
 
@@ -33,16 +34,16 @@ def create_person(*, session: Session, id_number: str, name: str, phone: str | N
     idn = validate_id_number(id_number)
     born, s = id_number_birth_sex(idn)
     if birth_date and birth_date != born:
-        raise InvalidInput(f"birth date {birth_date} disagrees with the ID number ({born})",
-                           fix="Omit birth_date (it is read from the ID number) or correct it.")
+        raise InvalidInput(Msg('birth date {birth_date} disagrees with the ID number ({born})', birth_date=birth_date, born=born),
+                           fix=Msg('Omit birth_date (it is read from the ID number) or correct it.'))
     if sex and sex != s:
-        raise InvalidInput(f"sex {sex!r} disagrees with the ID number (character 17 says {s!r})",
-                           fix="Omit sex (it is read from the ID number) or correct it.")
+        raise InvalidInput(Msg('sex {sex!r} disagrees with the ID number (character 17 says {s!r})', sex=sex, s=s),
+                           fix=Msg('Omit sex (it is read from the ID number) or correct it.'))
     if not name.strip():
-        raise InvalidInput("name is empty", fix="Give the name as on the ID card.")
+        raise InvalidInput(Msg('name is empty'), fix=Msg('Give the name as on the ID card.'))
     if repo.person_by_id_number(session, idn):
-        raise Conflict(f"a person with ID number {idn[:6]}…{idn[-4:]} is already registered",
-                       fix="Update the existing record instead of creating a new one.")
+        raise Conflict(Msg('a person with ID number {idn}…{idn2} is already registered', idn=idn[:6], idn2=idn[-4:]),
+                       fix=Msg('Update the existing record instead of creating a new one.'))
     building = _resolve_building(session, building_id, address)
     person = Person(id_number=idn, name=name.strip(), sex=s, birth_date=born, phone=check_phone(phone),
                     household_no=household_no, building_id=building.id if building else None,
@@ -63,7 +64,7 @@ def _resolve_building(session: Session, building_id: int | None, address: str | 
 def get_entity(*, session: Session, entity_id: int) -> LegalEntity:
     e = session.get(LegalEntity, entity_id)
     if e is None:
-        raise NotFound(f"no legal entity with id {entity_id}", fix="Search with GET /api/v1/legal-entities.")
+        raise NotFound(Msg('no legal entity with id {entity_id}', entity_id=entity_id), fix=Msg('Search with GET /api/v1/legal-entities.'))
     return e
 
 
@@ -74,9 +75,9 @@ def create_entity(*, session: Session, uscc: str, name: str, entity_type: str, i
     code = validate_uscc(uscc)
     rep = validate_id_number(legal_rep_id_number)
     if entity_type not in ENTITY_TYPES:
-        raise InvalidInput(f"unknown entity_type {entity_type!r}", fix=f"Use one of: {', '.join(ENTITY_TYPES)}.")
+        raise InvalidInput(Msg('unknown entity_type {entity_type!r}', entity_type=entity_type), fix=Msg('Use one of: {items}.', items=', '.join(ENTITY_TYPES)))
     if repo.entity_by_uscc(session, code):
-        raise Conflict(f"legal entity {code} is already registered", fix="Update the existing record.")
+        raise Conflict(Msg('legal entity {code} is already registered', code=code), fix=Msg('Update the existing record.'))
     building = _resolve_building(session, building_id, address)
     e = LegalEntity(uscc=code, name=name, entity_type=entity_type, industry_code=industry_code, industry=industry,
                     building_id=building.id if building else None,
@@ -91,7 +92,7 @@ def create_entity(*, session: Session, uscc: str, name: str, entity_type: str, i
 def get_department(*, session: Session, code: str) -> Department:
     d = repo.department_by_code(session, code)
     if d is None:
-        raise NotFound(f"no department with code {code!r}", fix="List departments with GET /api/v1/departments.")
+        raise NotFound(Msg('no department with code {code!r}', code=code), fix=Msg('List departments with GET /api/v1/departments.'))
     return d
 
 
@@ -107,5 +108,5 @@ def list_departments(*, session: Session, kind: str | None = None) -> list[Depar
 def get_department_by_id(*, session: Session, department_id: int) -> Department:
     d = session.get(Department, department_id)
     if d is None:
-        raise NotFound(f"no department with id {department_id}", fix="List departments with GET /api/v1/departments.")
+        raise NotFound(Msg('no department with id {department_id}', department_id=department_id), fix=Msg('List departments with GET /api/v1/departments.'))
     return d

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Forbidden, Unauthenticated
+from citybase.core.i18n import Msg
 from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.service import ANONYMOUS, Principal, authenticate
 
@@ -64,16 +65,16 @@ class Allow:
                 request.state.principal = ANONYMOUS
                 return ANONYMOUS
             raise Unauthenticated(
-                "this endpoint needs a bearer token",
-                fix="Send 'Authorization: Bearer <token>'; an admin issues tokens with POST /api/v1/users/{id}/tokens.",
+                Msg('this endpoint needs a bearer token'),
+                fix=Msg("Send 'Authorization: Bearer <token>'; an admin issues tokens with POST /api/v1/users/{{id}}/tokens."),
             )
         with request.app.state.sessions() as session:
             principal = authenticate(session, credentials.credentials)
         request.state.principal = principal
         if not self.public and not (principal.roles & self.roles):
             raise Forbidden(
-                f"role(s) {', '.join(sorted(principal.roles)) or 'none'} may not call this endpoint",
-                fix=f"It is open to: {', '.join(sorted(self.roles))}. Ask an admin for the right role.",
+                Msg('role(s) {value} may not call this endpoint', value=', '.join(sorted(principal.roles)) or 'none'),
+                fix=Msg('It is open to: {items}. Ask an admin for the right role.', items=', '.join(sorted(self.roles))),
                 allowed_roles=sorted(self.roles),
             )
         return principal

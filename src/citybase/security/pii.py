@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from citybase.core.errors import Forbidden
+from citybase.core.i18n import Msg
 from citybase.security import audit
 from citybase.security.deps import request_id
 from citybase.security.service import Principal
@@ -23,8 +24,7 @@ def require_full_sight(p: Principal, used: list[str], *, sees_in_full: bool, who
     """Forbidden unless the caller sees the personal fields it filters on in full (``who`` names them)."""
     if used and not sees_in_full:
         raise Forbidden(
-            f"filtering on {', '.join(used)} is open only to roles that see {'it' if len(used) == 1 else 'them'} "
-            f"in full ({who}); your role(s) {', '.join(sorted(p.roles)) or 'none'} see them masked",
+            Msg('filtering on {items} is open only to roles that see {value} in full ({who}); your role(s) {value2} see them masked', items=', '.join(used), value='it' if len(used) == 1 else 'them', who=who, value2=', '.join(sorted(p.roles)) or 'none'),
             fix=fix,
             restricted_filters=used)
 

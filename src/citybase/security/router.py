@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import NotFound
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import to_shanghai
 from citybase.security import audit, service
 from citybase.security.deps import allow, get_session
@@ -71,7 +72,7 @@ def issue_token(user_id: int, body: TokenCreate, _: Principal = Depends(allow("a
 def revoke_token(user_id: int, token_id: int, _: Principal = Depends(allow("admin")),
                  session: Session = Depends(get_session)) -> TokenRead:
     if not any(t.id == token_id for t in service.user_tokens(session, user_id)):
-        raise NotFound(f"user {user_id} has no token {token_id}", fix="List tokens with GET /api/v1/users/{id}/tokens.")
+        raise NotFound(Msg('user {user_id} has no token {token_id}', user_id=user_id, token_id=token_id), fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
     return token_read(service.revoke_token(session, token_id))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.security.models import ApiToken, User
 from citybase.security.roles import PII_ROLES, check_roles
@@ -49,9 +50,9 @@ def create_user(session: Session, *, username: str, display_name: str, roles: li
     try:
         check_roles(roles)
     except ValueError as exc:
-        raise InvalidInput(str(exc), fix="Use only the listed roles.") from None
+        raise InvalidInput(str(exc), fix=Msg('Use only the listed roles.')) from None
     if session.scalar(select(User.id).where(User.username == username)):
-        raise Conflict(f"username {username!r} is taken", fix="Choose another username.")
+        raise Conflict(Msg('username {username!r} is taken', username=username), fix=Msg('Choose another username.'))
     user = User(username=username, display_name=display_name, roles=",".join(roles),
                 department_id=department_id, active=True, created_at=utcnow())
     session.add(user)
@@ -74,7 +75,7 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
     """Mark a token revoked (idempotent)."""
     token = session.get(ApiToken, token_id)
     if token is None:
-        raise NotFound(f"no token with id {token_id}", fix="List tokens with GET /api/v1/users/{id}/tokens.")
+        raise NotFound(Msg('no token with id {token_id}', token_id=token_id), fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
     token.revoked_at = token.revoked_at or utcnow()
     return token
 
@@ -86,14 +87,14 @@ def authenticate(session: Session, secret: str) -> Principal:
         select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == hash_token(secret))
     ).first()
     if row is None:
-        raise Unauthenticated("the bearer token is not known", fix=fix)
+        raise Unauthenticated(Msg('the bearer token is not known'), fix=fix)
     token, user = row
     if token.revoked_at is not None:
-        raise Unauthenticated("the bearer token has been revoked", fix=fix)
+        raise Unauthenticated(Msg('the bearer token has been revoked'), fix=fix)
     if token.expires_at is not None and as_utc(token.expires_at) <= utcnow():
-        raise Unauthenticated("the bearer token has expired", fix=fix)
+        raise Unauthenticated(Msg('the bearer token has expired'), fix=fix)
     if not user.active:
-        raise Unauthenticated("the user is deactivated", fix="Ask an admin to reactivate the account.")
+        raise Unauthenticated(Msg('the user is deactivated'), fix=Msg('Ask an admin to reactivate the account.'))
     return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id)
 
 
@@ -104,7 +105,7 @@ def list_users(session: Session) -> list[User]:
 def get_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"no user with id {user_id}", fix="List users with GET /api/v1/users.")
+        raise NotFound(Msg('no user with id {user_id}', user_id=user_id), fix=Msg('List users with GET /api/v1/users.'))
     return user
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from citybase.core.errors import NotFound
+from citybase.core.i18n import Msg
 from citybase.security.deps import allow
 from citybase.security.roles import PUBLIC
 from citybase.web.i18n import LANGS, page_texts, texts
@@ -77,8 +78,8 @@ def report(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC)
 def asset(package: str, path: str, _: object = Depends(allow(PUBLIC))) -> FileResponse:
     base = ASSET_DIRS.get(package)
     if base is None:
-        raise NotFound(f"no asset package {package!r}", fix=f"Use one of: {', '.join(ASSET_DIRS)}.")
+        raise NotFound(Msg('no asset package {package!r}', package=package), fix=Msg('Use one of: {items}.', items=', '.join(ASSET_DIRS)))
     target = (base / path).resolve()
     if not target.is_file() or base.resolve() not in target.parents:
-        raise NotFound(f"no asset {path!r} in {package}", fix="Check the asset path.")
+        raise NotFound(Msg('no asset {path!r} in {package}', path=path, package=package), fix=Msg('Check the asset path.'))
     return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput, NotFound
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
 from citybase.ops.catalogue import routing
@@ -62,8 +63,8 @@ def get_category(*, session: Session, code: str) -> Category:
     """The active category with this code; InvalidInput when there is none."""
     cat = find_category(session=session, code=code)
     if cat is None or not cat.active:
-        raise InvalidInput(f"unknown category {code!r}",
-                           fix="List categories with GET /api/v1/ops/categories; codes are 2-digit major + 3-digit minor.")
+        raise InvalidInput(Msg('unknown category {code!r}', code=code),
+                           fix=Msg('List categories with GET /api/v1/ops/categories; codes are 2-digit major + 3-digit minor.'))
     return cat
 
 
@@ -75,15 +76,15 @@ def list_categories(*, session: Session, include_inactive: bool = False) -> list
 def upsert_category(*, session: Session, code: str, **fields: Any) -> Category:
     """Create or change a category (admins). Codes are 5 digits whose first two name a major class."""
     if not re.fullmatch(r"\d{5}", code) or code[:2] not in MAJORS:
-        raise InvalidInput(f"category code {code!r} is not a known 2-digit major + 3-digit minor",
-                           fix=f"Majors are {', '.join(f'{k} {v}' for k, v in MAJORS.items())}.")
+        raise InvalidInput(Msg('category code {code!r} is not a known 2-digit major + 3-digit minor', code=code),
+                           fix=Msg('Majors are {items}.', items=', '.join(f'{k} {v}' for k, v in MAJORS.items())))
     cat = CatalogueRepository(session).category(code)
     session.info.pop("categories", None)
     if cat is None:
         required = ("name", "kind", "urgent_hours", "normal_days", "low_days", "needs_verification", "dup_radius_m")
         missing = [k for k in required if fields.get(k) is None]
         if missing:
-            raise InvalidInput(f"a new category needs {', '.join(missing)}", fix="Send every field of the category.")
+            raise InvalidInput(Msg('a new category needs {items}', items=', '.join(missing)), fix=Msg('Send every field of the category.'))
         cat = Category(code=code, major=code[:2], major_name=MAJORS[code[:2]], dup_window_h=72, active=True)
         session.add(cat)
     for k, v in fields.items():
@@ -121,12 +122,12 @@ def add_rule(*, session: Session, category_code: str | None, area_code: str | No
              note: str = "", replaces_id: int | None = None) -> RoutingRule:
     """Add a rule (or a new version of rule ``replaces_id``, which is retired, never rewritten)."""
     if category_code is not None and not (re.fullmatch(r"\d{2}", category_code) or re.fullmatch(r"\d{5}", category_code)):
-        raise InvalidInput(f"category_code {category_code!r} must be a 2-digit major or 5-digit category",
-                           fix="Leave it empty for any category.")
+        raise InvalidInput(Msg('category_code {category_code!r} must be a 2-digit major or 5-digit category', category_code=category_code),
+                           fix=Msg('Leave it empty for any category.'))
     if category_code and len(category_code) == 5:
         get_category(session=session, code=category_code)
     if (hour_from is None) != (hour_to is None):
-        raise InvalidInput("hour_from and hour_to go together", fix="Give both (e.g. 22 and 6) or neither.")
+        raise InvalidInput(Msg('hour_from and hour_to go together'), fix=Msg('Give both (e.g. 22 and 6) or neither.'))
     area_id = geo.get_area(session=session, code=area_code).id if area_code else None
     main = registry.get_department(session=session, code=main_department)
     assists = [registry.get_department(session=session, code=c).id for c in assist_departments]
@@ -134,7 +135,7 @@ def add_rule(*, session: Session, category_code: str | None, area_code: str | No
     if replaces_id is not None:
         old = CatalogueRepository(session).rule(replaces_id)
         if old is None or old.retired_at is not None:
-            raise NotFound(f"no active rule #{replaces_id}", fix="List rules with GET /api/v1/ops/rules.")
+            raise NotFound(Msg('no active rule #{replaces_id}', replaces_id=replaces_id), fix=Msg('List rules with GET /api/v1/ops/rules.'))
         old.retired_at = now
     rule = RoutingRule(category_code=category_code, area_id=area_id, hour_from=hour_from, hour_to=hour_to,
                        main_department_id=main.id, assist_department_ids=json.dumps(assists), precedence=precedence,
@@ -148,7 +149,7 @@ def retire_rule(*, session: Session, rule_id: int) -> RoutingRule:
     """Retire an active rule (history keeps it); NotFound when there is no such active rule."""
     rule = CatalogueRepository(session).rule(rule_id)
     if rule is None or rule.retired_at is not None:
-        raise NotFound(f"no active rule #{rule_id}", fix="List rules with GET /api/v1/ops/rules.")
+        raise NotFound(Msg('no active rule #{rule_id}', rule_id=rule_id), fix=Msg('List rules with GET /api/v1/ops/rules.'))
     rule.retired_at = utcnow()
     return rule
 
@@ -162,8 +163,8 @@ def route(*, session: Session, category_code: str, grid_id: int, community_id: i
     d = routing.decide(_rules_for_routing(session), category_code=category_code,
                        area_levels={grid_id: 3, community_id: 2, street_id: 1}, hour=hour, area_names=names)
     if d is None:
-        raise InvalidInput(f"no responsibility rule covers category {category_code}",
-                           fix="An admin adds one with POST /api/v1/ops/rules.")
+        raise InvalidInput(Msg('no responsibility rule covers category {category_code}', category_code=category_code),
+                           fix=Msg('An admin adds one with POST /api/v1/ops/rules.'))
     return d
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 from citybase.ops.classification import service
 from citybase.ops.classification.schemas import SuggestionRead
 from citybase.ops.http import _classifier
@@ -18,5 +19,5 @@ router = APIRouter(prefix="/ops", tags=["一网统管 incident loop"])
 def classify(body: dict, request: Request, _: Principal = Depends(allow("dispatcher", "grid_inspector", "admin"))) -> list[dict]:
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("text is missing", fix='Send {"text": "…"}.')
+        raise InvalidInput(Msg('text is missing'), fix=Msg('Send {{"text": "…"}}.'))
     return [{"code": c, "confidence": round(conf, 4)} for c, conf in service.suggest(text, _classifier(request))]

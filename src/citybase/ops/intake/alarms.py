@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from citybase.bus import Event
 from citybase.core.errors import CitybaseError
+from citybase.core.i18n import Msg
 from citybase.ops.catalogue.defaults import ALARM_CATEGORIES
 from citybase.ops.flows import Reject
 from citybase.ops.intake import service
@@ -23,11 +24,11 @@ def handle_alarm(session: Session, event: Event, classifier: Any = None) -> serv
     d = event.data
     alarm = d.get("alarm_type")
     if alarm not in ALARM_CATEGORIES:
-        raise Reject(f"unknown alarm_type {alarm!r}; known: {', '.join(sorted(ALARM_CATEGORIES))}")
+        raise Reject(Msg('unknown alarm_type {alarm!r}; known: {items}', alarm=alarm, items=', '.join(sorted(ALARM_CATEGORIES))))
     try:
         lon, lat = float(d["lon"]), float(d["lat"])
     except (KeyError, TypeError, ValueError):
-        raise Reject("alarm lacks numeric lon/lat") from None
+        raise Reject(Msg('alarm lacks numeric lon/lat')) from None
     device = d.get("device_id", "unknown")
     text = d.get("description") or f"物联感知告警：设备 {device} 报告 {alarm}（读数 {d.get('value', '—')}）"
     try:

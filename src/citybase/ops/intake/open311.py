@@ -38,6 +38,7 @@ from starlette.routing import Match
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from citybase.core.i18n import render, translate
 from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
@@ -172,6 +173,7 @@ def _format_of(request: Request) -> str:
 def error_response(request: Request, exc: Exception) -> Response:
     """The spec's error list (XML or JSON after the URL's format), or problem+json when it is asked for."""
     status, detail, fix, type_, title = _classify(exc)
+    detail, fix, title = render(detail), render(fix), translate(title)  # in the request's language
     headers = {"Retry-After": str(faults.RETRY_AFTER)} if status == 503 else {}
     if status == 405 and isinstance(exc, Open311Error) and exc.allow:
         headers["Allow"] = ", ".join(exc.allow)

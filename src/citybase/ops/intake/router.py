@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 from citybase.kernel import idempotency
 from citybase.ops.http import _audit_contact, _classifier, _done, _names, _sees_contact, actor_of
 from citybase.ops.intake import service
@@ -92,9 +93,9 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
     if photo is not None and photo.filename:
         data = await photo.read(MAX_PHOTO + 1)
         if len(data) > MAX_PHOTO:
-            raise InvalidInput("the photo is larger than 5 MiB", fix="Send a smaller photo.")
+            raise InvalidInput(Msg('the photo is larger than 5 MiB'), fix=Msg('Send a smaller photo.'))
         if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
-            raise InvalidInput("the photo is not a JPEG or PNG image", fix="Send a JPEG or PNG photo.")
+            raise InvalidInput(Msg('the photo is not a JPEG or PNG image'), fix=Msg('Send a JPEG or PNG photo.'))
     fields = {"lon": lon, "lat": lat, "category_code": category_code, "description": description,
               "priority": priority, "photo_sha256": hashlib.sha256(data).hexdigest() if data else None}
 
@@ -124,5 +125,5 @@ def media(name: str, request: Request, _: Principal = Depends(allow(*STAFF))):
     folder = (Path(request.app.state.settings.data_dir) / "media").resolve()
     target = (folder / name).resolve()
     if target.parent != folder or not target.is_file():
-        raise NotFound(f"no photo {name!r}", fix="Use the media_url of an incident.")
+        raise NotFound(Msg('no photo {name!r}', name=name), fix=Msg('Use the media_url of an incident.'))
     return FileResponse(target)

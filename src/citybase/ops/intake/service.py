@@ -15,6 +15,7 @@ from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
@@ -59,14 +60,14 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     registered and dispatched at once by the system; others wait for a dispatcher."""
     now = now or utcnow()
     if channel not in CHANNELS:
-        raise InvalidInput(f"unknown channel {channel!r}", fix=f"Use one of {', '.join(CHANNELS)}.")
+        raise InvalidInput(Msg('unknown channel {channel!r}', channel=channel), fix=Msg('Use one of {items}.', items=', '.join(CHANNELS)))
     description = (description or "").strip()
     if not description:
-        raise InvalidInput("the description is empty", fix="Say what the problem is, in a sentence.")
+        raise InvalidInput(Msg('the description is empty'), fix=Msg('Say what the problem is, in a sentence.'))
     if len(description) > MAX_DESCRIPTION:
-        raise InvalidInput(f"the description is longer than {MAX_DESCRIPTION:,} characters", fix="Shorten it.")
+        raise InvalidInput(Msg('the description is longer than {MAX_DESCRIPTION:,} characters', MAX_DESCRIPTION=MAX_DESCRIPTION), fix=Msg('Shorten it.'))
     if priority is not None and priority not in PRIORITIES:
-        raise InvalidInput(f"unknown priority {priority!r}", fix=f"Use one of {', '.join(PRIORITIES)}.")
+        raise InvalidInput(Msg('unknown priority {priority!r}', priority=priority), fix=Msg('Use one of {items}.', items=', '.join(PRIORITIES)))
     phone = check_phone(reporter_phone)
 
     # Where: a building, an address in words, or a point.
@@ -76,12 +77,12 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     elif address and (lon is None or lat is None):
         building = geo.building_at_address(session=session, text=address)
         if building is None:
-            raise InvalidInput(f"the address {address!r} matches no building of the city",
-                               fix="Give the road and number (e.g. 漕溪北路101弄3号), or a point (lon, lat).")
+            raise InvalidInput(Msg('the address {address!r} matches no building of the city', address=address),
+                               fix=Msg('Give the road and number (e.g. 漕溪北路101弄3号), or a point (lon, lat).'))
     if building is not None:
         lon, lat = building.lon, building.lat
     if lon is None or lat is None:
-        raise InvalidInput("the report has no location", fix="Give lon and lat, a building_id, or an address.")
+        raise InvalidInput(Msg('the report has no location'), fix=Msg('Give lon and lat, a building_id, or an address.'))
     loc = geo.locate(session=session, lon=lon, lat=lat)
 
     # What: the channel's category, or a suggestion.

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from citybase.bus import Event
 from citybase.bus.base import subject_matches
 from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import utcnow
 from citybase.ops.flows import pending as _events
 from citybase.ops.notifications.models import Reporter, Webhook, WebhookDelivery
@@ -126,11 +127,11 @@ def add_webhook(*, session: Session, url: Any, events: Any = None, department_co
                 secret: str | None = None) -> Webhook:
     """Subscribe a department system (or every department's, without a code) to events under citybase.ops."""
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise InvalidInput("url must be an http(s) URL", fix='Send {"url": "https://…", "events": "citybase.ops.>"}.')
+        raise InvalidInput(Msg('url must be an http(s) URL'), fix=Msg('Send {{"url": "https://…", "events": "citybase.ops.>"}}.'))
     events = events or "citybase.ops.>"
     if not isinstance(events, str) or not events.startswith("citybase.ops."):
-        raise InvalidInput("events must be a subject pattern under citybase.ops.",
-                           fix="e.g. citybase.ops.> or citybase.ops.incident.dispatch")
+        raise InvalidInput(Msg('events must be a subject pattern under citybase.ops.'),
+                           fix=Msg('e.g. citybase.ops.> or citybase.ops.incident.dispatch'))
     dept = department_code
     dept_id = registry.get_department(session=session, code=dept).id if dept else None
     hook = Webhook(department_id=dept_id, url=url, secret=secret or secrets.token_hex(16), events=events,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Forbidden, InvalidInput
+from citybase.core.i18n import Msg
 from citybase.core.schemas import Page
 from citybase.ops.http import (
     CONTACT_ROLES,
@@ -93,7 +94,7 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
 def my_tasks(request: Request, status: str = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
              session: Session = Depends(get_session)) -> list[TaskWithIncident]:
     if p.department_id is None:
-        raise Forbidden("your account belongs to no department", fix="Ask an admin to set your department.")
+        raise Forbidden(Msg('your account belongs to no department'), fix=Msg('Ask an admin to set your department.'))
     tasks = service.department_tasks(session=session, department_id=p.department_id,
                                      statuses=[s.strip() for s in status.split(",")])
     incidents = service.incidents_by_id(session=session, ids={t.incident_id for t in tasks})
@@ -128,7 +129,7 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
                    assist_department_ids=b.assist_department_ids)
     elif action == "merge":
         if b.into_id is None:
-            raise InvalidInput("into_id is missing", fix="Say which incident this one duplicates.")
+            raise InvalidInput(Msg('into_id is missing'), fix=Msg('Say which incident this one duplicates.'))
         s.merge(session=session, incident=inc, into=s.get_incident(session=session, incident_id=b.into_id), actor=a,
                 reason=b.reason or "派单员合并重复工单")
     elif action == "accept":
@@ -143,11 +144,11 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
         s.request_extension(session=session, incident=inc, actor=a, days=b.days or 0, reason=b.reason or "")
     elif action == "extension-decision":
         if b.approve is None:
-            raise InvalidInput("approve is missing", fix="Send approve: true or false.")
+            raise InvalidInput(Msg('approve is missing'), fix=Msg('Send approve: true or false.'))
         s.decide_extension(session=session, incident=inc, actor=a, approve=b.approve, note=b.note)
     elif action == "verify":
         if b.passed is None:
-            raise InvalidInput("passed is missing", fix="Send passed: true (fixed) or false (not fixed).")
+            raise InvalidInput(Msg('passed is missing'), fix=Msg('Send passed: true (fixed) or false (not fixed).'))
         s.verify(session=session, incident=inc, actor=a, passed=b.passed, note=b.note or "")
     elif action == "close":
         s.close(session=session, incident=inc, actor=a, reason=b.reason or "")
@@ -159,7 +160,7 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
         if "citizen" in p.roles and not ({"dispatcher", "admin"} & p.roles):
             mine = {r.user_id for r in s.reporters(session=session, incident_id=inc.id)}
             if p.user_id not in mine:
-                raise Forbidden("only a reporter of this incident may rate it", fix="Rate the incidents you reported.")
+                raise Forbidden(Msg('only a reporter of this incident may rate it'), fix=Msg('Rate the incidents you reported.'))
         s.rate(session=session, incident=inc, actor=a, rating=b.rating or "", comment=b.comment)
 
 

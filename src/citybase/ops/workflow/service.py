@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
 from citybase.ops.catalogue.defaults import PRIORITIES
@@ -71,18 +72,18 @@ def get_incident(*, session: Session, incident_id: int, lock: bool = False) -> I
     """The incident with this id (``lock``: locked for this transaction); NotFound when there is none."""
     inc = IncidentRepository(session).incident(incident_id, lock=lock)
     if inc is None:
-        raise NotFound(f"no incident #{incident_id}", fix="List incidents with GET /api/v1/ops/incidents.")
+        raise NotFound(Msg('no incident #{incident_id}', incident_id=incident_id), fix=Msg('List incidents with GET /api/v1/ops/incidents.'))
     return inc
 
 
 def _require(inc: Incident, action: str) -> None:
     allowed, what = states.allowed_from(action), states.verb(action)  # the one transition table says
     if inc.suspended_at is not None and action != "resume":
-        raise Conflict(f"incident {inc.code} is suspended (挂起); {what} is not possible now",
-                       fix="Resume it first with the resume action.")
+        raise Conflict(Msg('incident {code} is suspended (挂起); {what} is not possible now', code=inc.code, what=what),
+                       fix=Msg('Resume it first with the resume action.'))
     if inc.status not in allowed:
-        raise Conflict(f"cannot {what} incident {inc.code} while it is {inc.status}",
-                       fix=f"{what} is possible only when the incident is {' or '.join(allowed)}.",
+        raise Conflict(Msg('cannot {what} incident {code} while it is {status}', what=what, code=inc.code, status=inc.status),
+                       fix=Msg('{what} is possible only when the incident is {items}.', what=what, items=' or '.join(allowed)),
                        status_now=inc.status)
 
 
@@ -104,7 +105,7 @@ def register(*, session: Session, incident: Incident, actor: Actor, category_cod
     now = now or utcnow()
     if priority is not None:
         if priority not in PRIORITIES:
-            raise InvalidInput(f"unknown priority {priority!r}", fix=f"Use one of {', '.join(PRIORITIES)}.")
+            raise InvalidInput(Msg('unknown priority {priority!r}', priority=priority), fix=Msg('Use one of {items}.', items=', '.join(PRIORITIES)))
         incident.priority = priority
     if category_code and category_code != incident.category_code:
         get_category(session=session, code=category_code)
@@ -128,7 +129,7 @@ def reject(*, session: Session, incident: Incident, actor: Actor, reason: str) -
     """不予立案 with a reason; the reporters are told."""
     _require(incident, "reject")
     if not reason or not reason.strip():
-        raise InvalidInput("a rejection needs a reason", fix="Say why the report is not taken up.")
+        raise InvalidInput(Msg('a rejection needs a reason'), fix=Msg('Say why the report is not taken up.'))
     incident.closed_at = utcnow()
     _step(session, incident, actor, "reject", S.REJECTED, reason=reason)
     _notify_reporters(session, incident, outcome=f"不予立案: {reason}")
@@ -170,11 +171,11 @@ def tasks_of(*, session: Session, incident_id: int) -> list[Task]:
 def _own_task(session: Session, incident: Incident, actor: Actor, task_id: int | None) -> Task:
     task = IncidentRepository(session).open_task(incident.id, task_id=task_id, department_id=actor.department_id)
     if task is None:
-        raise Conflict(f"incident {incident.code} has no open task for you",
-                       fix="Only a department with a pending or accepted task can act on it.")
+        raise Conflict(Msg('incident {code} has no open task for you', code=incident.code),
+                       fix=Msg('Only a department with a pending or accepted task can act on it.'))
     if "admin" not in actor.roles and actor.department_id != task.department_id and "system" not in actor.roles:
-        raise Forbidden(f"task #{task.id} belongs to another department",
-                        fix="Handlers act only on their own department's tasks.")
+        raise Forbidden(Msg('task #{id} belongs to another department', id=task.id),
+                        fix=Msg("Handlers act only on their own department's tasks."))
     return task
 
 
@@ -183,7 +184,7 @@ def accept(*, session: Session, incident: Incident, actor: Actor, task_id: int |
     _require(incident, "accept")
     task = _own_task(session, incident, actor, task_id)
     if task.status != "pending":
-        raise Conflict(f"task #{task.id} is already {task.status}", fix="Complete or return it instead.")
+        raise Conflict(Msg('task #{id} is already {status}', id=task.id, status=task.status), fix=Msg('Complete or return it instead.'))
     task.status, task.accepted_at = "accepted", utcnow()
     _step(session, incident, actor, "accept", S.HANDLING, task_id=task.id, department_id=task.department_id)
     return task
@@ -193,7 +194,7 @@ def return_task(*, session: Session, incident: Incident, actor: Actor, reason: s
     """退单: a department sends the incident back to the dispatcher with a reason."""
     _require(incident, "return")
     if not reason or not reason.strip():
-        raise InvalidInput("a return needs a reason", fix="Say why this is not your department's case.")
+        raise InvalidInput(Msg('a return needs a reason'), fix=Msg("Say why this is not your department's case."))
     task = _own_task(session, incident, actor, task_id)
     task.status, task.result = "returned", reason
     for t in IncidentRepository(session).open_tasks(incident.id):
@@ -209,7 +210,7 @@ def complete_task(*, session: Session, incident: Incident, actor: Actor, result:
     (or straight to 结案 when its category needs no verification)."""
     _require(incident, "complete")
     if not result or not result.strip():
-        raise InvalidInput("a completed task needs a result", fix="Say what was done.")
+        raise InvalidInput(Msg('a completed task needs a result'), fix=Msg('Say what was done.'))
     task = _own_task(session, incident, actor, task_id)
     if task.status == "pending":
         task.accepted_at = utcnow()
@@ -228,7 +229,7 @@ def verify(*, session: Session, incident: Incident, actor: Actor, passed: bool, 
     """核查 by a grid inspector or dispatcher: passing closes the incident, failing sends every task back."""
     _require(incident, "verify")
     if not note or not note.strip():
-        raise InvalidInput("a verification needs a note", fix="Say what you saw on site.")
+        raise InvalidInput(Msg('a verification needs a note'), fix=Msg('Say what you saw on site.'))
     if passed:
         _step(session, incident, actor, "verify", S.VERIFYING, reason=note, passed=1)
         return close(session=session, incident=incident, actor=actor, reason=note)
@@ -264,12 +265,11 @@ def rate(*, session: Session, incident: Incident, actor: Actor, rating: str, com
     review, and once closed again it may be rated again (once)."""
     _require(incident, "rate")
     if rating not in RATINGS:
-        raise InvalidInput(f"unknown rating {rating!r}", fix=f"Use one of {' / '.join(RATINGS)}.")
+        raise InvalidInput(Msg('unknown rating {rating!r}', rating=rating), fix=Msg('Use one of {items}.', items=' / '.join(RATINGS)))
     rated = IncidentRepository(session).last_rating_since_close(incident.id)
     if rated is not None:
-        raise Conflict(f"incident {incident.code} was already rated ({incident.satisfaction}) for this closure, "
-                       f"at {as_utc(rated.at).astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
-                       fix="A closure is rated once; an incident reopened and closed again can be rated again.",
+        raise Conflict(Msg('incident {code} was already rated ({satisfaction}) for this closure, at {value:%Y-%m-%d %H:%M}', code=incident.code, satisfaction=incident.satisfaction, value=as_utc(rated.at).astimezone(SHANGHAI)),
+                       fix=Msg('A closure is rated once; an incident reopened and closed again can be rated again.'),
                        status_now=incident.status)
     incident.satisfaction = rating
     if rating == "不满意":
@@ -287,7 +287,7 @@ def suspend(*, session: Session, incident: Incident, actor: Actor, reason: str) 
     """挂起: the deadline clock stops until resumed."""
     _require(incident, "suspend")
     if not reason or not reason.strip():
-        raise InvalidInput("suspending needs a reason", fix="Say what the incident is waiting for.")
+        raise InvalidInput(Msg('suspending needs a reason'), fix=Msg('Say what the incident is waiting for.'))
     incident.suspended_at = utcnow()
     _step(session, incident, actor, "suspend", incident.status, reason=reason)
     return incident
@@ -296,7 +296,7 @@ def suspend(*, session: Session, incident: Incident, actor: Actor, reason: str) 
 def resume(*, session: Session, incident: Incident, actor: Actor) -> Incident:
     """The clock runs again; deadline and warning are pushed back by the time suspended."""
     if incident.suspended_at is None:
-        raise Conflict(f"incident {incident.code} is not suspended", fix="Only a suspended incident can be resumed.")
+        raise Conflict(Msg('incident {code} is not suspended', code=incident.code), fix=Msg('Only a suspended incident can be resumed.'))
     now = utcnow()
     if incident.deadline_at is not None:
         kw = {"mode": incident.deadline_mode, "paused_from": incident.suspended_at, "paused_to": now}
@@ -313,12 +313,12 @@ def request_extension(*, session: Session, incident: Incident, actor: Actor, day
     _require(incident, "extension")
     _own_task(session, incident, actor, None)
     if not 1 <= days <= 30:
-        raise InvalidInput("an extension is 1 to 30 days", fix="Ask for the days you need, at most 30.")
+        raise InvalidInput(Msg('an extension is 1 to 30 days'), fix=Msg('Ask for the days you need, at most 30.'))
     if not reason or not reason.strip():
-        raise InvalidInput("an extension needs a reason", fix="Say why more time is needed.")
+        raise InvalidInput(Msg('an extension needs a reason'), fix=Msg('Say why more time is needed.'))
     if incident.extension_days:
-        raise Conflict(f"incident {incident.code} already has an extension request pending",
-                       fix="Wait for the dispatcher's decision.")
+        raise Conflict(Msg('incident {code} already has an extension request pending', code=incident.code),
+                       fix=Msg("Wait for the dispatcher's decision."))
     incident.extension_days, incident.extension_reason = days, reason
     _step(session, incident, actor, "extension_requested", incident.status, reason=reason, days=days)
     return incident
@@ -327,7 +327,7 @@ def request_extension(*, session: Session, incident: Incident, actor: Actor, day
 def decide_extension(*, session: Session, incident: Incident, actor: Actor, approve: bool, note: str | None = None) -> Incident:
     """Approve (deadline moves) or refuse a pending extension request."""
     if not incident.extension_days:
-        raise Conflict(f"incident {incident.code} has no extension request", fix="Nothing to decide.")
+        raise Conflict(Msg('incident {code} has no extension request', code=incident.code), fix=Msg('Nothing to decide.'))
     days = incident.extension_days
     if approve and incident.deadline_at is not None:
         incident.deadline_at = deadlines.extend(incident.deadline_at, mode=incident.deadline_mode, days=days)
@@ -345,8 +345,8 @@ def first_contact(*, session: Session, incident: Incident, actor: Actor, note: s
     if not actor.roles & {"admin", "dispatcher", "system"}:
         if actor.department_id is None or not IncidentRepository(session).department_has_task(
                 incident.id, actor.department_id):
-            raise Forbidden(f"incident {incident.code} has no task for your department",
-                            fix="Only a department with a task on the incident, or a dispatcher, records 先行联系.")
+            raise Forbidden(Msg('incident {code} has no task for your department', code=incident.code),
+                            fix=Msg('Only a department with a task on the incident, or a dispatcher, records 先行联系.'))
     if incident.first_contact_at is None:
         incident.first_contact_at = utcnow()
     _step(session, incident, actor, "first_contact", incident.status, reason=note)
@@ -356,11 +356,11 @@ def first_contact(*, session: Session, incident: Incident, actor: Actor, note: s
 def merge(*, session: Session, incident: Incident, into: Incident, actor: Actor, reason: str) -> Incident:
     """Fold ``incident`` into ``into``: its reporters are told the outcome of ``into``; repeats are counted."""
     if incident.id == into.id:
-        raise InvalidInput("an incident cannot be merged into itself", fix="Choose another incident.")
+        raise InvalidInput(Msg('an incident cannot be merged into itself'), fix=Msg('Choose another incident.'))
     _require(incident, "merge")
     if into.status in (S.REJECTED, S.MERGED):
-        raise Conflict(f"incident {into.code} is {into.status}; merge into an open or closed one",
-                       fix="Choose the incident that is being handled.")
+        raise Conflict(Msg('incident {code} is {status}; merge into an open or closed one', code=into.code, status=into.status),
+                       fix=Msg('Choose the incident that is being handled.'))
     incident.parent_id = into.id
     for r in ReporterRepository(session).of_incident(incident.id):
         r.incident_id = into.id
@@ -414,12 +414,12 @@ def list_incidents(*, session: Session, statuses: list[str] | None = None, depar
     deadline; and the total. InvalidInput for a status the workflow does not have. With ``sees_text_of``
     the text search ``q`` matches the descriptions as that reader sees them (masked or in full)."""
     if q is not None and not [x for x in q.split("*") if x]:
-        raise InvalidInput("q has nothing to search for but '*'", fix="Search for words or an incident code.")
+        raise InvalidInput(Msg("q has nothing to search for but '*'"), fix=Msg('Search for words or an incident code.'))
     if statuses:
         unknown = set(statuses) - set(OPEN) - set(TERMINAL)
         if unknown:
-            raise InvalidInput(f"unknown status {', '.join(sorted(unknown))}",
-                               fix=f"Use {', '.join(OPEN + TERMINAL)}.")
+            raise InvalidInput(Msg('unknown status {items}', items=', '.join(sorted(unknown))),
+                               fix=Msg('Use {items}.', items=', '.join(OPEN + TERMINAL)))
     equal = [("main_department_id", department_id), ("street_id", street_id), ("grid_id", grid_id),
              ("category_code", category_code), ("channel", channel)]
     if street_code:
