@@ -89,8 +89,8 @@ class Delivery(ABC):
         """Mark handled; it will not be delivered again to this consumer."""
 
     @abstractmethod
-    def nak(self) -> None:
-        """Ask for redelivery now (the handler failed transiently)."""
+    def nak(self, delay: float = 0.0) -> None:
+        """Ask for redelivery after ``delay`` seconds (now by default): the handler failed transiently."""
 
     @abstractmethod
     def reject(self, reason: str) -> None:
@@ -117,6 +117,11 @@ class Bus(ABC):
     @abstractmethod
     def publish(self, subject: str, data: dict[str, Any], *, context: Context | None = None) -> Event:
         """Publish durably and return the event (with its id and context)."""
+
+    def publish_event(self, event: Event) -> None:
+        """Publish an event made elsewhere (the outbox relay) keeping its id, time and context; a bus that can
+        drop a re-publication of the same id (JetStream's ``Nats-Msg-Id``) does."""
+        self.publish_raw(event.subject, event.encode())
 
     @abstractmethod
     def publish_raw(self, subject: str, raw: bytes) -> None:
@@ -153,11 +158,22 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 
 def connect(url: str, **kwargs: Any) -> Bus:
-    """A bus for ``memory://`` (in-process) or ``nats://host:port`` (JetStream)."""
+    """A bus for ``memory://`` (in-process; ``?max_msgs=N&max_age=SECONDS`` bound what nobody consumes) or
+    ``nats://host:port`` (JetStream; ``?deployment=NAME`` gives the deployment its own streams)."""
     if url.startswith("memory:"):
+        from urllib.parse import parse_qsl, urlsplit
+
         from citybase.bus.memory import InProcessBus
 
-        return InProcessBus(**kwargs)
+        limits: dict[str, Any] = {}
+        for key, value in parse_qsl(urlsplit(url).query):
+            if key == "max_msgs":
+                limits[key] = int(value)
+            elif key == "max_age":
+                limits[key] = float(value)
+            else:
+                raise ValueError(f"unknown option {key!r} in bus URL {url!r}: memory:// knows max_msgs and max_age")
+        return InProcessBus(**{**limits, **kwargs})
     if url.startswith("nats:"):
         from citybase.bus.nats import NatsBus
 
