@@ -17,6 +17,7 @@ from citybase.api import problems
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
+from citybase.kernel.outbox import Relay
 from citybase.ops.open311 import router as open311_router
 from citybase.ops.router import router as ops_router
 from citybase.registry.router import router as registry_router
@@ -82,7 +83,8 @@ def load_classifier(settings: Settings):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """Start the background consumers (IoT alarms, webhooks) and the supervision timer; stop them at exit."""
+    """Start the outbox relay, the background consumers (IoT alarms, webhooks) and the supervision timer;
+    stop them at exit."""
     import anyio.to_thread
 
     from citybase.geo.service import warm_up
@@ -94,6 +96,9 @@ async def _lifespan(app: FastAPI):
 
     with app.state.sessions() as session:
         warm_up(session=session)  # the first requests must not all build the lookup indexes at once
+    # The outbox relay runs in every serving process: it publishes this process's commits at once, and on
+    # PostgreSQL several processes share the work (SKIP LOCKED).
+    app.state.relay.start()
     workers = []
     if app.state.settings.workers:
         from citybase.ops import workers as w
@@ -109,6 +114,7 @@ async def _lifespan(app: FastAPI):
     finally:
         for t in workers:
             t.stop()
+        app.state.relay.stop()
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, bus: Bus | None = None) -> FastAPI:
@@ -125,6 +131,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.bus = bus or connect(settings.bus_url)
+    app.state.relay = Relay(engine, app.state.bus)  # started in the lifespan
     app.state.classifier = load_classifier(settings)
     problems.install(app)
 

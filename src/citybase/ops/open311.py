@@ -35,7 +35,8 @@ from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFoun
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
-from citybase.ops import deadlines, flows, service
+from citybase.kernel import outbox
+from citybase.ops import deadlines, service
 from citybase.ops.catalogue import CATEGORIES
 from citybase.ops.models import Category, Incident, TimelineEntry
 from citybase.registry import service as registry
@@ -731,6 +732,7 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
                                "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
         for other in ("email", "device_id", "account_id", "jurisdiction_id"):
             _text(f, other, 254)  # accepted and checked, not stored
+        outbox.bind_context(session, Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None))
         actor = service.Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
         try:
             r = service.intake(session=session, channel="open311", actor=actor, description=description,
@@ -748,8 +750,7 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
         created = {"service_request_id": inc.code,
                    "service_notice": _notice(inc, _roots(session, [inc])[inc.id], _Departments(session)),
                    "account_id": None, "token": token}
-        context = Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
-        flows.commit_and_publish(session, request.app.state.bus, context)
+        session.commit()  # the events are in the outbox: the relay publishes them, the client never waits on the bus
     return _respond(fmt, "service_requests", [created])
 
 

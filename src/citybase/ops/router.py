@@ -10,12 +10,11 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from citybase.bus import Context
 from citybase.core.errors import Forbidden, InvalidInput
 from citybase.core.schemas import Page
 from citybase.core.timeutil import utcnow
 from citybase.geo import service as geo
-from citybase.ops import flows, metrics, service
+from citybase.ops import metrics, service
 from citybase.ops.models import Incident, Supervision, Task
 from citybase.ops.schemas import (
     ActionBody,
@@ -52,12 +51,8 @@ def actor_of(p: Principal) -> Actor:
     return Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
 
 
-def _ctx(request: Request, p: Principal) -> Context:
-    return Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
-
-
 def _done(request: Request, session: Session, p: Principal) -> None:
-    flows.commit_and_publish(session, request.app.state.bus, _ctx(request, p))
+    session.commit()  # the step's events are in the outbox (context from get_session); the relay publishes them
 
 
 def _sees_contact(p: Principal, inc: Incident) -> bool:

@@ -2,8 +2,8 @@
 the workflow 受理 → 立案 → 派遣 → 处置 → 核查 → 结案 with its side paths, deadlines, supervision.
 
 Functions take ``session`` keyword-only and never commit. Every step appends a timeline entry
-and queues an event in ``session.info["events"]``; the caller publishes them after the commit
-(``citybase.ops.flows.publish_pending``)."""
+and queues an event in the transactional outbox (``citybase.kernel.outbox.queue``); the relay publishes
+it after the caller commits."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
+from citybase.kernel import outbox
 from citybase.ops import deadlines, routing
 from citybase.ops.catalogue import CATEGORIES, MAJORS, PRIORITIES
 from citybase.ops.models import (
@@ -244,10 +245,6 @@ def suggest(text: str, classifier: Suggester | None) -> list[tuple[str, float]]:
 # ---------------------------------------------------------------- helpers
 
 
-def _events(session: Session) -> list[tuple[str, dict[str, Any]]]:
-    return session.info.setdefault("events", [])
-
-
 def _step(session: Session, inc: Incident, actor: Actor, action: str, to_status: str, *, reason: str | None = None,
           **data: Any) -> TimelineEntry:
     now = utcnow()
@@ -256,10 +253,10 @@ def _step(session: Session, inc: Incident, actor: Actor, action: str, to_status:
     inc.status = to_status
     inc.updated_at = now
     session.add(entry)
-    _events(session).append((f"citybase.ops.incident.{action}", {
+    outbox.queue(session, f"citybase.ops.incident.{action}", {
         "incident_id": inc.id, "code": inc.code, "status": to_status, "category_code": inc.category_code,
         "main_department_id": inc.main_department_id, "street_id": inc.street_id, "grid_id": inc.grid_id,
-        "actor": actor.name, "reason": reason, **{k: v for k, v in data.items() if isinstance(v, str | int | float)}}))
+        "actor": actor.name, "reason": reason, **{k: v for k, v in data.items() if isinstance(v, str | int | float)}})
     return entry
 
 
@@ -429,9 +426,9 @@ def merge(*, session: Session, incident: Incident, into: Incident, actor: Actor,
         r.incident_id = into.id
     into.repeat_count = (into.repeat_count or 0) + 1
     _step(session, incident, actor, "merge", "merged", reason=reason, into=into.code)
-    _events(session).append(("citybase.ops.incident.repeat", {"incident_id": into.id, "code": into.code,
-                                                               "repeat_count": into.repeat_count,
-                                                               "merged_id": incident.id}))
+    outbox.queue(session, "citybase.ops.incident.repeat", {"incident_id": into.id, "code": into.code,
+                                                           "repeat_count": into.repeat_count,
+                                                           "merged_id": incident.id})
     session.add(TimelineEntry(incident_id=into.id, at=utcnow(), actor=actor.name, action="absorb",
                               from_status=into.status, to_status=into.status, reason=reason,
                               data=json.dumps({"merged": incident.code}, ensure_ascii=False)))
@@ -630,9 +627,9 @@ def _notify_reporters(session: Session, inc: Incident, outcome: str | None = Non
     now = utcnow()
     for r in session.scalars(select(Reporter).where(Reporter.incident_id == inc.id, Reporter.notified_at.is_(None))):
         r.notified_at, r.outcome = now, text
-        _events(session).append(("citybase.ops.reporter.notified", {"incident_id": inc.id, "code": inc.code,
-                                                                    "reporter_id": r.id, "channel": r.channel,
-                                                                    "source_incident_id": r.source_incident_id}))
+        outbox.queue(session, "citybase.ops.reporter.notified", {"incident_id": inc.id, "code": inc.code,
+                                                                 "reporter_id": r.id, "channel": r.channel,
+                                                                 "source_incident_id": r.source_incident_id})
 
 
 def rate(*, session: Session, incident: Incident, actor: Actor, rating: str, comment: str | None = None) -> Incident:
@@ -734,9 +731,9 @@ def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[
         out.append(s)
         session.add(TimelineEntry(incident_id=inc.id, at=now, actor="system", action="supervise",
                                   from_status=inc.status, to_status=inc.status, reason=s.reason, data="{}"))
-        _events(session).append(("citybase.ops.incident.supervised", {
+        outbox.queue(session, "citybase.ops.incident.supervised", {
             "incident_id": inc.id, "code": inc.code, "department_id": inc.main_department_id,
-            "deadline_at": as_utc(inc.deadline_at).isoformat()}))
+            "deadline_at": as_utc(inc.deadline_at).isoformat()})
     session.flush()
     return out
 

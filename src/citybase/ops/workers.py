@@ -10,15 +10,9 @@ dead-letter store with that reason; a transient failure is retried, never looped
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -28,7 +22,9 @@ from citybase.bus import Bus, Context, Delivery, Event
 from citybase.bus.base import subject_matches
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import utcnow
-from citybase.ops import flows, service
+from citybase.kernel import outbox, webhooks
+from citybase.kernel.consumers import Consumer, Reject
+from citybase.ops import service
 from citybase.ops.catalogue import ALARM_CATEGORIES
 from citybase.ops.models import Webhook, WebhookDelivery
 from citybase.storage.db import make_sessionmaker
@@ -37,10 +33,6 @@ log = logging.getLogger("citybase.ops.workers")
 ALARMS = "citybase.iot.alarm.>"
 OPS_EVENTS = "citybase.ops.>"
 IOT_ACTOR = service.Actor("iot", roles=frozenset({"system"}))
-
-
-class Reject(Exception):
-    """The message itself is wrong; keep it aside with this reason."""
 
 
 def handle_alarm(session: Session, event: Event, classifier: Any = None) -> service.IntakeResult:
@@ -65,17 +57,11 @@ def handle_alarm(session: Session, event: Event, classifier: Any = None) -> serv
 
 
 def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attempts: int,
-                     post: Callable[[str, bytes, dict[str, str]], int] | None = None) -> bool:
+                     post: webhooks.Post | None = None) -> bool:
     """POST the event to every matching webhook not yet served; log each try. True when all succeeded."""
-    post = post or _http_post
     dept = event.data.get("main_department_id") or event.data.get("department_id")
     hooks = [h for h in _active_hooks(session) if subject_matches(h.events, event.subject)
              and (h.department_id is None or h.department_id == dept)]
-    if not hooks:
-        return True
-    body = json.dumps({"id": event.id, "subject": event.subject, "time": event.time, "data": event.data,
-                       "context": {"id": event.context.id, "parent_id": event.context.parent_id}},
-                      ensure_ascii=False).encode()
     ok = True
     for hook in hooks:
         done = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook.id,
@@ -83,20 +69,10 @@ def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attemp
                                                                WebhookDelivery.status == "delivered"))
         if done:
             continue
-        sig = hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Citybase-Event": event.subject,
-                   "X-Citybase-Delivery": event.id, "X-Citybase-Signature": f"sha256={sig}"}
-        code, error = None, None
-        try:
-            code = post(hook.url, body, headers)
-            if not 200 <= code < 300:
-                error = f"HTTP {code}"
-        except Exception as exc:  # noqa: BLE001 - any network failure is logged and retried
-            error = f"{exc.__class__.__name__}: {exc}"[:500]
-        status = "delivered" if error is None else ("gave_up" if attempt >= max_attempts else "failed")
+        a = webhooks.deliver(hook.url, hook.secret, event, attempt=attempt, max_attempts=max_attempts, post=post)
         session.add(WebhookDelivery(webhook_id=hook.id, event_id=event.id, subject=event.subject, attempt=attempt,
-                                    status=status, response_code=code, error=error, at=utcnow()))
-        ok = ok and error is None
+                                    status=a.status, response_code=a.response_code, error=a.error, at=utcnow()))
+        ok = ok and a.ok
     return ok
 
 
@@ -121,61 +97,6 @@ def _active_hooks(session: Session) -> list[Webhook]:
         session.expunge(h)
     _hooks_cache[key] = (now, hooks)
     return hooks
-
-
-def _http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - admin-configured URL
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-class Consumer(threading.Thread):
-    """Pulls a durable subscription and hands each delivery to ``handle`` in its own transaction."""
-
-    def __init__(self, name: str, bus: Bus, subjects: str, sessions: sessionmaker[Session],
-                 handle: Callable[[Session, Delivery], None], ack_wait: float = 30.0) -> None:
-        super().__init__(name=f"citybase-{name}", daemon=True)
-        self.bus, self.sessions, self.handle = bus, sessions, handle
-        self.sub = bus.subscribe(subjects, durable=name, ack_wait=ack_wait)
-        self.stop_event = threading.Event()
-        self.handled = 0
-
-    def run_once(self, timeout: float = 0.5) -> int:
-        """Fetch and handle one batch; returns how many deliveries were settled."""
-        n = 0
-        for delivery in self.sub.fetch(batch=50, timeout=timeout):
-            session = self.sessions()
-            try:
-                self.handle(session, delivery)
-                session.commit()
-                flows.publish_pending(session, self.bus, delivery.event.context.child())
-                delivery.ack()
-            except Reject as exc:
-                session.rollback()
-                delivery.reject(str(exc))
-            except Exception:  # noqa: BLE001 - transient: let the bus redeliver (dead-lettered after max)
-                session.rollback()
-                log.exception("%s failed on %s (attempt %s)", self.name, delivery.event.subject, delivery.attempt)
-                delivery.nak()
-            finally:
-                session.close()
-            n += 1
-        self.handled += n
-        return n
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - a broken connection must not kill the worker
-                log.exception("%s: fetch failed", self.name)
-                self.stop_event.wait(2)
-
-    def stop(self) -> None:
-        self.stop_event.set()
 
 
 def alarm_consumer(bus: Bus, sessions: sessionmaker[Session], classifier: Any = None) -> Consumer:
@@ -207,8 +128,9 @@ class Supervisor(threading.Thread):
         while not self.stop_event.wait(self.interval):
             try:
                 with self.sessions() as session:
+                    outbox.bind_context(session, Context(user_id=None))
                     service.supervise_overdue(session=session)
-                    flows.commit_and_publish(session, self.bus, Context(user_id=None))
+                    session.commit()
             except Exception:  # noqa: BLE001
                 log.exception("supervision sweep failed")
 
