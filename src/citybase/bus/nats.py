@@ -278,6 +278,10 @@ class NatsBus(Bus):
     def _publish(self, subject: str, raw: bytes, headers: dict[str, str] | None) -> None:
         if not subject_matches(f"{self.prefix}.>", subject):
             raise ValueError(f"subject {subject!r} is outside this bus's stream ({self.prefix}.>)")
+        nc = self._nc
+        if nc is not None and nc.is_reconnecting:
+            # Fail at once rather than buffer and wait OP_TIMEOUT: the caller (the outbox relay) retries.
+            raise ConnectionError(f"NATS at {_redact(self.url)} is away (reconnecting); publish again later")
         self._call(self._js_ctx().publish(self._ns + subject, bytes(raw), timeout=OP_TIMEOUT, stream=self.stream,
                                           headers=headers))
 

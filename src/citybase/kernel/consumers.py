@@ -57,12 +57,13 @@ class Consumer(threading.Thread):
         """Fetch and handle one batch; returns how many deliveries were settled."""
         n = 0
         for delivery in self.sub.fetch(batch=50, timeout=timeout):
-            self._one(delivery)
+            self.process(delivery)
             n += 1
         self.handled += n
         return n
 
-    def _one(self, delivery: Delivery) -> None:
+    def process(self, delivery: Delivery) -> None:
+        """Handle one delivery once per event id (see the module doc), then settle it."""
         event = delivery.event
         session = self.sessions()
         outbox.bind_context(session, event.context.child())

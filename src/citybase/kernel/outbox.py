@@ -128,7 +128,7 @@ class Relay(threading.Thread):
         self._skip_locked = engine.dialect.name == "postgresql"
         self._lock = threading.Lock()  # one batch at a time per relay (the thread, or drain() from another)
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._last_prune = time.monotonic()
         # Counters for /metrics.
         self.published = 0  # events published since start
@@ -208,14 +208,14 @@ class Relay(threading.Thread):
 
     def run(self) -> None:
         delay = self.backoff
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self._wake.clear()
             try:
                 n = self.run_once()
             except Exception as exc:  # noqa: BLE001 - the bus or database is away: wait and try again
                 self.failures += 1
                 log.warning("outbox relay: %s: %s; retrying in %.1f s", type(exc).__name__, exc, delay)
-                self._stop.wait(delay)
+                self._halt.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
             delay = self.backoff
@@ -230,7 +230,7 @@ class Relay(threading.Thread):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread after its current batch."""
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
         if self.is_alive():
             self.join(timeout)
