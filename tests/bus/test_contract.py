@@ -297,3 +297,11 @@ def test_publish_event_keeps_the_id_time_and_context_of_an_event_made_elsewhere(
     [got] = drain(sub, 1)
     assert got.event == made
     got.ack()
+
+
+def test_publish_events_stores_a_batch_in_order(bus: Bus, subj: str) -> None:
+    batch = [Event(subject=f"{subj}.outbox.batch", data={"i": i}, context=Context()) for i in range(50)]
+    bus.publish_events(batch)
+    sub = bus.subscribe(f"{subj}.outbox.batch", "batch_reader")
+    got = drain(sub, 50)
+    assert [d.event for d in got] == batch

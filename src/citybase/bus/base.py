@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,14 @@ class Event:
         )
 
 
+class PublishError(Exception):
+    """A batch publication stopped: the first ``published`` events are stored; publish the rest again."""
+
+    def __init__(self, published: int, cause: BaseException) -> None:
+        super().__init__(f"{published} event(s) published, then {type(cause).__name__}: {cause}")
+        self.published, self.cause = published, cause
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A message kept aside: the raw bytes, where it came from and why it could not be handled."""
@@ -122,6 +131,15 @@ class Bus(ABC):
         """Publish an event made elsewhere (the outbox relay) keeping its id, time and context; a bus that can
         drop a re-publication of the same id (JetStream's ``Nats-Msg-Id``) does."""
         self.publish_raw(event.subject, event.encode())
+
+    def publish_events(self, events: Sequence[Event]) -> None:
+        """Publish events made elsewhere, in order (see :meth:`publish_event`). If the bus fails part way,
+        raises :class:`PublishError` saying how many leading events are stored (the rest may be or not)."""
+        for i, event in enumerate(events):
+            try:
+                self.publish_event(event)
+            except Exception as exc:
+                raise PublishError(i, exc) from exc
 
     @abstractmethod
     def publish_raw(self, subject: str, raw: bytes) -> None:

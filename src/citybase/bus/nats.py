@@ -20,7 +20,7 @@ import logging
 import re
 import string
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -37,6 +37,7 @@ from citybase.bus.base import (
     DeadLetter,
     Delivery,
     Event,
+    PublishError,
     Subscription,
     subject_matches,
 )
@@ -274,6 +275,29 @@ class NatsBus(Bus):
         """Publish an event made elsewhere with its id as ``Nats-Msg-Id``: a re-publication within the
         stream's duplicate window (2 minutes by default) is stored once."""
         self._publish(event.subject, event.encode(), {H_MSG_ID: event.id})
+
+    def publish_events(self, events: Sequence[Event]) -> None:
+        """Publish a batch pipelined (all sent, then all acknowledgements awaited), each with its
+        ``Nats-Msg-Id``; on a failure raises PublishError with the count of leading events stored."""
+        for e in events:
+            if not subject_matches(f"{self.prefix}.>", e.subject):
+                raise ValueError(f"subject {e.subject!r} is outside this bus's stream ({self.prefix}.>)")
+        nc = self._nc
+        if nc is not None and nc.is_reconnecting:
+            raise PublishError(0, ConnectionError(f"NATS at {_redact(self.url)} is away (reconnecting)"))
+        try:
+            results = self._call(self._publish_many(events), OP_TIMEOUT * 2)
+        except Exception as exc:
+            raise PublishError(0, exc) from exc
+        for i, r in enumerate(results):
+            if isinstance(r, BaseException):
+                raise PublishError(i, r) from r
+
+    async def _publish_many(self, events: Sequence[Event]) -> list[Any]:
+        js = self._js_ctx()
+        return await asyncio.gather(*(js.publish(self._ns + e.subject, e.encode(), timeout=OP_TIMEOUT,
+                                                 stream=self.stream, headers={H_MSG_ID: e.id})
+                                      for e in events), return_exceptions=True)
 
     def _publish(self, subject: str, raw: bytes, headers: dict[str, str] | None) -> None:
         if not subject_matches(f"{self.prefix}.>", subject):

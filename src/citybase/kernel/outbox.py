@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from citybase.bus import Bus, Context, Event
+from citybase.bus.base import PublishError
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.kernel.models import OutboxEvent, ProcessedEvent
 from citybase.storage.db import make_sessionmaker
@@ -187,18 +188,24 @@ class Relay(threading.Thread):
             return self._publish_and_mark(s, rows)
 
     def _publish_and_mark(self, s: Session, rows: list[Any]) -> int:
-        done: list[int] = []
-        try:
-            for row in rows:
-                self.bus.publish_event(_to_event(row))
-                done.append(row.seq)
-                self.published += 1
-                self.lags.append((utcnow() - as_utc(row.created_at)).total_seconds())
-        finally:
-            if done:
-                s.execute(update(OutboxEvent).where(OutboxEvent.seq.in_(done)).values(published_at=utcnow()))
+        if not rows:
             s.commit()
-        return len(done)
+            return 0
+        n = len(rows)
+        try:
+            self.bus.publish_events([_to_event(row) for row in rows])
+        except PublishError as exc:
+            n = exc.published  # mark what is stored; the rest is published again next time
+            raise exc.cause from exc
+        finally:
+            if n:
+                now = utcnow()
+                s.execute(update(OutboxEvent).where(OutboxEvent.seq.in_([r.seq for r in rows[:n]]))
+                          .values(published_at=now))
+                self.published += n
+                self.lags.extend((now - as_utc(r.created_at)).total_seconds() for r in rows[:n])
+            s.commit()
+        return n
 
     # -- the thread --
 
