@@ -110,13 +110,22 @@ def client_for():
     from citybase.api.app import create_app
     from citybase.bus.memory import InProcessBus
 
+    class RelayingClient(TestClient):
+        """Runs the app's outbox relay after each request, so a test reads the request's events on the bus
+        as soon as the response is back (the lifespan, which starts the relay thread, is not entered)."""
+
+        def request(self, *args, **kwargs):  # type: ignore[override]
+            response = super().request(*args, **kwargs)
+            self.app.state.relay.drain()
+            return response
+
     apps: dict[str, TestClient] = {}
 
     def make(c: City) -> TestClient:
         if c.db.url not in apps:
             # The tests read messages in English; tests/api/test_language.py checks the Chinese default.
-            apps[c.db.url] = TestClient(create_app(engine=c.engine, bus=InProcessBus()),
-                                        headers={"Accept-Language": "en"})
+            apps[c.db.url] = RelayingClient(create_app(engine=c.engine, bus=InProcessBus()),
+                                            headers={"Accept-Language": "en"})
         return apps[c.db.url]
 
     return make

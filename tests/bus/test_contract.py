@@ -276,3 +276,32 @@ def test_nats_refuses_a_subject_outside_its_stream(nats_problem: str | None) -> 
     finally:
         bus.delete_streams()
         bus.close()
+
+
+def test_nak_with_a_delay_holds_the_redelivery_back(bus: Bus, subj: str) -> None:
+    sent = bus.publish(f"{subj}.work.later", {"n": 1})
+    sub = bus.subscribe(f"{subj}.work.later", "patient_worker", ack_wait=30.0)
+    [first] = drain(sub, 1)
+    first.nak(delay=1.5)
+    assert sub.fetch(timeout=0.3) == []  # not at once
+    [again] = drain(sub, 1, timeout=5.0)
+    assert (again.event.id, again.attempt) == (sent.id, 2)
+    again.ack()
+
+
+def test_publish_event_keeps_the_id_time_and_context_of_an_event_made_elsewhere(bus: Bus, subj: str) -> None:
+    made = Event(subject=f"{subj}.outbox.row", data={"k": "值"}, context=Context(user_id="u-1", parent_id="p"),
+                 time="2026-01-02T03:04:05+00:00")
+    bus.publish_event(made)
+    sub = bus.subscribe(f"{subj}.outbox.>", "relayed")
+    [got] = drain(sub, 1)
+    assert got.event == made
+    got.ack()
+
+
+def test_publish_events_stores_a_batch_in_order(bus: Bus, subj: str) -> None:
+    batch = [Event(subject=f"{subj}.outbox.batch", data={"i": i}, context=Context()) for i in range(50)]
+    bus.publish_events(batch)
+    sub = bus.subscribe(f"{subj}.outbox.batch", "batch_reader")
+    got = drain(sub, 50)
+    assert [d.event for d in got] == batch

@@ -7,6 +7,7 @@ from sqlalchemy import inspect, text
 
 import citybase.geo.models  # noqa: F401 - register tables
 import citybase.kernel.idempotency  # noqa: F401
+import citybase.kernel.models  # noqa: F401
 import citybase.ops.catalogue.models  # noqa: F401
 import citybase.ops.classification.models  # noqa: F401
 import citybase.ops.notifications.models  # noqa: F401

@@ -18,6 +18,7 @@ from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
+from citybase.kernel.outbox import Relay
 from citybase.ops.domain import DOMAIN as OPS
 from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
@@ -82,7 +83,8 @@ def load_classifier(settings: Settings):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """Start the background consumers (IoT alarms, webhooks) and the supervision timer; stop them at exit."""
+    """Start the outbox relay, the background consumers (IoT alarms, webhooks) and the supervision timer;
+    stop them at exit."""
     import anyio.to_thread
 
     from citybase.geo.service import warm_up
@@ -94,6 +96,9 @@ async def _lifespan(app: FastAPI):
 
     with app.state.sessions() as session:
         warm_up(session=session)  # the first requests must not all build the lookup indexes at once
+    # The outbox relay runs in every serving process: it publishes this process's commits at once, and on
+    # PostgreSQL several processes share the work (SKIP LOCKED).
+    app.state.relay.start()
     workers = []
     if app.state.settings.workers:
         from citybase.ops import workers as w
@@ -111,14 +116,23 @@ async def _lifespan(app: FastAPI):
             t.stop()
         if app.state.settings.workers:
             _checkpoint_audit(app)
+        app.state.relay.stop()
+        try:
+            app.state.relay.drain()  # what this process committed last (the checkpoint too) goes out before exit
+        except Exception:  # noqa: BLE001 - the bus is down: the events wait in the outbox for the next relay
+            log.warning("events left in the outbox at shutdown; the next relay publishes them")
 
 
 def _checkpoint_audit(app: FastAPI) -> None:
     """Sign the audit chain head at shutdown, so the entries of this run are proven; never fail the shutdown."""
     from citybase.security.audit import checkpoint, checkpoint_event
 
-    def publish(cp) -> None:  # the bus copy of the checkpoint; the outbox takes this over
-        app.state.bus.publish(*checkpoint_event(cp))
+    def publish(cp) -> None:  # the bus copy of the checkpoint, through the outbox
+        from citybase.kernel import outbox
+
+        with app.state.sessions() as session:
+            outbox.queue(session, *checkpoint_event(cp))
+            session.commit()
 
     try:
         checkpoint(app.state.engine, data_dir=app.state.settings.data_dir, publish=publish)
@@ -140,6 +154,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.bus = bus or connect(settings.bus_url)
+    app.state.relay = Relay(engine, app.state.bus)  # started in the lifespan
     app.state.classifier = load_classifier(settings)
     problems.install(app)
     app.add_middleware(LanguageMiddleware)

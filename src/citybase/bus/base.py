@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,14 @@ class Event:
         )
 
 
+class PublishError(Exception):
+    """A batch publication stopped: the first ``published`` events are stored; publish the rest again."""
+
+    def __init__(self, published: int, cause: BaseException) -> None:
+        super().__init__(f"{published} event(s) published, then {type(cause).__name__}: {cause}")
+        self.published, self.cause = published, cause
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A message kept aside: the raw bytes, where it came from and why it could not be handled."""
@@ -89,8 +98,8 @@ class Delivery(ABC):
         """Mark handled; it will not be delivered again to this consumer."""
 
     @abstractmethod
-    def nak(self) -> None:
-        """Ask for redelivery now (the handler failed transiently)."""
+    def nak(self, delay: float = 0.0) -> None:
+        """Ask for redelivery after ``delay`` seconds (now by default): the handler failed transiently."""
 
     @abstractmethod
     def reject(self, reason: str) -> None:
@@ -117,6 +126,20 @@ class Bus(ABC):
     @abstractmethod
     def publish(self, subject: str, data: dict[str, Any], *, context: Context | None = None) -> Event:
         """Publish durably and return the event (with its id and context)."""
+
+    def publish_event(self, event: Event) -> None:
+        """Publish an event made elsewhere (the outbox relay) keeping its id, time and context; a bus that can
+        drop a re-publication of the same id (JetStream's ``Nats-Msg-Id``) does."""
+        self.publish_raw(event.subject, event.encode())
+
+    def publish_events(self, events: Sequence[Event]) -> None:
+        """Publish events made elsewhere, in order (see :meth:`publish_event`). If the bus fails part way,
+        raises :class:`PublishError` saying how many leading events are stored (the rest may be or not)."""
+        for i, event in enumerate(events):
+            try:
+                self.publish_event(event)
+            except Exception as exc:
+                raise PublishError(i, exc) from exc
 
     @abstractmethod
     def publish_raw(self, subject: str, raw: bytes) -> None:
@@ -153,11 +176,22 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 
 def connect(url: str, **kwargs: Any) -> Bus:
-    """A bus for ``memory://`` (in-process) or ``nats://host:port`` (JetStream)."""
+    """A bus for ``memory://`` (in-process; ``?max_msgs=N&max_age=SECONDS`` bound what nobody consumes) or
+    ``nats://host:port`` (JetStream; ``?deployment=NAME`` gives the deployment its own streams)."""
     if url.startswith("memory:"):
+        from urllib.parse import parse_qsl, urlsplit
+
         from citybase.bus.memory import InProcessBus
 
-        return InProcessBus(**kwargs)
+        limits: dict[str, Any] = {}
+        for key, value in parse_qsl(urlsplit(url).query):
+            if key == "max_msgs":
+                limits[key] = int(value)
+            elif key == "max_age":
+                limits[key] = float(value)
+            else:
+                raise ValueError(f"unknown option {key!r} in bus URL {url!r}: memory:// knows max_msgs and max_age")
+        return InProcessBus(**{**limits, **kwargs})
     if url.startswith("nats:"):
         from citybase.bus.nats import NatsBus
 

@@ -1,9 +1,16 @@
-"""The in-process bus: one append-only log, per-consumer positions, redelivery and dead letters."""
+"""The in-process bus: a bounded log, per-consumer positions, redelivery and dead letters.
+
+A message is kept only while some durable consumer whose subjects match it has not settled it (ack,
+reject, or dead-lettered); a message nobody consumes is kept for a consumer that may subscribe later, but
+only within limits, like a JetStream stream's: at most ``max_msgs`` such messages, none older than
+``max_age`` seconds (the oldest go first). Dead letters are kept up to ``max_msgs`` too. So memory stays
+bounded however long the process serves, as long as its consumers keep up."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +24,17 @@ from citybase.bus.base import (
     subject_matches,
 )
 
+MAX_MSGS = 10_000  # messages nobody consumes, kept for a later subscriber
+MAX_AGE = 3600.0  # seconds such a message is kept at most
+
+
+@dataclass
+class _Msg:
+    subject: str
+    raw: bytes
+    at: float  # monotonic publish time
+    owed: set[str]  # durable consumers that match it and have not settled it yet
+
 
 @dataclass
 class _Pending:
@@ -28,9 +46,8 @@ class _Pending:
 @dataclass
 class _Consumer:
     subjects: str
-    cursor: int = 0  # next log index to look at
+    cursor: int = 0  # next log sequence to look at
     pending: dict[int, _Pending] = field(default_factory=dict)
-    done: set[int] = field(default_factory=set)
 
 
 class _MemDelivery(Delivery):
@@ -41,17 +58,19 @@ class _MemDelivery(Delivery):
     def ack(self) -> None:
         self._bus._settle(self._consumer, self._seq)
 
-    def nak(self) -> None:
+    def nak(self, delay: float = 0.0) -> None:
         with self._bus._cond:
             p = self._bus._consumers[self._consumer].pending.get(self._seq)
             if p:
-                p.due = 0.0
+                p.due = time.monotonic() + max(delay, 0.0) if delay else 0.0
             self._bus._cond.notify_all()
 
     def reject(self, reason: str) -> None:
-        subject, raw = self._bus._log[self._seq]
-        self._bus._dead(DeadLetter(subject, raw, reason, self._consumer))
-        self._bus._settle(self._consumer, self._seq)
+        with self._bus._cond:
+            msg = self._bus._log.get(self._seq)
+            if msg is not None and self._consumer in msg.owed:
+                self._bus._dlq.append(DeadLetter(msg.subject, msg.raw, reason, self._consumer))
+            self._bus._settle(self._consumer, self._seq)
 
 
 class _MemSubscription(Subscription):
@@ -75,11 +94,16 @@ class _MemSubscription(Subscription):
 class InProcessBus(Bus):
     """Default bus: lives in this process (lost on restart), same semantics as the JetStream one."""
 
-    def __init__(self, max_deliver: int = 5) -> None:
-        self.max_deliver = max_deliver
-        self._log: list[tuple[str, bytes]] = []
+    def __init__(self, max_deliver: int = 5, *, max_msgs: int = MAX_MSGS, max_age: float = MAX_AGE) -> None:
+        if max_msgs < 1 or max_age <= 0:
+            raise ValueError("max_msgs must be at least 1 and max_age positive")
+        self.max_deliver, self.max_msgs, self.max_age = max_deliver, max_msgs, max_age
+        self._log: dict[int, _Msg] = {}
+        self._next = 0  # sequence of the next message
+        self._first = 0  # no message below this sequence is kept
+        self._unowed: OrderedDict[int, None] = OrderedDict()  # kept messages nobody owes, oldest first
         self._consumers: dict[str, _Consumer] = {}
-        self._dlq: list[DeadLetter] = []
+        self._dlq: deque[DeadLetter] = deque(maxlen=max_msgs)
         self._cond = threading.Condition()
 
     def publish(self, subject: str, data: dict[str, Any], *, context: Context | None = None) -> Event:
@@ -89,14 +113,29 @@ class InProcessBus(Bus):
 
     def publish_raw(self, subject: str, raw: bytes) -> None:
         with self._cond:
-            self._log.append((subject, bytes(raw)))
+            seq = self._next
+            self._next += 1
+            owed = {name for name, c in self._consumers.items() if subject_matches(c.subjects, subject)}
+            self._log[seq] = _Msg(subject, bytes(raw), time.monotonic(), owed)
+            if not owed:
+                self._unowed[seq] = None
+                self._enforce_limits()
             self._cond.notify_all()
 
     def subscribe(self, subjects: str, durable: str, *, ack_wait: float = 30.0) -> Subscription:
         with self._cond:
             c = self._consumers.get(durable)
             if c is None:
-                self._consumers[durable] = _Consumer(subjects)
+                # A new durable starts at the oldest message kept (deliver all) and now owes what it matches.
+                self._consumers[durable] = _Consumer(subjects, cursor=self._oldest())
+                for seq in list(self._unowed):
+                    msg = self._log[seq]
+                    if subject_matches(subjects, msg.subject):
+                        msg.owed.add(durable)
+                        del self._unowed[seq]
+                for msg in self._log.values():
+                    if msg.owed and subject_matches(subjects, msg.subject):
+                        msg.owed.add(durable)
             elif c.subjects != subjects:
                 raise ValueError(f"durable {durable!r} already follows {c.subjects!r}")
             else:
@@ -109,20 +148,41 @@ class InProcessBus(Bus):
         with self._cond:
             return list(self._dlq)
 
+    def stored(self) -> int:
+        """How many messages the bus holds now (what some consumer owes plus what nobody consumes, bounded)."""
+        with self._cond:
+            return len(self._log)
+
     def close(self) -> None:
         pass
 
-    # -- internals (called with or without the lock as marked) --
+    # -- internals (called with the lock held unless they take it) --
 
-    def _dead(self, letter: DeadLetter) -> None:
-        with self._cond:
-            self._dlq.append(letter)
+    def _oldest(self) -> int:
+        while self._first < self._next and self._first not in self._log:
+            self._first += 1
+        return self._first
+
+    def _drop(self, seq: int) -> None:
+        self._log.pop(seq, None)
+        self._unowed.pop(seq, None)
+
+    def _enforce_limits(self) -> None:
+        cutoff = time.monotonic() - self.max_age
+        while self._unowed:
+            seq = next(iter(self._unowed))
+            if len(self._unowed) <= self.max_msgs and self._log[seq].at >= cutoff:
+                break
+            self._drop(seq)
 
     def _settle(self, durable: str, seq: int) -> None:
         with self._cond:
-            c = self._consumers[durable]
-            c.pending.pop(seq, None)
-            c.done.add(seq)
+            self._consumers[durable].pending.pop(seq, None)
+            msg = self._log.get(seq)
+            if msg is not None:
+                msg.owed.discard(durable)
+                if not msg.owed:
+                    self._drop(seq)
 
     def _collect(self, durable: str, batch: int, ack_wait: float) -> list[Delivery]:
         """Called with the lock held: due redeliveries first, then new messages."""
@@ -130,30 +190,32 @@ class InProcessBus(Bus):
         now = time.monotonic()
         out: list[Delivery] = []
         candidates = sorted(p.seq for p in c.pending.values() if p.due <= now)
-        while c.cursor < len(self._log) and len(candidates) < batch:
+        c.cursor = max(c.cursor, self._oldest())
+        while c.cursor < self._next and len(candidates) < batch:
             seq = c.cursor
             c.cursor += 1
-            if subject_matches(c.subjects, self._log[seq][0]):
+            msg = self._log.get(seq)
+            if msg is not None and durable in msg.owed:
                 c.pending[seq] = _Pending(seq, 0, 0.0)
                 candidates.append(seq)
         for seq in candidates:
             if len(out) >= batch:
                 break
             p = c.pending[seq]
-            subject, raw = self._log[seq]
+            msg = self._log[seq]
             p.attempt += 1
             if p.attempt > self.max_deliver:
-                self._dlq.append(DeadLetter(subject, raw, f"not acknowledged after {self.max_deliver} deliveries", durable))
-                del c.pending[seq]
-                c.done.add(seq)
-                continue
-            try:
-                event = Event.decode(raw)
-            except ValueError as exc:
-                self._dlq.append(DeadLetter(subject, raw, f"malformed event: {exc}", durable))
-                del c.pending[seq]
-                c.done.add(seq)
-                continue
-            p.due = now + ack_wait
-            out.append(_MemDelivery(self, durable, seq, event, p.attempt))
+                reason = f"not acknowledged after {self.max_deliver} deliveries"
+            else:
+                try:
+                    event = Event.decode(msg.raw)
+                except ValueError as exc:
+                    reason = f"malformed event: {exc}"
+                else:
+                    p.due = now + ack_wait
+                    out.append(_MemDelivery(self, durable, seq, event, p.attempt))
+                    continue
+            self._dlq.append(DeadLetter(msg.subject, msg.raw, reason, durable))
+            self._settle(durable, seq)
+        self._enforce_limits()
         return out

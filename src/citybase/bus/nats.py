@@ -2,7 +2,14 @@
 
 nats-py is asyncio while the bus interface is synchronous, so every NatsBus owns a private event loop
 running in a daemon thread; each public call submits a coroutine to it and waits for the result with a
-timeout, so nothing blocks forever when the server goes away.
+timeout, so nothing blocks forever when the server goes away. Once connected, the client reconnects for
+as long as the server is away (each call still times out), so a relay or consumer resumes by itself after
+an outage of any length.
+
+Deployments: ``nats://host:4222?deployment=NAME`` gives a deployment its own streams ``CITYBASE_NAME`` and
+``CITYBASE_NAME_DLQ``, and puts its subjects under ``NAME.`` on the wire (``NAME.citybase.ops.…``; the
+events themselves keep their subjects), so several deployments share one NATS without seeing each
+other's events or consumers. Without it the names stay ``CITYBASE`` / ``CITYBASE_DLQ`` on ``citybase.>``.
 """
 
 from __future__ import annotations
@@ -10,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import string
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -29,6 +37,7 @@ from citybase.bus.base import (
     DeadLetter,
     Delivery,
     Event,
+    PublishError,
     Subscription,
     subject_matches,
 )
@@ -49,8 +58,25 @@ _HEADER_SAFE = "".join(c for c in string.punctuation if c != "%") + " "
 
 CONNECT_TIMEOUT = 3.0  # seconds for the TCP/TLS handshake of the first connection
 OP_TIMEOUT = 10.0  # seconds for one JetStream API request, publish or ack
-RECONNECT_ATTEMPTS = 10  # after the first connection: reconnect tries before giving up
+RECONNECT_ATTEMPTS = -1  # after the first connection: reconnect for as long as it takes (calls still time out)
 RECONNECT_WAIT = 1.0  # seconds between reconnect tries
+
+
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9_-]{1,32}")
+H_MSG_ID = "Nats-Msg-Id"  # JetStream drops a second message with the same id within the duplicate window
+
+
+def parse_url(url: str) -> tuple[str, str | None]:
+    """The server URL for the client (query removed) and the deployment name of ``?deployment=NAME``."""
+    parts = urlsplit(url)
+    deployment = None
+    for key, value in parse_qsl(parts.query):
+        if key != "deployment":
+            raise ValueError(f"unknown option {key!r} in bus URL {_redact(url)}: nats:// knows deployment")
+        if not _DEPLOYMENT.fullmatch(value):
+            raise ValueError(f"deployment {value!r} in bus URL {_redact(url)} must be 1-32 letters, digits, _ or -")
+        deployment = value
+    return urlunsplit(parts._replace(query="")), deployment
 
 
 def _hdr(value: str) -> str:
@@ -83,9 +109,9 @@ class _NatsDelivery(Delivery):
         """Acknowledge and wait until JetStream has recorded it."""
         self._sub._bus._call(self._sub._settle(self._msg, "ack"))
 
-    def nak(self) -> None:
-        """Ask JetStream to redeliver it now."""
-        self._sub._bus._call(self._sub._settle(self._msg, "nak"))
+    def nak(self, delay: float = 0.0) -> None:
+        """Ask JetStream to redeliver it after ``delay`` seconds (now by default)."""
+        self._sub._bus._call(self._sub._settle(self._msg, "nak", delay))
 
     def reject(self, reason: str) -> None:
         """Copy it to the dead-letter stream with the reason, then terminate it (no redelivery)."""
@@ -156,13 +182,13 @@ class _NatsSubscription(Subscription):
         self._outstanding[id(msg)] = msg
         return _NatsDelivery(self, msg, event, attempt)
 
-    async def _settle(self, msg: Msg, how: str) -> None:
+    async def _settle(self, msg: Msg, how: str, delay: float = 0.0) -> None:
         self._outstanding.pop(id(msg), None)
         try:
             if how == "ack":
                 await msg.ack_sync(timeout=OP_TIMEOUT)
             elif how == "nak":
-                await msg.nak()
+                await msg.nak(delay=delay if delay > 0 else None)
             else:
                 await msg.term()
         except nats.errors.MsgAlreadyAckdError:
@@ -181,7 +207,8 @@ class _NatsSubscription(Subscription):
 
 
 class NatsBus(Bus):
-    """The bus over NATS JetStream: stream ``stream`` on ``<prefix>.>``, dead letters on ``<prefix>_dlq.>``."""
+    """The bus over NATS JetStream: stream ``stream`` on ``<prefix>.>``, dead letters on ``<prefix>_dlq.>``
+    (with ``?deployment=NAME`` in the URL: ``<stream>_NAME`` on ``NAME.<prefix>.>``, see the module doc)."""
 
     def __init__(
         self,
@@ -193,11 +220,15 @@ class NatsBus(Bus):
     ) -> None:
         if max_deliver < 1:
             raise ValueError("max_deliver must be at least 1")
+        server, deployment = parse_url(url)
         self.url = url
-        self.stream = stream
+        self.deployment = deployment
+        self.stream = f"{stream}_{deployment.upper()}" if deployment else stream
         self.prefix = subjects_prefix
-        self.dlq_stream = f"{stream}_DLQ"
+        self.dlq_stream = f"{self.stream}_DLQ"
         self.dlq_prefix = f"{subjects_prefix}_dlq"
+        self._ns = f"{deployment}." if deployment else ""  # wire subjects = namespace + subject
+        self._server = server
         self.max_deliver = max_deliver
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -221,7 +252,7 @@ class NatsBus(Bus):
         except (TimeoutError, nats.errors.Error) as exc:
             self.close()
             raise ConnectionError(
-                f"NATS at {_redact(url)} cannot set up streams {stream}/{self.dlq_stream} "
+                f"NATS at {_redact(url)} cannot set up streams {self.stream}/{self.dlq_stream} "
                 f"(is JetStream enabled, e.g. nats-server -js?): {_describe(exc)}"
             ) from exc
         except BaseException:
@@ -238,9 +269,45 @@ class NatsBus(Bus):
 
     def publish_raw(self, subject: str, raw: bytes) -> None:
         """Store arbitrary bytes on a subject of this bus's stream."""
+        self._publish(subject, raw, None)
+
+    def publish_event(self, event: Event) -> None:
+        """Publish an event made elsewhere with its id as ``Nats-Msg-Id``: a re-publication within the
+        stream's duplicate window (2 minutes by default) is stored once."""
+        self._publish(event.subject, event.encode(), {H_MSG_ID: event.id})
+
+    def publish_events(self, events: Sequence[Event]) -> None:
+        """Publish a batch pipelined (all sent, then all acknowledgements awaited), each with its
+        ``Nats-Msg-Id``; on a failure raises PublishError with the count of leading events stored."""
+        for e in events:
+            if not subject_matches(f"{self.prefix}.>", e.subject):
+                raise ValueError(f"subject {e.subject!r} is outside this bus's stream ({self.prefix}.>)")
+        nc = self._nc
+        if nc is not None and nc.is_reconnecting:
+            raise PublishError(0, ConnectionError(f"NATS at {_redact(self.url)} is away (reconnecting)"))
+        try:
+            results = self._call(self._publish_many(events), OP_TIMEOUT * 2)
+        except Exception as exc:
+            raise PublishError(0, exc) from exc
+        for i, r in enumerate(results):
+            if isinstance(r, BaseException):
+                raise PublishError(i, r) from r
+
+    async def _publish_many(self, events: Sequence[Event]) -> list[Any]:
+        js = self._js_ctx()
+        return await asyncio.gather(*(js.publish(self._ns + e.subject, e.encode(), timeout=OP_TIMEOUT,
+                                                 stream=self.stream, headers={H_MSG_ID: e.id})
+                                      for e in events), return_exceptions=True)
+
+    def _publish(self, subject: str, raw: bytes, headers: dict[str, str] | None) -> None:
         if not subject_matches(f"{self.prefix}.>", subject):
             raise ValueError(f"subject {subject!r} is outside this bus's stream ({self.prefix}.>)")
-        self._call(self._js_ctx().publish(subject, bytes(raw), timeout=OP_TIMEOUT, stream=self.stream))
+        nc = self._nc
+        if nc is not None and nc.is_reconnecting:
+            # Fail at once rather than buffer and wait OP_TIMEOUT: the caller (the outbox relay) retries.
+            raise ConnectionError(f"NATS at {_redact(self.url)} is away (reconnecting); publish again later")
+        self._call(self._js_ctx().publish(self._ns + subject, bytes(raw), timeout=OP_TIMEOUT, stream=self.stream,
+                                          headers=headers))
 
     def subscribe(self, subjects: str, durable: str, *, ack_wait: float = 30.0) -> Subscription:
         """Open (or resume) the durable pull consumer ``durable`` filtered on ``subjects``."""
@@ -323,7 +390,7 @@ class NatsBus(Bus):
         # connected, reconnects are allowed a bounded number of times so a server restart is survived
         # but an outage does not hang forever.
         nc = await nats.connect(
-            self.url,
+            self._server,
             connect_timeout=CONNECT_TIMEOUT,
             allow_reconnect=False,
             max_reconnect_attempts=1,
@@ -338,7 +405,8 @@ class NatsBus(Bus):
 
     async def _ensure_streams(self) -> None:
         js = self._js_ctx()
-        for name, subject in ((self.stream, f"{self.prefix}.>"), (self.dlq_stream, f"{self.dlq_prefix}.>")):
+        for name, subject in ((self.stream, f"{self._ns}{self.prefix}.>"),
+                              (self.dlq_stream, f"{self._ns}{self.dlq_prefix}.>")):
             try:
                 info = await js.stream_info(name)
             except nats.js.errors.NotFoundError:
@@ -350,13 +418,14 @@ class NatsBus(Bus):
 
     async def _subscribe(self, subjects: str, durable: str, ack_wait: float) -> _NatsSubscription:
         js = self._js_ctx()
+        wire = self._ns + subjects
         config = api.ConsumerConfig(
             name=durable,
             durable_name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=ack_wait,
-            filter_subject=subjects,
+            filter_subject=wire,
             max_deliver=-1,  # max_deliver is enforced here, so the last delivery can be dead-lettered
         )
         try:
@@ -364,22 +433,24 @@ class NatsBus(Bus):
         except nats.js.errors.NotFoundError:
             await js.add_consumer(self.stream, config)
         else:
-            if info.config.filter_subject != subjects:
-                raise ValueError(f"durable {durable!r} already follows {info.config.filter_subject!r}")
+            if info.config.filter_subject != wire:
+                following = (info.config.filter_subject or "").removeprefix(self._ns)
+                raise ValueError(f"durable {durable!r} already follows {following!r}")
             if info.config.ack_wait is None or abs(info.config.ack_wait - ack_wait) > 1e-6:
                 await js.add_consumer(self.stream, config)  # create-or-update: ack_wait may change
         psub = await js.pull_subscribe_bind(durable=durable, stream=self.stream)
         return _NatsSubscription(self, durable, psub)
 
     async def _dead_letter(self, msg: Msg, reason: str, consumer: str) -> None:
+        subject = msg.subject.removeprefix(self._ns)
         headers = {
             H_REASON: _hdr(reason),
             H_CONSUMER: _hdr(consumer),
-            H_SUBJECT: _hdr(msg.subject),
+            H_SUBJECT: _hdr(subject),
             H_TIME: utcnow().isoformat(),
         }
         await self._js_ctx().publish(
-            f"{self.dlq_prefix}.{msg.subject}",
+            f"{self._ns}{self.dlq_prefix}.{subject}",
             msg.data,
             timeout=OP_TIMEOUT,
             stream=self.dlq_stream,
@@ -398,7 +469,7 @@ class NatsBus(Bus):
             except nats.js.errors.NotFoundError:
                 continue  # deleted by hand
             h = m.headers or {}
-            subject = unquote(h.get(H_SUBJECT, "")) or (m.subject or "").removeprefix(f"{self.dlq_prefix}.")
+            subject = unquote(h.get(H_SUBJECT, "")) or (m.subject or "").removeprefix(f"{self._ns}{self.dlq_prefix}.")
             out.append(
                 DeadLetter(
                     subject=subject,

@@ -22,7 +22,7 @@ from citybase.bus import Bus, Context
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import SHANGHAI, utcnow
 from citybase.geo import service as geo
-from citybase.ops import flows
+from citybase.kernel import outbox
 from citybase.ops.intake import service as intake
 from citybase.ops.workflow import service
 from citybase.ops.workflow.service import Actor
@@ -89,9 +89,10 @@ class Simulation(threading.Thread):
 
     def _guard(self, fn: Any, *args: Any) -> None:
         with self.sessions() as session:
+            outbox.bind_context(session, Context(user_id=None))
             try:
                 fn(session, *args)
-                flows.commit_and_publish(session, self.bus, Context(user_id=None))
+                session.commit()  # its events go out through the outbox relay
             except CitybaseError as exc:
                 session.rollback()
                 self.stats["refused"] += 1

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from citybase.bus import Context
 from citybase.core.errors import InvalidIdentifier, InvalidInput
 from citybase.core.i18n import render
 from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
 from citybase.core.schemas import Page
 from citybase.geo import service as geo
+from citybase.kernel import outbox
 from citybase.registry import repository as repo
 from citybase.registry import service
 from citybase.registry.schemas import (
@@ -40,12 +40,6 @@ def _audit_unmasked(request: Request, p: Principal, subject_type: str, ids: list
         audit.record(request.app.state.engine, actor=p.actor, roles=",".join(sorted(p.roles)),
                      action=f"read.{subject_type}.unmasked", subject_type=subject_type, subject_ids=ids,
                      fields=fields, request_id=request_id(request))
-
-
-def _publish(request: Request, p: Principal, subject: str, data: dict) -> None:
-    """Tell the rest of the city (after the commit); events carry ids, never personal fields."""
-    ctx = Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
-    request.app.state.bus.publish(subject, data, context=ctx)
 
 
 def _area_filter(session: Session, code: str | None):
@@ -105,9 +99,10 @@ def get_person(request: Request, person_id: int, p: Principal = Depends(allow(*P
 def create_person(request: Request, body: PersonCreate, p: Principal = Depends(allow("data_officer")),
                   session: Session = Depends(get_session)) -> PersonRead:
     person = service.create_person(session=session, **body.model_dump())
+    # Tell the rest of the city in the same transaction; events carry ids, never personal fields.
+    outbox.queue(session, "citybase.registry.person_registered", {"person_id": person.id, "building_id": person.building_id})
     session.commit()
     _audit_unmasked(request, p, "person", [person.id], PERSON_PII)
-    _publish(request, p, "citybase.registry.person_registered", {"person_id": person.id, "building_id": person.building_id})
     return PersonRead.of(person, masked=False)
 
 
@@ -139,10 +134,10 @@ def get_entity(request: Request, entity_id: int, p: Principal = Depends(allow(*S
 def create_entity(request: Request, body: EntityCreate, p: Principal = Depends(allow("data_officer")),
                   session: Session = Depends(get_session)) -> EntityRead:
     e = service.create_entity(session=session, **body.model_dump())
+    outbox.queue(session, "citybase.registry.legal_entity_registered",
+                 {"legal_entity_id": e.id, "uscc": e.uscc, "building_id": e.building_id})
     session.commit()
     _audit_unmasked(request, p, "legal_entity", [e.id], ENTITY_PII)
-    _publish(request, p, "citybase.registry.legal_entity_registered",
-             {"legal_entity_id": e.id, "uscc": e.uscc, "building_id": e.building_id})
     return EntityRead.of(e, masked=False)
 
 

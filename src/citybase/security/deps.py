@@ -12,8 +12,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from citybase.bus import Context
 from citybase.core.errors import Forbidden, Unauthenticated
 from citybase.core.i18n import Msg
+from citybase.kernel import outbox
 from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.service import ANONYMOUS, Principal, authenticate
 
@@ -21,8 +23,10 @@ _bearer = HTTPBearer(auto_error=False, description="A citybase API token: `Autho
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; committed when the handler returns, rolled back when it raises."""
+    """One session per request; committed when the handler returns, rolled back when it raises. Events the
+    request queues (``kernel.outbox.queue``) carry its context: the request id and the caller."""
     session = request.app.state.sessions()
+    outbox.bind_context(session, lambda: request_context(request))
     try:
         yield session
         session.commit()
@@ -39,6 +43,13 @@ def request_id(request: Request) -> str:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = rid
     return rid
+
+
+def request_context(request: Request) -> Context:
+    """The context of what this request causes: its id, and the caller once ``Allow`` has identified them."""
+    principal = getattr(request.state, "principal", None)
+    user_id = getattr(principal, "user_id", None)
+    return Context(id=request_id(request), user_id=str(user_id) if user_id else None)
 
 
 class Allow:

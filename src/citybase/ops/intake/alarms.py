@@ -1,5 +1,5 @@
 """The IoT channel: ``citybase.iot.alarm.*`` events become incidents (alarm type → category, urgent by default).
-A message wrong in itself is rejected (``ops.flows.Reject``) to the dead-letter store with its reason."""
+A message wrong in itself is rejected (``kernel.consumers.Reject``) to the dead-letter store with its reason."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from citybase.bus import Event
 from citybase.core.errors import CitybaseError
 from citybase.core.i18n import Msg
+from citybase.kernel.consumers import Reject
 from citybase.ops.catalogue.defaults import ALARM_CATEGORIES
-from citybase.ops.flows import Reject
 from citybase.ops.intake import service
 from citybase.ops.workflow.service import Actor
 

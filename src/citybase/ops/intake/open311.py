@@ -43,8 +43,7 @@ from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
-from citybase.kernel import faults, idempotency
-from citybase.ops import flows
+from citybase.kernel import faults, idempotency, outbox
 from citybase.ops.catalogue import service as catalogue
 from citybase.ops.catalogue.defaults import CATEGORIES
 from citybase.ops.catalogue.models import Category
@@ -828,6 +827,7 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
             key = f"open311-resubmission:{fp}"
             if first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp, ttl=ttl):
                 return _replay(first)
+        outbox.bind_context(session, Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None))
         actor = Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
         try:
             r = service.intake(session=session, channel="open311", actor=actor, description=description,
@@ -850,8 +850,7 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
         if first := idempotency.record(session=session, principal=who, key=key, fingerprint=fp, answer=answer,
                                        ttl=ttl):
             return _replay(first)  # the same request, answered first by a concurrent retry: ours is undone
-        context = Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None)
-        flows.commit_and_publish(session, request.app.state.bus, context)
+        session.commit()  # the events are in the outbox: the relay publishes them, the client never waits on the bus
     return response
 
 

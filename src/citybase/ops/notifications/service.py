@@ -5,14 +5,8 @@ Functions take ``session`` keyword-only and never commit (the webhook consumer c
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import secrets
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,7 +16,7 @@ from citybase.bus.base import subject_matches
 from citybase.core.errors import InvalidInput
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import utcnow
-from citybase.ops.flows import pending as _events
+from citybase.kernel import outbox, webhooks
 from citybase.ops.notifications.models import Reporter, Webhook, WebhookDelivery
 from citybase.ops.notifications.repository import ReporterRepository, WebhookRepository
 from citybase.ops.workflow.models import Incident
@@ -39,9 +33,9 @@ def _notify_reporters(session: Session, inc: Incident, outcome: str | None = Non
     now = utcnow()
     for r in ReporterRepository(session).unnotified(inc.id):
         r.notified_at, r.outcome = now, text
-        _events(session).append(("citybase.ops.reporter.notified", {"incident_id": inc.id, "code": inc.code,
+        outbox.queue(session, "citybase.ops.reporter.notified", {"incident_id": inc.id, "code": inc.code,
                                                                     "reporter_id": r.id, "channel": r.channel,
-                                                                    "source_incident_id": r.source_incident_id}))
+                                                                    "source_incident_id": r.source_incident_id})
 
 
 def reporters(*, session: Session, incident_id: int) -> list[Reporter]:
@@ -53,36 +47,20 @@ def reporters(*, session: Session, incident_id: int) -> list[Reporter]:
 
 
 def deliver_webhooks(session: Session, event: Event, attempt: int, *, max_attempts: int,
-                     post: Callable[[str, bytes, dict[str, str]], int] | None = None) -> bool:
-    """POST the event to every matching webhook not yet served; log each try. True when all succeeded."""
-    post = post or _http_post
+                     post: webhooks.Post | None = None) -> bool:
+    """POST the event to every matching webhook not yet served (signed, kernel.webhooks); log each try.
+    True when all succeeded."""
     dept = event.data.get("main_department_id") or event.data.get("department_id")
     hooks = [h for h in _active_hooks(session) if subject_matches(h.events, event.subject)
              and (h.department_id is None or h.department_id == dept)]
-    if not hooks:
-        return True
-    body = json.dumps({"id": event.id, "subject": event.subject, "time": event.time, "data": event.data,
-                       "context": {"id": event.context.id, "parent_id": event.context.parent_id}},
-                      ensure_ascii=False).encode()
     ok = True
     for hook in hooks:
-        done = WebhookRepository(session).delivered(hook.id, event.id)
-        if done:
+        if WebhookRepository(session).delivered(hook.id, event.id):
             continue
-        sig = hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Citybase-Event": event.subject,
-                   "X-Citybase-Delivery": event.id, "X-Citybase-Signature": f"sha256={sig}"}
-        code, error = None, None
-        try:
-            code = post(hook.url, body, headers)
-            if not 200 <= code < 300:
-                error = f"HTTP {code}"
-        except Exception as exc:  # noqa: BLE001 - any network failure is logged and retried
-            error = f"{exc.__class__.__name__}: {exc}"[:500]
-        status = "delivered" if error is None else ("gave_up" if attempt >= max_attempts else "failed")
+        a = webhooks.deliver(hook.url, hook.secret, event, attempt=attempt, max_attempts=max_attempts, post=post)
         session.add(WebhookDelivery(webhook_id=hook.id, event_id=event.id, subject=event.subject, attempt=attempt,
-                                    status=status, response_code=code, error=error, at=utcnow()))
-        ok = ok and error is None
+                                    status=a.status, response_code=a.response_code, error=a.error, at=utcnow()))
+        ok = ok and a.ok
     return ok
 
 
@@ -107,15 +85,6 @@ def _active_hooks(session: Session) -> list[Webhook]:
         session.expunge(h)
     _hooks_cache[key] = (now, hooks)
     return hooks
-
-
-def _http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - admin-configured URL
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def list_webhooks(*, session: Session) -> list[Webhook]:

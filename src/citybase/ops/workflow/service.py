@@ -3,8 +3,8 @@
 
 Which step is allowed from which state, and where it leads, is the one table in ``states``; ``_require``
 checks every step against it. Functions take ``session`` keyword-only and never commit. Every step
-appends a timeline entry and queues an event (``ops.flows.pending``); the caller publishes them after
-the commit (``citybase.ops.flows.publish_pending``)."""
+appends a timeline entry and queues an event in the transactional outbox (``citybase.kernel.outbox.queue``);
+the relay publishes it after the caller commits."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
+from citybase.kernel import outbox
 from citybase.ops.catalogue.defaults import PRIORITIES
 from citybase.ops.catalogue.models import Category
 from citybase.ops.catalogue.service import get_category, route
 from citybase.ops.classification.models import ClassifierFeedback
-from citybase.ops.flows import pending as _events
 from citybase.ops.notifications.repository import ReporterRepository
 from citybase.ops.notifications.service import _notify_reporters, reporters
 from citybase.ops.workflow import deadlines, states
@@ -61,10 +61,10 @@ def _step(session: Session, inc: Incident, actor: Actor, action: str, to_status:
     inc.status = to_status
     inc.updated_at = now
     session.add(entry)
-    _events(session).append((f"citybase.ops.incident.{action}", {
+    outbox.queue(session, f"citybase.ops.incident.{action}", {
         "incident_id": inc.id, "code": inc.code, "status": to_status, "category_code": inc.category_code,
         "main_department_id": inc.main_department_id, "street_id": inc.street_id, "grid_id": inc.grid_id,
-        "actor": actor.name, "reason": reason, **{k: v for k, v in data.items() if isinstance(v, str | int | float)}}))
+        "actor": actor.name, "reason": reason, **{k: v for k, v in data.items() if isinstance(v, str | int | float)}})
     return entry
 
 
@@ -366,9 +366,9 @@ def merge(*, session: Session, incident: Incident, into: Incident, actor: Actor,
         r.incident_id = into.id
     into.repeat_count = (into.repeat_count or 0) + 1
     _step(session, incident, actor, "merge", S.MERGED, reason=reason, into=into.code)
-    _events(session).append(("citybase.ops.incident.repeat", {"incident_id": into.id, "code": into.code,
+    outbox.queue(session, "citybase.ops.incident.repeat", {"incident_id": into.id, "code": into.code,
                                                                "repeat_count": into.repeat_count,
-                                                               "merged_id": incident.id}))
+                                                               "merged_id": incident.id})
     session.add(TimelineEntry(incident_id=into.id, at=utcnow(), actor=actor.name, action="absorb",
                               from_status=into.status, to_status=into.status, reason=reason,
                               data=json.dumps({"merged": incident.code}, ensure_ascii=False)))
@@ -390,9 +390,9 @@ def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[
         out.append(s)
         session.add(TimelineEntry(incident_id=inc.id, at=now, actor="system", action="supervise",
                                   from_status=inc.status, to_status=inc.status, reason=s.reason, data="{}"))
-        _events(session).append(("citybase.ops.incident.supervised", {
+        outbox.queue(session, "citybase.ops.incident.supervised", {
             "incident_id": inc.id, "code": inc.code, "department_id": inc.main_department_id,
-            "deadline_at": as_utc(inc.deadline_at).isoformat()}))
+            "deadline_at": as_utc(inc.deadline_at).isoformat()})
     session.flush()
     return out
 

@@ -1,0 +1,112 @@
+"""Durable consumers: each delivery handled in one transaction, once per event id however often it arrives.
+
+The handler's work and a ``kernel_processed(consumer, event_id)`` row commit together; a delivery whose id is
+already recorded for this consumer is acked and skipped (a redelivery after a lost ack, a re-publication by a
+relay that crashed before marking, two processes racing on one event). Events the handler queues with
+``kernel.outbox.queue`` carry the delivery's child context. A message wrong in itself (:class:`Reject`) goes
+to the dead letters with its reason; any other failure is nak'ed for redelivery (after ``retry_delay``),
+dead-lettered by the bus after ``max_deliver`` attempts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from citybase.bus import Bus, Delivery
+from citybase.core.timeutil import utcnow
+from citybase.kernel import outbox
+from citybase.kernel.models import ProcessedEvent
+
+log = logging.getLogger("citybase.kernel.consumers")
+
+
+class Reject(Exception):
+    """The message itself is wrong; keep it aside with this reason."""
+
+
+def already_processed(session: Session, consumer: str, event_id: str) -> bool:
+    """True when ``consumer`` has committed its handling of ``event_id``."""
+    return session.scalar(select(ProcessedEvent.id).where(ProcessedEvent.consumer == consumer,
+                                                          ProcessedEvent.event_id == event_id)) is not None
+
+
+class Consumer(threading.Thread):
+    """Pulls a durable subscription and hands each new event to ``handle(session, delivery)`` in its own
+    transaction, committed by the consumer together with the record that the event was processed.
+
+    ``retry_delay(attempt)`` is how long a failed delivery waits before it comes back (0: at once)."""
+
+    def __init__(self, name: str, bus: Bus, subjects: str, sessions: sessionmaker[Session],
+                 handle: Callable[[Session, Delivery], None], ack_wait: float = 30.0,
+                 retry_delay: Callable[[int], float] | None = None) -> None:
+        super().__init__(name=f"citybase-{name}", daemon=True)
+        self.consumer = name
+        self.bus, self.sessions, self.handle = bus, sessions, handle
+        self.retry_delay = retry_delay or (lambda attempt: 0.0)
+        self.sub = bus.subscribe(subjects, durable=name, ack_wait=ack_wait)
+        self.stop_event = threading.Event()
+        self.handled = 0  # deliveries settled (handled, skipped, rejected or nak'ed)
+        self.duplicates = 0  # deliveries skipped because the event was already processed
+
+    def run_once(self, timeout: float = 0.5) -> int:
+        """Fetch and handle one batch; returns how many deliveries were settled."""
+        n = 0
+        for delivery in self.sub.fetch(batch=50, timeout=timeout):
+            self.process(delivery)
+            n += 1
+        self.handled += n
+        return n
+
+    def process(self, delivery: Delivery) -> None:
+        """Handle one delivery once per event id (see the module doc), then settle it."""
+        event = delivery.event
+        session = self.sessions()
+        outbox.bind_context(session, event.context.child())
+        try:
+            if already_processed(session, self.consumer, event.id):
+                session.rollback()
+                self.duplicates += 1
+                delivery.ack()
+                return
+            self.handle(session, delivery)
+            session.add(ProcessedEvent(consumer=self.consumer, event_id=event.id, processed_at=utcnow()))
+            session.commit()
+        except Reject as exc:
+            session.rollback()
+            delivery.reject(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - transient: let the bus redeliver (dead-lettered after max)
+            session.rollback()
+            if isinstance(exc, IntegrityError) and already_processed(session, self.consumer, event.id):
+                session.rollback()
+                self.duplicates += 1  # another process handled it meanwhile; its work stands, ours is undone
+                delivery.ack()
+                return
+            log.exception("%s failed on %s (attempt %s)", self.name, event.subject, delivery.attempt)
+            delivery.nak(delay=self.retry_delay(delivery.attempt))
+            return
+        finally:
+            session.close()
+        delivery.ack()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a broken connection must not kill the worker
+                log.exception("%s: fetch failed", self.name)
+                self.stop_event.wait(2)
+
+    def stop(self) -> None:
+        """Stop after the current batch (unsettled deliveries come back to the next subscriber)."""
+        self.stop_event.set()
+
+
+def exponential(base: float = 1.0, cap: float = 60.0) -> Callable[[int], float]:
+    """A retry delay doubling from ``base`` seconds with each attempt, at most ``cap``."""
+    return lambda attempt: min(base * 2 ** max(attempt - 1, 0), cap)
