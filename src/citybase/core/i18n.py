@@ -75,6 +75,22 @@ def _rebuild(template: str, params: dict[str, Any]) -> Msg:
     return Msg(template, **params)
 
 
+def to_json(value: str | Msg) -> Any:
+    """A message as JSON (template and fields, nested messages too), to store and render later; a str stays."""
+    if not isinstance(value, Msg):
+        return str(value)
+    return {"msg": value.template, "params": {k: to_json(v) if isinstance(v, Msg) else v
+                                              for k, v in value.params.items()}}
+
+
+def from_json(value: Any) -> str | Msg:
+    """The message ``to_json`` stored (a plain string is returned as it is)."""
+    if isinstance(value, dict) and isinstance(value.get("msg"), str):
+        params = value.get("params") if isinstance(value.get("params"), dict) else {}
+        return Msg(value["msg"], **{k: from_json(v) for k, v in params.items()})
+    return value if isinstance(value, str) else str(value)
+
+
 def render(value: str | Msg | None, lang: str | None = None) -> str | None:
     """A plain string for a message or a string (None stays None)."""
     if value is None:

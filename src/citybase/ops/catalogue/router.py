@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
+from citybase.core.i18n import render
 from citybase.geo import service as geo
 from citybase.ops.catalogue import service
 from citybase.ops.catalogue.schemas import CategoryRead, CategoryWrite, RuleRead, RuleWrite
@@ -49,4 +50,4 @@ def preview_route(category_code: str, lon: float, lat: float, _: Principal = Dep
     d = service.route(session=session, category_code=category_code, grid_id=loc.grid.id,
                       community_id=loc.community.id, street_id=loc.street.id)
     return {"rule_id": d.rule_id, "main_department_id": d.main_department_id,
-            "assist_department_ids": list(d.assist_department_ids), "why": d.why}
+            "assist_department_ids": list(d.assist_department_ids), "why": render(d.why)}

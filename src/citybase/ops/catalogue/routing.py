@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from citybase.core.i18n import Msg, to_json
 from citybase.ops.catalogue.models import RoutingRule
 
 
@@ -18,12 +19,13 @@ class Decision:
     rule_id: int
     main_department_id: int
     assist_department_ids: tuple[int, ...]
-    why: str
+    why: str  # a Msg: shown in the reader's language
 
     def as_json(self) -> str:
+        """The decision as stored with the incident (``why`` in English, ``why_msg`` to render in any language)."""
         return json.dumps({"rule_id": self.rule_id, "main_department_id": self.main_department_id,
-                           "assist_department_ids": list(self.assist_department_ids), "why": self.why},
-                          ensure_ascii=False)
+                           "assist_department_ids": list(self.assist_department_ids), "why": str(self.why),
+                           "why_msg": to_json(self.why)}, ensure_ascii=False)
 
 
 def _hour_matches(rule: RoutingRule, hour: int) -> bool:
@@ -67,11 +69,13 @@ def decide(rules: list[RoutingRule], *, category_code: str, area_levels: dict[in
             best, chosen = key, r
     if chosen is None:
         return None
-    parts = []
-    parts.append({2: f"category {category_code}", 1: f"major class {chosen.category_code}", 0: "any category"}[best[1]])
+    scope = {2: Msg("category {code}", code=category_code),
+             1: Msg("major class {code}", code=chosen.category_code), 0: Msg("any category")}[best[1]]
     names = area_names or {}
-    parts.append("the whole district" if chosen.area_id is None else names.get(chosen.area_id, f"area #{chosen.area_id}"))
-    if chosen.hour_from is not None:
-        parts.append(f"hours {chosen.hour_from:02d}–{chosen.hour_to:02d}")
-    return Decision(chosen.id, chosen.main_department_id, tuple(json.loads(chosen.assist_department_ids)),
-                    f"rule #{chosen.id} ({', '.join(parts)}){': ' + chosen.note if chosen.note else ''}")
+    area = (Msg("the whole district") if chosen.area_id is None
+            else names.get(chosen.area_id) or Msg("area #{id}", id=chosen.area_id))
+    hours = (Msg(", hours {start:02d}–{end:02d}", start=chosen.hour_from, end=chosen.hour_to)
+             if chosen.hour_from is not None else "")
+    why = Msg("rule #{rule} ({scope}, {area}{hours}){note}", rule=chosen.id, scope=scope, area=area, hours=hours,
+              note=f": {chosen.note}" if chosen.note else "")
+    return Decision(chosen.id, chosen.main_department_id, tuple(json.loads(chosen.assist_department_ids)), why)

@@ -38,7 +38,7 @@ from starlette.routing import Match
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
-from citybase.core.i18n import render, translate
+from citybase.core.i18n import Msg, render, translate
 from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
@@ -78,36 +78,37 @@ MAX_IDS = 200
 PRIORITY_VALUES = (("normal", "一般"), ("urgent", "紧急"), ("low", "不急"))
 KEY_FIX = ("Send api_key=<your citybase API token>; an administrator issues one "
            "(POST /api/v1/users/{id}/tokens).")
+# What a status means to the public; the notes of a request's timeline (summaries in the reader's language).
 STATUS_NOTES = {
-    Status.RECEIVED: "已受理，等待派单员确认分类并派遣",
-    Status.REGISTERED: "已立案，等待派遣",
-    Status.DISPATCHED: "已派遣至承办部门",
-    Status.HANDLING: "承办部门处置中",
-    Status.VERIFYING: "处置完毕，等待核查",
+    Status.RECEIVED: Msg("Received; a dispatcher will confirm the category and dispatch it"),
+    Status.REGISTERED: Msg("Registered, waiting to be dispatched"),
+    Status.DISPATCHED: Msg("Dispatched to the responsible department"),
+    Status.HANDLING: Msg("The responsible department is handling it"),
+    Status.VERIFYING: Msg("Handled, waiting for verification"),
 }
-NOTES: dict[str, tuple[str, str]] = {  # timeline action -> (note type, summary)
-    "receive": ("opened", "Request opened (受理)"),
-    "register": ("activity", "Registered, the deadline clock runs (立案)"),
-    "dispatch": ("activity", "Dispatched to the responsible department (派遣)"),
-    "accept": ("activity", "The department is handling it (处置)"),
-    "return": ("activity", "Returned to the dispatcher (退单)"),
-    "complete_task": ("activity", "A department finished its part"),
-    "complete": ("activity", "Handling finished, awaiting verification (核查)"),
-    "verify": ("activity", "Verified on site (核查通过)"),
-    "verify_failed": ("activity", "Not fixed on verification, sent back (核查未通过)"),
-    "close": ("closed", "Request closed (结案)"),
-    "reject": ("closed", "Request not taken up (不予立案)"),
-    "merge": ("activity", "Merged into an earlier request (合并)"),
-    "absorb": ("activity", "A duplicate report was merged into this request"),
-    "suspend": ("activity", "Suspended, the clock stops (挂起)"),
-    "resume": ("activity", "Resumed, the clock runs again"),
-    "extension_requested": ("activity", "More time requested (申请延期)"),
-    "extension_approved": ("activity", "Deadline extended (延期)"),
-    "extension_refused": ("activity", "Extension refused"),
-    "first_contact": ("activity", "The department contacted the reporter (先行联系)"),
-    "rate": ("activity", "Rated by the reporter"),
-    "reopen": ("activity", "Reopened for review (重新办理)"),
-    "supervise": ("activity", "Overdue, supervision raised (督办)"),
+NOTES: dict[str, tuple[str, Msg]] = {  # timeline action -> (note type, summary)
+    "receive": ("opened", Msg("Request opened (受理)")),
+    "register": ("activity", Msg("Registered, the deadline clock runs (立案)")),
+    "dispatch": ("activity", Msg("Dispatched to the responsible department (派遣)")),
+    "accept": ("activity", Msg("The department is handling it (处置)")),
+    "return": ("activity", Msg("Returned to the dispatcher (退单)")),
+    "complete_task": ("activity", Msg("A department finished its part")),
+    "complete": ("activity", Msg("Handling finished, awaiting verification (核查)")),
+    "verify": ("activity", Msg("Verified on site (核查通过)")),
+    "verify_failed": ("activity", Msg("Not fixed on verification, sent back (核查未通过)")),
+    "close": ("closed", Msg("Request closed (结案)")),
+    "reject": ("closed", Msg("Request not taken up (不予立案)")),
+    "merge": ("activity", Msg("Merged into an earlier request (合并)")),
+    "absorb": ("activity", Msg("A duplicate report was merged into this request")),
+    "suspend": ("activity", Msg("Suspended, the clock stops (挂起)")),
+    "resume": ("activity", Msg("Resumed, the clock runs again")),
+    "extension_requested": ("activity", Msg("More time requested (申请延期)")),
+    "extension_approved": ("activity", Msg("Deadline extended (延期)")),
+    "extension_refused": ("activity", Msg("Extension refused")),
+    "first_contact": ("activity", Msg("The department contacted the reporter (先行联系)")),
+    "rate": ("activity", Msg("Rated by the reporter")),
+    "reopen": ("activity", Msg("Reopened for review (重新办理)")),
+    "supervise": ("activity", Msg("Overdue, supervision raised (督办)")),
 }
 _XML_ITEM = {"services": "service", "service_requests": "request", "attributes": "attribute",
              "values": "value", "endpoints": "endpoint", "formats": "format", "errors": "error",
@@ -370,17 +371,18 @@ def _data(e: TimelineEntry) -> dict[str, Any]:
 
 def _note(e: TimelineEntry, depts: _Departments) -> dict[str, Any]:
     type_, summary = NOTES.get(e.action, ("activity", e.action))
+    summary = render(summary)
     d = _data(e)
     description = e.reason
     if e.action == "dispatch":
         description = depts.name(d.get("main_department_id"))
     elif e.action == "merge":
-        description = f"merged into {d.get('into')}"
+        description = render(Msg("merged into {code}", code=d.get("into")))
     elif e.action == "absorb":
-        description = f"{d.get('merged')} merged in"
+        description = render(Msg("{code} merged in", code=d.get("merged")))
     elif e.action == "register" and d.get("deadline_at"):
         try:
-            description = f"deadline {_w3c(datetime.fromisoformat(d['deadline_at']))}"
+            description = render(Msg("deadline {at}", at=_w3c(datetime.fromisoformat(d["deadline_at"]))))
         except (TypeError, ValueError):
             description = None
     elif e.action in ("complete", "complete_task"):
@@ -393,28 +395,34 @@ def _note(e: TimelineEntry, depts: _Departments) -> dict[str, Any]:
 
 def _notice(inc: Incident, root: Incident, depts: _Departments) -> str | None:
     if root.id != inc.id:
-        return f"附近已有同类上报，已并入 {root.code} 一并办理，办结后一并告知。"
+        return render(Msg("A similar report nearby is already open; this one joins {code} and you will be told "
+                          "when it is done.", code=root.code))
     if root.status in CLOSED:
         return None
     dept = depts.name(root.main_department_id)
     if root.status == Status.RECEIVED:
-        return "已受理，派单员将确认分类并派遣" + (f"（拟由{dept}承办）" if dept else "") + "。"
+        if dept:
+            return render(Msg("Received; a dispatcher will confirm the category and dispatch it (to {dept}, as "
+                              "proposed).", dept=dept))
+        return render(Msg("Received; a dispatcher will confirm the category and dispatch it."))
     if root.deadline_at is not None:
         due = as_utc(root.deadline_at).astimezone(SHANGHAI)
-        return f"由{dept or '承办部门'}办理，应于 {due:%Y-%m-%d %H:%M} 前办结。"
-    return f"由{dept}办理。" if dept else None
+        return render(Msg("Handled by {dept}, due by {due:%Y-%m-%d %H:%M}.", dept=dept or Msg("the responsible department"),
+                          due=due))
+    return render(Msg("Handled by {dept}.", dept=dept)) if dept else None
 
 
 def _status_notes(inc: Incident, root: Incident, closing: dict[int, list[TimelineEntry]]) -> str | None:
-    merged = f"merged into {root.code}" if root.id != inc.id else None
+    merged = render(Msg("merged into {code}", code=root.code)) if root.id != inc.id else None
     if root.status in CLOSED:
         last = closing.get(root.id) or []
         reason = public_text(last[-1].reason) if last else None
-        text = ("已办结" if root.status == Status.CLOSED else "不予立案") + (f"：{reason}" if reason else "")
+        done = Msg("Closed") if root.status == Status.CLOSED else Msg("Not taken up")
+        text = render(Msg("{outcome}: {reason}", outcome=done, reason=reason)) if reason else render(done)
     elif root.suspended_at is not None:
-        text = "已挂起，暂停计时"
+        text = render(Msg("Suspended, the clock stops"))
     else:
-        text = STATUS_NOTES.get(root.status)
+        text = render(STATUS_NOTES[root.status]) if root.status in STATUS_NOTES else None
     return "; ".join(x for x in (merged, text) if x) or None
 
 

@@ -15,7 +15,7 @@ from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput
-from citybase.core.i18n import Msg
+from citybase.core.i18n import Msg, to_json
 from citybase.core.phones import check_phone
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
@@ -120,7 +120,7 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     session.add(Reporter(incident_id=inc.id, source_incident_id=inc.id, channel=channel, name=reporter_name,
                          phone=phone, user_id=reporter_user_id, created_at=now))
     entry = _step(session, inc, actor, "receive", S.RECEIVED, channel=channel, category_code=cat.code,
-                  suggested_code=suggested, confidence=confidence, routed_by=decision.why)
+                  suggested_code=suggested, confidence=confidence, routed_by=to_json(decision.why))
     entry.from_status = None
     result = IntakeResult(inc, possible_duplicates=candidates)
     if dup is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from citybase.core.i18n import from_json, render
 from citybase.core.masking import mask_name, mask_phone, mask_text
 from citybase.core.timeutil import utcnow
 from citybase.ops.notifications.schemas import ReporterRead, _t
@@ -33,6 +34,14 @@ class ActionBody(BaseModel):
     rating: str | None = None
     comment: str | None = Field(None, max_length=500)
     into_id: int | None = None
+
+
+def _routing(stored: str | None) -> dict:
+    """The stored routing decision, its reason in the reader's language."""
+    d = json.loads(stored or "{}")
+    if "why_msg" in d:
+        d["why"] = render(from_json(d.pop("why_msg")))
+    return d
 
 
 class TaskRead(BaseModel):
@@ -68,7 +77,8 @@ class TimelineRead(BaseModel):
     @classmethod
     def of(cls, e: TimelineEntry, *, masked: bool = True) -> TimelineRead:
         """The step; its reason and the texts in its data masked (mask_text) unless ``masked`` is False."""
-        data = json.loads(e.data or "{}")
+        data = {k: render(from_json(v)) if isinstance(v, dict) and "msg" in v else v  # a stored message
+                for k, v in json.loads(e.data or "{}").items()}
         if masked:
             data = {k: mask_text(v) if isinstance(v, str) else v for k, v in data.items()}
         return cls(at=_t(e.at), actor=e.actor, action=e.action, from_status=e.from_status, to_status=e.to_status,
@@ -142,7 +152,7 @@ class IncidentRead(BaseModel):
             category_confirmed=i.category_confirmed, suggested_code=i.suggested_code,
             suggested_confidence=i.suggested_confidence, priority=i.priority, description=text(i.description),
             address_text=text(i.address_text), lon=i.lon, lat=i.lat, grid_id=i.grid_id, street_id=i.street_id,
-            main_department_id=i.main_department_id, routing=json.loads(i.routing or "{}"),
+            main_department_id=i.main_department_id, routing=_routing(i.routing),
             deadline_at=_t(i.deadline_at), warn_at=_t(i.warn_at), extension_days=i.extension_days,
             extension_reason=text(i.extension_reason), parent_id=i.parent_id, repeat_count=i.repeat_count,
             return_count=i.return_count, reopen_count=i.reopen_count, satisfaction=i.satisfaction,
