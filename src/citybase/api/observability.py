@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import MutableHeaders
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citybase.kernel import metrics
@@ -39,8 +42,33 @@ def _incoming_id(scope: Scope) -> str | None:
 
 
 def _route_template(scope: Scope) -> str:
+    """The matched route's full path template (``/api/v1/areas/{code}``), never the raw path."""
     route: Any = scope.get("route")
+    if route is None:
+        return UNMATCHED
+    candidates = _templates(scope.get("app")).get(id(route))
+    if candidates:
+        path = scope.get("path", "")
+        for regex, template in candidates:
+            if len(candidates) == 1 or regex.match(path):
+                return template
     return getattr(route, "path", None) or UNMATCHED
+
+
+_TEMPLATES: weakref.WeakKeyDictionary[Any, dict[int, list[tuple[re.Pattern[str], str]]]] = weakref.WeakKeyDictionary()
+
+
+def _templates(app: Any) -> dict[int, list[tuple[re.Pattern[str], str]]]:
+    # FastAPI keeps included routers nested: a route knows only its own path, the app the prefixes.
+    if app is None or not hasattr(app, "routes"):
+        return {}
+    found = _TEMPLATES.get(app)
+    if found is None:
+        found = {}
+        for ctx in iter_route_contexts(app.routes):
+            found.setdefault(id(ctx.original_route), []).append((compile_path(ctx.path)[0], ctx.path))
+        _TEMPLATES[app] = found
+    return found
 
 
 UNMATCHED = metrics.UNMATCHED

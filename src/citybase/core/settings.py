@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
 class InvalidSettings(ValueError):
     """One or more CITYBASE_* variables are wrong; ``problems`` has one sentence per variable."""
 

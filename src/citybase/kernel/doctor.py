@@ -1,10 +1,10 @@
 """`citybase doctor`: is this installation able to run, and if not, what to do about it.
 
-Each check is read-only but for two things a start would do anyway: a test file in the data folder,
-and on NATS the streams the bus declares when it connects."""
+Each check is read-only but for a test file it writes and removes in the data folder."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +14,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from citybase.core.settings import InvalidSettings, Settings
+
+BUS_TIMEOUT = 3.0  # seconds to wait for the NATS server
+STREAMS = ("CITYBASE", "CITYBASE_DLQ")  # the streams citybase.bus.nats declares by default
 
 
 @dataclass(frozen=True)
@@ -123,22 +126,64 @@ def check_postgis(engine: Engine) -> Check:
 
 
 def check_bus(url: str) -> Check:
-    """The event bus answers: memory:// always; nats:// connects and has JetStream with the streams."""
-    from citybase.bus import connect
-
+    """The event bus answers: memory:// always; nats:// connects, has JetStream, and says whether the
+    streams exist yet (the first start creates them; the doctor creates nothing)."""
     if url.startswith("memory:"):
         return Check("bus", True, "in-process (memory://): nothing to reach; one process only")
+    shown = _without_secret(url)
     try:
-        bus = connect(url)
-    except (ConnectionError, OSError, ValueError) as exc:
-        return Check("bus", False, str(exc),
+        found = asyncio.run(_probe_nats(url))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server is the finding itself
+        return Check("bus", False, f"cannot reach NATS at {shown}: {_describe(exc)}",
                      "start nats-server with JetStream (`nats-server -js`) at that address, or correct "
                      "CITYBASE_BUS_URL (memory:// needs no server, for one process)")
+    if found is None:
+        return Check("bus", False, f"NATS at {shown} answers but JetStream is not enabled",
+                     "restart nats-server with JetStream on (`nats-server -js`, or `jetstream {}` in its config)")
+    streams = ", ".join(f"{name} ({n:,} messages)" if n is not None else f"{name} (created at first start)"
+                        for name, n in found.items())
+    return Check("bus", True, f"NATS JetStream at {shown}: {streams}")
+
+
+async def _probe_nats(url: str) -> dict[str, int | None] | None:
+    """Messages in each of citybase's streams (None: not created yet); None when JetStream is off."""
+    import nats
+    import nats.js.errors
+
+    errors: list[Exception] = []
+
+    async def quiet(exc: Exception) -> None:  # keep the cause for the finding instead of logging a traceback
+        errors.append(exc)
+
     try:
-        stream = getattr(bus, "stream", "CITYBASE")
-        return Check("bus", True, f"NATS JetStream at {_without_secret(url)}, streams {stream} and {stream}_DLQ")
+        # max_reconnect_attempts=1: nats-py reads 0 as "retry forever"; the outer timeout bounds the whole try.
+        nc = await asyncio.wait_for(nats.connect(url, connect_timeout=BUS_TIMEOUT, allow_reconnect=False,
+                                                 max_reconnect_attempts=1, error_cb=quiet), 3 * BUS_TIMEOUT)
+    except Exception as exc:
+        raise (errors[-1] if errors else exc) from None
+    try:
+        js = nc.jetstream(timeout=BUS_TIMEOUT)
+        try:
+            await js.account_info()
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            return None
+        found: dict[str, int | None] = {}
+        for name in STREAMS:
+            try:
+                found[name] = (await js.stream_info(name)).state.messages
+            except nats.js.errors.NotFoundError:
+                found[name] = None
+        return found
     finally:
-        bus.close()
+        await nc.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"no answer within {BUS_TIMEOUT:g} s"
+    errors = getattr(exc, "exceptions", None)  # nats-py's NoServersError hides the socket error it wraps
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if not errors else f"{text} ({errors[0]})"
 
 
 def _without_secret(url: str) -> str:
