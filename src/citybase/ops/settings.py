@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from citybase.core.settings import read_settings
+
+AUTO_DISPATCH_CONFIDENCE = 0.85  # the default; bench/classifier.py reports the classifier's precision at it
 
 
 class OpsSettings(BaseSettings):
@@ -13,8 +19,14 @@ class OpsSettings(BaseSettings):
                                       extra="ignore")
 
     auto_dispatch_confidence: float = Field(
-        0.85, ge=0.0, le=1.0,
+        AUTO_DISPATCH_CONFIDENCE, ge=0.0, le=1.0,
         description="a number from 0 to 1 (the classifier confidence above which a report is dispatched "
                     "without a dispatcher)")
     supervision_interval: float = Field(
         60.0, gt=0, description="a positive number of seconds (how often overdue work is looked for 督办)")
+
+
+@cache
+def ops_settings() -> OpsSettings:
+    """The incident loop's settings, read once per process (the CLI has validated them at start)."""
+    return read_settings(OpsSettings)
