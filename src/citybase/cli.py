@@ -1,8 +1,9 @@
-"""The `citybase` command: demo, serve, db upgrade, generate, audit verify and checkpoint, users."""
+"""The `citybase` command: demo, serve, db upgrade, generate, ops, audit verify and checkpoint, users, doctor."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from contextlib import contextmanager
@@ -29,6 +30,28 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(ops_app, name="ops")
 console = Console()
+
+@app.callback()
+def _start(ctx: typer.Context) -> None:
+    """Before any command: validate the settings (exit 2 naming each wrong variable), register every
+    domain's tables, set up the logs."""
+    from citybase.core.settings import InvalidSettings
+    from citybase.kernel.domain import load_models
+    from citybase.kernel.logs import setup_logging
+    from citybase.kernel.settings import check_settings
+
+    load_models()
+    try:
+        settings = check_settings()
+    except InvalidSettings as exc:
+        if ctx.invoked_subcommand == "doctor":  # the doctor reports it as one of its findings
+            return
+        for problem in exc.problems:
+            typer.echo(f"citybase: {problem}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_format, settings.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl" on every command is noise
+
 
 SizeOpt = Annotated[str, typer.Option("--size", help="small (seconds, for tests) or district (≈1.1 M persons)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="the same seed gives the same city")]
@@ -126,7 +149,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
         Simulation(app_.state.engine, app_.state.bus, rate=simulate, classifier=app_.state.classifier).start()
         console.print(f"Living demo: about {simulate:g} reports a minute at the daily peak, departments at work.")
     console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")
-    uvicorn.run(app_, host=h, port=p, log_level="info")
+    uvicorn.run(app_, host=h, port=p, log_config=None)  # logs through kernel.logs, set up at start
 
 
 def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
@@ -249,10 +272,28 @@ def users_create(username: str, roles: Annotated[str, typer.Option(help="comma-s
             user = service.create_user(s, username=username, display_name=display_name or username,
                                        roles=[r.strip() for r in roles.split(",") if r.strip()])
             _, secret = service.issue_token(s, user, name="cli")
+            s.flush()
+            user_id = user.id  # read before the commit expires the instance
     except CitybaseError as exc:
         console.print(f"[red]{exc.detail}[/] {exc.fix or ''}")
         raise typer.Exit(1) from None
-    console.print(json.dumps({"user_id": user.id, "username": username, "token": secret}, ensure_ascii=False))
+    console.print(json.dumps({"user_id": user_id, "username": username, "token": secret}, ensure_ascii=False))
+
+
+@app.command()
+def doctor() -> None:
+    """Check the settings, data folder, database, migrations, PostGIS and bus; say what to fix. Exit 1 if any fails."""
+    from citybase.kernel.doctor import render, run_checks
+    from citybase.kernel.settings import check_settings
+
+    checks = run_checks(check_settings)
+    for check in checks:
+        typer.echo(render(check))
+    failed = [c.name for c in checks if c.ok is False]
+    if failed:
+        typer.echo(f"{len(failed)} problem(s): {', '.join(failed)}")
+        raise typer.Exit(1)
+    typer.echo("citybase can start here.")
 
 
 def main() -> None:

@@ -453,3 +453,31 @@ def test_emergencies_are_urgent_and_run_in_natural_hours(client, city):
 
     hours = (datetime.fromisoformat(inc["deadline_at"]) - datetime.fromisoformat(inc["registered_at"])).total_seconds() / 3600
     assert hours == pytest.approx(1.0, abs=0.01)  # 燃气泄漏: 1 natural hour, night or weekend alike
+
+
+@pytest.fixture
+def ops_env(monkeypatch):
+    """Set CITYBASE_OPS_* variables for one test (the settings are read once per process, so the cache is reset)."""
+    from citybase.ops.settings import ops_settings
+
+    def setenv(name, value):
+        monkeypatch.setenv(name, value)
+        ops_settings.cache_clear()
+
+    yield setenv
+    monkeypatch.undo()
+    ops_settings.cache_clear()
+
+
+def test_the_city_sets_the_confidence_from_which_reports_dispatch_themselves(client, city, ops_env):
+    def call(phone, text):
+        r = client.post("/api/v1/ops/hotline", headers=city.auth("dispatcher"), json={
+            "caller_phone": phone, "text": text, "address": _fresh_building(city).address})
+        return r.json()["incident"]
+
+    ops_env("CITYBASE_OPS_AUTO_DISPATCH_CONFIDENCE", "0")  # any suggestion is trusted
+    trusted = call("13911110101", "小区门口的路灯坏了好几天")
+    assert trusted["suggested_confidence"] is not None and trusted["status"] == "dispatched"
+    ops_env("CITYBASE_OPS_AUTO_DISPATCH_CONFIDENCE", "1")  # none is (a different problem: no duplicate of the first)
+    doubted = call("13911110102", "楼下的窨井盖不见了，晚上走路很危险")
+    assert doubted["suggested_confidence"] < 1 and doubted["status"] == "received"

@@ -5,19 +5,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-import citybase.geo.models  # noqa: F401 - register tables
-import citybase.kernel.idempotency  # noqa: F401
-import citybase.kernel.models  # noqa: F401
-import citybase.ops.catalogue.models  # noqa: F401
-import citybase.ops.classification.models  # noqa: F401
-import citybase.ops.notifications.models  # noqa: F401
-import citybase.ops.workflow.models  # noqa: F401
-import citybase.registry.models  # noqa: F401
-import citybase.security.models  # noqa: F401
+from citybase.kernel.domain import load_models
 from citybase.storage.db import Base
 from citybase.storage.migrate import current_revision, downgrade_all, upgrade
 from tests.conftest import ENGINES
 
+load_models()  # every domain's tables, through the descriptors
 ENGINE_ONLY = {"geom"}  # PostGIS columns kept outside the models on purpose
 
 

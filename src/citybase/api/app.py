@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from citybase import __version__
-from citybase.api import problems
+from citybase.api import observability, problems
 from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.classifier = load_classifier(settings)
     problems.install(app)
     app.add_middleware(LanguageMiddleware)
+    app.add_middleware(observability.RequestContextMiddleware)  # outermost: its id and timing cover all
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(geo_router)
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
+    app.include_router(observability.router)
     for router in OPS.root_routers():
         app.include_router(router)
     app.include_router(web_router)

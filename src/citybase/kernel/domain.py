@@ -108,8 +108,14 @@ def _ordered(found: Mapping[str, Domain]) -> list[Domain]:
     return out
 
 
+KERNEL_MODELS = ("citybase.kernel.models", "citybase.kernel.idempotency")  # the kernel's own tables
+
+
 def load_models() -> None:
-    """Import every domain's models so the shared metadata knows every table (foreign keys resolve)."""
+    """Import the kernel's and every domain's models, so the shared metadata knows every table (foreign
+    keys resolve)."""
+    for module in KERNEL_MODELS:
+        importlib.import_module(module)
     for dom in domains():
         for module in dom.models:
             importlib.import_module(module)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from citybase.kernel.domain import Domain
+from citybase.ops.settings import OpsSettings
 
 SUBPACKAGES = ("catalogue", "intake", "workflow", "classification", "notifications", "metrics")
 
@@ -49,4 +50,5 @@ DOMAIN = Domain(
         "analyst": "reads the metrics and hotspots",
     },
     events=_events(),
+    settings=OpsSettings,
 )

@@ -23,6 +23,7 @@ from citybase.kernel import idempotency, outbox
 from citybase.kernel.consumers import Consumer, Reject
 from citybase.ops.intake.alarms import ALARMS, handle_alarm
 from citybase.ops.notifications.service import deliver_webhooks, forget_webhooks
+from citybase.ops.settings import ops_settings
 from citybase.ops.workflow import service
 from citybase.storage.db import make_sessionmaker
 
@@ -53,10 +54,11 @@ def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None
 class Supervisor(threading.Thread):
     """Raises 督办 for overdue incidents every ``interval`` seconds, and forgets expired intake keys."""
 
-    def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0) -> None:
+    def __init__(self, engine: Engine, bus: Bus, interval: float | None = None) -> None:
         super().__init__(name="citybase-supervisor", daemon=True)
         self.sessions = make_sessionmaker(engine)
-        self.bus, self.interval = bus, interval
+        self.bus = bus
+        self.interval = interval if interval is not None else ops_settings().supervision_interval
         self.stop_event = threading.Event()
 
     def run(self) -> None:

@@ -25,6 +25,7 @@ from citybase.ops.catalogue.service import get_category, route
 from citybase.ops.classification.service import Suggester, suggest
 from citybase.ops.intake.repository import IntakeRepository
 from citybase.ops.notifications.models import Reporter
+from citybase.ops.settings import AUTO_DISPATCH_CONFIDENCE, ops_settings  # noqa: F401 - the name stays importable
 from citybase.ops.workflow.models import Incident
 from citybase.ops.workflow.service import SYSTEM, Actor, _step, dispatch, merge, register
 from citybase.ops.workflow.states import Status as S
@@ -32,7 +33,6 @@ from citybase.ops.workflow.states import Status as S
 CHANNELS = ("api", "hotline", "inspector", "open311", "iot")
 MERGE_SIMILARITY = 70.0  # text similarity (0–100) above which a nearby report is merged automatically
 SUGGEST_SIMILARITY = 35.0  # below merge, above this: offered to the dispatcher as a possible duplicate
-AUTO_DISPATCH_CONFIDENCE = 0.85
 
 
 @dataclass
@@ -128,7 +128,7 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
         result.merged_into = dup
         return result
 
-    certain = confirmed or (confidence is not None and confidence >= AUTO_DISPATCH_CONFIDENCE)
+    certain = confirmed or (confidence is not None and confidence >= ops_settings().auto_dispatch_confidence)
     if auto_dispatch if auto_dispatch is not None else certain:
         register(session=session, incident=inc, actor=SYSTEM, now=now)
         dispatch(session=session, incident=inc, actor=SYSTEM)
