@@ -52,3 +52,15 @@ class Forbidden(CitybaseError):
     status = 403
     type = "https://citybase.dev/problems/forbidden"
     title = "Forbidden"
+
+
+class Unavailable(CitybaseError):
+    """The server cannot do the work right now (database or bus busy or down); the client may retry."""
+
+    status = 503
+    type = "https://citybase.dev/problems/unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, fix: str | None = None, retry_after: int = 2, **extra: Any) -> None:
+        super().__init__(detail, fix=fix, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
