@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from citybase.core.errors import Unavailable
+from citybase.core.errors import Conflict, Unavailable
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +35,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            # No upper bound on connections to a local file: a request's session keeps its connection until
+            # FastAPI closes it after the response, and the response waits for a free request thread; with a
+            # bounded pool, threads waiting for a connection and finished requests waiting for a thread
+            # stall each other until the pool's timeout.
+            kwargs.setdefault("pool_size", 10)
+            kwargs.setdefault("max_overflow", -1)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -146,6 +153,15 @@ def _serialise_writers(factory: sessionmaker[Session], engine: Engine, wait: flo
     event.listen(factory, "do_orm_execute",
                  lambda state: acquire(state.session) if not state.is_select else None)
     event.listen(factory, "after_transaction_end", release)
+
+
+def stale_conflict(exc: Exception) -> Conflict:
+    """The 409 for a lost optimistic-versioning race (SQLAlchemy's StaleDataError at flush or commit)."""
+    m = re.search(r"table '(\w+)'", str(exc))
+    return Conflict("another request changed the same record while this one was working on it; "
+                    "nothing of this request was stored",
+                    fix="Reload the record (GET it again) and retry the step if it still applies.",
+                    table=m.group(1) if m else None)
 
 
 @contextmanager
