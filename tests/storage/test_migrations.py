@@ -6,6 +6,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 import citybase.geo.models  # noqa: F401 - register tables
+import citybase.kernel.leases  # noqa: F401
 import citybase.ops.models  # noqa: F401
 import citybase.registry.models  # noqa: F401
 import citybase.security.models  # noqa: F401

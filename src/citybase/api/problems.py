@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.core.errors import CitybaseError
+from citybase.storage.db import stale_conflict
 
 log = logging.getLogger("citybase.api")
 PROBLEM = "application/problem+json"
@@ -42,6 +44,11 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: CitybaseError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, type_=exc.type, fix=exc.fix,
                        instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        # Optimistic versioning: a concurrent request changed the row first; this one stored nothing.
+        return await _domain(request, stale_conflict(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

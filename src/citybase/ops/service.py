@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from rapidfuzz import fuzz
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -270,6 +270,9 @@ def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def get_incident(*, session: Session, incident_id: int, lock: bool = False) -> Incident:
+    """The incident, or NotFound. ``lock`` takes its row lock on PostgreSQL (FOR UPDATE) so a step waits for
+    a concurrent one; SQLite has no row locks, and there the version column makes the later of two
+    conflicting steps fail at flush (StaleDataError, answered 409) instead of overwriting the first."""
     q = select(Incident).where(Incident.id == incident_id)
     if lock:
         q = q.with_for_update()
@@ -719,24 +722,41 @@ def first_contact(*, session: Session, incident: Incident, actor: Actor, note: s
 # ---------------------------------------------------------------- supervision
 
 
-def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[Supervision]:
+def supervise_overdue(*, session: Session, now: datetime | None = None, limit: int = 1000) -> list[Supervision]:
     """督办: raise one supervision for each open, unsuspended incident past its deadline, addressed to the
-    main department's supervisor; each also becomes a bus event."""
+    main department's supervisor; each also becomes a bus event. Never commits.
+
+    Safe when several processes sweep at once: on PostgreSQL each takes its candidates with
+    ``FOR UPDATE SKIP LOCKED`` (so they share the work out); on both engines only the sweep whose
+    compare-and-set ``UPDATE … WHERE supervised_at IS NULL`` matched the row raises the supervision,
+    and a unique key on (incident, missed deadline) refuses a second one."""
     now = now or utcnow()
-    q = select(Incident).where(Incident.status.in_(OPEN), Incident.deadline_at < now,
-                               Incident.suspended_at.is_(None), Incident.supervised_at.is_(None)).limit(1000)
+    due = (Incident.status.in_(OPEN), Incident.deadline_at < now, Incident.suspended_at.is_(None),
+           Incident.supervised_at.is_(None))
+    # SQLite renders no FOR UPDATE (it has one writer at a time); there the compare-and-set alone decides.
+    ids = list(session.scalars(select(Incident.id).where(*due).order_by(Incident.deadline_at, Incident.id)
+                               .limit(limit).with_for_update(skip_locked=True)))
+    if not ids:
+        return []
+    won = session.execute(
+        update(Incident).where(Incident.id.in_(ids), *due)
+        .values(supervised_at=now, version=Incident.version + 1)
+        .returning(Incident.id, Incident.code, Incident.status, Incident.main_department_id, Incident.deadline_at)
+        .execution_options(synchronize_session=False)).all()
+    raised = {row.id for row in won}
+    for obj in list(session.identity_map.values()):  # copies this session holds are now out of date
+        if isinstance(obj, Incident) and obj.id in raised:
+            session.expire(obj)
     out = []
-    for inc in session.scalars(q):
-        inc.supervised_at = now
-        s = Supervision(incident_id=inc.id, department_id=inc.main_department_id, created_at=now,
-                        reason=f"超期未办结：期限 {as_utc(inc.deadline_at).astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
+    for iid, code, status, dept, deadline in sorted(won):
+        s = Supervision(incident_id=iid, department_id=dept, deadline_at=deadline, created_at=now,
+                        reason=f"超期未办结：期限 {as_utc(deadline).astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
         session.add(s)
         out.append(s)
-        session.add(TimelineEntry(incident_id=inc.id, at=now, actor="system", action="supervise",
-                                  from_status=inc.status, to_status=inc.status, reason=s.reason, data="{}"))
+        session.add(TimelineEntry(incident_id=iid, at=now, actor="system", action="supervise",
+                                  from_status=status, to_status=status, reason=s.reason, data="{}"))
         _events(session).append(("citybase.ops.incident.supervised", {
-            "incident_id": inc.id, "code": inc.code, "department_id": inc.main_department_id,
-            "deadline_at": as_utc(inc.deadline_at).isoformat()}))
+            "incident_id": iid, "code": code, "department_id": dept, "deadline_at": as_utc(deadline).isoformat()}))
     session.flush()
     return out
 
