@@ -42,8 +42,8 @@ def acquire(*, session: Session, name: str, holder: str, ttl: float, now: dateti
     # No row matched: either nobody ever took it (insert it) or someone else holds it (the insert does nothing).
     insert = postgresql.insert if is_postgres(session) else sqlite.insert
     made = session.execute(insert(Lease).values(name=name, holder=holder, expires_at=until)
-                           .on_conflict_do_nothing(index_elements=[Lease.name]))
-    return made.rowcount == 1
+                           .on_conflict_do_nothing(index_elements=[Lease.name]).returning(Lease.name))
+    return made.first() is not None
 
 
 def renew(*, session: Session, name: str, holder: str, ttl: float, now: datetime | None = None) -> bool:

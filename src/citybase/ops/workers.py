@@ -3,7 +3,7 @@
 * alarms: ``citybase.iot.alarm.*`` events become incidents (alarm type → category);
 * webhooks: every ``citybase.ops.>`` event is POSTed to the subscribed department systems, with
   retries (the bus redelivers) and a delivery log;
-* supervision: overdue incidents raise 督办 once a minute.
+* supervision: overdue incidents raise 督办 once a minute, in one process at a time (a leased timer).
 
 A message that cannot be handled for a reason in the message itself is rejected to the
 dead-letter store with that reason; a transient failure is retried, never looped forever."""
@@ -28,10 +28,10 @@ from citybase.bus import Bus, Context, Delivery, Event
 from citybase.bus.base import subject_matches
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import utcnow
+from citybase.kernel.timers import Timer
 from citybase.ops import flows, service
 from citybase.ops.catalogue import ALARM_CATEGORIES
 from citybase.ops.models import Webhook, WebhookDelivery
-from citybase.storage.db import make_sessionmaker
 
 log = logging.getLogger("citybase.ops.workers")
 ALARMS = "citybase.iot.alarm.>"
@@ -194,23 +194,19 @@ def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None
     return Consumer("ops-webhooks", bus, OPS_EVENTS, sessions, handle, ack_wait=60.0)
 
 
-class Supervisor(threading.Thread):
-    """Raises 督办 for overdue incidents every ``interval`` seconds."""
+class Supervisor(Timer):
+    """Raises 督办 for overdue incidents every ``interval`` seconds, in one process of the deployment at a
+    time (the holder of the ``ops-supervision`` lease)."""
 
-    def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0) -> None:
-        super().__init__(name="citybase-supervisor", daemon=True)
-        self.sessions = make_sessionmaker(engine)
-        self.bus, self.interval = bus, interval
-        self.stop_event = threading.Event()
+    LEASE = "ops-supervision"
 
-    def run(self) -> None:
-        while not self.stop_event.wait(self.interval):
-            try:
-                with self.sessions() as session:
-                    service.supervise_overdue(session=session)
-                    flows.commit_and_publish(session, self.bus, Context(user_id=None))
-            except Exception:  # noqa: BLE001
-                log.exception("supervision sweep failed")
+    def __init__(self, engine: Engine, bus: Bus, interval: float = 60.0, **timer: Any) -> None:
+        super().__init__(self.LEASE, self.sweep, engine=engine, interval=interval, **timer)
+        self.bus = bus
 
-    def stop(self) -> None:
-        self.stop_event.set()
+    def sweep(self) -> int:
+        """One sweep in its own transaction; returns how many supervisions it raised."""
+        with self.sessions() as session:
+            raised = service.supervise_overdue(session=session)
+            flows.commit_and_publish(session, self.bus, Context(user_id=None))
+        return len(raised)
