@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from citybase.bus.memory import InProcessBus
 from citybase.geo.models import Building
+from citybase.kernel.outbox import Relay
 from citybase.ops import workers
 from citybase.ops.notifications.models import Webhook, WebhookDelivery
 from citybase.ops.workflow.models import Incident
@@ -171,3 +172,32 @@ def test_webhook_admin_api(client, city):
     with Session(city.engine) as s:
         s.get(Webhook, r.json()["id"]).active = False
         s.commit()
+
+
+def test_the_supervision_timer_runs_in_one_process_and_publishes_each_supervision(city, bus):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from citybase.core.timeutil import utcnow
+    from citybase.ops.intake import service
+
+    b = _building(city, 7)
+    with Session(city.engine) as s:
+        inc_id = service.intake(session=s, channel="api", description=f"井盖缺失 {uuid.uuid4().hex}",
+                                category_code="02006", building_id=b.id).incident.id
+        s.commit()
+        s.execute(update(Incident).where(Incident.id == inc_id).values(deadline_at=utcnow() - timedelta(hours=1)))
+        s.commit()
+    sub = bus.subscribe("citybase.ops.incident.supervised", durable=f"sup-{uuid.uuid4().hex}")
+    leader = workers.Supervisor(city.engine, bus, interval=30)
+    other = workers.Supervisor(city.engine, bus, interval=30)
+    try:
+        assert leader.tick() is True
+        assert other.tick() is False  # the lease is held: the other process's timer does not sweep
+    finally:
+        leader.stop()
+        other.stop()
+    assert leader.runs == 1 and other.runs == 0
+    Relay(city.engine, bus).drain()  # the sweep's events went to the outbox; a relay publishes them
+    assert any(d.event.data["incident_id"] == inc_id for d in sub.fetch(batch=100, timeout=0.5))

@@ -8,11 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybase.core.errors import CitybaseError
 from citybase.core.i18n import render, translate
 from citybase.kernel import faults
+from citybase.storage.db import stale_conflict
 
 log = logging.getLogger("citybase.api")
 PROBLEM = "application/problem+json"
@@ -58,6 +60,11 @@ def install(app: FastAPI) -> None:
 
     for cls in faults.TRANSIENT:  # the database or the bus is down for a moment: 503, retry later
         app.add_exception_handler(cls, _transient)
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        # Optimistic versioning: a concurrent request changed the row first; this one stored nothing.
+        return await _domain(request, stale_conflict(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

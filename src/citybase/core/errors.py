@@ -63,3 +63,7 @@ class Unavailable(CitybaseError):
     status = 503
     type = "https://citybase.dev/problems/unavailable"
     title = Msg("Service unavailable")
+
+    def __init__(self, detail: str, *, fix: str | None = None, retry_after: int = 2, **extra: Any) -> None:
+        super().__init__(detail, fix=fix, retry_after=retry_after, **extra)
+        self.retry_after = retry_after

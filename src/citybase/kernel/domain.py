@@ -108,7 +108,7 @@ def _ordered(found: Mapping[str, Domain]) -> list[Domain]:
     return out
 
 
-KERNEL_MODELS = ("citybase.kernel.models", "citybase.kernel.idempotency")  # the kernel's own tables
+KERNEL_MODELS = ("citybase.kernel.models", "citybase.kernel.idempotency", "citybase.kernel.leases")  # the kernel's own tables
 
 
 def load_models() -> None:

@@ -3,7 +3,7 @@
 * alarms: ``citybase.iot.alarm.*`` events become incidents (alarm type → category);
 * webhooks: every ``citybase.ops.>`` event is POSTed to the subscribed department systems, with
   retries (the bus redelivers) and a delivery log;
-* supervision: overdue incidents raise 督办 once a minute.
+* supervision: overdue incidents raise 督办 once a minute, in one process at a time (a leased timer).
 
 Consumers run on the kernel's runtime (``kernel.consumers.Consumer``: one transaction per event, idempotent
 on the event id). A message that cannot be handled for a reason in the message itself is rejected to the
@@ -12,7 +12,6 @@ dead-letter store with that reason; a transient failure is retried, never looped
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from sqlalchemy import Engine
@@ -21,11 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from citybase.bus import Bus, Context, Delivery
 from citybase.kernel import idempotency, outbox
 from citybase.kernel.consumers import Consumer, Reject
+from citybase.kernel.timers import Timer
 from citybase.ops.intake.alarms import ALARMS, handle_alarm
 from citybase.ops.notifications.service import deliver_webhooks, forget_webhooks
 from citybase.ops.settings import ops_settings
 from citybase.ops.workflow import service
-from citybase.storage.db import make_sessionmaker
 
 __all__ = ["Consumer", "Reject", "Supervisor", "alarm_consumer", "deliver_webhooks", "forget_webhooks",
            "handle_alarm", "webhook_consumer"]
@@ -51,27 +50,23 @@ def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None
     return Consumer("ops-webhooks", bus, OPS_EVENTS, sessions, handle, ack_wait=60.0)
 
 
-class Supervisor(threading.Thread):
-    """Raises 督办 for overdue incidents every ``interval`` seconds, and forgets expired intake keys."""
+class Supervisor(Timer):
+    """Raises 督办 for overdue incidents every ``interval`` seconds, and forgets expired intake keys, in one
+    process of the deployment at a time (the holder of the ``ops-supervision`` lease)."""
 
-    def __init__(self, engine: Engine, bus: Bus, interval: float | None = None) -> None:
-        super().__init__(name="citybase-supervisor", daemon=True)
-        self.sessions = make_sessionmaker(engine)
+    LEASE = "ops-supervision"
+
+    def __init__(self, engine: Engine, bus: Bus, interval: float | None = None, **timer: Any) -> None:
+        super().__init__(self.LEASE, self.sweep, engine=engine,
+                         interval=interval if interval is not None else ops_settings().supervision_interval, **timer)
         self.bus = bus
-        self.interval = interval if interval is not None else ops_settings().supervision_interval
-        self.stop_event = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop_event.wait(self.interval):
-            try:
-                with self.sessions() as session:
-                    outbox.bind_context(session, Context(user_id=None))
-                    service.supervise_overdue(session=session)
-                    session.commit()
-                    idempotency.prune(session=session)  # intake keys older than 24 h
-                    session.commit()
-            except Exception:  # noqa: BLE001
-                log.exception("supervision sweep failed")
-
-    def stop(self) -> None:
-        self.stop_event.set()
+    def sweep(self) -> int:
+        """One sweep in its own transaction (its events through the outbox); returns how many it raised."""
+        with self.sessions() as session:
+            outbox.bind_context(session, Context(user_id=None))
+            raised = service.supervise_overdue(session=session)
+            session.commit()
+            idempotency.prune(session=session)  # intake keys older than 24 h
+            session.commit()
+        return len(raised)

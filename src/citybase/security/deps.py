@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from citybase.bus import Context
 from citybase.core.errors import Forbidden, Unauthenticated
@@ -18,6 +19,7 @@ from citybase.core.i18n import Msg
 from citybase.kernel import outbox
 from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.service import ANONYMOUS, Principal, authenticate
+from citybase.storage.db import stale_conflict
 
 _bearer = HTTPBearer(auto_error=False, description="A citybase API token: `Authorization: Bearer cb_…`")
 
@@ -30,6 +32,9 @@ def get_session(request: Request) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except StaleDataError as exc:  # a concurrent request changed the same row first (optimistic versioning)
+        session.rollback()
+        raise stale_conflict(exc) from exc
     except BaseException:
         session.rollback()
         raise

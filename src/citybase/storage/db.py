@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,6 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from citybase.core.errors import Conflict, Unavailable
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -32,6 +35,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            # No upper bound on connections to a local file: a request's session keeps its connection until
+            # FastAPI closes it after the response, and the response waits for a free request thread; with a
+            # bounded pool, threads waiting for a connection and finished requests waiting for a thread
+            # stall each other until the pool's timeout.
+            kwargs.setdefault("pool_size", 10)
+            kwargs.setdefault("max_overflow", -1)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -57,38 +66,102 @@ def is_postgres(bind: Engine | Session | Any) -> bool:
     return bind.get_bind().dialect.name == "postgresql" if isinstance(bind, Session) else bind.dialect.name == "postgresql"
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+WRITER_WAIT = 10.0  # seconds a SQLite writer waits for the writer lock before the request gets a 503
+WRITER_RETRY_AFTER = 2  # seconds the client is told to wait before retrying
+
+
+def make_sessionmaker(engine: Engine, *, writer_wait: float = WRITER_WAIT) -> sessionmaker[Session]:
     """Sessions for an engine. On SQLite, writers queue on a process lock from their first write to the
     end of the transaction: SQLite admits one writer, and its own busy handler makes the others sleep
-    and poll, which under load wastes most of the time."""
+    and poll, which under load wastes most of the time. A writer that waits longer than ``writer_wait``
+    seconds gets ``Unavailable`` (503, retry) instead of waiting for ever."""
     factory = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name == "sqlite":
-        _serialise_writers(factory, engine)
+        _serialise_writers(factory, engine, writer_wait)
     return factory
 
 
-_writer_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class WriterLock:
+    """One writer at a time, owned by a session's transaction, not by a thread.
+
+    A request's session is flushed in one worker thread and committed or closed in another (FastAPI runs
+    a dependency's exit in its own thread), so a thread-owned lock cannot be released there. Each
+    acquisition gets a token; only the holder of the current token releases, so a second release (the
+    transaction's end and the session's garbage collection) is harmless."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._token: object | None = None
+
+    def acquire(self, timeout: float) -> object | None:
+        """A token when the lock was taken within ``timeout`` seconds, else None."""
+        if not self._lock.acquire(timeout=timeout):
+            return None
+        token = object()
+        with self._guard:
+            self._token = token
+        return token
+
+    def release(self, token: object) -> bool:
+        """Release if ``token`` holds the lock; True when it did."""
+        with self._guard:
+            if token is None or self._token is not token:
+                return False
+            self._token = None
+            self._lock.release()
+            return True
+
+    @property
+    def held(self) -> bool:
+        return self._token is not None
+
+
+_writer_locks: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
 _writer_locks_guard = threading.Lock()
 
 
-def _serialise_writers(factory: sessionmaker[Session], engine: Engine) -> None:
-    # One lock per engine, so the request sessions, the workers and the demo simulation all queue together.
+def writer_lock(engine: Engine) -> WriterLock:
+    """The one writer lock of a SQLite engine, shared by every session factory made for it."""
     with _writer_locks_guard:
-        lock = _writer_locks.setdefault(engine, threading.RLock())
+        return _writer_locks.setdefault(engine, WriterLock())
+
+
+def _serialise_writers(factory: sessionmaker[Session], engine: Engine, wait: float) -> None:
+    # One lock per engine, so the request sessions, the workers and the demo simulation all queue together.
+    lock = writer_lock(engine)
 
     def acquire(session: Session) -> None:
-        if not session.info.get("_writer"):
-            lock.acquire()
-            session.info["_writer"] = True
+        if session.info.get("_writer") is not None:
+            return
+        token = lock.acquire(wait)
+        if token is None:
+            raise Unavailable(f"the database is busy: another write did not finish within {wait:g} s",
+                              fix=f"Retry in {WRITER_RETRY_AFTER} seconds.", retry_after=WRITER_RETRY_AFTER)
+        # A session dropped without ending its transaction must not keep the lock: release it on collection.
+        session.info["_writer"] = (token, weakref.finalize(session, lock.release, token))
 
     def release(session: Session, transaction: Any) -> None:
-        if transaction.parent is None and session.info.pop("_writer", False):
-            lock.release()
+        if transaction.parent is None:
+            held = session.info.pop("_writer", None)
+            if held is not None:
+                token, finalizer = held
+                finalizer.detach()
+                lock.release(token)
 
     event.listen(factory, "before_flush", lambda session, *_: acquire(session))
     event.listen(factory, "do_orm_execute",
                  lambda state: acquire(state.session) if not state.is_select else None)
     event.listen(factory, "after_transaction_end", release)
+
+
+def stale_conflict(exc: Exception) -> Conflict:
+    """The 409 for a lost optimistic-versioning race (SQLAlchemy's StaleDataError at flush or commit)."""
+    m = re.search(r"table '(\w+)'", str(exc))
+    return Conflict("another request changed the same record while this one was working on it; "
+                    "nothing of this request was stored",
+                    fix="Reload the record (GET it again) and retry the step if it still applies.",
+                    table=m.group(1) if m else None)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citybase.storage.db import Base
@@ -58,8 +58,12 @@ class Incident(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(TZ)
     first_contact_at: Mapped[datetime | None] = mapped_column(TZ)
     closed_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Optimistic versioning: every UPDATE says WHERE version = <the version read>, so of two conflicting
+    # steps the second updates no row and fails (StaleDataError, answered 409) instead of overwriting.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
 
     __table_args__ = (Index("ix_ops_incidents_dup", "category_code", "status", "lat", "lon"),)
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Task(Base):
@@ -93,11 +97,17 @@ class TimelineEntry(Base):
 
 
 class Supervision(Base):
+    """督办 of an incident for one missed deadline: the unique key makes a second one for it unstorable."""
+
     __tablename__ = "ops_supervisions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("ops_incidents.id"), index=True)
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    deadline_at: Mapped[datetime] = mapped_column(TZ)  # the deadline that was missed (the overdue period)
     reason: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(TZ)
     resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+    __table_args__ = (UniqueConstraint("incident_id", "deadline_at", name="uq_ops_supervisions_overdue_period"),)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from citybase.core.masking import mask_text
@@ -97,11 +97,27 @@ class IncidentRepository:
         q = select(Incident).where(Incident.reporter_user_id == user_id).order_by(Incident.id.desc()).limit(limit)
         return list(self.session.scalars(q))
 
-    def overdue(self, now: datetime, *, limit: int = 1000) -> list[Incident]:
-        """Open, unsuspended incidents past their deadline and not yet supervised."""
-        q = select(Incident).where(Incident.status.in_(OPEN), Incident.deadline_at < now,
-                                   Incident.suspended_at.is_(None), Incident.supervised_at.is_(None)).limit(limit)
-        return list(self.session.scalars(q))
+    def take_overdue(self, now: datetime, *, limit: int = 1000) -> list[Any]:
+        """Mark open, unsuspended incidents past their deadline and not yet supervised as supervised now, and
+        return (id, code, status, main department, deadline) of those this transaction won: candidates taken
+        with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite renders none: one writer at a time), then one
+        compare-and-set ``UPDATE … WHERE supervised_at IS NULL … RETURNING``."""
+        due = (Incident.status.in_(OPEN), Incident.deadline_at < now, Incident.suspended_at.is_(None),
+               Incident.supervised_at.is_(None))
+        ids = list(self.session.scalars(select(Incident.id).where(*due).order_by(Incident.deadline_at, Incident.id)
+                                        .limit(limit).with_for_update(skip_locked=True)))
+        if not ids:
+            return []
+        won = self.session.execute(
+            update(Incident).where(Incident.id.in_(ids), *due)
+            .values(supervised_at=now, version=Incident.version + 1)
+            .returning(Incident.id, Incident.code, Incident.status, Incident.main_department_id, Incident.deadline_at)
+            .execution_options(synchronize_session=False)).all()
+        raised = {row.id for row in won}
+        for obj in list(self.session.identity_map.values()):  # copies this session holds are now out of date
+            if isinstance(obj, Incident) and obj.id in raised:
+                self.session.expire(obj)
+        return sorted(tuple(r) for r in won)
 
     def waiting(self, *, limit: int) -> list[tuple[int, str]]:
         """(id, status) of open, unsuspended incidents, the longest-waiting first."""

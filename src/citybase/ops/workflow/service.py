@@ -69,7 +69,9 @@ def _step(session: Session, inc: Incident, actor: Actor, action: str, to_status:
 
 
 def get_incident(*, session: Session, incident_id: int, lock: bool = False) -> Incident:
-    """The incident with this id (``lock``: locked for this transaction); NotFound when there is none."""
+    """The incident, or NotFound. ``lock`` takes its row lock on PostgreSQL (FOR UPDATE) so a step waits for
+    a concurrent one; SQLite has no row locks, and there the version column makes the later of two
+    conflicting steps fail at flush (StaleDataError, answered 409) instead of overwriting the first."""
     inc = IncidentRepository(session).incident(incident_id, lock=lock)
     if inc is None:
         raise NotFound(Msg('no incident #{incident_id}', incident_id=incident_id), fix=Msg('List incidents with GET /api/v1/ops/incidents.'))
@@ -377,22 +379,25 @@ def merge(*, session: Session, incident: Incident, into: Incident, actor: Actor,
     return incident
 
 
-def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[Supervision]:
+def supervise_overdue(*, session: Session, now: datetime | None = None, limit: int = 1000) -> list[Supervision]:
     """督办: raise one supervision for each open, unsuspended incident past its deadline, addressed to the
-    main department's supervisor; each also becomes a bus event."""
+    main department's supervisor; each also becomes a bus event. Never commits.
+
+    Safe when several processes sweep at once: on PostgreSQL each takes its candidates with
+    ``FOR UPDATE SKIP LOCKED`` (so they share the work out); on both engines only the sweep whose
+    compare-and-set ``UPDATE … WHERE supervised_at IS NULL`` matched the row raises the supervision,
+    and a unique key on (incident, missed deadline) refuses a second one."""
     now = now or utcnow()
     out = []
-    for inc in IncidentRepository(session).overdue(now, limit=1000):
-        inc.supervised_at = now
-        s = Supervision(incident_id=inc.id, department_id=inc.main_department_id, created_at=now,
-                        reason=f"超期未办结：期限 {as_utc(inc.deadline_at).astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
+    for iid, code, status, dept, deadline in IncidentRepository(session).take_overdue(now, limit=limit):
+        s = Supervision(incident_id=iid, department_id=dept, deadline_at=deadline, created_at=now,
+                        reason=f"超期未办结：期限 {as_utc(deadline).astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
         session.add(s)
         out.append(s)
-        session.add(TimelineEntry(incident_id=inc.id, at=now, actor="system", action="supervise",
-                                  from_status=inc.status, to_status=inc.status, reason=s.reason, data="{}"))
+        session.add(TimelineEntry(incident_id=iid, at=now, actor="system", action="supervise",
+                                  from_status=status, to_status=status, reason=s.reason, data="{}"))
         outbox.queue(session, "citybase.ops.incident.supervised", {
-            "incident_id": inc.id, "code": inc.code, "department_id": inc.main_department_id,
-            "deadline_at": as_utc(inc.deadline_at).isoformat()})
+            "incident_id": iid, "code": code, "department_id": dept, "deadline_at": as_utc(deadline).isoformat()})
     session.flush()
     return out
 
