@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -14,9 +15,11 @@ from sqlalchemy import Engine
 
 from citybase import __version__
 from citybase.api import problems
+from citybase.api.inputs import refuse_invalid_input
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
+from citybase.ops.open311 import Open311Route
 from citybase.ops.open311 import router as open311_router
 from citybase.ops.router import router as ops_router
 from citybase.registry.router import router as registry_router
@@ -64,6 +67,73 @@ def check_every_route_declares_access(app: FastAPI) -> None:
     missing = [f"{sorted(r.methods)} {r.path}" for r in api_routes(app) if r.allow is None]
     if missing:
         raise RuntimeError(f"routes without an Allow(...) declaration: {', '.join(missing)}")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {problems.PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+def _open311_error(description: str) -> dict[str, Any]:
+    return {"description": description + " (the GeoReport v2 error list, in the format of the URL; "
+            "problem+json when the request accepts application/problem+json)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
+                        "text/xml": {"schema": {"type": "string"}},
+                        problems.PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+UNAVAILABLE = "the database or the bus is unavailable for a moment; retry after Retry-After seconds"
+
+
+def error_responses(route: APIRoute, allow_: Allow | None) -> dict[int | str, dict[str, Any]]:
+    """The error statuses an operation can answer, each with its schema: what every route says once."""
+    has_ids = "{" in route.path_format
+    writes = bool(set(route.methods or ()) - {"GET", "HEAD", "OPTIONS"})
+    if isinstance(route, Open311Route):  # the spec's errors: 400 for the client's mistakes, 403 for the key
+        out: dict[int | str, dict[str, Any]] = {
+            400: _open311_error("a parameter is missing or wrong"),
+            403: _open311_error("the api_key is missing, unknown or not allowed to do this"),
+            503: _open311_error(UNAVAILABLE)}
+        if has_ids:
+            out[404] = _open311_error("no such service, request, token or format")
+        return out
+    out = {401: _problem("the bearer token is missing, unknown, expired or revoked" if not (allow_ and allow_.public)
+                         else "a bearer token was sent and it is unknown, expired or revoked")}
+    if not (allow_ and allow_.public):
+        out[403] = _problem("the caller's roles may not call this endpoint")
+    if has_ids:
+        out[404] = _problem("nothing has the id or code in the path")
+    if writes:
+        out[409] = _problem("the change conflicts with the current state (a workflow step not possible now, "
+                            "a key already taken)")
+    out[422] = _problem("a parameter or the body is invalid; `errors` lists each one")
+    out[503] = _problem(UNAVAILABLE)
+    return out
+
+
+def document_errors(app: FastAPI) -> None:
+    """Add every error status to every operation of the OpenAPI, as problem+json with the ProblemDetails
+    schema (Open311 routes: the spec's error list), instead of FastAPI's bare application/json 422."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            route.responses = {**error_responses(route, route_allow(route)), **route.responses}
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            defs = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(defs.pop("$defs", {}))
+            components["ProblemDetails"] = defs
+            components["Open311Errors"] = {"type": "array", "items": {
+                "type": "object", "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+                "required": ["code", "description"]}}
+            for name in ("HTTPValidationError", "ValidationError"):  # no operation refers to them now
+                components.pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def load_classifier(settings: Settings):
@@ -128,7 +198,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.classifier = load_classifier(settings)
     problems.install(app)
 
-    api = APIRouter(prefix=API_PREFIX)
+    # every route's text is checked once, before its own validation (see citybase.api.inputs)
+    guard = [Depends(refuse_invalid_input)]
+    api = APIRouter(prefix=API_PREFIX, dependencies=guard)
     api.include_router(geo_router)
     api.include_router(registry_router)
     api.include_router(security_router)
@@ -139,8 +211,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
-    app.include_router(open311_router)
-    app.include_router(web_router)
+    app.include_router(open311_router, dependencies=guard)
+    app.include_router(web_router, dependencies=guard)
     check_every_route_declares_access(app)
+    document_errors(app)
     return app
 

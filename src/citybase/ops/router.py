@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from citybase.bus import Context
 from citybase.core.errors import Forbidden, InvalidInput
-from citybase.core.schemas import Page
+from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.core.timeutil import utcnow
 from citybase.geo import service as geo
 from citybase.ops import flows, metrics, service
@@ -40,6 +40,7 @@ from citybase.security.deps import allow, get_session, request_id
 from citybase.security.roles import PUBLIC, STAFF
 from citybase.security.service import Principal
 from citybase.storage.paging import page_of
+from citybase.storage.text import contains
 
 router = APIRouter(prefix="/ops", tags=["一网统管 incident loop"])
 CONTACT_ROLES = frozenset({"dispatcher", "handler"})  # they call reporters back (先行联系, 回访)
@@ -103,7 +104,7 @@ def list_categories(_: Principal = Depends(allow(PUBLIC)), session: Session = De
 
 
 @router.put("/categories/{code}", response_model=CategoryRead, summary="Create or change a category")
-def put_category(code: str, body: CategoryWrite, _: Principal = Depends(allow("admin")),
+def put_category(code: FilterText, body: CategoryWrite, _: Principal = Depends(allow("admin")),
                  session: Session = Depends(get_session)) -> CategoryRead:
     return CategoryRead.of(service.upsert_category(session=session, code=code, **body.model_dump()))
 
@@ -119,12 +120,12 @@ def add_rule(body: RuleWrite, _: Principal = Depends(allow("admin")), session: S
 
 
 @router.delete("/rules/{rule_id}", response_model=RuleRead, summary="Retire a rule (history keeps it)")
-def retire_rule(rule_id: int, _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> RuleRead:
+def retire_rule(rule_id: Id, _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> RuleRead:
     return RuleRead.of(service.retire_rule(session=session, rule_id=rule_id))
 
 
 @router.get("/route", summary="Which department a category goes to at a point, and which rule says so")
-def preview_route(category_code: str, lon: float, lat: float, _: Principal = Depends(allow(*STAFF)),
+def preview_route(category_code: FilterText, lon: float, lat: float, _: Principal = Depends(allow(*STAFF)),
                   session: Session = Depends(get_session)) -> dict:
     service.get_category(session=session, code=category_code)
     loc = geo.locate(session=session, lon=lon, lat=lat)
@@ -215,11 +216,11 @@ LIGHT_ORDER = ("red", "yellow", "green", "grey")
 
 
 @router.get("/incidents", response_model=Page[IncidentRead], summary="Incidents, most urgent first")
-def list_incidents(request: Request, status: str | None = Query(None, description="comma-separated statuses"),
-                   department_id: int | None = None, street_id: int | None = None, grid_id: int | None = None,
-                   street_code: str | None = None,
-                   category_code: str | None = None, channel: str | None = None, q: str | None = None,
-                   page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+def list_incidents(request: Request, status: FilterText | None = Query(None, description="comma-separated statuses"),
+                   department_id: Id | None = None, street_id: Id | None = None, grid_id: Id | None = None,
+                   street_code: FilterText | None = None,
+                   category_code: FilterText | None = None, channel: FilterText | None = None,
+                   q: FilterText | None = None, page: PageNo = 1, page_size: PageSize = 50,
                    p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[IncidentRead]:
     query = select(Incident)
     if status:
@@ -236,7 +237,7 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
     if street_code:
         query = query.where(Incident.street_id == geo.get_area(session=session, code=street_code).id)
     if q:
-        query = query.where(Incident.description.contains(q) | (Incident.code == q))
+        query = query.where(contains(Incident.description, q) | (Incident.code == q))
     now = utcnow()
     # red (past deadline) first, then yellow, then the rest; within each, the nearest deadline first
     light = case((Incident.deadline_at.is_(None), 3), (Incident.deadline_at < now, 0), (Incident.warn_at <= now, 1),
@@ -251,7 +252,7 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail, summary="An incident with tasks and timeline")
-def get_incident(incident_id: int, request: Request, p: Principal = Depends(allow(*STAFF)),
+def get_incident(incident_id: Id, request: Request, p: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session)) -> IncidentDetail:
     inc = service.get_incident(session=session, incident_id=incident_id)
     return _detail(request, p, session, inc)
@@ -270,7 +271,7 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
 
 
 @router.get("/tasks", response_model=list[TaskWithIncident], summary="My department's open tasks, with their incidents")
-def my_tasks(request: Request, status: str = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
+def my_tasks(request: Request, status: FilterText = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
              session: Session = Depends(get_session)) -> list[TaskWithIncident]:
     if p.department_id is None:
         raise Forbidden("your account belongs to no department", fix="Ask an admin to set your department.")
@@ -363,7 +364,7 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
 
 
 def _make_action_route(action: str, roles: tuple[str, ...], summary: str) -> None:
-    def endpoint(incident_id: int, request: Request, body: ActionBody | None = None,
+    def endpoint(incident_id: Id, request: Request, body: ActionBody | None = None,
                  p: Principal = Depends(allow(*roles)), session: Session = Depends(get_session)) -> IncidentDetail:
         inc = service.get_incident(session=session, incident_id=incident_id, lock=True)
         _run(action, session, inc, actor_of(p), body or ActionBody(), p)
@@ -390,7 +391,7 @@ def sweep(request: Request, p: Principal = Depends(allow(*DISPATCH)), session: S
 
 
 @router.get("/supervisions", summary="Open supervisions (督办)")
-def supervisions(department_id: int | None = None, _: Principal = Depends(allow(*STAFF)),
+def supervisions(department_id: Id | None = None, _: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session)) -> list[dict]:
     q = select(Supervision).where(Supervision.resolved_at.is_(None)).order_by(Supervision.id.desc()).limit(500)
     if department_id is not None:
@@ -461,7 +462,7 @@ def add_webhook(body: dict, _: Principal = Depends(allow("admin")), session: Ses
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", summary="The delivery log of a webhook")
-def webhook_deliveries(webhook_id: int, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(allow("admin")),
+def webhook_deliveries(webhook_id: Id, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(allow("admin")),
                        session: Session = Depends(get_session)) -> list[dict]:
     from citybase.ops.models import WebhookDelivery
 

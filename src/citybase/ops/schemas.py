@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from citybase.core.masking import mask_name, mask_phone
+from citybase.core.schemas import Count, Id, Int32
 from citybase.core.timeutil import to_shanghai, utcnow
 from citybase.ops import deadlines
 from citybase.ops.models import Category, Incident, Reporter, RoutingRule, Task, TimelineEntry
@@ -79,9 +80,9 @@ class RuleWrite(BaseModel):
     hour_to: int | None = Field(None, ge=0, le=24)
     main_department: str = Field(..., description="department code")
     assist_departments: list[str] = []
-    precedence: int = 100
+    precedence: Int32 = 100
     note: str = Field("", max_length=200)
-    replaces_id: int | None = Field(None, description="the rule this one supersedes (it is retired, not rewritten)")
+    replaces_id: Id | None = Field(None, description="the rule this one supersedes (it is retired, not rewritten)")
 
 
 class IncidentCreate(BaseModel):
@@ -90,7 +91,7 @@ class IncidentCreate(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     lat: float | None = Field(None, ge=-90, le=90)
     address: str | None = Field(None, max_length=200)
-    building_id: int | None = None
+    building_id: Id | None = None
     priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
     reporter_name: str | None = Field(None, max_length=32)
     reporter_phone: str | None = Field(None, max_length=20)
@@ -110,15 +111,15 @@ class ActionBody(BaseModel):
     result: str | None = Field(None, max_length=2000)
     category_code: str | None = None
     priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
-    main_department_id: int | None = None
-    assist_department_ids: list[int] | None = None
-    task_id: int | None = None
-    days: int | None = None
+    main_department_id: Id | None = None
+    assist_department_ids: list[Id] | None = None
+    task_id: Id | None = None
+    days: Count | None = None
     approve: bool | None = None
     passed: bool | None = None
     rating: str | None = None
     comment: str | None = Field(None, max_length=500)
-    into_id: int | None = None
+    into_id: Id | None = None
 
 
 class TaskRead(BaseModel):
