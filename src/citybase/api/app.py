@@ -85,53 +85,69 @@ def _open311_error(description: str) -> dict[str, Any]:
 UNAVAILABLE = "the database or the bus is unavailable for a moment; retry after Retry-After seconds"
 
 
-def error_responses(route: APIRoute, allow_: Allow | None) -> dict[int | str, dict[str, Any]]:
-    """The error statuses an operation can answer, each with its schema: what every route says once."""
-    has_ids = "{" in route.path_format
-    writes = bool(set(route.methods or ()) - {"GET", "HEAD", "OPTIONS"})
-    if isinstance(route, Open311Route):  # the spec's errors: 400 for the client's mistakes, 403 for the key
-        out: dict[int | str, dict[str, Any]] = {
-            400: _open311_error("a parameter is missing or wrong"),
-            403: _open311_error("the api_key is missing, unknown or not allowed to do this"),
-            503: _open311_error(UNAVAILABLE)}
-        if has_ids:
-            out[404] = _open311_error("no such service, request, token or format")
+def error_responses(methods: frozenset[str], allow_: Allow | None, open311: bool,
+                    names_something: bool) -> dict[str, dict[str, Any]]:
+    """The error statuses an operation can answer, each with its schema: what every route says once.
+
+    404 goes to every operation that names something (in the path, a filter or the body: an area code,
+    a building id, a point), since what it names may not exist."""
+    writes = bool(methods - {"GET", "HEAD", "OPTIONS"})
+    if open311:  # the spec's errors: 400 for the client's mistakes, 403 for the key, 404 for unknown ids
+        out = {"400": _open311_error("a parameter is missing or wrong"),
+               "403": _open311_error("the api_key is missing, unknown or not allowed to do this"),
+               "503": _open311_error(UNAVAILABLE)}
+        if names_something:
+            out["404"] = _open311_error("no such service, request, token or format")
         return out
-    out = {401: _problem("the bearer token is missing, unknown, expired or revoked" if not (allow_ and allow_.public)
-                         else "a bearer token was sent and it is unknown, expired or revoked")}
-    if not (allow_ and allow_.public):
-        out[403] = _problem("the caller's roles may not call this endpoint")
-    if has_ids:
-        out[404] = _problem("nothing has the id or code in the path")
+    public = allow_ is not None and allow_.public
+    out = {"401": _problem("a bearer token was sent and it is unknown, expired or revoked" if public
+                           else "the bearer token is missing, unknown, expired or revoked")}
+    if not public:
+        out["403"] = _problem("the caller's roles may not call this endpoint")
+    if names_something:
+        out["404"] = _problem("something the request names does not exist (an id or code in the path, "
+                              "an area or department in a filter or the body, a point outside the city)")
     if writes:
-        out[409] = _problem("the change conflicts with the current state (a workflow step not possible now, "
-                            "a key already taken)")
-    out[422] = _problem("a parameter or the body is invalid; `errors` lists each one")
-    out[503] = _problem(UNAVAILABLE)
+        out["409"] = _problem("the change conflicts with the current state (a workflow step not possible now, "
+                              "a key already taken)")
+    out["422"] = _problem("a parameter or the body is invalid; `errors` lists each one")
+    out["503"] = _problem(UNAVAILABLE)
     return out
 
 
 def document_errors(app: FastAPI) -> None:
-    """Add every error status to every operation of the OpenAPI, as problem+json with the ProblemDetails
-    schema (Open311 routes: the spec's error list), instead of FastAPI's bare application/json 422."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.include_in_schema:
-            route.responses = {**error_responses(route, route_allow(route)), **route.responses}
+    """Every error status in every operation of the OpenAPI, as problem+json with the ProblemDetails schema
+    (Open311's routes: the spec's error list), instead of FastAPI's application/json 422 alone."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            defs = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(defs.pop("$defs", {}))
-            components["ProblemDetails"] = defs
-            components["Open311Errors"] = {"type": "array", "items": {
-                "type": "object", "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
-                "required": ["code", "description"]}}
-            for name in ("HTTPValidationError", "ValidationError"):  # no operation refers to them now
-                components.pop(name, None)
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for ctx in iter_route_contexts(app.routes):
+            route = ctx.original_route
+            if not isinstance(route, APIRoute) or ctx.path_format not in schema.get("paths", {}):
+                continue
+            for method in ctx.methods or ():
+                operation = schema["paths"][ctx.path_format].get(method.lower())
+                if operation is not None:
+                    errors = error_responses(frozenset(ctx.methods or ()), route_allow(route),
+                                             isinstance(route, Open311Route),
+                                             bool(operation.get("parameters") or operation.get("requestBody")))
+                    declared = operation.setdefault("responses", {})
+                    declared.pop("422", None)  # FastAPI's own, as application/json: replaced by ours
+                    declared.update({k: v for k, v in errors.items() if k not in declared})
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        defs = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(defs.pop("$defs", {}))
+        components["ProblemDetails"] = defs
+        components["Open311Errors"] = {"type": "array", "items": {
+            "type": "object", "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+            "required": ["code", "description"]}}
+        for name in ("HTTPValidationError", "ValidationError"):  # no operation refers to them any more
+            components.pop(name, None)
+        app.openapi_schema = schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

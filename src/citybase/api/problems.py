@@ -83,6 +83,11 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             return problem(405, "Method not allowed", f"{request.method} is not allowed on {request.url.path}",
                            fix="See /docs for the methods this path accepts.", instance=request.url.path)
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, not a form): like malformed JSON
+            return problem(422, "Invalid request", f"the body could not be read ({exc.detail})",
+                           type_="https://citybase.dev/problems/invalid-input",
+                           fix="Send UTF-8 JSON (or a well-formed form where the endpoint takes one).",
+                           instance=request.url.path)
         return problem(exc.status_code, "HTTP error", str(exc.detail), instance=request.url.path)
 
     app.add_middleware(CatchAll)
