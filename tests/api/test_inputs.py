@@ -162,3 +162,4 @@ def test_like_wildcards_in_the_incident_search_are_plain_characters(client, city
     assert all("%" in i["description"] for i in found)  # before, % matched every incident
     assert client.get("/api/v1/ops/incidents", params={"q": "路灯_亮", "page_size": 500},
                       headers=who).json()["total"] == 0  # _ is not "any one character"
+

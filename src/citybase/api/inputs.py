@@ -2,8 +2,9 @@
 
 JSON has no NaN or Infinity and Python's parser accepts both; a lone UTF-16 surrogate ("\\ud800")
 is not text and cannot be encoded again; PostgreSQL cannot store a NUL character (SQLite can, so
-refusing it everywhere keeps both engines alike). Declared once as a dependency of every router,
-so a new route cannot forget it."""
+refusing it everywhere keeps both engines alike). Declared once, in api/app.py, as a dependency of the
+/api/v1 router and the pages, so a new route there cannot forget it. Open311 checks its own parameters
+and answers in the spec's terms (a NUL in an id there is an unknown id, 404)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ FIX = ("Send finite numbers and plain UTF-8 text: no NaN or Infinity, no NUL cha
 
 def _text_problem(s: str) -> str | None:
     if "\x00" in s:
-        return "contains a NUL character (\\u0000)"
+        return "contains control characters (a NUL, \\u0000), which cannot be stored"
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
