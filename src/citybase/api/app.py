@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -14,12 +15,14 @@ from sqlalchemy import Engine
 
 from citybase import __version__
 from citybase.api import observability, problems
+from citybase.api.inputs import refuse_invalid_input
 from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
 from citybase.geo.router import router as geo_router
 from citybase.kernel.outbox import Relay
 from citybase.ops.domain import DOMAIN as OPS
+from citybase.ops.intake.open311 import Open311Route
 from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
 from citybase.security.roles import PUBLIC
@@ -65,6 +68,89 @@ def check_every_route_declares_access(app: FastAPI) -> None:
     missing = [f"{sorted(r.methods)} {r.path}" for r in api_routes(app) if r.allow is None]
     if missing:
         raise RuntimeError(f"routes without an Allow(...) declaration: {', '.join(missing)}")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {problems.PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+def _open311_error(description: str) -> dict[str, Any]:
+    return {"description": description + " (the GeoReport v2 error list, in the format of the URL; "
+            "problem+json when the request accepts application/problem+json)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
+                        "text/xml": {"schema": {"type": "string"}},
+                        problems.PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+UNAVAILABLE = "the database or the bus is unavailable for a moment; retry after Retry-After seconds"
+
+
+def error_responses(methods: frozenset[str], allow_: Allow | None, open311: bool,
+                    names_something: bool) -> dict[str, dict[str, Any]]:
+    """The error statuses an operation can answer, each with its schema: what every route says once.
+
+    404 goes to every operation that names something (in the path, a filter or the body: an area code,
+    a building id, a point), since what it names may not exist."""
+    writes = bool(methods - {"GET", "HEAD", "OPTIONS"})
+    if open311:  # the spec's errors: 400 for the client's mistakes, 403 for the key, 404 for unknown ids
+        out = {"400": _open311_error("a parameter is missing or wrong"),
+               "403": _open311_error("the api_key is missing, unknown or not allowed to do this"),
+               "503": _open311_error(UNAVAILABLE)}
+        if names_something:
+            out["404"] = _open311_error("no such service, request, token or format")
+        return out
+    public = allow_ is not None and allow_.public
+    out = {"401": _problem("a bearer token was sent and it is unknown, expired or revoked" if public
+                           else "the bearer token is missing, unknown, expired or revoked")}
+    if not public:
+        out["403"] = _problem("the caller's roles may not call this endpoint")
+    if names_something:
+        out["404"] = _problem("something the request names does not exist (an id or code in the path, "
+                              "an area or department in a filter or the body, a point outside the city)")
+    if writes:
+        out["409"] = _problem("the change conflicts with the current state (a workflow step not possible now, "
+                              "a key already taken)")
+    out["422"] = _problem("a parameter or the body is invalid; `errors` lists each one")
+    out["503"] = _problem(UNAVAILABLE)
+    return out
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every error status in every operation of the OpenAPI, as problem+json with the ProblemDetails schema
+    (Open311's routes: the spec's error list), instead of FastAPI's application/json 422 alone."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for ctx in iter_route_contexts(app.routes):
+            route = ctx.original_route
+            if not isinstance(route, APIRoute) or ctx.path_format not in schema.get("paths", {}):
+                continue
+            for method in ctx.methods or ():
+                operation = schema["paths"][ctx.path_format].get(method.lower())
+                if operation is not None:
+                    errors = error_responses(frozenset(ctx.methods or ()), route_allow(route),
+                                             isinstance(route, Open311Route),
+                                             bool(operation.get("parameters") or operation.get("requestBody")))
+                    declared = operation.setdefault("responses", {})
+                    declared.pop("422", None)  # FastAPI's own, as application/json: replaced by ours
+                    declared.update({k: v for k, v in errors.items() if k not in declared})
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        defs = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(defs.pop("$defs", {}))
+        components["ProblemDetails"] = defs
+        components["Open311Errors"] = {"type": "array", "items": {
+            "type": "object", "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+            "required": ["code", "description"]}}
+        for name in ("HTTPValidationError", "ValidationError"):  # no operation refers to them any more
+            components.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def load_classifier(settings: Settings):
@@ -160,7 +246,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(LanguageMiddleware)
     app.add_middleware(observability.RequestContextMiddleware)  # outermost: its id and timing cover all
 
-    api = APIRouter(prefix=API_PREFIX)
+    # every route's text is checked once, before its own validation (see citybase.api.inputs)
+    guard = [Depends(refuse_invalid_input)]
+    api = APIRouter(prefix=API_PREFIX, dependencies=guard)
     api.include_router(geo_router)
     api.include_router(registry_router)
     api.include_router(security_router)
@@ -174,8 +262,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(api)
     app.include_router(observability.router)
     for router in OPS.root_routers():
-        app.include_router(router)
-    app.include_router(web_router)
+        app.include_router(router)  # Open311 checks its own parameters, answering in the spec's terms
+    app.include_router(web_router, dependencies=guard)
     check_every_route_declares_access(app)
+    document_errors(app)
     return app
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citybase.core.errors import CitybaseError
 from citybase.core.i18n import render, translate
@@ -18,6 +21,26 @@ from citybase.storage.db import stale_conflict
 
 log = logging.getLogger("citybase.api")
 PROBLEM = "application/problem+json"
+ECHO_LIMIT = 200  # characters of a refused input echoed back
+
+
+class InputError(BaseModel):
+    where: str = Field(..., description="which parameter, e.g. query parameter 'page' or body parameter 'lon'")
+    problem: str
+    input: str | int | float | bool | None = Field(None, description="the value refused (shortened), if it "
+                                                   "can be shown")
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error of the API (RFC 9457), as application/problem+json."""
+
+    type: str = Field(..., description="a URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str = Field(..., description="what was wrong")
+    fix: str | None = Field(None, description="what to do about it")
+    instance: str | None = Field(None, description="the path of the request")
+    errors: list[InputError] | None = Field(None, description="each refused input (422 only)")
 
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank", fix: str | None = None,
@@ -53,7 +76,7 @@ def install(app: FastAPI) -> None:
     async def _transient(request: Request, exc: Exception) -> JSONResponse:
         err = faults.unavailable(exc)
         if err is None:  # a subclass that is a bug after all (never happens for the classes below)
-            return await _unexpected(request, exc)
+            raise exc  # the catch-all middleware answers it as a 500
         log.warning("503 on %s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__,
                     str(exc).splitlines()[0] if str(exc) else "")
         return await _domain(request, err)
@@ -69,8 +92,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"where": _where(tuple(e.get("loc", ()))), "problem": e.get("msg", ""),
-                   "input": e.get("input") if isinstance(e.get("input"), str | int | float | None) else None}
-                  for e in exc.errors()]
+                   "input": _echo(e.get("input"))} for e in exc.errors()]
         detail = "; ".join(f"{e['where']}: {e['problem']}" for e in errors)
         return problem(422, "Invalid request", detail, type_="https://citybase.dev/problems/invalid-input",
                        fix="Correct the listed parameters; the OpenAPI description at /docs shows each one.",
@@ -84,11 +106,61 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             return problem(405, "Method not allowed", f"{request.method} is not allowed on {request.url.path}",
                            fix="See /docs for the methods this path accepts.", instance=request.url.path)
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, not a form): like malformed JSON
+            return problem(422, "Invalid request", f"the body could not be read ({exc.detail})",
+                           type_="https://citybase.dev/problems/invalid-input",
+                           fix="Send UTF-8 JSON (or a well-formed form where the endpoint takes one).",
+                           instance=request.url.path)
         return problem(exc.status_code, "HTTP error", str(exc.detail), instance=request.url.path)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "the server failed while handling this request",
-                       fix="This is a bug in citybase, not in your request; report it with the time and path.",
-                       instance=request.url.path)
+    app.add_middleware(CatchAll)
+
+
+def _echo(value: Any) -> str | int | float | bool | None:
+    """The refused input as it can be shown in JSON: shortened, and nothing JSON cannot carry (NaN,
+    Infinity, unpaired surrogates) — echoing those made the 422 itself fail as a 500."""
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value if len(value) <= ECHO_LIMIT else value[:ECHO_LIMIT] + "…"
+    return None
+
+
+class CatchAll:
+    """Answer an unexpected error with a problem+json 500 and keep the connection open.
+
+    Starlette's handler for ``Exception`` re-raises after answering, so the server closes the
+    keep-alive connection of the client; this middleware sits inside it and does not re-raise."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            path = scope.get("path", "")
+            log.exception("unhandled error on %s %s", scope.get("method"), path)
+            if started:
+                raise  # half an answer is out: only closing the connection tells the client
+            response = problem(500, "Internal error", "the server failed while handling this request",
+                               fix="This is a bug in citybase, not in your request; report it with the time "
+                                   "and path.", instance=path)
+            await response(scope, receive, send)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from citybase.core.schemas import Page
+from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.geo import service
 from citybase.geo.models import Area, Building
 from citybase.geo.repository import geo_repository
@@ -27,7 +27,7 @@ def area_read(a: Area) -> AreaRead:
 
 
 @router.get("/areas", response_model=list[AreaRead], summary="Areas by level and parent")
-def list_areas(level: str | None = LEVEL, parent: str | None = Query(None, description="parent area code"),
+def list_areas(level: str | None = LEVEL, parent: FilterText | None = Query(None, description="parent area code"),
                _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> list[AreaRead]:
     return [area_read(a) for a in service.list_areas(session=session, level=level, parent_code=parent)]
 
@@ -40,13 +40,13 @@ def area_tree(depth: int = Query(3, ge=1, le=4), _: Principal = Depends(allow(PU
 
 @router.get("/areas/geojson", summary="GeoJSON FeatureCollection of one level")
 def areas_geojson(level: str = Query("street", pattern="^(district|street|community|grid)$"),
-                  parent: str | None = None, _: Principal = Depends(allow(PUBLIC)),
+                  parent: FilterText | None = None, _: Principal = Depends(allow(PUBLIC)),
                   session: Session = Depends(get_session)) -> dict[str, Any]:
     return service.areas_geojson(session=session, level=level, parent_code=parent)
 
 
 @router.get("/areas/{code}", response_model=AreaRead, summary="One area by code")
-def get_area(code: str, _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> AreaRead:
+def get_area(code: FilterText, _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> AreaRead:
     return area_read(service.get_area(session=session, code=code))
 
 
@@ -69,9 +69,9 @@ def building_read(b: Building, grid_codes: dict[int, str]) -> BuildingRead:
 
 
 @router.get("/buildings", response_model=Page[BuildingRead], summary="Buildings, filtered by area, road and use")
-def list_buildings(area: str | None = Query(None, description="street, community or grid code"),
-                   road: str | None = None, use: str | None = None,
-                   page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+def list_buildings(area: FilterText | None = Query(None, description="street, community or grid code"),
+                   road: FilterText | None = None, use: FilterText | None = None,
+                   page: PageNo = 1, page_size: PageSize = 50,
                    _: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[BuildingRead]:
     repo = geo_repository(session)
     area_obj = service.get_area(session=session, code=area) if area else None
@@ -81,7 +81,7 @@ def list_buildings(area: str | None = Query(None, description="street, community
 
 
 @router.get("/buildings/{building_id}", response_model=BuildingRead, summary="One building")
-def get_building(building_id: int, _: Principal = Depends(allow(*STAFF)),
+def get_building(building_id: Id, _: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session)) -> BuildingRead:
     b = service.get_building(session=session, building_id=building_id)
     grid = geo_repository(session).area_by_id(b.grid_id)

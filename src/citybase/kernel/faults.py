@@ -21,10 +21,25 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLite raises OperationalError for bugs too (no such table, a syntax error): only these messages pass.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open database", "disk i/o error",
+                     "database or disk is full")
+
+
+def _is_bug(exc: BaseException) -> bool:
+    """An OperationalError that is a fault in citybase's SQL, not the database being away."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None and type(orig).__module__ == "sqlite3":
+        return not any(m in str(orig).lower() for m in _SQLITE_TRANSIENT)
+    return False
+
+
 def unavailable(exc: BaseException) -> Unavailable | None:
-    """The 503 to answer for a transient server-side failure, or None if ``exc`` is not one."""
+    """The 503 to answer for a transient server-side failure, or None if ``exc`` is not one (a bug: 500)."""
     if isinstance(exc, Unavailable):
         return exc
+    if _is_bug(exc):
+        return None
     if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
         what = "the database connection was lost"
     elif isinstance(exc, sa.OperationalError | sa.DisconnectionError | psycopg.OperationalError):

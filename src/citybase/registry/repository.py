@@ -6,6 +6,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from citybase.registry.models import Department, LegalEntity, Person
+from citybase.storage.text import contains
 
 
 def persons_query(*, buildings: Select | None = None, building_id: int | None = None,
@@ -35,7 +36,7 @@ def entities_query(*, buildings: Select | None = None, entity_type: str | None =
     if industry_code:
         q = q.where(LegalEntity.industry_code == industry_code)
     if name:
-        q = q.where(LegalEntity.name.contains(name))
+        q = q.where(contains(LegalEntity.name, name))
     if uscc:
         q = q.where(LegalEntity.uscc == uscc)
     return q

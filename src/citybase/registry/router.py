@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from citybase.core.errors import InvalidIdentifier, InvalidInput
 from citybase.core.i18n import render
 from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
-from citybase.core.schemas import Page
+from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.geo import service as geo
 from citybase.kernel import outbox
 from citybase.registry import repository as repo
@@ -50,14 +50,14 @@ def _area_filter(session: Session, code: str | None):
 
 
 @router.get("/departments", response_model=list[DepartmentRead], summary="Departments and their duties")
-def list_departments(kind: str | None = None, _: Principal = Depends(allow(*STAFF)),
+def list_departments(kind: FilterText | None = None, _: Principal = Depends(allow(*STAFF)),
                      session: Session = Depends(get_session)) -> list[DepartmentRead]:
     codes = geo.area_codes(session=session)
     return [DepartmentRead.of(d, codes) for d in repo.departments(session, kind)]
 
 
 @router.get("/departments/{code}", response_model=DepartmentRead, summary="One department")
-def get_department(code: str, _: Principal = Depends(allow(*STAFF)),
+def get_department(code: FilterText, _: Principal = Depends(allow(*STAFF)),
                    session: Session = Depends(get_session)) -> DepartmentRead:
     d = service.get_department(session=session, code=code)
     codes = geo.area_codes(session=session)
@@ -65,11 +65,11 @@ def get_department(code: str, _: Principal = Depends(allow(*STAFF)),
 
 
 @router.get("/persons", response_model=Page[PersonRead], summary="Persons (masked unless your role needs them)")
-def list_persons(request: Request, area: str | None = Query(None, description="street, community or grid code"),
-                 building_id: int | None = None,
-                 name: str | None = Query(None, description="exact name; only for roles that see names in full"),
-                 id_number: str | None = Query(None, description="exact ID number; only for roles that see it in full"),
-                 household_no: str | None = None, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+def list_persons(request: Request, area: FilterText | None = Query(None, description="street, community or grid code"),
+                 building_id: Id | None = None,
+                 name: FilterText | None = Query(None, description="exact name; only for roles that see names in full"),
+                 id_number: FilterText | None = Query(None, description="exact ID number; only for roles that see it in full"),
+                 household_no: FilterText | None = None, page: PageNo = 1, page_size: PageSize = 50,
                  p: Principal = Depends(allow(*PERSON_READERS)),
                  session: Session = Depends(get_session)) -> Page[PersonRead]:
     # a filter on a masked field would confirm a guess of the hidden part: only for those who see it
@@ -87,7 +87,7 @@ def list_persons(request: Request, area: str | None = Query(None, description="s
 
 
 @router.get("/persons/{person_id}", response_model=PersonRead, summary="One person")
-def get_person(request: Request, person_id: int, p: Principal = Depends(allow(*PERSON_READERS)),
+def get_person(request: Request, person_id: Id, p: Principal = Depends(allow(*PERSON_READERS)),
                session: Session = Depends(get_session)) -> PersonRead:
     person = service.get_person(session=session, person_id=person_id)
     if p.sees_pii:
@@ -107,10 +107,10 @@ def create_person(request: Request, body: PersonCreate, p: Principal = Depends(a
 
 
 @router.get("/legal-entities", response_model=Page[EntityRead], summary="Legal entities (representatives masked)")
-def list_entities(request: Request, area: str | None = Query(None, description="street, community or grid code"),
-                  entity_type: str | None = None, industry_code: str | None = None,
-                  name: str | None = Query(None, description="part of the name"), uscc: str | None = None,
-                  page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+def list_entities(request: Request, area: FilterText | None = Query(None, description="street, community or grid code"),
+                  entity_type: FilterText | None = None, industry_code: FilterText | None = None,
+                  name: FilterText | None = Query(None, description="part of the name"), uscc: FilterText | None = None,
+                  page: PageNo = 1, page_size: PageSize = 50,
                   p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[EntityRead]:
     q = repo.entities_query(buildings=_area_filter(session, area), entity_type=entity_type, industry_code=industry_code,
                             name=name, uscc=uscc.upper() if uscc else None)
@@ -122,7 +122,7 @@ def list_entities(request: Request, area: str | None = Query(None, description="
 
 
 @router.get("/legal-entities/{entity_id}", response_model=EntityRead, summary="One legal entity")
-def get_entity(request: Request, entity_id: int, p: Principal = Depends(allow(*STAFF)),
+def get_entity(request: Request, entity_id: Id, p: Principal = Depends(allow(*STAFF)),
                session: Session = Depends(get_session)) -> EntityRead:
     e = service.get_entity(session=session, entity_id=entity_id)
     if p.sees_pii:

@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 from citybase.core.masking import mask_id_number, mask_name, mask_phone
+from citybase.core.schemas import Id
 from citybase.registry.models import Department, LegalEntity, Person
 from citybase.registry.service import department_duties
 
@@ -57,7 +58,7 @@ class PersonCreate(BaseModel):
     name: str = Field(..., min_length=1, max_length=32)
     phone: str | None = None
     household_no: str = Field(..., min_length=1, max_length=20)
-    building_id: int | None = None
+    building_id: Id | None = None
     address: str | None = Field(None, description="address in words, matched to a building if building_id is absent")
     sex: str | None = Field(None, pattern="^[MF]$")
     birth_date: date | None = None
@@ -99,7 +100,7 @@ class EntityCreate(BaseModel):
     legal_rep_id_number: str
     registered_capital: float = Field(..., ge=0)
     established_on: date
-    building_id: int | None = None
+    building_id: Id | None = None
     address: str | None = None
 
 

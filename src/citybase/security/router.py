@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from citybase.core.errors import NotFound
 from citybase.core.i18n import Msg
+from citybase.core.schemas import Count, FilterText, Id
 from citybase.core.timeutil import to_shanghai
 from citybase.security import audit, service
 from citybase.security.deps import allow, get_session
@@ -54,14 +55,14 @@ def create_user(body: UserCreate, _: Principal = Depends(allow("admin")),
 
 
 @router.get("/users/{user_id}/tokens", response_model=list[TokenRead], summary="A user's tokens (no secrets)")
-def list_tokens(user_id: int, _: Principal = Depends(allow("admin")),
+def list_tokens(user_id: Id, _: Principal = Depends(allow("admin")),
                 session: Session = Depends(get_session)) -> list[TokenRead]:
     service.get_user(session, user_id)
     return [token_read(t) for t in service.user_tokens(session, user_id)]
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=201, summary="Issue a token")
-def issue_token(user_id: int, body: TokenCreate, _: Principal = Depends(allow("admin")),
+def issue_token(user_id: Id, body: TokenCreate, _: Principal = Depends(allow("admin")),
                 session: Session = Depends(get_session)) -> TokenIssued:
     token, secret = service.issue_token(session, service.get_user(session, user_id), name=body.name,
                                         expires_at=body.expires_at)
@@ -69,7 +70,7 @@ def issue_token(user_id: int, body: TokenCreate, _: Principal = Depends(allow("a
 
 
 @router.delete("/users/{user_id}/tokens/{token_id}", response_model=TokenRead, summary="Revoke a token")
-def revoke_token(user_id: int, token_id: int, _: Principal = Depends(allow("admin")),
+def revoke_token(user_id: Id, token_id: Id, _: Principal = Depends(allow("admin")),
                  session: Session = Depends(get_session)) -> TokenRead:
     if not any(t.id == token_id for t in service.user_tokens(session, user_id)):
         raise NotFound(Msg('user {user_id} has no token {token_id}', user_id=user_id, token_id=token_id), fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
@@ -77,7 +78,7 @@ def revoke_token(user_id: int, token_id: int, _: Principal = Depends(allow("admi
 
 
 @router.get("/audit", response_model=list[AuditRead], summary="Audit entries after a sequence number")
-def list_audit(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000), action: str | None = None,
+def list_audit(after: Count = 0, limit: int = Query(100, ge=1, le=1000), action: FilterText | None = None,
                _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> list[AuditRead]:
     return [AuditRead(seq=e.seq, at=to_shanghai(e.at), actor=e.actor, roles=e.roles, action=e.action,
                       subject_type=e.subject_type, subject_ids=e.subject_ids, fields=e.fields,

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from citybase.core.schemas import Id
+
 
 class UserRead(BaseModel):
     id: int
@@ -20,7 +22,7 @@ class UserCreate(BaseModel):
     username: str = Field(..., min_length=2, max_length=64, pattern=r"^[a-zA-Z0-9_.\-]+$")
     display_name: str = Field(..., min_length=1, max_length=64)
     roles: list[str] = Field(..., min_length=1)
-    department_id: int | None = None
+    department_id: Id | None = None
 
 
 class TokenCreate(BaseModel):

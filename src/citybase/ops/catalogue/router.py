@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from citybase.core.i18n import render
+from citybase.core.schemas import FilterText, Id
 from citybase.geo import service as geo
 from citybase.ops.catalogue import service
 from citybase.ops.catalogue.schemas import CategoryRead, CategoryWrite, RuleRead, RuleWrite
@@ -22,7 +23,7 @@ def list_categories(_: Principal = Depends(allow(PUBLIC)), session: Session = De
 
 
 @router.put("/categories/{code}", response_model=CategoryRead, summary="Create or change a category")
-def put_category(code: str, body: CategoryWrite, _: Principal = Depends(allow("admin")),
+def put_category(code: FilterText, body: CategoryWrite, _: Principal = Depends(allow("admin")),
                  session: Session = Depends(get_session)) -> CategoryRead:
     return CategoryRead.of(service.upsert_category(session=session, code=code, **body.model_dump()))
 
@@ -38,12 +39,12 @@ def add_rule(body: RuleWrite, _: Principal = Depends(allow("admin")), session: S
 
 
 @router.delete("/rules/{rule_id}", response_model=RuleRead, summary="Retire a rule (history keeps it)")
-def retire_rule(rule_id: int, _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> RuleRead:
+def retire_rule(rule_id: Id, _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> RuleRead:
     return RuleRead.of(service.retire_rule(session=session, rule_id=rule_id))
 
 
 @router.get("/route", summary="Which department a category goes to at a point, and which rule says so")
-def preview_route(category_code: str, lon: float, lat: float, _: Principal = Depends(allow(*STAFF)),
+def preview_route(category_code: FilterText, lon: float, lat: float, _: Principal = Depends(allow(*STAFF)),
                   session: Session = Depends(get_session)) -> dict:
     service.get_category(session=session, code=category_code)
     loc = geo.locate(session=session, lon=lon, lat=lat)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from citybase.core.schemas import Id, Int32
 from citybase.core.timeutil import to_shanghai
 from citybase.ops.catalogue.models import Category, RoutingRule
 
@@ -75,6 +76,6 @@ class RuleWrite(BaseModel):
     hour_to: int | None = Field(None, ge=0, le=24)
     main_department: str = Field(..., description="department code")
     assist_departments: list[str] = []
-    precedence: int = 100
+    precedence: Int32 = 100
     note: str = Field("", max_length=200)
-    replaces_id: int | None = Field(None, description="the rule this one supersedes (it is retired, not rewritten)")
+    replaces_id: Id | None = Field(None, description="the rule this one supersedes (it is retired, not rewritten)")

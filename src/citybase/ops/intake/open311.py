@@ -41,6 +41,7 @@ from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFoun
 from citybase.core.i18n import Msg, render, translate
 from citybase.core.masking import mask_text
 from citybase.core.phones import check_phone
+from citybase.core.schemas import INT32_MAX, MAX_PAGE
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
 from citybase.kernel import faults, idempotency, outbox
@@ -754,7 +755,7 @@ def _locate(session: Session, f: _Fields) -> tuple[float | None, float | None, i
         raise Open311Error(400, f"{'long' if lon is None else 'lat'} is missing: lat and long go together",
                            "Send both lat and long, or an address_string or address_id instead.")
     address = _text(f, "address_string", 200)
-    building_id = _int("address_id", f.get("address_id"), 1, 2**31 - 1)
+    building_id = _int("address_id", f.get("address_id"), 1, INT32_MAX)
     if building_id is not None:  # the building wins: the request takes its point and address
         try:
             address = address or geo.get_building(session=session, building_id=building_id).address
@@ -931,7 +932,7 @@ def list_requests(format: str, request: Request, _: Principal = Depends(allow(PU
             rows = [found[i] for i in wanted if i in found]
         else:
             filters = _filtered(session, f, fmt)
-            page = _int("page", f.get("page"), 1, 100_000) or 1
+            page = _int("page", f.get("page"), 1, MAX_PAGE) or 1
             size = _int("page_size", f.get("page_size"), 1, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
             rows = Open311Repository(session).requests(**filters, page=page, size=size)
         body = render_requests(request, session, rows, extensions=extensions)

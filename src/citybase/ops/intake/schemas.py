@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from citybase.core.schemas import Id
 from citybase.ops.workflow.schemas import IncidentRead
 
 
@@ -13,7 +14,7 @@ class IncidentCreate(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     lat: float | None = Field(None, ge=-90, le=90)
     address: str | None = Field(None, max_length=200)
-    building_id: int | None = None
+    building_id: Id | None = None
     priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
     reporter_name: str | None = Field(None, max_length=32)
     reporter_phone: str | None = Field(None, max_length=20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
+from citybase.core.schemas import Id
 from citybase.ops.notifications import service
 from citybase.security.deps import allow, get_session
 from citybase.security.service import Principal
@@ -28,7 +29,7 @@ def add_webhook(body: dict, _: Principal = Depends(allow("admin")), session: Ses
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", summary="The delivery log of a webhook")
-def webhook_deliveries(webhook_id: int, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(allow("admin")),
+def webhook_deliveries(webhook_id: Id, limit: int = Query(100, ge=1, le=1000), _: Principal = Depends(allow("admin")),
                        session: Session = Depends(get_session)) -> list[dict]:
     return [{"event_id": d.event_id, "subject": d.subject, "attempt": d.attempt, "status": d.status,
              "response_code": d.response_code, "error": d.error, "at": d.at}

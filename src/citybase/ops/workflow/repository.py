@@ -17,6 +17,7 @@ from citybase.core.masking import mask_text
 from citybase.ops.workflow.models import Incident, Supervision, Task, TimelineEntry
 from citybase.ops.workflow.states import OPEN
 from citybase.storage.paging import page_of
+from citybase.storage.text import contains
 
 TASK_OPEN = ("pending", "accepted")  # a task still to be done (the others: done, returned, cancelled)
 
@@ -59,7 +60,7 @@ class IncidentRepository:
         if text:
             # the stored text holds every piece of the search between the "*" a masked reader may copy
             pieces = [x for x in text.split("*") if x]
-            query = query.where(and_(*(Incident.description.contains(x) for x in pieces)) | (Incident.code == text))
+            query = query.where(and_(*(contains(Incident.description, x) for x in pieces)) | (Incident.code == text))
         # red (past deadline) first, then yellow, then the rest; within each, the nearest deadline first
         light = case((Incident.deadline_at.is_(None), 3), (Incident.deadline_at < now, 0),
                      (Incident.warn_at <= now, 1), else_=2)

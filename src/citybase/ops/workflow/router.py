@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from citybase.core.errors import Forbidden, InvalidInput
 from citybase.core.i18n import Msg
-from citybase.core.schemas import Page
+from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.ops.http import (
     CONTACT_ROLES,
     _audit_contact,
@@ -45,13 +45,13 @@ def workflow(_: Principal = Depends(allow(PUBLIC))) -> dict:
 
 
 @router.get("/incidents", response_model=Page[IncidentRead], summary="Incidents, most urgent first")
-def list_incidents(request: Request, status: str | None = Query(None, description="comma-separated statuses"),
-                   department_id: int | None = None, street_id: int | None = None, grid_id: int | None = None,
-                   street_code: str | None = None,
-                   category_code: str | None = None, channel: str | None = None,
-                   q: str | None = Query(None, description="an incident code, or words of the description as you see "
+def list_incidents(request: Request, status: FilterText | None = Query(None, description="comma-separated statuses"),
+                   department_id: Id | None = None, street_id: Id | None = None, grid_id: Id | None = None,
+                   street_code: FilterText | None = None,
+                   category_code: FilterText | None = None, channel: FilterText | None = None,
+                   q: FilterText | None = Query(None, description="an incident code, or words of the description as you see "
                                                           "it (masked where your role sees it masked)"),
-                   page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+                   page: PageNo = 1, page_size: PageSize = 50,
                    p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[IncidentRead]:
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
     rows, total = service.list_incidents(session=session, statuses=statuses, department_id=department_id,
@@ -70,7 +70,7 @@ def list_incidents(request: Request, status: str | None = Query(None, descriptio
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail, summary="An incident with tasks and timeline")
-def get_incident(incident_id: int, request: Request, p: Principal = Depends(allow(*STAFF)),
+def get_incident(incident_id: Id, request: Request, p: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session)) -> IncidentDetail:
     inc = service.get_incident(session=session, incident_id=incident_id)
     return _detail(request, p, session, inc)
@@ -91,7 +91,7 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
 
 
 @router.get("/tasks", response_model=list[TaskWithIncident], summary="My department's open tasks, with their incidents")
-def my_tasks(request: Request, status: str = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
+def my_tasks(request: Request, status: FilterText = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
              session: Session = Depends(get_session)) -> list[TaskWithIncident]:
     if p.department_id is None:
         raise Forbidden(Msg('your account belongs to no department'), fix=Msg('Ask an admin to set your department.'))
@@ -165,7 +165,7 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
 
 
 def _make_action_route(action: str, roles: tuple[str, ...], summary: str) -> None:
-    def endpoint(incident_id: int, request: Request, body: ActionBody | None = None,
+    def endpoint(incident_id: Id, request: Request, body: ActionBody | None = None,
                  p: Principal = Depends(allow(*roles)), session: Session = Depends(get_session)) -> IncidentDetail:
         inc = service.get_incident(session=session, incident_id=incident_id, lock=True)
         _run(action, session, inc, actor_of(p), body or ActionBody(), p)
@@ -188,7 +188,7 @@ def sweep(request: Request, p: Principal = Depends(allow(*DISPATCH)), session: S
 
 
 @router.get("/supervisions", summary="Open supervisions (督办)")
-def supervisions(department_id: int | None = None, _: Principal = Depends(allow(*STAFF)),
+def supervisions(department_id: Id | None = None, _: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session)) -> list[dict]:
     return [{"id": s.id, "incident_id": s.incident_id, "department_id": s.department_id, "reason": s.reason,
              "created_at": s.created_at} for s in service.open_supervisions(session=session, department_id=department_id)]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from citybase.core.i18n import from_json, render
 from citybase.core.masking import mask_name, mask_phone, mask_text
+from citybase.core.schemas import Count, Id
 from citybase.core.timeutil import utcnow
 from citybase.ops.notifications.schemas import ReporterRead, _t
 from citybase.ops.workflow import deadlines
@@ -25,15 +26,15 @@ class ActionBody(BaseModel):
     result: str | None = Field(None, max_length=2000)
     category_code: str | None = None
     priority: str | None = Field(None, pattern="^(urgent|normal|low)$")
-    main_department_id: int | None = None
-    assist_department_ids: list[int] | None = None
-    task_id: int | None = None
-    days: int | None = None
+    main_department_id: Id | None = None
+    assist_department_ids: list[Id] | None = None
+    task_id: Id | None = None
+    days: Count | None = None
     approve: bool | None = None
     passed: bool | None = None
     rating: str | None = None
     comment: str | None = Field(None, max_length=500)
-    into_id: int | None = None
+    into_id: Id | None = None
 
 
 def _routing(stored: str | None) -> dict:
