@@ -184,6 +184,8 @@ async def _lifespan(app: FastAPI):
         warm_up(session=session)  # the first requests must not all build the lookup indexes at once
     # The outbox relay runs in every serving process: it publishes this process's commits at once, and on
     # PostgreSQL several processes share the work (SKIP LOCKED).
+    if app.state.relay.ident is not None:  # a relay thread runs once: a second lifespan of the app gets a new one
+        app.state.relay = Relay(app.state.engine, app.state.bus)
     app.state.relay.start()
     workers = []
     if app.state.settings.workers:
