@@ -44,16 +44,17 @@ def compute(*, session: Session, by: str = "department", since: datetime | None 
     database; reads only."""
     repo = metrics_repository(session)
     figures = repo.figures(by=by, since=since, until=until)
-    medians = repo.medians(by=by, since=since, until=until) if any(f["closed"] for f in figures) else {}
+    handling = repo.handling(by=by, since=since, until=until) if any(f["closed"] for f in figures) else {}
     names = _names(session, by)
     out = []
     for f in sorted(figures, key=lambda f: (-f["reports"], f["first_id"])):
-        gkey, median = f["key"], medians.get(f["key"])
+        gkey = f["key"]
+        mean, median = handling.get(gkey, (None, None))
         out.append({
             "key": gkey, "name": names.get(gkey, str(gkey)), "reports": f["reports"], "volume": f["volume"],
             "open": f["open"], "closed": f["closed"],
             "on_time_rate": _ratio(f["on_time"], f["with_deadline"]),
-            "mean_handling_hours": round(f["mean_hours"], 2) if f["mean_hours"] is not None else None,
+            "mean_handling_hours": round(mean, 2) if mean is not None else None,
             "median_handling_hours": round(median, 2) if median is not None else None,
             "satisfaction_rate": _ratio(f["satisfied"], f["rated"]),
             "repeat_rate": _ratio(f["merged"], f["reports"]),
