@@ -11,18 +11,15 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from citybase.core.timeutil import as_utc, utcnow
+from citybase.core.timeutil import utcnow
 from citybase.geo import service as geo
 from citybase.ops.catalogue import service as catalogue
-from citybase.ops.metrics.repository import MetricsRepository
-from citybase.ops.workflow.states import DONE, Status
+from citybase.ops.metrics.repository import metrics_repository
 from citybase.registry import service as registry
 
 
@@ -43,56 +40,45 @@ def _names(session: Session, by: str) -> dict[Any, str]:
 def compute(*, session: Session, by: str = "department", since: datetime | None = None,
             until: datetime | None = None) -> list[dict[str, Any]]:
     """One row of metrics per group (department, street, grid, category, channel or all) for reports
-    taken in [since, until), busiest group first."""
-    key = {"department": 4, "street": 5, "grid": 6, "category": 3, "channel": 2, "all": None}[by]
-    groups: dict[Any, list[tuple]] = defaultdict(list)
-    for row in MetricsRepository(session).rows(since=since, until=until):
-        groups[row[key] if key is not None else "all"].append(tuple(row))
+    taken in [since, until), busiest group first (ties: the group reported first). Grouped in the
+    database; reads only."""
+    repo = metrics_repository(session)
+    figures = repo.figures(by=by, since=since, until=until)
+    handling = repo.handling(by=by, since=since, until=until) if any(f["closed"] for f in figures) else {}
     names = _names(session, by)
     out = []
-    for gkey, rows in groups.items():
-        reports = len(rows)
-        merged = sum(1 for r in rows if r[1] == Status.MERGED)
-        cases = [r for r in rows if r[1] != Status.MERGED]
-        closed = [r for r in cases if r[1] == Status.CLOSED and r[10] is not None]
-        with_deadline = [r for r in closed if r[7] is not None]
-        on_time = sum(1 for r in with_deadline if as_utc(r[10]) <= as_utc(r[7]))
-        hours = [(as_utc(r[10]) - as_utc(r[8])).total_seconds() / 3600 for r in closed if r[8] is not None]
-        rated = [r for r in cases if r[12]]
-        dispatched = [r for r in cases if r[9] is not None]
-        contacted = sum(1 for r in dispatched if r[11] is not None and as_utc(r[11]) - as_utc(r[9]) <= timedelta(hours=24))
+    for f in sorted(figures, key=lambda f: (-f["reports"], f["first_id"])):
+        gkey = f["key"]
+        mean, median = handling.get(gkey, (None, None))
         out.append({
-            "key": gkey, "name": names.get(gkey, str(gkey)), "reports": reports, "volume": len(cases),
-            "open": sum(1 for r in cases if r[1] not in DONE), "closed": len(closed),
-            "on_time_rate": _ratio(on_time, len(with_deadline)),
-            "mean_handling_hours": round(statistics.fmean(hours), 2) if hours else None,
-            "median_handling_hours": round(statistics.median(hours), 2) if hours else None,
-            "satisfaction_rate": _ratio(sum(1 for r in rated if r[12] in ("满意", "基本满意")), len(rated)),
-            "repeat_rate": _ratio(merged, reports),
-            "return_rate": _ratio(sum(1 for r in dispatched if (r[13] or 0) > 0), len(dispatched)),
-            "first_contact_rate": _ratio(contacted, len(dispatched)),
+            "key": gkey, "name": names.get(gkey, str(gkey)), "reports": f["reports"], "volume": f["volume"],
+            "open": f["open"], "closed": f["closed"],
+            "on_time_rate": _ratio(f["on_time"], f["with_deadline"]),
+            "mean_handling_hours": round(mean, 2) if mean is not None else None,
+            "median_handling_hours": round(median, 2) if median is not None else None,
+            "satisfaction_rate": _ratio(f["satisfied"], f["rated"]),
+            "repeat_rate": _ratio(f["merged"], f["reports"]),
+            "return_rate": _ratio(f["returned"], f["dispatched"]),
+            "first_contact_rate": _ratio(f["contacted"], f["dispatched"]),
         })
-    out.sort(key=lambda r: -r["reports"])
     return out
 
 
 def hotspots(*, session: Session, days: int = 30, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
-    """The grids with most reports in the last ``days``, and (grid, category) pairs seen 3+ times."""
+    """The grids with most reports in the last ``days``, and (grid, category) pairs seen 3+ times. Reads only."""
     since = utcnow() - timedelta(days=days)
-    rows = MetricsRepository(session).grid_categories(since=since)
-    grids = Counter(g for g, _ in rows)
-    pairs = Counter((g, c) for g, c in rows)
+    repo = metrics_repository(session)
     gnames = {a.id: (a.code, a.name) for a in geo.list_areas(session=session, level="grid")}
     cnames = catalogue.category_names(session=session)
     return {
         "grids": [{"grid_id": g, "code": gnames.get(g, ("", ""))[0], "name": gnames.get(g, ("", ""))[1], "reports": n}
-                  for g, n in grids.most_common(limit)],
+                  for g, n in repo.hotspot_grids(since=since, limit=limit)],
         "recurring": [{"grid_id": g, "grid": gnames.get(g, ("", ""))[1], "category_code": c,
                        "category": cnames.get(c, c), "reports": n}
-                      for (g, c), n in pairs.most_common(limit) if n >= 3],
+                      for g, c, n in repo.recurring(since=since, at_least=3, limit=limit)],
     }
 
 
 def count_by_status(*, session: Session) -> dict[str, int]:
     """How many incidents are in each status (for the screens)."""
-    return MetricsRepository(session).count_by_status()
+    return metrics_repository(session).count_by_status()
