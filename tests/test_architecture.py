@@ -136,3 +136,10 @@ def test_every_domain_declares_itself():
     declared = {d.name for d in domains()}
     tops = {p.relative_to(SRC).parts[0] for p in _domain_packages()}
     assert tops <= declared, f"packages without a domain.py descriptor: {sorted(tops - declared)}"
+
+
+def test_every_request_session_is_committed_before_the_answer():
+    # Depends(get_session) without scope="function" commits after the response is sent: a failed commit
+    # would be answered 2xx (tests/api/test_commit_before_answer.py shows what that means).
+    late = [f"{p.relative_to(SRC)}" for p in SRC.rglob("*.py") if "Depends(get_session)" in p.read_text()]
+    assert late == []

@@ -28,31 +28,31 @@ def area_read(a: Area) -> AreaRead:
 
 @router.get("/areas", response_model=list[AreaRead], summary="Areas by level and parent")
 def list_areas(level: str | None = LEVEL, parent: FilterText | None = Query(None, description="parent area code"),
-               _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> list[AreaRead]:
+               _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> list[AreaRead]:
     return [area_read(a) for a in service.list_areas(session=session, level=level, parent_code=parent)]
 
 
 @router.get("/areas/tree", summary="District → streets → communities (→ grids with depth=4)")
 def area_tree(depth: int = Query(3, ge=1, le=4), _: Principal = Depends(allow(PUBLIC)),
-              session: Session = Depends(get_session)) -> list[dict[str, Any]]:
+              session: Session = Depends(get_session, scope="function")) -> list[dict[str, Any]]:
     return service.area_tree(session=session, depth=depth)
 
 
 @router.get("/areas/geojson", summary="GeoJSON FeatureCollection of one level")
 def areas_geojson(level: str = Query("street", pattern="^(district|street|community|grid)$"),
                   parent: FilterText | None = None, _: Principal = Depends(allow(PUBLIC)),
-                  session: Session = Depends(get_session)) -> dict[str, Any]:
+                  session: Session = Depends(get_session, scope="function")) -> dict[str, Any]:
     return service.areas_geojson(session=session, level=level, parent_code=parent)
 
 
 @router.get("/areas/{code}", response_model=AreaRead, summary="One area by code")
-def get_area(code: FilterText, _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> AreaRead:
+def get_area(code: FilterText, _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> AreaRead:
     return area_read(service.get_area(session=session, code=code))
 
 
 @router.get("/locate", response_model=LocationRead, summary="Point → grid, community, street, district")
 def locate(lon: float = Query(..., description="WGS-84 longitude"), lat: float = Query(..., description="WGS-84 latitude"),
-           _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> LocationRead:
+           _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> LocationRead:
     loc = service.locate(session=session, lon=lon, lat=lat)
 
     def ref(a: Area) -> AreaRef:
@@ -72,7 +72,7 @@ def building_read(b: Building, grid_codes: dict[int, str]) -> BuildingRead:
 def list_buildings(area: FilterText | None = Query(None, description="street, community or grid code"),
                    road: FilterText | None = None, use: FilterText | None = None,
                    page: PageNo = 1, page_size: PageSize = 50,
-                   _: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[BuildingRead]:
+                   _: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session, scope="function")) -> Page[BuildingRead]:
     repo = geo_repository(session)
     area_obj = service.get_area(session=session, code=area) if area else None
     rows, total = page_of(session, repo.buildings_query(area=area_obj, road=road, use=use), page, page_size)
@@ -82,7 +82,7 @@ def list_buildings(area: FilterText | None = Query(None, description="street, co
 
 @router.get("/buildings/{building_id}", response_model=BuildingRead, summary="One building")
 def get_building(building_id: Id, _: Principal = Depends(allow(*STAFF)),
-                 session: Session = Depends(get_session)) -> BuildingRead:
+                 session: Session = Depends(get_session, scope="function")) -> BuildingRead:
     b = service.get_building(session=session, building_id=building_id)
     grid = geo_repository(session).area_by_id(b.grid_id)
     return building_read(b, {b.grid_id: grid.code} if grid else {})
@@ -91,6 +91,6 @@ def get_building(building_id: Id, _: Principal = Depends(allow(*STAFF)),
 @router.get("/addresses/match", response_model=list[AddressMatchRead], summary="Address in words → buildings")
 def match_address(q: str = Query(..., min_length=1, max_length=200, description="address text, e.g. 漕溪北路398弄12号"),
                   limit: int = Query(5, ge=1, le=20), _: Principal = Depends(allow(*STAFF)),
-                  session: Session = Depends(get_session)) -> list[AddressMatchRead]:
+                  session: Session = Depends(get_session, scope="function")) -> list[AddressMatchRead]:
     return [AddressMatchRead(building_id=m.building_id, address=m.address, score=m.score, how=m.how)
             for m in service.match_address(session=session, text=q, limit=limit)]

@@ -51,14 +51,14 @@ def _area_filter(session: Session, code: str | None):
 
 @router.get("/departments", response_model=list[DepartmentRead], summary="Departments and their duties")
 def list_departments(kind: FilterText | None = None, _: Principal = Depends(allow(*STAFF)),
-                     session: Session = Depends(get_session)) -> list[DepartmentRead]:
+                     session: Session = Depends(get_session, scope="function")) -> list[DepartmentRead]:
     codes = geo.area_codes(session=session)
     return [DepartmentRead.of(d, codes) for d in repo.departments(session, kind)]
 
 
 @router.get("/departments/{code}", response_model=DepartmentRead, summary="One department")
 def get_department(code: FilterText, _: Principal = Depends(allow(*STAFF)),
-                   session: Session = Depends(get_session)) -> DepartmentRead:
+                   session: Session = Depends(get_session, scope="function")) -> DepartmentRead:
     d = service.get_department(session=session, code=code)
     codes = geo.area_codes(session=session)
     return DepartmentRead.of(d, codes)
@@ -71,7 +71,7 @@ def list_persons(request: Request, area: FilterText | None = Query(None, descrip
                  id_number: FilterText | None = Query(None, description="exact ID number; only for roles that see it in full"),
                  household_no: FilterText | None = None, page: PageNo = 1, page_size: PageSize = 50,
                  p: Principal = Depends(allow(*PERSON_READERS)),
-                 session: Session = Depends(get_session)) -> Page[PersonRead]:
+                 session: Session = Depends(get_session, scope="function")) -> Page[PersonRead]:
     # a filter on a masked field would confirm a guess of the hidden part: only for those who see it
     personal = used_filters(name=name, id_number=id_number)
     require_full_sight(p, personal, sees_in_full=p.sees_pii, who=", ".join(sorted(PII_ROLES)),
@@ -88,7 +88,7 @@ def list_persons(request: Request, area: FilterText | None = Query(None, descrip
 
 @router.get("/persons/{person_id}", response_model=PersonRead, summary="One person")
 def get_person(request: Request, person_id: Id, p: Principal = Depends(allow(*PERSON_READERS)),
-               session: Session = Depends(get_session)) -> PersonRead:
+               session: Session = Depends(get_session, scope="function")) -> PersonRead:
     person = service.get_person(session=session, person_id=person_id)
     if p.sees_pii:
         _audit_unmasked(request, p, "person", [person.id], PERSON_PII)
@@ -97,7 +97,7 @@ def get_person(request: Request, person_id: Id, p: Principal = Depends(allow(*PE
 
 @router.post("/persons", response_model=PersonRead, status_code=201, summary="Register a person")
 def create_person(request: Request, body: PersonCreate, p: Principal = Depends(allow("data_officer")),
-                  session: Session = Depends(get_session)) -> PersonRead:
+                  session: Session = Depends(get_session, scope="function")) -> PersonRead:
     person = service.create_person(session=session, **body.model_dump())
     # Tell the rest of the city in the same transaction; events carry ids, never personal fields.
     outbox.queue(session, "citybase.registry.person_registered", {"person_id": person.id, "building_id": person.building_id})
@@ -111,7 +111,7 @@ def list_entities(request: Request, area: FilterText | None = Query(None, descri
                   entity_type: FilterText | None = None, industry_code: FilterText | None = None,
                   name: FilterText | None = Query(None, description="part of the name"), uscc: FilterText | None = None,
                   page: PageNo = 1, page_size: PageSize = 50,
-                  p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[EntityRead]:
+                  p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session, scope="function")) -> Page[EntityRead]:
     q = repo.entities_query(buildings=_area_filter(session, area), entity_type=entity_type, industry_code=industry_code,
                             name=name, uscc=uscc.upper() if uscc else None)
     rows, total = page_of(session, q, page, page_size)
@@ -123,7 +123,7 @@ def list_entities(request: Request, area: FilterText | None = Query(None, descri
 
 @router.get("/legal-entities/{entity_id}", response_model=EntityRead, summary="One legal entity")
 def get_entity(request: Request, entity_id: Id, p: Principal = Depends(allow(*STAFF)),
-               session: Session = Depends(get_session)) -> EntityRead:
+               session: Session = Depends(get_session, scope="function")) -> EntityRead:
     e = service.get_entity(session=session, entity_id=entity_id)
     if p.sees_pii:
         _audit_unmasked(request, p, "legal_entity", [e.id], ENTITY_PII)
@@ -132,7 +132,7 @@ def get_entity(request: Request, entity_id: Id, p: Principal = Depends(allow(*ST
 
 @router.post("/legal-entities", response_model=EntityRead, status_code=201, summary="Register a legal entity")
 def create_entity(request: Request, body: EntityCreate, p: Principal = Depends(allow("data_officer")),
-                  session: Session = Depends(get_session)) -> EntityRead:
+                  session: Session = Depends(get_session, scope="function")) -> EntityRead:
     e = service.create_entity(session=session, **body.model_dump())
     outbox.queue(session, "citybase.registry.legal_entity_registered",
                  {"legal_entity_id": e.id, "uscc": e.uscc, "building_id": e.building_id})
@@ -158,7 +158,7 @@ def check_identifier(kind: str = Query(..., pattern="^(id_number|uscc|admin_code
 
 
 @router.get("/stats", summary="Counts of the registries and the spatial base")
-def stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> dict:
+def stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> dict:
     d = geo.district(session=session)
     return {"district": {"code": d.code, "name": d.name} if d else None, "areas": geo.area_counts(session=session),
             "buildings": geo.building_count(session=session), **repo.counts(session)}

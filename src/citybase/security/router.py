@@ -39,31 +39,31 @@ def token_read(t: ApiToken) -> TokenRead:
 
 
 @router.get("/me", response_model=UserRead, summary="The calling user")
-def me(p: Principal = Depends(allow(*ROLES)), session: Session = Depends(get_session)) -> UserRead:
+def me(p: Principal = Depends(allow(*ROLES)), session: Session = Depends(get_session, scope="function")) -> UserRead:
     return user_read(service.get_user(session, p.user_id))  # type: ignore[arg-type]
 
 
 @router.get("/users", response_model=list[UserRead], summary="All users")
-def list_users(_: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> list[UserRead]:
+def list_users(_: Principal = Depends(allow("admin")), session: Session = Depends(get_session, scope="function")) -> list[UserRead]:
     return [user_read(u) for u in service.list_users(session)]
 
 
 @router.post("/users", response_model=UserRead, status_code=201, summary="Create a user")
 def create_user(body: UserCreate, _: Principal = Depends(allow("admin")),
-                session: Session = Depends(get_session)) -> UserRead:
+                session: Session = Depends(get_session, scope="function")) -> UserRead:
     return user_read(service.create_user(session, **body.model_dump()))
 
 
 @router.get("/users/{user_id}/tokens", response_model=list[TokenRead], summary="A user's tokens (no secrets)")
 def list_tokens(user_id: Id, _: Principal = Depends(allow("admin")),
-                session: Session = Depends(get_session)) -> list[TokenRead]:
+                session: Session = Depends(get_session, scope="function")) -> list[TokenRead]:
     service.get_user(session, user_id)
     return [token_read(t) for t in service.user_tokens(session, user_id)]
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenIssued, status_code=201, summary="Issue a token")
 def issue_token(user_id: Id, body: TokenCreate, _: Principal = Depends(allow("admin")),
-                session: Session = Depends(get_session)) -> TokenIssued:
+                session: Session = Depends(get_session, scope="function")) -> TokenIssued:
     token, secret = service.issue_token(session, service.get_user(session, user_id), name=body.name,
                                         expires_at=body.expires_at)
     return TokenIssued(**token_read(token).model_dump(), token=secret)
@@ -71,7 +71,7 @@ def issue_token(user_id: Id, body: TokenCreate, _: Principal = Depends(allow("ad
 
 @router.delete("/users/{user_id}/tokens/{token_id}", response_model=TokenRead, summary="Revoke a token")
 def revoke_token(user_id: Id, token_id: Id, _: Principal = Depends(allow("admin")),
-                 session: Session = Depends(get_session)) -> TokenRead:
+                 session: Session = Depends(get_session, scope="function")) -> TokenRead:
     if not any(t.id == token_id for t in service.user_tokens(session, user_id)):
         raise NotFound(Msg('user {user_id} has no token {token_id}', user_id=user_id, token_id=token_id), fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
     return token_read(service.revoke_token(session, token_id))
@@ -79,7 +79,7 @@ def revoke_token(user_id: Id, token_id: Id, _: Principal = Depends(allow("admin"
 
 @router.get("/audit", response_model=list[AuditRead], summary="Audit entries after a sequence number")
 def list_audit(after: Count = 0, limit: int = Query(100, ge=1, le=1000), action: FilterText | None = None,
-               _: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> list[AuditRead]:
+               _: Principal = Depends(allow("admin")), session: Session = Depends(get_session, scope="function")) -> list[AuditRead]:
     return [AuditRead(seq=e.seq, at=to_shanghai(e.at), actor=e.actor, roles=e.roles, action=e.action,
                       subject_type=e.subject_type, subject_ids=e.subject_ids, fields=e.fields,
                       request_id=e.request_id, hash=e.hash)
@@ -87,6 +87,6 @@ def list_audit(after: Count = 0, limit: int = Query(100, ge=1, le=1000), action:
 
 
 @router.get("/audit/verify", response_model=AuditVerifyRead, summary="Check the audit hash chain")
-def verify_audit(_: Principal = Depends(allow("admin")), session: Session = Depends(get_session)) -> AuditVerifyRead:
+def verify_audit(_: Principal = Depends(allow("admin")), session: Session = Depends(get_session, scope="function")) -> AuditVerifyRead:
     v = audit.verify(session)
     return AuditVerifyRead(ok=v.ok, checked=v.checked, first_broken_seq=v.first_broken_seq, reason=v.reason)

@@ -69,14 +69,14 @@ def _intake(request: Request, session: Session, p: Principal, key: str | None, f
 
 @router.post("/incidents", response_model=IntakeRead, status_code=201, summary="Report an incident (internal API)")
 def create_incident(body: IncidentCreate, request: Request, p: Principal = Depends(allow(*DISPATCH)),
-                    session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+                    session: Session = Depends(get_session, scope="function"), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
     return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
         session=session, channel="api", actor=actor_of(p), classifier=_classifier(request), **body.model_dump()))
 
 
 @router.post("/hotline", response_model=IntakeRead, status_code=201, summary="12345 hotline: a call taken by an operator")
 def hotline(body: HotlineCall, request: Request, p: Principal = Depends(allow(*DISPATCH)),
-            session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+            session: Session = Depends(get_session, scope="function"), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
     return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
         session=session, channel="hotline", actor=actor_of(p), description=body.text, address=body.address,
         reporter_name=body.caller_name, reporter_phone=body.caller_phone, priority=body.priority,
@@ -88,7 +88,7 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
                      category_code: str = Form(...), description: str = Form(..., min_length=1, max_length=2000),
                      priority: str | None = Form(None, pattern="^(urgent|normal|low)$"),
                      photo: UploadFile | None = File(None), p: Principal = Depends(allow("grid_inspector", "admin")),
-                     session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
+                     session: Session = Depends(get_session, scope="function"), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
     data = b""
     if photo is not None and photo.filename:
         data = await photo.read(MAX_PHOTO + 1)

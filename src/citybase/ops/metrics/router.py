@@ -20,17 +20,17 @@ router = APIRouter(prefix="/ops", tags=["一网统管 incident loop"])
 def get_metrics(by: str = Query("department", pattern="^(department|street|grid|category|channel|all)$"),
                 since: datetime | None = None, until: datetime | None = None,
                 _: Principal = Depends(allow("analyst", "dispatcher", "admin")),
-                session: Session = Depends(get_session)) -> list[dict]:
+                session: Session = Depends(get_session, scope="function")) -> list[dict]:
     return metrics.compute(session=session, by=by, since=since, until=until)
 
 
 @router.get("/hotspots", summary="Grids with the most incidents, and problems that keep coming back")
 def hotspots(days: int = Query(30, ge=1, le=365), limit: int = Query(10, ge=1, le=100),
              _: Principal = Depends(allow("analyst", "dispatcher", "admin")),
-             session: Session = Depends(get_session)) -> dict:
+             session: Session = Depends(get_session, scope="function")) -> dict:
     return metrics.hotspots(session=session, days=days, limit=limit)
 
 
 @router.get("/stats", summary="Counts of incidents by status (for the screens)")
-def ops_stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session)) -> dict:
+def ops_stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> dict:
     return metrics.count_by_status(session=session)

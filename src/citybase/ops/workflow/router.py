@@ -52,7 +52,7 @@ def list_incidents(request: Request, status: FilterText | None = Query(None, des
                    q: FilterText | None = Query(None, description="an incident code, or words of the description as you see "
                                                           "it (masked where your role sees it masked)"),
                    page: PageNo = 1, page_size: PageSize = 50,
-                   p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session)) -> Page[IncidentRead]:
+                   p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session, scope="function")) -> Page[IncidentRead]:
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
     rows, total = service.list_incidents(session=session, statuses=statuses, department_id=department_id,
                                          street_id=street_id, grid_id=grid_id, street_code=street_code,
@@ -71,7 +71,7 @@ def list_incidents(request: Request, status: FilterText | None = Query(None, des
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail, summary="An incident with tasks and timeline")
 def get_incident(incident_id: Id, request: Request, p: Principal = Depends(allow(*STAFF)),
-                 session: Session = Depends(get_session)) -> IncidentDetail:
+                 session: Session = Depends(get_session, scope="function")) -> IncidentDetail:
     inc = service.get_incident(session=session, incident_id=incident_id)
     return _detail(request, p, session, inc)
 
@@ -92,7 +92,7 @@ def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> 
 
 @router.get("/tasks", response_model=list[TaskWithIncident], summary="My department's open tasks, with their incidents")
 def my_tasks(request: Request, status: FilterText = Query("pending,accepted"), p: Principal = Depends(allow(*HANDLE)),
-             session: Session = Depends(get_session)) -> list[TaskWithIncident]:
+             session: Session = Depends(get_session, scope="function")) -> list[TaskWithIncident]:
     if p.department_id is None:
         raise Forbidden(Msg('your account belongs to no department'), fix=Msg('Ask an admin to set your department.'))
     tasks = service.department_tasks(session=session, department_id=p.department_id,
@@ -109,7 +109,7 @@ def my_tasks(request: Request, status: FilterText = Query("pending,accepted"), p
 
 @router.get("/my-reports", response_model=list[IncidentRead], summary="The incidents I reported")
 def my_reports(p: Principal = Depends(allow("citizen", "grid_inspector")),
-               session: Session = Depends(get_session)) -> list[IncidentRead]:
+               session: Session = Depends(get_session, scope="function")) -> list[IncidentRead]:
     names = _names(session)
     return [IncidentRead.of(i, masked=False, names=names) for i in service.reported_by(session=session, user_id=p.user_id)]
 
@@ -166,7 +166,7 @@ def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, 
 
 def _make_action_route(action: str, roles: tuple[str, ...], summary: str) -> None:
     def endpoint(incident_id: Id, request: Request, body: ActionBody | None = None,
-                 p: Principal = Depends(allow(*roles)), session: Session = Depends(get_session)) -> IncidentDetail:
+                 p: Principal = Depends(allow(*roles)), session: Session = Depends(get_session, scope="function")) -> IncidentDetail:
         inc = service.get_incident(session=session, incident_id=incident_id, lock=True)
         _run(action, session, inc, actor_of(p), body or ActionBody(), p)
         _done(request, session, p)
@@ -181,7 +181,7 @@ for _action, (_roles, _summary) in ACTIONS.items():
     _make_action_route(_action, _roles, _summary)
 
 @router.post("/supervision/sweep", summary="Raise 督办 for every overdue incident")
-def sweep(request: Request, p: Principal = Depends(allow(*DISPATCH)), session: Session = Depends(get_session)) -> dict:
+def sweep(request: Request, p: Principal = Depends(allow(*DISPATCH)), session: Session = Depends(get_session, scope="function")) -> dict:
     raised = service.supervise_overdue(session=session)
     _done(request, session, p)
     return {"raised": len(raised), "incident_ids": [s.incident_id for s in raised]}
@@ -189,7 +189,7 @@ def sweep(request: Request, p: Principal = Depends(allow(*DISPATCH)), session: S
 
 @router.get("/supervisions", summary="Open supervisions (督办)")
 def supervisions(department_id: Id | None = None, _: Principal = Depends(allow(*STAFF)),
-                 session: Session = Depends(get_session)) -> list[dict]:
+                 session: Session = Depends(get_session, scope="function")) -> list[dict]:
     return [{"id": s.id, "incident_id": s.incident_id, "department_id": s.department_id, "reason": s.reason,
              "created_at": s.created_at} for s in service.open_supervisions(session=session, department_id=department_id)]
 
