@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from citybase import __version__
 from citybase.api import observability, problems
+from citybase.api.events import router as event_catalogue_router
 from citybase.api.inputs import refuse_invalid_input
 from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
@@ -254,6 +255,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     api.include_router(geo_router)
     api.include_router(registry_router)
     api.include_router(security_router)
+    api.include_router(event_catalogue_router)
     for router in OPS.routers():
         api.include_router(router)
 
