@@ -280,8 +280,10 @@ def test_a_citizens_report_goes_round_the_loop(visit, site: Site, tokens) -> Non
         card.locator("form[data-action='return'] button").click()  # no reason: the API refuses
     refusal = card.locator(".msg.refused")
     refusal.wait_for()
-    assert "a return needs a reason" in refusal.inner_text()
-    assert "处理建议" in refusal.inner_text() and "Say why" in refusal.inner_text()
+    # The API answers in the page's language: a Chinese page shows the Chinese problem (English on ?lang=en).
+    assert "退单需要说明理由" in refusal.inner_text()
+    assert "处理建议" in refusal.inner_text() and "请说明为何不属于本部门职责" in refusal.inner_text()
+    assert "a return needs a reason" not in refusal.inner_text()
     expect_refusal(h, "/return", 422)
     settle(h)
     h.screenshot("ops-tasks-zh.png")
@@ -361,8 +363,8 @@ def test_a_hotline_call_is_taken_registered_and_dispatched_and_refusals_are_expl
     do(d, "suspend")
     msg = page.locator("#act-msg.refused")
     assert "操作被拒绝" in msg.inner_text()
-    assert "suspending needs a reason" in msg.inner_text()
-    assert "Say what the incident is waiting for" in msg.locator(".msg-fix").inner_text()
+    assert "挂起需要说明理由" in msg.inner_text() and "suspending needs a reason" not in msg.inner_text()
+    assert "请说明工单在等待什么" in msg.locator(".msg-fix").inner_text()
     expect_refusal(d, "/suspend", 422)
     settle(d)
     d.screenshot("ops-workbench-refused.png")
@@ -454,6 +456,15 @@ def test_english_pages_show_english_labels(visit, site: Site, tokens) -> None:
     ui = texts(h, ".seg button, li.task form.act button, li.task dt, li.task .badge, li.task .tag, li.task .left")
     ui += h.page.eval_on_selector_all("li.task input", "is => is.map(i => i.placeholder)")
     assert not [t for t in ui if HAN.search(t)], [t for t in ui if HAN.search(t)]
+    # A refusal on an English page is in English, from the API's problem (detail and fix).
+    with h.page.expect_response(lambda r: r.url.endswith("/return")):
+        card.locator("form[data-action='return'] button").click()  # no reason: the API refuses
+    refusal = card.locator(".msg.refused")
+    refusal.wait_for()
+    assert "a return needs a reason" in refusal.inner_text()
+    assert "How to fix" in refusal.inner_text() and "Say why this is not your department's case" in refusal.inner_text()
+    assert not HAN.search(refusal.inner_text()), refusal.inner_text()
+    expect_refusal(h, "/return", 422)
     settle(h)
     h.screenshot("ops-tasks-en.png")
     assert_clean(h)

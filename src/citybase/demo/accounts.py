@@ -1,13 +1,18 @@
-"""Demo accounts: one user per role, each with a fresh token written to the data folder."""
+"""Demo accounts: one user per role, each with a fresh token written to the data folder.
+
+Every start replaces the demo tokens: the previous ones are revoked and the new ones expire after
+``DEMO_TOKEN_DAYS``; tokens an admin issued (under any other name) are left alone."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from citybase.core.timeutil import utcnow
 from citybase.registry.models import Department
 from citybase.security import service
 from citybase.security.roles import ROLES
@@ -22,12 +27,16 @@ DEMO_USERS = {
     "data_officer": ("dataofficer", "数据专员", "大数据中心"),
     "citizen": ("citizen", "市民", None),
 }
+DEMO_TOKEN = "demo"  # the name of the tokens a demo start issues (and revokes at the next start)
+DEMO_TOKEN_DAYS = 30
 
 
 def create_demo_users(engine: Engine, data_dir: Path) -> dict[str, str]:
-    """Create the demo users if missing and issue each a token; returns {username: token}, also saved
-    to ``data_dir/demo-tokens.json`` (readable by the owner only)."""
+    """Create the demo users if missing, revoke their previous demo tokens and issue each a new one that
+    expires in ``DEMO_TOKEN_DAYS`` days, in one transaction; returns {username: token}, also saved to
+    ``data_dir/demo-tokens.json`` (readable by the owner only). Other tokens of the demo users stay valid."""
     tokens: dict[str, str] = {}
+    expires = utcnow() + timedelta(days=DEMO_TOKEN_DAYS)
     with Session(engine) as session, session.begin():
         depts = {d.short_name: d.id for d in session.scalars(select(Department))}
         existing = {u.username: u for u in service.list_users(session)}
@@ -36,7 +45,10 @@ def create_demo_users(engine: Engine, data_dir: Path) -> dict[str, str]:
             user = existing.get(username) or service.create_user(
                 session, username=username, display_name=display, roles=[role],
                 department_id=depts.get(dept) if dept else None)
-            _, secret = service.issue_token(session, user, name="demo")
+            for old in service.user_tokens(session, user.id):
+                if old.name == DEMO_TOKEN and old.revoked_at is None:
+                    service.revoke_token(session, old.id)
+            _, secret = service.issue_token(session, user, name=DEMO_TOKEN, expires_at=expires)
             tokens[username] = secret
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "demo-tokens.json"

@@ -16,8 +16,10 @@ from citybase.ops.catalogue.models import RoutingRule
 
 @dataclass(frozen=True)
 class Decision:
-    rule_id: int
-    main_department_id: int
+    """Where a report goes: a rule's department, or none (``rule_id`` None) when no rule covers it."""
+
+    rule_id: int | None
+    main_department_id: int | None
     assist_department_ids: tuple[int, ...]
     why: str  # a Msg: shown in the reader's language
 
@@ -26,6 +28,12 @@ class Decision:
         return json.dumps({"rule_id": self.rule_id, "main_department_id": self.main_department_id,
                            "assist_department_ids": list(self.assist_department_ids), "why": str(self.why),
                            "why_msg": to_json(self.why)}, ensure_ascii=False)
+
+
+def unrouted(category_code: str) -> Decision:
+    """The decision when no rule covers a category: no department, a dispatcher chooses one."""
+    return Decision(None, None, (), Msg("no responsibility rule covers category {code}: a dispatcher chooses the department",
+                                        code=category_code))
 
 
 def _hour_matches(rule: RoutingRule, hour: int) -> bool:

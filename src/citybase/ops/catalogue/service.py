@@ -156,16 +156,14 @@ def retire_rule(*, session: Session, rule_id: int) -> RoutingRule:
 
 def route(*, session: Session, category_code: str, grid_id: int, community_id: int, street_id: int,
           at: datetime | None = None) -> routing.Decision:
-    """The routing decision for a category at a place and time; InvalidInput if no rule covers it."""
+    """The routing decision for a category at a place and time; when no rule covers it, a decision with
+    no department (a report is never refused for want of a rule: it waits for a dispatcher)."""
     hour = as_utc(at or utcnow()).astimezone(SHANGHAI).hour
     areas = geo.areas_by_id(session=session)
     names = {i: f"{areas[i].name} {areas[i].code}" for i in (grid_id, community_id, street_id) if i in areas}
     d = routing.decide(_rules_for_routing(session), category_code=category_code,
                        area_levels={grid_id: 3, community_id: 2, street_id: 1}, hour=hour, area_names=names)
-    if d is None:
-        raise InvalidInput(Msg('no responsibility rule covers category {category_code}', category_code=category_code),
-                           fix=Msg('An admin adds one with POST /api/v1/ops/rules.'))
-    return d
+    return d if d is not None else routing.unrouted(category_code)
 
 
 def category_names(*, session: Session) -> dict[str, str]:

@@ -57,7 +57,8 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
     category, find duplicates (merge or suggest), route it, and store it with its first timeline entry.
 
     A report whose category is certain (given by the channel, or suggested with high confidence) is
-    registered and dispatched at once by the system; others wait for a dispatcher."""
+    registered and dispatched at once by the system; others, and reports no rule covers (never refused
+    for want of a rule), wait for a dispatcher."""
     now = now or utcnow()
     if channel not in CHANNELS:
         raise InvalidInput(Msg('unknown channel {channel!r}', channel=channel), fix=Msg('Use one of {items}.', items=', '.join(CHANNELS)))
@@ -129,7 +130,7 @@ def intake(*, session: Session, channel: str, description: str, actor: Actor = S
         return result
 
     certain = confirmed or (confidence is not None and confidence >= ops_settings().auto_dispatch_confidence)
-    if auto_dispatch if auto_dispatch is not None else certain:
+    if decision.main_department_id is not None and (auto_dispatch if auto_dispatch is not None else certain):
         register(session=session, incident=inc, actor=SYSTEM, now=now)
         dispatch(session=session, incident=inc, actor=SYSTEM)
     return result

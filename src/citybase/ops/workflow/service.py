@@ -147,6 +147,10 @@ def dispatch(*, session: Session, incident: Incident, actor: Actor, main_departm
     decision = json.loads(incident.routing)
     main = main_department_id or decision.get("main_department_id")
     assists = assist_department_ids if assist_department_ids is not None else decision.get("assist_department_ids", [])
+    if main is None:  # no rule covered the report: a person names the department
+        raise InvalidInput(Msg('no responsibility rule names a department for incident {code}', code=incident.code),
+                           fix=Msg('Choose the main department (main_department_id); an admin adds a rule with '
+                                   'POST /api/v1/ops/rules for the reports to come.'))
     if main_department_id is not None or assist_department_ids is not None:  # a person chose: check the ids
         for d in [main, *assists]:
             registry.get_department_by_id(session=session, department_id=d)
