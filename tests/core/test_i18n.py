@@ -64,3 +64,8 @@ def test_a_message_renders_in_the_language_asked_for():
 ])
 def test_the_language_of_a_request(query, header, lang):
     assert choose_lang(query, header) == lang
+
+
+def test_the_catalogue_holds_no_message_the_code_no_longer_writes():
+    stale = set(catalogue("zh")) - set(templates_in_code())
+    assert stale == set(), "remove these from the catalogue (or the code lost a Msg)"

@@ -84,6 +84,9 @@ def decide(rules: list[RoutingRule], *, category_code: str, area_levels: dict[in
             else names.get(chosen.area_id) or Msg("area #{id}", id=chosen.area_id))
     hours = (Msg(", hours {start:02d}–{end:02d}", start=chosen.hour_from, end=chosen.hour_to)
              if chosen.hour_from is not None else "")
-    why = Msg("rule #{rule} ({scope}, {area}{hours}){note}", rule=chosen.id, scope=scope, area=area, hours=hours,
-              note=f": {chosen.note}" if chosen.note else "")
+    if chosen.note:
+        why = Msg("rule #{rule} ({scope}, {area}{hours}): {note}", rule=chosen.id, scope=scope, area=area,
+                  hours=hours, note=chosen.note)
+    else:
+        why = Msg("rule #{rule} ({scope}, {area}{hours})", rule=chosen.id, scope=scope, area=area, hours=hours)
     return Decision(chosen.id, chosen.main_department_id, tuple(json.loads(chosen.assist_department_ids)), why)
