@@ -210,3 +210,9 @@ def test_doctor_names_a_wrong_nats_port_and_what_to_do(tmp_path):
     line = _lines(r)["bus"]
     assert r.returncode == 1 and line.startswith("✗ bus: cannot reach NATS at nats://127.0.0.1:")
     assert "nats-server -js" in line and "CITYBASE_BUS_URL" in line
+
+
+def test_serve_with_several_workers_is_refused_on_sqlite_and_memory_bus(tmp_path):
+    r = _cli(["serve", "--workers", "2"], tmp_path)
+    assert r.returncode == 2
+    assert "needs PostgreSQL and NATS" in r.stdout and "in-process bus" in r.stdout.replace("\n", " ")

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -101,6 +102,7 @@ def _generate(engine: Engine, size: str, seed: int) -> None:
     with _progress_bar() as update:
         report = generate(engine, size=size, seed=seed, progress=update)
     reset_caches()
+    _announce(engine, "geo.indexes")  # serving processes drop their grid and address indexes
     table = Table("registry", "rows", title=f"Demo city generated in {time.perf_counter() - started:.1f} s")
     for k, v in report.counts.items():
         table.add_row(k, f"{v:,}")
@@ -136,6 +138,39 @@ def generate(size: SizeOpt = "small", seed: SeedOpt = 2026,
     _generate(engine, size, seed)
 
 
+def _announce(engine: Engine, cache: str) -> None:
+    """Queue a cache invalidation through the outbox (relayed by any running process, or the next one)."""
+    from citybase.kernel.runtime import invalidate
+
+    if has_table(engine, "kernel_outbox"):
+        with Session(engine) as s:
+            invalidate(s, cache)
+            s.commit()
+
+
+def _serve_many(settings: Settings, host: str, port: int, workers: int) -> None:
+    """N serving processes from the app factory; by default they run no consumers or timers (a
+    `citybase worker` does), and their metrics go to one multiprocess folder."""
+    import os
+
+    import uvicorn
+
+    from citybase.kernel.metrics import reset_multiprocess_dir
+
+    if settings.database_url.startswith("sqlite") or settings.bus_url.startswith("memory:"):
+        console.print("[red]--workers N>1 needs PostgreSQL and NATS[/]: with SQLite or memory:// each process would "
+                      "have its own in-process bus (events and caches of one process never reach the others). Set "
+                      "CITYBASE_DATABASE_URL=postgresql+psycopg://… and CITYBASE_BUS_URL=nats://…, or serve one process.")
+        raise typer.Exit(2)
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.data_dir / "metrics")
+    reset_multiprocess_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    os.environ.setdefault("CITYBASE_WORKERS", "0")  # background work in `citybase worker`, unless told
+    console.print(f"Serving citybase at [bold]http://{host}:{port}[/] with {workers} processes "
+                  f"(background work: {'here too' if os.environ['CITYBASE_WORKERS'] not in ('0', 'false', 'no') else 'run `citybase worker`'})")
+    uvicorn.run("citybase.api.app:factory", factory=True, host=host, port=port, workers=workers, log_config=None)
+
+
 def _serve(settings: Settings, host: str | None, port: int | None, simulate: float = 0.0) -> None:
     import uvicorn
 
@@ -157,6 +192,7 @@ def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
 
     with console.status("Training the incident classifier (jieba + scikit-learn) …"), Session(engine) as s:
         r = train_classifier(session=s, data_dir=settings.data_dir, corpus_per_category=corpus, seed=seed)
+        s.commit()  # the announcement: every running process reloads the model
     e = r.evaluation
     console.print(f"Classifier trained on {r.history:,} labelled reports of the city + {r.generated:,} generated; "
                   f"held-out macro-F1 [bold]{e.macro_f1:.3f}[/], accuracy {e.accuracy:.3f} on {e.n:,} texts "
@@ -166,11 +202,60 @@ def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
 
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
-          port: Annotated[int | None, typer.Option(help="default 8000")] = None) -> None:
-    """Serve the API and the pages."""
+          port: Annotated[int | None, typer.Option(help="default 8000")] = None,
+          workers: Annotated[int, typer.Option("--workers", min=1, help="serving processes (N>1: PostgreSQL and NATS; "
+                                               "consumers and timers then in `citybase worker`)")] = 1) -> None:
+    """Serve the API and the pages (one process with all background work, or N serving processes)."""
     settings = load_settings()
     _upgrade(_engine(settings))
+    if workers > 1:
+        _serve_many(settings, host or settings.host, port or settings.port, workers)
+        return
     _serve(settings, host, port)
+
+
+@app.command()
+def worker() -> None:
+    """Run the outbox relay, every domain's consumers and timers, and no HTTP; stops cleanly on SIGTERM or Ctrl+C."""
+    import signal
+    import threading
+
+    from citybase.bus import connect
+    from citybase.kernel import runtime
+    from citybase.kernel.domain import domains
+    from citybase.ops.classification.training import load_classifier
+    from citybase.security.domain import checkpoint_audit
+    from citybase.storage.db import make_sessionmaker
+
+    settings = load_settings()
+    engine = _engine(settings)
+    _upgrade(engine)
+    if settings.bus_url.startswith("memory:"):
+        console.print("[yellow]note:[/] with memory:// this worker's bus is its own: it relays and consumes only "
+                      "events of this process. Use CITYBASE_BUS_URL=nats://… beside serving processes.")
+    bus = connect(settings.bus_url)
+    rt = runtime.Runtime(engine=engine, bus=bus, sessions=make_sessionmaker(engine), settings=settings,
+                         domains=domains())
+    rt.state.classifier = load_classifier(settings.data_dir)
+    halt = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: halt.set())
+    runtime.start(rt)
+    names = [c.consumer for c in rt.consumers] + [t.lease for t in rt.timers]
+    console.print(f"citybase worker: relay, cache listener and {', '.join(names)} (SIGTERM or Ctrl+C stops)")
+    try:
+        while not halt.wait(1.0):
+            pass
+    finally:
+        for t in [*rt.consumers, *rt.timers]:
+            t.stop()
+        try:
+            checkpoint_audit(rt)
+        except Exception:  # noqa: BLE001 - logged; the worker still stops
+            logging.getLogger("citybase.cli").exception("audit checkpoint at shutdown failed")
+        runtime.stop(rt)
+        bus.close()
+        console.print("citybase worker stopped")
 
 
 @app.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -20,14 +19,12 @@ from citybase.api.inputs import refuse_invalid_input
 from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
 from citybase.core.settings import Settings, load_settings
-from citybase.geo.router import router as geo_router
+from citybase.kernel import runtime
+from citybase.kernel.domain import domains
 from citybase.kernel.outbox import Relay
-from citybase.ops.domain import DOMAIN as OPS
 from citybase.ops.intake.open311 import Open311Route
-from citybase.registry.router import router as registry_router
 from citybase.security.deps import Allow, allow
 from citybase.security.roles import PUBLIC
-from citybase.security.router import router as security_router
 from citybase.storage.db import make_engine, make_sessionmaker
 from citybase.web.router import router as web_router
 
@@ -156,75 +153,47 @@ def document_errors(app: FastAPI) -> None:
 
 def load_classifier(settings: Settings):
     """The trained incident classifier in the data folder, or None (keyword suggestions then)."""
-    path = Path(settings.data_dir) / "classifier.joblib"
-    if not path.exists():
-        return None
-    from citybase.ops.classification.classifier import TextClassifier
+    from citybase.ops.classification.training import load_classifier as load
 
-    try:
-        return TextClassifier.load(path)
-    except (ValueError, OSError) as exc:
-        log.warning("classifier at %s not loaded: %s (retrain with `citybase ops train-classifier`)", path, exc)
-        return None
+    return load(settings.data_dir)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """Start the outbox relay, the background consumers (IoT alarms, webhooks) and the supervision timer;
-    stop them at exit."""
+    """Warm every domain up, start the runtime (the outbox relay and the cache listener; with
+    ``settings.workers`` every domain's consumers and timers too), stop it at exit (an audit checkpoint
+    first when this process ran the timers)."""
     import anyio.to_thread
-
-    from citybase.geo.service import warm_up
 
     # Sync endpoints run in this many threads. SQLite has one writer, and Python one interpreter lock:
     # past a few threads, more only adds waiting; PostgreSQL overlaps its I/O, so it gets more.
     threads = app.state.settings.threads or (32 if app.state.engine.dialect.name == "postgresql" else 8)
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
-    with app.state.sessions() as session:
-        warm_up(session=session)  # the first requests must not all build the lookup indexes at once
+    rt: runtime.Runtime = app.state.runtime
+    runtime.warm_up(rt)  # the first requests must not all build the lookup indexes at once
     # The outbox relay runs in every serving process: it publishes this process's commits at once, and on
     # PostgreSQL several processes share the work (SKIP LOCKED).
-    if app.state.relay.ident is not None:  # a relay thread runs once: a second lifespan of the app gets a new one
-        app.state.relay = Relay(app.state.engine, app.state.bus)
-    app.state.relay.start()
-    workers = []
-    if app.state.settings.workers:
-        from citybase.ops import workers as w
-
-        workers = [w.alarm_consumer(app.state.bus, app.state.sessions, app.state.classifier),
-                   w.webhook_consumer(app.state.bus, app.state.sessions),
-                   w.Supervisor(app.state.engine, app.state.bus)]
-        for t in workers:
-            t.start()
-    app.state.workers = workers
+    runtime.start(rt, work=app.state.settings.workers)
+    app.state.relay = rt.relay
+    app.state.workers = [*rt.consumers, *rt.timers]
     try:
         yield
     finally:
-        for t in workers:
+        for t in [*rt.consumers, *rt.timers]:
             t.stop()
         if app.state.settings.workers:
-            _checkpoint_audit(app)
-        app.state.relay.stop()
-        try:
-            app.state.relay.drain()  # what this process committed last (the checkpoint too) goes out before exit
-        except Exception:  # noqa: BLE001 - the bus is down: the events wait in the outbox for the next relay
-            log.warning("events left in the outbox at shutdown; the next relay publishes them")
+            _checkpoint_audit(rt)
+        runtime.stop(rt)
+        rt.consumers, rt.timers = [], []
 
 
-def _checkpoint_audit(app: FastAPI) -> None:
+def _checkpoint_audit(rt: runtime.Runtime) -> None:
     """Sign the audit chain head at shutdown, so the entries of this run are proven; never fail the shutdown."""
-    from citybase.security.audit import checkpoint, checkpoint_event
-
-    def publish(cp) -> None:  # the bus copy of the checkpoint, through the outbox
-        from citybase.kernel import outbox
-
-        with app.state.sessions() as session:
-            outbox.queue(session, *checkpoint_event(cp))
-            session.commit()
+    from citybase.security.domain import checkpoint_audit
 
     try:
-        checkpoint(app.state.engine, data_dir=app.state.settings.data_dir, publish=publish)
+        checkpoint_audit(rt)
     except Exception:  # noqa: BLE001 - a database or disk fault at exit is logged, the process still stops
         log.exception("audit checkpoint at shutdown failed")
 
@@ -243,8 +212,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.bus = bus or connect(settings.bus_url)
-    app.state.relay = Relay(engine, app.state.bus)  # started in the lifespan
     app.state.classifier = load_classifier(settings)
+    app.state.runtime = runtime.Runtime(engine=engine, bus=app.state.bus, sessions=app.state.sessions,
+                                        settings=settings, domains=domains(), state=app.state)
+    # The relay thread starts in the lifespan; without it (tests) `app.state.relay.drain()` publishes.
+    app.state.relay = app.state.runtime.relay = Relay(engine, app.state.bus)
     problems.install(app)
     app.add_middleware(LanguageMiddleware)
     app.add_middleware(observability.RequestContextMiddleware)  # outermost: its id and timing cover all
@@ -252,12 +224,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # every route's text is checked once, before its own validation (see citybase.api.inputs)
     guard = [Depends(refuse_invalid_input)]
     api = APIRouter(prefix=API_PREFIX, dependencies=guard)
-    api.include_router(geo_router)
-    api.include_router(registry_router)
-    api.include_router(security_router)
     api.include_router(event_catalogue_router)
-    for router in OPS.routers():
-        api.include_router(router)
+    for dom in domains():
+        for router in dom.routers() if dom.routers else ():
+            api.include_router(router)
 
     @api.get("/health", tags=["platform"], summary="Liveness and version")
     def health(_: object = Depends(allow(PUBLIC))) -> dict[str, str]:
@@ -265,10 +235,23 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.include_router(api)
     app.include_router(observability.router)
-    for router in OPS.root_routers():
-        app.include_router(router)  # Open311 checks its own parameters, answering in the spec's terms
+    for dom in domains():
+        for router in dom.root_routers() if dom.root_routers else ():
+            app.include_router(router)  # Open311 checks its own parameters, answering in the spec's terms
     app.include_router(web_router, dependencies=guard)
     check_every_route_declares_access(app)
     document_errors(app)
     return app
 
+
+
+def factory() -> FastAPI:
+    """The app for ``uvicorn --factory`` (``citybase serve --workers N``): settings from the environment, the
+    domains' tables registered, logs set up, in each serving process."""
+    from citybase.kernel.domain import load_models
+    from citybase.kernel.logs import setup_logging
+
+    load_models()
+    settings = load_settings()
+    setup_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -29,7 +29,7 @@ class TimerSpec:
     """Work done every ``interval`` seconds by exactly one process of the deployment (the lease holder)."""
 
     name: str
-    interval: float
+    interval: float | Callable[[], float]  # seconds, or a function reading them from the settings at start
     run: Callable[..., None]  # run(runtime)
 
 
@@ -49,6 +49,7 @@ class Domain:
     settings: type | None = None  # a pydantic-settings model with the domain's CITYBASE_* variables
     warm_up: Callable[..., None] | None = None  # warm_up(session=..., runtime=...) before serving
     events: Mapping[str, type] = field(default_factory=dict)  # subject (pattern) -> pydantic schema
+    caches: Mapping[str, Callable[..., None]] = field(default_factory=dict)  # cache name -> drop(runtime)
     cli: Callable[[], Any] | None = None  # a typer.Typer with the domain's commands, mounted as `citybase <name>`
 
 

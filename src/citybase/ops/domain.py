@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from citybase.kernel.domain import Domain
-from citybase.ops.settings import OpsSettings
+from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
+from citybase.ops.settings import OpsSettings, ops_settings
 
 SUBPACKAGES = ("catalogue", "intake", "workflow", "classification", "notifications", "metrics")
 
@@ -35,6 +35,58 @@ def _events() -> dict[str, type]:
     return {**workflow, **notifications}
 
 
+OPS_EVENTS = "citybase.ops.>"
+ALARMS = "citybase.iot.alarm.>"
+
+
+def _alarm(session: Any, delivery: Any, runtime: Any) -> None:
+    """ops-alarms: an IoT alarm becomes an incident (the process's current classifier suggests)."""
+    from citybase.ops.intake.alarms import handle_alarm
+
+    handle_alarm(session, delivery.event, runtime.classifier)
+
+
+def _webhooks(session: Any, delivery: Any, runtime: Any) -> None:
+    """ops-webhooks: every ops event POSTed, signed, to the subscribed department systems."""
+    from citybase.ops.notifications.service import deliver_webhooks
+
+    if not deliver_webhooks(session, delivery.event, delivery.attempt, max_attempts=runtime.bus.max_deliver):
+        session.commit()  # keep the log of this try, then ask for a retry
+        raise RuntimeError(f"webhook delivery of {delivery.event.id} failed (attempt {delivery.attempt})")
+
+
+def _supervise(runtime: Any) -> None:
+    """ops-supervision: 督办 for overdue work (its events through the outbox), then expired intake keys."""
+    from citybase.bus import Context
+    from citybase.kernel import idempotency, outbox
+    from citybase.ops.workflow import service
+
+    with runtime.sessions() as session:
+        outbox.bind_context(session, Context(user_id=None))
+        service.supervise_overdue(session=session)
+        session.commit()
+        idempotency.prune(session=session)  # intake keys older than 24 h
+        session.commit()
+
+
+def _forget_webhooks(runtime: Any) -> None:
+    from citybase.ops.notifications.service import forget_webhooks
+
+    forget_webhooks()
+
+
+def _forget_catalogue(runtime: Any) -> None:
+    from citybase.ops.catalogue.service import forget_rules
+
+    forget_rules()
+
+
+def _reload_classifier(runtime: Any) -> None:
+    from citybase.ops.classification.training import load_classifier
+
+    runtime.state.classifier = load_classifier(runtime.settings.data_dir)
+
+
 DOMAIN = Domain(
     name="ops",
     title="一网统管 — the closed incident loop",
@@ -51,4 +103,9 @@ DOMAIN = Domain(
     },
     events=_events(),
     settings=OpsSettings,
+    consumers=(ConsumerSpec("ops-alarms", ALARMS, _alarm),
+               ConsumerSpec("ops-webhooks", OPS_EVENTS, _webhooks, ack_wait=60.0)),
+    timers=(TimerSpec("ops-supervision", lambda: ops_settings().supervision_interval, _supervise),),
+    caches={"ops.webhooks": _forget_webhooks, "ops.catalogue": _forget_catalogue,
+            "ops.classifier": _reload_classifier},
 )

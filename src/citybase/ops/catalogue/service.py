@@ -15,6 +15,7 @@ from citybase.core.errors import InvalidInput, NotFound
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
+from citybase.kernel.runtime import invalidate
 from citybase.ops.catalogue import routing
 from citybase.ops.catalogue.defaults import CATEGORIES, MAJORS
 from citybase.ops.catalogue.models import Category, RoutingRule
@@ -91,6 +92,7 @@ def upsert_category(*, session: Session, code: str, **fields: Any) -> Category:
         if v is not None:
             setattr(cat, k, v)
     session.flush()
+    invalidate(session, "ops.catalogue")
     return cat
 
 
@@ -100,6 +102,11 @@ def active_rules(*, session: Session) -> list[RoutingRule]:
 
 
 _rules_cache: dict[Any, tuple[tuple[int, int, int], list[RoutingRule]]] = {}
+
+
+def forget_rules() -> None:
+    """Drop this process's cached routing rules (re-read on the next routing)."""
+    _rules_cache.clear()
 
 
 def _rules_for_routing(session: Session) -> list[RoutingRule]:
@@ -142,6 +149,7 @@ def add_rule(*, session: Session, category_code: str | None, area_code: str | No
                        note=note, created_at=now, replaces_id=replaces_id)
     session.add(rule)
     session.flush()
+    invalidate(session, "ops.catalogue")
     return rule
 
 
@@ -151,6 +159,7 @@ def retire_rule(*, session: Session, rule_id: int) -> RoutingRule:
     if rule is None or rule.retired_at is not None:
         raise NotFound(Msg('no active rule #{rule_id}', rule_id=rule_id), fix=Msg('List rules with GET /api/v1/ops/rules.'))
     rule.retired_at = utcnow()
+    invalidate(session, "ops.catalogue")
     return rule
 
 

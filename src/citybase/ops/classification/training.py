@@ -3,16 +3,20 @@ categories, corrections included) plus, while that history is small, a generated
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from citybase.kernel.runtime import invalidate
 from citybase.ops.classification.classifier import Evaluation, train_and_evaluate
 from citybase.ops.classification.corpus import generate_corpus
 from citybase.ops.classification.repository import ClassificationRepository
 
+log = logging.getLogger("citybase.ops.classification")
 MODEL_FILE = "classifier.joblib"
 
 
@@ -31,8 +35,9 @@ def labelled_history(*, session: Session) -> list[tuple[str, str]]:
 
 
 def train_classifier(*, session: Session, data_dir: Path, corpus_per_category: int = 200, seed: int = 0) -> TrainingReport:
-    """Train, evaluate on held-out text (20 % of the history plus differently phrased generated text), save.
-    Reads only; writes the model file, never the database."""
+    """Train, evaluate on held-out text (20 % of the history plus differently phrased generated text), save,
+    and announce it (every process reloads the model once the caller commits). Writes the model file and
+    queues the announcement in the session; does not commit."""
     history = labelled_history(session=session)
     rnd = random.Random(seed)
     rnd.shuffle(history)
@@ -48,4 +53,20 @@ def train_classifier(*, session: Session, data_dir: Path, corpus_per_category: i
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / MODEL_FILE
     model.save(path)
+    invalidate(session, "ops.classifier")
     return TrainingReport(path, len(history), len(generated), len(heldout), evaluation)
+
+
+def load_classifier(data_dir: Path) -> Any:
+    """The trained classifier saved in ``data_dir``, or None (keyword suggestions then) when there is none
+    or it cannot be read (logged: retrain with ``citybase ops train-classifier``)."""
+    path = Path(data_dir) / MODEL_FILE
+    if not path.exists():
+        return None
+    from citybase.ops.classification.classifier import TextClassifier
+
+    try:
+        return TextClassifier.load(path)
+    except (ValueError, OSError) as exc:
+        log.warning("classifier at %s not loaded: %s (retrain with `citybase ops train-classifier`)", path, exc)
+        return None

@@ -17,6 +17,7 @@ from citybase.core.errors import InvalidInput
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import utcnow
 from citybase.kernel import outbox, webhooks
+from citybase.kernel.runtime import invalidate
 from citybase.ops.notifications.models import Reporter, Webhook, WebhookDelivery
 from citybase.ops.notifications.repository import ReporterRepository, WebhookRepository
 from citybase.ops.workflow.models import Incident
@@ -108,6 +109,7 @@ def add_webhook(*, session: Session, url: Any, events: Any = None, department_co
     session.add(hook)
     session.flush()
     forget_webhooks()
+    invalidate(session, "ops.webhooks")  # the other processes (the worker delivering them) drop theirs
     return hook
 
 
