@@ -42,12 +42,13 @@ def new_database(admin_url: str, prefix: str) -> tuple[str, callable]:
     return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def rss_mb(pid: int) -> float:
-    """The resident set size of process ``pid`` in MB (VmRSS of /proc/<pid>/status)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The resident set size of process ``pid`` in MB (``VmRSS`` of /proc/<pid>/status; ``RssAnon`` for the
+    heap and stacks alone, without mapped files)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 class Server:

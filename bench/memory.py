@@ -92,7 +92,8 @@ async def drive(server: Server, tokens: dict[str, str], addresses: list[str], se
         while (now := time.monotonic()) < start + seconds:
             if now >= next_sample:
                 series.append((now - start, rss_mb(server.proc.pid)))
-                print(f"  t={now - start:6.0f} s  RSS {series[-1][1]:7.1f} MB", flush=True)
+                print(f"  t={now - start:6.0f} s  RSS {series[-1][1]:7.1f} MB  (anonymous "
+                      f"{rss_mb(server.proc.pid, 'RssAnon'):7.1f} MB)", flush=True)
                 next_sample += sample_every
             due = start + i / rate
             if due > now:
@@ -113,7 +114,7 @@ def run(kind: str, args: argparse.Namespace) -> dict:
     data = Path(tempfile.mkdtemp(prefix=f"cb-mem-{kind}-"))
     drop = bus = None
     if kind == "sqlite":
-        db_url, bus_url = f"sqlite:///{data / 'citybase.sqlite3'}", "memory://"
+        db_url, bus_url = f"sqlite:///{data / 'citybase.sqlite3'}", args.sqlite_bus
     else:
         db_url, drop = new_database(args.postgres, "bench_memory")
         bus_url = f"{args.nats}?deployment=benchmem{uuid.uuid4().hex[:6]}"
@@ -141,7 +142,7 @@ def run(kind: str, args: argparse.Namespace) -> dict:
             drop()
         shutil.rmtree(data, ignore_errors=True)
     tail = series[len(series) // 5:]
-    return {"engine": kind, "bus": bus_url.split("?")[0], "minutes": args.minutes, "rate": args.rate,
+    return {"engine": kind, "bus": bus_url.split("?deployment")[0], "minutes": args.minutes, "rate": args.rate,
             "series": [(round(t), round(m, 1)) for t, m in series], "start_mb": series[0][1],
             "after_warmup_mb": tail[0][1], "end_mb": series[-1][1], "max_mb": max(m for _, m in series),
             "slope_mb_per_min": slope(tail), "statuses": dict(sorted(statuses.items()))}
@@ -153,6 +154,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--rate", type=float, default=20, help="requests per second")
     ap.add_argument("--every", type=float, default=10, help="seconds between RSS samples")
+    ap.add_argument("--sqlite-bus", default="memory://", help="bus of the sqlite run (e.g. memory://?max_msgs=100)")
     ap.add_argument("--postgres", default=PG_ADMIN)
     ap.add_argument("--nats", default="nats://127.0.0.1:4222")
     ap.add_argument("--json", help="also write the results to this file")
