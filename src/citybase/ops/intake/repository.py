@@ -1,4 +1,6 @@
-"""Every query of intake: the duplicate search, and the reads of the Open311 GeoReport v2 endpoint."""
+"""Every query of intake: the duplicate search, the writes of a new report (one INSERT per table; the
+incident's id and code taken in its own INSERT, engine-specific: one class per engine), and the reads of the
+Open311 GeoReport v2 endpoint."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, not_, or_, select
+from sqlalchemy import Row, Select, String, and_, cast, func, insert, literal, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from citybase.ops.workflow.models import Incident, TimelineEntry
 from citybase.ops.workflow.states import DONE, OPEN, Status
+from citybase.storage.db import Base, is_postgres
 
 
 class IntakeRepository:
@@ -42,6 +45,63 @@ class IntakeRepository:
     def incident(self, incident_id: int) -> Incident | None:
         """The incident with this id (from the session's identity map when loaded)."""
         return self.session.get(Incident, incident_id)
+
+
+class IntakeWriter:
+    """The writes of one report, each table in one statement, in the caller's transaction (never commits).
+
+    The incident's code is its day and id (``2026112100000042``); the id is taken inside the incident's INSERT
+    (``_next_id``, per engine), so the row is written once, with its code, and nothing is updated after."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @staticmethod
+    def of(session: Session) -> IntakeWriter:
+        """The writer for the session's engine."""
+        return PostgresIntakeWriter(session) if is_postgres(session) else SqliteIntakeWriter(session)
+
+    def _next_id(self) -> Any:
+        raise NotImplementedError
+
+    def _code(self, day: str, id_: Any) -> Any:
+        raise NotImplementedError
+
+    def insert_incident(self, values: dict[str, Any], day: str) -> tuple[int, str]:
+        """INSERT the incident with these column values; returns its (id, code), the code being ``day`` and the
+        id in 8 digits."""
+        table = Incident.__table__
+        cols = [c for c in values if c not in ("id", "code")]
+        if "version" in table.c and "version" not in values:  # optimistic versioning, when the model has it
+            values, cols = {**values, "version": 1}, [*cols, "version"]
+        n = select(self._next_id().label("id")).subquery("n")
+        rows = select(n.c.id, self._code(day, n.c.id), *(literal(values[c], table.c[c].type) for c in cols))
+        stmt = insert(table).from_select(["id", "code", *cols], rows).returning(table.c.id, table.c.code)
+        id_, code = self.session.execute(stmt).one()
+        return id_, code
+
+    def insert_rows(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
+        """INSERT these rows (same keys in each) in one statement."""
+        if rows:
+            self.session.execute(insert(model.__table__).values(rows))
+
+
+class SqliteIntakeWriter(IntakeWriter):
+    # SQLite has one writer: the INSERT holds the write lock while it reads max(id), so no other writer
+    # (thread or process) can take the same id.
+    def _next_id(self) -> Any:
+        return select(func.coalesce(func.max(Incident.id), 0) + 1).scalar_subquery()
+
+    def _code(self, day: str, id_: Any) -> Any:
+        return literal(day) + func.printf("%08d", id_)
+
+
+class PostgresIntakeWriter(IntakeWriter):
+    def _next_id(self) -> Any:
+        return func.nextval(func.pg_get_serial_sequence(Incident.__tablename__, "id"))
+
+    def _code(self, day: str, id_: Any) -> Any:
+        return literal(day) + func.lpad(cast(id_, String), 8, "0")
 
 
 def _closed_condition() -> tuple[Any, list[Any]]:

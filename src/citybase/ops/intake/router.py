@@ -70,17 +70,19 @@ def _intake(request: Request, session: Session, p: Principal, key: str | None, f
 @router.post("/incidents", response_model=IntakeRead, status_code=201, summary="Report an incident (internal API)")
 def create_incident(body: IncidentCreate, request: Request, p: Principal = Depends(allow(*DISPATCH)),
                     session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
-    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
-        session=session, channel="api", actor=actor_of(p), classifier=_classifier(request), **body.model_dump()))
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.submit(
+        session=session, command=service.IntakeCommand(channel="api", **body.model_dump()), actor=actor_of(p),
+        classifier=_classifier(request)))
 
 
 @router.post("/hotline", response_model=IntakeRead, status_code=201, summary="12345 hotline: a call taken by an operator")
 def hotline(body: HotlineCall, request: Request, p: Principal = Depends(allow(*DISPATCH)),
             session: Session = Depends(get_session), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
-    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
-        session=session, channel="hotline", actor=actor_of(p), description=body.text, address=body.address,
-        reporter_name=body.caller_name, reporter_phone=body.caller_phone, priority=body.priority,
-        classifier=_classifier(request)))
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.submit(
+        session=session, command=service.IntakeCommand(
+            channel="hotline", description=body.text, address=body.address, reporter_name=body.caller_name,
+            reporter_phone=body.caller_phone, priority=body.priority),
+        actor=actor_of(p), classifier=_classifier(request)))
 
 
 @router.post("/inspections", response_model=IntakeRead, status_code=201, summary="A grid inspector's report (网格员)")
@@ -101,9 +103,10 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
 
     def work() -> service.IntakeResult:
         media_url = _store_photo(request, data, "jpg" if data[:2] == b"\xff\xd8" else "png") if data else None
-        return service.intake(session=session, channel="inspector", actor=actor_of(p), description=description,
-                              lon=lon, lat=lat, category_code=category_code, priority=priority, media_url=media_url,
-                              reporter_user_id=p.user_id, classifier=_classifier(request))
+        command = service.IntakeCommand(channel="inspector", description=description, lon=lon, lat=lat,
+                                        category_code=category_code, priority=priority, media_url=media_url,
+                                        reporter_user_id=p.user_id)
+        return service.submit(session=session, command=command, actor=actor_of(p), classifier=_classifier(request))
 
     return await run_in_threadpool(_intake, request, session, p, idempotency_key, fields, work)
 
