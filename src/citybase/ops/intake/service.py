@@ -230,7 +230,7 @@ def find_duplicates(*, session: Session, incident: Incident, category: Category,
     similarity; the same caller reporting the same category again is always a repeat.
     Returns the one to merge into (or None) and every candidate as (id, similarity, metres)."""
     since = as_utc(incident.created_at) - timedelta(hours=category.dup_window_h)
-    repo = IntakeRepository(session)
+    repo = IntakeRepository.of(session)
     radius = category.dup_radius_m
     found: dict[int, tuple[float, float]] = {}
     if radius > 0:
