@@ -134,19 +134,23 @@ WRK_LUA = """
 local ports = {%(ports)s}
 local threads = 0
 setup = function(thread)
-  -- round-robin over the serving processes: thread k talks to ports[k mod n]
+  -- round-robin over the serving processes: thread k talks to ports[k mod n]; each thread its own bodies
   thread.addr = wrk.lookup("127.0.0.1", ports[threads %% #ports + 1])[1]
+  thread:set("offset", threads)
   threads = threads + 1
 end
-local bodies = {}
+local bodies, step, next_body = {}, 1, 1
 init = function(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
-  math.randomseed(os.time() + math.random(1000))
+  step = tonumber(args[2]) or 1
+  next_body = (offset or 0) + 1
 end
 request = function()
   if #bodies == 0 then return wrk.format("GET", wrk.path) end
-  return wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded"},
-                    bodies[math.random(#bodies)])
+  -- every request a different report: a repeat within 10 minutes would be answered as a resubmission
+  local body = bodies[(next_body - 1) %% #bodies + 1]
+  next_body = next_body + step
+  return wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
@@ -169,7 +173,7 @@ def wrk_load(url: str, path: str, bodies: list[str] | None, seconds: float, clie
         lua.write_text(WRK_LUA % {"ports": ", ".join(f'"{p}"' for p in ports)})
         data.write_text("\n".join(urllib.parse.urlencode(b) for b in bodies) if bodies else "")
         out = subprocess.run(["wrk", f"-t{2 * len(ports)}", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(lua),
-                              url + path, "--", str(data)], capture_output=True, text=True, check=True).stdout
+                              url + path, "--", str(data), str(2 * len(ports))], capture_output=True, text=True, check=True).stdout
     line = next((x for x in out.splitlines() if x.startswith("RESULT")), None)
     if line is None or (" 0 " in line[:12] and not warm_up):
         raise SystemExit(f"wrk measured nothing:\n{out}")
@@ -235,12 +239,12 @@ def run(name: str, args: argparse.Namespace, port: int, prepared: dict[str, tupl
             return "GET", "/api/v1/health", {}
 
         if shutil.which("wrk"):
-            bodies = [post(random.Random(k + 7919 * stored_before))[2]["data"] for k in range(5000)]
+            bodies = [post(random.Random(k + 7919 * stored_before))[2]["data"] for k in range(6000)]
             wrk_load(base, "/api/v1/health", None, 3, args.clients, ports, warm_up=True)
-            wrk_load(base, "/open311/v2/requests.json", bodies[:200], 5, args.clients, ports, warm_up=True)
+            wrk_load(base, "/open311/v2/requests.json", bodies[5000:], 5, args.clients, ports, warm_up=True)
             ceiling, c50, c99, err_c = wrk_load(base, "/api/v1/health", None, args.seconds, args.clients, ports)
-            rate, p50, p99, err_p = wrk_load(base, "/open311/v2/requests.json", bodies, args.seconds, args.clients,
-                                             ports)
+            rate, p50, p99, err_p = wrk_load(base, "/open311/v2/requests.json", bodies[:5000], args.seconds,
+                                             args.clients, ports)
             tool = "wrk"
         else:
             if procs > 1:

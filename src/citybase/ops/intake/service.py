@@ -25,7 +25,6 @@ from citybase.core.errors import Conflict, InvalidInput
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
-from citybase.geo.models import Building
 from citybase.kernel import outbox
 from citybase.ops.catalogue.models import Category
 from citybase.ops.catalogue.service import get_category, route
@@ -62,7 +61,7 @@ class Place:
 
     lon: float
     lat: float
-    building: Building | None
+    building: Any | None  # the geo Building, when the report names one
     location: geo.Location
 
 
