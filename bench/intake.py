@@ -1,13 +1,17 @@
 """Intake throughput through Open311 `POST requests` (classify, match the address, route, check
 duplicates, store, publish) with 100,000 open incidents in the database and 50 concurrent
-clients, on SQLite and on PostgreSQL; in the same run the same server's trivial endpoint
-(`GET /api/v1/health`) gives the ceiling.
+clients: SQLite with one serving process, PostgreSQL with one and with two; in the same run the
+same servers' trivial endpoint (`GET /api/v1/health`) gives the ceiling.
 
-usage: python bench/intake.py [--engines sqlite,postgresql] [--open 100000] [--seconds 20] [--clients 50]
+usage: python bench/intake.py [--engines sqlite,postgresql,postgresql-2] [--open 100000] [--seconds 20]
+                              [--clients 50] [--keep]
 
-The server is `citybase serve` in its own process (one uvicorn worker, as the demo runs it);
-the load comes from another process on loopback: `wrk` (Debian package) when installed — a
-Python client would be the bottleneck itself — else an httpx asyncio client."""
+Each server is `citybase serve --port P` in its own process (one uvicorn worker); `postgresql-2`
+starts two on two ports over the same database, and the load is spread over them round-robin:
+each wrk thread is bound to one of the ports (wrk's `setup(thread)`), so half the connections go to
+each. The load comes from another process on loopback: `wrk` (Debian package) when installed — a
+Python client would be the bottleneck itself — else an httpx asyncio client (one process only).
+``--keep`` reuses the databases a previous run prepared (the few thousand requests it stored stay)."""
 
 from __future__ import annotations
 
@@ -44,9 +48,14 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 OPEN_STATUSES = ("received", "registered", "dispatched", "handling", "verifying")
 
 
-def prepare(kind: str, n_open: int, size: str = "district") -> tuple[str, Path, dict[str, str]]:
-    """A district city with ``n_open`` open incidents, a trained classifier and demo tokens."""
+def prepare(kind: str, n_open: int, size: str = "district", keep: bool = False) -> tuple[str, Path, dict[str, str]]:
+    """A district city with ``n_open`` open incidents, a trained classifier and demo tokens (with ``keep``,
+    the ones a previous run left, when there are)."""
     data = OUT / f"intake-{kind}"
+    url = (f"sqlite:///{data / 'citybase.sqlite3'}" if kind == "sqlite"
+           else PG_ADMIN.rsplit("/", 1)[0] + "/citybase_intake")
+    if keep and (data / "demo-tokens.json").exists() and (data / "classifier.joblib").exists():
+        return url, data, json.loads((data / "demo-tokens.json").read_text())
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     if kind == "sqlite":
@@ -122,40 +131,55 @@ async def load(url: str, make_request, seconds: float, clients: int) -> tuple[fl
 
 
 WRK_LUA = """
-local bodies = {}
+local ports = {%(ports)s}
+local threads = 0
+setup = function(thread)
+  -- round-robin over the serving processes: thread k talks to ports[k mod n]; each thread its own bodies
+  thread.addr = wrk.lookup("127.0.0.1", ports[threads %% #ports + 1])[1]
+  thread:set("offset", threads)
+  threads = threads + 1
+end
+local bodies, step, next_body = {}, 1, 1
 init = function(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
-  math.randomseed(os.time() + math.random(1000))
+  step = tonumber(args[2]) or 1
+  next_body = (offset or 0) + 1
 end
 request = function()
   if #bodies == 0 then return wrk.format("GET", wrk.path) end
-  return wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded"},
-                    bodies[math.random(#bodies)])
+  -- every request a different report: a repeat within 10 minutes would be answered as a resubmission
+  local body = bodies[(next_body - 1) %% #bodies + 1]
+  next_body = next_body + step
+  return wrk.format("POST", wrk.path, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
     + summary.errors.timeout
-  io.write(string.format("RESULT %d %f %f %f %d\\n", summary.requests, summary.duration / 1e6,
+  io.write(string.format("RESULT %%d %%f %%f %%f %%d\\n", summary.requests, summary.duration / 1e6,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end
 """
 
 
-def wrk_load(url: str, path: str, bodies: list[str] | None, seconds: float, clients: int) -> tuple[float, float, float, int]:
-    """(requests/s, p50 ms, p99 ms, errors) measured by wrk."""
+def wrk_load(url: str, path: str, bodies: list[str] | None, seconds: float, clients: int,
+             ports: list[int], warm_up: bool = False) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) measured by wrk, its threads spread over ``ports`` (a warm-up may
+    measure nothing: the first requests build the address index and load the classifier)."""
     import tempfile
     import urllib.parse
 
     with tempfile.TemporaryDirectory() as tmp:
         lua, data = Path(tmp, "load.lua"), Path(tmp, "bodies.txt")
-        lua.write_text(WRK_LUA)
+        lua.write_text(WRK_LUA % {"ports": ", ".join(f'"{p}"' for p in ports)})
         data.write_text("\n".join(urllib.parse.urlencode(b) for b in bodies) if bodies else "")
-        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(lua),
-                              url + path, "--", str(data)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["wrk", f"-t{2 * len(ports)}", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(lua),
+                              url + path, "--", str(data), str(2 * len(ports))], capture_output=True, text=True, check=True).stdout
     line = next((x for x in out.splitlines() if x.startswith("RESULT")), None)
-    if line is None or " 0 " in line[:12]:
+    if line is None or (" 0 " in line[:12] and not warm_up):
         raise SystemExit(f"wrk measured nothing:\n{out}")
     n, dur, p50, p99, errors = line.split()[1:]
+    if warm_up:
+        return 0.0, 0.0, 0.0, 0
     return int(n) / float(dur), float(p50), float(p99), int(errors)
 
 
@@ -163,24 +187,44 @@ def pct(xs: list[float], p: float) -> float:
     return statistics.quantiles(xs, n=100)[int(p) - 1] * 1000 if len(xs) > 100 else float("nan")
 
 
-def run(kind: str, args: argparse.Namespace, port: int) -> dict:
-    url, data, tokens = prepare(kind, args.open, args.size)
-    env = {**os.environ, "CITYBASE_DATABASE_URL": url, "CITYBASE_DATA_DIR": str(data), "CITYBASE_PORT": str(port)}
-    logfile = open(data / "server.log", "w")  # noqa: SIM115 - closed with the server
-    server = subprocess.Popen([str(Path(sys.executable).with_name("citybase")), "serve"], env=env,
-                              stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+def start_server(url: str, data: Path, port: int, name: str) -> subprocess.Popen:
+    """``citybase serve --port`` in its own process group, its log in the data folder."""
+    env = {**os.environ, "CITYBASE_DATABASE_URL": url, "CITYBASE_DATA_DIR": str(data)}
+    logfile = open(data / f"server-{name}-{port}.log", "w")  # noqa: SIM115 - the child holds it
+    return subprocess.Popen([str(Path(sys.executable).with_name("citybase")), "serve", "--port", str(port)], env=env,
+                            stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit(f"the {kind} server did not start; see {data / 'server.log'}")
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def run(name: str, args: argparse.Namespace, port: int, prepared: dict[str, tuple]) -> dict:
+    kind, _, procs = name.partition("-")
+    procs = int(procs or 1)
+    if kind not in prepared:
+        prepared[kind] = prepare(kind, args.open, args.size, keep=args.keep)
+    url, data, tokens = prepared[kind]
+    ports = [port + k for k in range(procs)]
+    servers = [start_server(url, data, p, name) for p in ports]
+    base = f"http://127.0.0.1:{ports[0]}"
+    try:
+        for p in ports:
+            for _ in range(240):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{p}/api/v1/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            else:
+                raise SystemExit(f"the {name} server on port {p} did not start; see the logs in {data}")
         with Session(make_engine(url)) as s:
             addresses = [a for (a,) in s.execute(select(Building.address).order_by(Building.id).limit(20000))]
+            stored_before = s.execute(text("SELECT count(*) FROM ops_incidents WHERE channel = 'open311'")).scalar()
         texts = generate_corpus(10, seed=9, styles="heldout")
         codes = [c.code for c in CATEGORIES]
         key = tokens["citizen"]
@@ -195,13 +239,16 @@ def run(kind: str, args: argparse.Namespace, port: int) -> dict:
             return "GET", "/api/v1/health", {}
 
         if shutil.which("wrk"):
-            bodies = [post(random.Random(k))[2]["data"] for k in range(5000)]
-            wrk_load(base, "/api/v1/health", None, 3, args.clients)  # warm-up
-            wrk_load(base, "/open311/v2/requests.json", bodies[:200], 3, args.clients)
-            ceiling, c50, c99, err_c = wrk_load(base, "/api/v1/health", None, args.seconds, args.clients)
-            rate, p50, p99, err_p = wrk_load(base, "/open311/v2/requests.json", bodies, args.seconds, args.clients)
+            bodies = [post(random.Random(k + 7919 * stored_before))[2]["data"] for k in range(6000)]
+            wrk_load(base, "/api/v1/health", None, 3, args.clients, ports, warm_up=True)
+            wrk_load(base, "/open311/v2/requests.json", bodies[5000:], 5, args.clients, ports, warm_up=True)
+            ceiling, c50, c99, err_c = wrk_load(base, "/api/v1/health", None, args.seconds, args.clients, ports)
+            rate, p50, p99, err_p = wrk_load(base, "/open311/v2/requests.json", bodies[:5000], args.seconds,
+                                             args.clients, ports)
             tool = "wrk"
         else:
+            if procs > 1:
+                raise SystemExit("several serving processes need wrk (apt-get install wrk)")
             asyncio.run(load(base, health, 3, args.clients))  # warm-up
             asyncio.run(load(base, post, 3, args.clients))
             ceiling, lat_c, err_c, _ = asyncio.run(load(base, health, args.seconds, args.clients))
@@ -210,35 +257,34 @@ def run(kind: str, args: argparse.Namespace, port: int) -> dict:
             tool = "httpx"
         with Session(make_engine(url)) as s:
             stored = s.execute(text("SELECT count(*) FROM ops_incidents WHERE channel = 'open311'")).scalar()
-        return {"engine": kind, "tool": tool, "ceiling_rps": ceiling, "ceiling_p50": c50, "ceiling_p99": c99,
-                "intake_rps": rate, "p50": p50, "p99": p99, "errors": err_p + err_c, "stored": stored}
+        return {"engine": name, "processes": procs, "tool": tool, "ceiling_rps": ceiling, "ceiling_p50": c50,
+                "ceiling_p99": c99, "intake_rps": rate, "p50": p50, "p99": p99, "errors": err_p + err_c,
+                "stored": stored - stored_before}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        logfile.close()
+        for server in servers:
+            stop_server(server)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--engines", default="sqlite,postgresql,postgresql-2",
+                    help="sqlite, postgresql (one serving process), postgresql-N (N serving processes)")
     ap.add_argument("--open", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--size", default="district", help="demo city size (small only to try the script)")
+    ap.add_argument("--keep", action="store_true", help="reuse the databases a previous run prepared")
     args = ap.parse_args()
-    results = []
-    for i, k in enumerate(args.engines.split(",")):
-        results.append(run(k, args, 8765 + i))
+    results, prepared = [], {}
+    for i, name in enumerate(args.engines.split(",")):
+        results.append(run(name, args, 8765 + 10 * i, prepared))
         print(json.dumps(results[-1]), flush=True)
     print(f"\nOpen311 POST requests with {args.open:,} open incidents, {args.clients} clients, {args.seconds:g} s each")
     print("aim: intake ≥ 0.3 × ceiling, p99 < 100 ms on PostgreSQL")
-    print(f"{'engine':<12}{'ceiling/s':>11}{'c.p99 ms':>9}{'intake/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+    print(f"{'engine':<15}{'ceiling/s':>11}{'c.p99 ms':>9}{'intake/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}{'stored':>8}  load")
     for r in results:
-        print(f"{r['engine']:<12}{r['ceiling_rps']:>11.0f}{r['ceiling_p99']:>9.1f}{r['intake_rps']:>10.1f}"
+        print(f"{r['engine']:<15}{r['ceiling_rps']:>11.0f}{r['ceiling_p99']:>9.1f}{r['intake_rps']:>10.1f}"
               f"{r['intake_rps'] / max(r['ceiling_rps'], 1e-9):>7.2f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
               f"{r['stored']:>8}  {r['tool']}")
     (OUT / "intake.json").write_text(json.dumps(results, indent=2))

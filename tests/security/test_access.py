@@ -7,10 +7,10 @@ from fastapi import FastAPI
 
 from citybase.api.app import api_routes, check_every_route_declares_access
 from citybase.demo.accounts import DEMO_USERS
-from citybase.security.deps import allow
+from citybase.security.deps import AllowKey, allow
 from citybase.security.roles import ROLES
 
-SAMPLE = {"package": "leaflet", "path": "leaflet.css"}
+SAMPLE = {"package": "leaflet", "path": "leaflet.css", "format": "json"}  # Open311 routes really run
 
 
 def _routes(app):
@@ -44,24 +44,50 @@ def test_allow_rejects_unknown_roles():
         allow("superuser")
 
 
+def _call(client, city, route, method, role):
+    """Call a route as a role: the bearer header, or for a route that takes its token as a parameter
+    (``AllowKey``, e.g. Open311's api_key) that parameter in a form, with no other field."""
+    if isinstance(route.allow, AllowKey):
+        form = {route.allow.name: city.tokens[DEMO_USERS[role][0]]} if role else {}
+        return client.request(method, _url(route.path), data=form)
+    headers = city.auth(DEMO_USERS[role][0]) if role else {}
+    return client.request(method, _url(route.path), headers=headers,
+                          json={} if method in ("POST", "PUT", "PATCH") else None)
+
+
 @pytest.mark.parametrize("role", [*ROLES, None])
 def test_every_route_times_every_role(client, city, role):
-    headers = city.auth(DEMO_USERS[role][0]) if role else {}
-    checked = 0
+    checked = keyed = 0
     for route in _routes(client.app):
         declared = route.allow
         for method in route.methods - {"HEAD", "OPTIONS"}:
-            r = client.request(method, _url(route.path), headers=headers, json={} if method in ("POST", "PUT", "PATCH") else None)
+            r = _call(client, city, route, method, role)
             permitted = declared.public or (role in declared.roles)
             where = f"{method} {route.path} as {role or 'anonymous'}"
             if permitted:
                 assert r.status_code not in (401, 403), f"{where}: {r.status_code} {r.text[:200]}"
                 assert r.status_code < 500, f"{where}: {r.status_code} {r.text[:200]}"
+            elif isinstance(declared, AllowKey):  # refused in the route's own format (Open311: the spec's 403)
+                assert r.status_code == 403, f"{where}: {r.status_code} {r.text[:200]}"
+                assert r.headers["content-type"] != "application/problem+json", where
             else:
                 assert r.status_code == (403 if role else 401), where
                 assert r.headers["content-type"] == "application/problem+json", where
             checked += 1
+            keyed += isinstance(declared, AllowKey)
     assert checked >= 20
+    assert keyed >= 1  # the Open311 POST is walked with its api_key, not skipped
+
+
+def test_open311_post_declares_its_api_key_and_refuses_without_one(client, city):
+    (post,) = [r for r in _routes(client.app) if r.path == "/open311/v2/requests.{format}" and "POST" in r.methods]
+    assert isinstance(post.allow, AllowKey) and post.allow.name == "api_key"
+    assert not post.allow.public and set(post.allow.roles) == set(ROLES)  # any account, never anonymous
+    before = client.post("/open311/v2/requests.json", data={"service_code": "02002"})
+    assert before.status_code == 403 and "api_key is missing" in before.json()[0]["description"]
+    as_query = client.post("/open311/v2/requests.json", params={"api_key": city.tokens["citizen"]},
+                           data={"service_code": "99999"})
+    assert as_query.status_code == 404  # the key was taken from the query: the next check speaks
 
 
 def test_unknown_and_revoked_tokens_are_refused(client, city):

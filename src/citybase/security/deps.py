@@ -6,9 +6,10 @@ Every route takes exactly one ``Allow`` dependency; the app refuses to start oth
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -86,6 +87,10 @@ class Allow:
             )
         with request.app.state.sessions() as session:
             principal = authenticate(session, credentials.credentials)
+        return self.admit(request, principal)
+
+    def admit(self, request: Request, principal: Principal) -> Principal:
+        """The authenticated caller, kept on the request; Forbidden unless one of its roles may call the route."""
         request.state.principal = principal
         if not self.public and not (principal.roles & self.roles):
             raise Forbidden(
@@ -96,6 +101,54 @@ class Allow:
         return principal
 
 
+Params = Callable[[Request], Awaitable[list[tuple[str, str]]]]
+
+
+class AllowKey(Allow):
+    """``Allow`` for a route whose callers send their token as a request parameter (GeoReport v2's
+    ``api_key``, in the form or the query) instead of a bearer header: the same roles, the same walk.
+
+    ``params`` reads the request's parameters by the route's own rules (size, type, charset; its errors are
+    the route's) and the handler finds them in ``request.state.params``; the token is the last non-empty
+    ``name``. ``refused`` makes the route's error for a missing token (None) or one not accepted (the
+    ``Unauthenticated`` saying why); a role that may not call the route is ``Forbidden`` as with ``Allow``."""
+
+    def __init__(self, *roles: str, name: str, params: Params,
+                 refused: Callable[[Unauthenticated | None], Exception]) -> None:
+        super().__init__(*roles)
+        self.name, self.params, self.refused = name, params, refused
+
+    def __repr__(self) -> str:
+        return f"AllowKey({', '.join(sorted(self.roles))}; {self.name})"
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        request_id(request)
+        items = await self.params(request)
+        request.state.params = items
+        secret = next((v.strip() for k, v in reversed(items) if k == self.name and v.strip()), None)
+        if secret is None:
+            if self.public:
+                request.state.principal = ANONYMOUS
+                return ANONYMOUS
+            raise self.refused(None)
+        try:
+            principal = await run_in_threadpool(self._authenticate, request, secret)
+        except Unauthenticated as exc:
+            raise self.refused(exc) from None
+        return self.admit(request, principal)
+
+    @staticmethod
+    def _authenticate(request: Request, secret: str) -> Principal:
+        with request.app.state.sessions() as session:
+            return authenticate(session, secret)
+
+
 def allow(*roles: str) -> Allow:
     """Declare who may call a route: ``p: Principal = Depends(allow("admin"))``."""
     return Allow(*roles)
+
+
+def allow_key(*roles: str, name: str, params: Params, refused: Callable[[Unauthenticated | None], Exception],
+              ) -> AllowKey:
+    """Declare who may call a route that takes its token as the parameter ``name`` (see ``AllowKey``)."""
+    return AllowKey(*roles, name=name, params=params, refused=refused)

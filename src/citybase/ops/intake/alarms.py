@@ -32,9 +32,9 @@ def handle_alarm(session: Session, event: Event, classifier: Any = None) -> serv
     device = d.get("device_id", "unknown")
     text = d.get("description") or f"物联感知告警：设备 {device} 报告 {alarm}（读数 {d.get('value', '—')}）"
     try:
-        return service.intake(session=session, channel="iot", actor=IOT_ACTOR, description=str(text)[:2000],
-                              category_code=ALARM_CATEGORIES[alarm], lon=lon, lat=lat,
-                              priority=d.get("priority") if d.get("priority") in ("urgent", "normal", "low") else "urgent",
-                              classifier=classifier)
+        command = service.IntakeCommand(
+            channel="iot", description=str(text)[:2000], category_code=ALARM_CATEGORIES[alarm], lon=lon, lat=lat,
+            priority=d.get("priority") if d.get("priority") in ("urgent", "normal", "low") else "urgent")
+        return service.submit(session=session, command=command, actor=IOT_ACTOR, classifier=classifier)
     except CitybaseError as exc:
         raise Reject(f"{exc.detail} ({exc.fix})" if exc.fix else exc.detail) from None

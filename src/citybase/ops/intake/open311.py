@@ -40,10 +40,8 @@ from citybase.bus import Context
 from citybase.core.errors import CitybaseError, Forbidden, InvalidInput, NotFound, Unauthenticated
 from citybase.core.i18n import Msg, render, translate
 from citybase.core.masking import mask_text
-from citybase.core.phones import check_phone
 from citybase.core.schemas import INT32_MAX, MAX_PAGE
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
-from citybase.geo import service as geo
 from citybase.kernel import faults, idempotency, outbox
 from citybase.ops.catalogue import service as catalogue
 from citybase.ops.catalogue.defaults import CATEGORIES
@@ -56,9 +54,9 @@ from citybase.ops.workflow.repository import IncidentRepository
 from citybase.ops.workflow.service import Actor
 from citybase.ops.workflow.states import DONE, Status
 from citybase.registry import service as registry
-from citybase.security.deps import allow, request_id
-from citybase.security.roles import PUBLIC
-from citybase.security.service import Principal, authenticate
+from citybase.security.deps import allow, allow_key, request_id
+from citybase.security.roles import PUBLIC, ROLES
+from citybase.security.service import Principal
 
 log = logging.getLogger("citybase.open311")
 
@@ -503,14 +501,14 @@ class _Fields:
         return [p.strip() for k, v in self.items if k == name for p in v.split(",") if p.strip()]
 
 
-def _text(f: _Fields, name: str, limit: int, *, lines: bool = False) -> str | None:
+def _text(f: _Fields, name: str, limit: int | None, *, lines: bool = False) -> str | None:
     v = f.get(name)
     if v is None:
         return None
     if _CONTROL.search(v) or (not lines and ("\n" in v or "\r" in v)):
         raise Open311Error(400, f"{name} contains control characters" + ("" if lines else " or line breaks"),
                            "Send plain UTF-8 text" + ("." if lines else " on one line."))
-    if len(v) > limit:
+    if limit is not None and len(v) > limit:
         raise Open311Error(400, f"{name} is {len(v):,} characters long; this endpoint takes at most "
                            f"{limit:,}", "Shorten it.")
     return v
@@ -724,12 +722,10 @@ def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
     return out
 
 
-@router.post("/requests.{format}", summary="GeoReport v2: report a problem (api_key required)",
-             response_model=None)
-async def create_request(format: str, request: Request, _: Principal = Depends(allow(PUBLIC))) -> Response:
-    """Create a service request from a form (urlencoded or multipart, UTF-8); it enters the incident loop once
-    per Idempotency-Key, and a resubmission of the same report within ``RESUBMIT_WINDOW`` answers the first."""
-    fmt = _format(format)
+async def read_params(request: Request) -> list[tuple[str, str]]:
+    """The query and form fields of a POST (urlencoded or multipart, UTF-8, at most ``MAX_BODY``), read once;
+    Open311Error for an unknown format, a body too large, not a form, or not text in its charset."""
+    _format(str(request.path_params.get("format", "")))  # an unknown format is 404 before the body is read
     content_type = request.headers.get("content-type", "")
     ctype = content_type.split(";")[0].strip().lower()
     items = list(request.query_params.multi_items())
@@ -745,65 +741,75 @@ async def create_request(format: str, request: Request, _: Principal = Depends(a
         raise Open311Error(400, f"the body is {ctype or 'of no declared type'}, not a form",
                            "POST the fields as application/x-www-form-urlencoded (or multipart/form-data), "
                            "as GeoReport v2 says.")
-    return await run_in_threadpool(_create, request, fmt, _Fields(items))
+    return items
 
 
-def _locate(session: Session, f: _Fields) -> tuple[float | None, float | None, int | None, str | None]:
-    """(lon, lat, building id, address text) from address_id, lat/long or address_string, checked."""
+def _key_refused(exc: Unauthenticated | None) -> Open311Error:
+    """The spec's 403 for a missing api_key, or one that was not accepted (and why)."""
+    if exc is None:
+        return Open311Error(403, "api_key is missing", KEY_FIX)
+    why = exc.detail.replace("the bearer token", "it")
+    return Open311Error(403, f"api_key was not accepted: {why}", KEY_FIX)
+
+
+# Who may report: anyone with an account (a citybase token as api_key), whatever their role.
+API_KEY = allow_key(*ROLES, name="api_key", params=read_params, refused=_key_refused)
+
+
+@router.post("/requests.{format}", summary="GeoReport v2: report a problem (api_key required)",
+             response_model=None)
+async def create_request(format: str, request: Request, p: Principal = Depends(API_KEY)) -> Response:
+    """Create a service request from a form (urlencoded or multipart, UTF-8); it enters the incident loop once
+    per Idempotency-Key, and a resubmission of the same report within ``RESUBMIT_WINDOW`` answers the first."""
+    return await run_in_threadpool(_create, request, _format(format), _Fields(request.state.params), p)
+
+
+def _locate(session: Session, f: _Fields) -> tuple[service.Place, str | None]:
+    """The request's place (address_id, else lat/long, else address_string: located once) and its address
+    text as sent (or the building's), checked."""
     lat, lon = _coordinate(f, "lat", 90), _coordinate(f, "long", 180)
     if (lat is None) != (lon is None):
         raise Open311Error(400, f"{'long' if lon is None else 'lat'} is missing: lat and long go together",
                            "Send both lat and long, or an address_string or address_id instead.")
     address = _text(f, "address_string", 200)
     building_id = _int("address_id", f.get("address_id"), 1, INT32_MAX)
-    if building_id is not None:  # the building wins: the request takes its point and address
-        try:
-            address = address or geo.get_building(session=session, building_id=building_id).address
-        except NotFound:
+    if building_id is None and lat is None and address is None:
+        raise Open311Error(400, "the request has no location",
+                           "Send lat and long (WGS-84), an address_string, or an address_id.")
+    try:  # the building wins (the request takes its point and address), then the point, then the address
+        place = service.locate_report(session=session, lon=lon, lat=lat, address=address, building_id=building_id)
+    except (NotFound, InvalidInput):
+        if building_id is not None:
             raise Open311Error(400, f"address_id {building_id} is not a building of this city",
                                "Send lat and long or an address_string instead.") from None
-    elif lat is not None and lon is not None:
-        try:
-            geo.locate(session=session, lon=lon, lat=lat)
-        except (NotFound, InvalidInput):
+        if lat is not None:
             raise Open311Error(400, f"the point lat={lat}, long={lon} is outside the district served here",
                                "Send a WGS-84 point inside the district (not GCJ-02 or BD-09), "
                                "or an address_string.") from None
-    elif address is not None:
-        building = geo.building_at_address(session=session, text=address)
-        if building is None:
-            raise Open311Error(400, f"address_string {address[:60]!r} matches no building of the city",
-                               "Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.")
-        building_id = building.id
-    else:
-        raise Open311Error(400, "the request has no location",
-                           "Send lat and long (WGS-84), an address_string, or an address_id.")
-    return lon, lat, building_id, address
+        raise Open311Error(400, f"address_string {address[:60]!r} matches no building of the city",
+                           "Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.") from None
+    if place.building is not None and building_id is not None:
+        address = address or place.building.address
+    return place, address
 
 
-def _contact(f: _Fields) -> tuple[str | None, str | None]:
-    """(reporter name, phone) from first_name, last_name and phone, checked."""
-    phone = _text(f, "phone", 20)
-    try:
-        phone = check_phone(phone)
-    except InvalidInput:
-        raise Open311Error(400, f"phone {phone!r} is not a mainland mobile or landline number",
-                           "Send 11 digits starting 13–19, or an area code and number such as "
-                           "021-64871234; or leave phone out.") from None
-    return _reporter_name(_text(f, "first_name", 32), _text(f, "last_name", 32)), phone
+def _command_error(exc: InvalidInput, f: _Fields) -> Open311Error:
+    """The intake command's refusal of a field, in the terms of the request's parameters."""
+    where = exc.extra.get("field")
+    if where == "description":
+        n = len(f.get("description") or "")
+        return Open311Error(400, f"description is {n:,} characters long; this endpoint takes at most "
+                            f"{MAX_DESCRIPTION:,}", "Shorten it.")
+    if where == "reporter_phone":
+        return Open311Error(400, f"phone {f.get('phone')!r} is not a mainland mobile or landline number",
+                            "Send 11 digits starting 13–19, or an area code and number such as "
+                            "021-64871234; or leave phone out.")
+    return Open311Error(400, render(exc.detail) or "", render(exc.fix))
 
 
-def _create(request: Request, fmt: str, f: _Fields) -> Response:
-    api_key = f.get("api_key")
-    if api_key is None:
-        raise Open311Error(403, "api_key is missing", KEY_FIX)
+def _create(request: Request, fmt: str, f: _Fields, p: Principal) -> Response:
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     with _session(request) as session:
-        try:
-            p = authenticate(session, api_key)
-        except Unauthenticated as exc:
-            why = exc.detail.replace("the bearer token", "it")
-            raise Open311Error(403, f"api_key was not accepted: {why}", KEY_FIX) from None
         who = f"user:{p.user_id}" if p.user_id else p.actor
         if key:  # the client's own key: everything it sent (but the api_key) is the request
             fp = idempotency.fingerprint("POST", request.url.path, sorted(i for i in f.items if i[0] != "api_key"))
@@ -814,42 +820,47 @@ def _create(request: Request, fmt: str, f: _Fields) -> Response:
             raise Open311Error(400, "service_code is missing", f"Pick one from GET {PREFIX}/services.{fmt}.")
         cat = _category(session, code, fmt)
         attrs = _attributes(f, definition_of(cat), fmt)
-        lon, lat, building_id, address = _locate(session, f)
-        description = _text(f, "description", MAX_DESCRIPTION, lines=True) or f"{cat.name}（Open311 上报）"
+        place, address = _locate(session, f)
+        # its length is the intake command's check (MAX_DESCRIPTION), made once below
+        description = _text(f, "description", None, lines=True) or f"{cat.name}（Open311 上报）"
         detail = attrs.get("location_detail")
         address_text = (f"{address}（{detail}）" if address else detail) if detail else address
         if address_text and len(address_text) > 200:
             raise Open311Error(400, "address_string and attribute[location_detail] exceed 200 characters",
                                "Shorten them.")
-        name, phone = _contact(f)
+        name = _reporter_name(_text(f, "first_name", 32), _text(f, "last_name", 32))
+        phone = _text(f, "phone", 20)
         media_url = _text(f, "media_url", 500)
         if media_url and not re.match(r"https?://[^\s/]+", media_url):
             raise Open311Error(400, f"media_url {media_url[:60]!r} is not an http(s) URL",
                                "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
         for other in ("email", "device_id", "account_id", "jurisdiction_id"):
             _text(f, other, 254)  # accepted and checked, not stored
+        building_id = place.building.id if place.building is not None else None
+        try:  # the report as every channel's: its checks are made here, once
+            command = service.IntakeCommand(
+                channel="open311", description=description, category_code=cat.code, lon=place.lon, lat=place.lat,
+                address=address, building_id=building_id, address_text=address_text,
+                priority=attrs.get("priority"), reporter_name=name, reporter_phone=phone, reporter_user_id=p.user_id,
+                media_url=media_url)
+        except InvalidInput as exc:
+            raise _command_error(exc, f) from None
         ttl = idempotency.TTL
         if not key:  # no key: the same report from the same account, soon again, is a resubmission
             ttl = RESUBMIT_WINDOW
-            fp = idempotency.fingerprint("POST", request.url.path, cat.code, description, lon, lat, address,
-                                         building_id)
+            fp = idempotency.fingerprint("POST", request.url.path, cat.code, command.description, place.lon,
+                                         place.lat, address, building_id)
             key = f"open311-resubmission:{fp}"
             if first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp, ttl=ttl):
                 return _replay(first)
         outbox.bind_context(session, Context(id=request_id(request), user_id=str(p.user_id) if p.user_id else None))
         actor = Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id)
         try:
-            r = service.intake(session=session, channel="open311", actor=actor, description=description,
-                               category_code=cat.code, lon=lon, lat=lat, address=address,
-                               building_id=building_id, priority=attrs.get("priority"), reporter_name=name,
-                               reporter_phone=phone, reporter_user_id=p.user_id, media_url=media_url,
+            r = service.submit(session=session, command=command, place=place, actor=actor,
                                classifier=getattr(request.app.state, "classifier", None))
         except NotFound as exc:  # whatever the intake could not find came from this request
             raise Open311Error(400, exc.detail, exc.fix) from None
         inc = r.incident
-        if detail:
-            inc.address_text = address_text
-        session.flush()
         # The spec: token "should not be returned if service_request_id is returned"; ours is known at once.
         created = {"service_request_id": inc.code,
                    "service_notice": _notice(inc, _roots(session, [inc])[inc.id], _Departments(session)),

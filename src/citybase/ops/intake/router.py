@@ -4,6 +4,7 @@ reports with a photo, and the photos. Open311 has its own router (``intake.open3
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def _replay(answer: idempotency.Answer) -> Response:
                     headers={"Idempotent-Replayed": "true"})
 
 
+def _replay_audited(request: Request, p: Principal, answer: idempotency.Answer) -> Response:
+    """The first answer again; its reporter's contact, if it shows it in full, is a read audited again."""
+    try:
+        incident = json.loads(answer.body).get("incident") or {}
+    except ValueError:
+        incident = {}
+    phone = incident.get("reporter_phone")
+    if incident.get("id") and phone and "*" not in phone:
+        _audit_contact(request, p, [incident["id"]])
+    return _replay(answer)
+
+
 def _intake(request: Request, session: Session, p: Principal, key: str | None, fingerprint: Any,
             work: Any) -> Response:
     """Run one intake once per (caller, Idempotency-Key): the work, its answer stored with it, commit, publish."""
@@ -55,32 +68,34 @@ def _intake(request: Request, session: Session, p: Principal, key: str | None, f
     who = f"user:{p.user_id}" if p.user_id else p.actor
     fp = idempotency.fingerprint(request.method, request.url.path, fingerprint)
     if key and (first := idempotency.lookup(session=session, principal=who, key=key, fingerprint=fp)):
-        return _replay(first)
+        return _replay_audited(request, p, first)
     read, unmasked = _intake_read(p, work(), session)
     answer = idempotency.Answer(201, "application/json", read.model_dump_json().encode("utf-8"))
     if key and (first := idempotency.record(session=session, principal=who, key=key, fingerprint=fp,
                                             answer=answer)):
-        return _replay(first)  # a concurrent retry was stored first: ours was rolled back
-    _done(request, session, p)
-    if unmasked:
+        return _replay_audited(request, p, first)  # a concurrent retry was stored first: ours was rolled back
+    if unmasked:  # recorded before the commit: a read that may be served is never unaudited
         _audit_contact(request, p, [read.incident.id])
+    _done(request, session, p)
     return Response(answer.body, status_code=201, media_type=answer.media_type)
 
 
 @router.post("/incidents", response_model=IntakeRead, status_code=201, summary="Report an incident (internal API)")
 def create_incident(body: IncidentCreate, request: Request, p: Principal = Depends(allow(*DISPATCH)),
                     session: Session = Depends(get_session, scope="function"), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
-    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
-        session=session, channel="api", actor=actor_of(p), classifier=_classifier(request), **body.model_dump()))
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.submit(
+        session=session, command=service.IntakeCommand(channel="api", **body.model_dump()), actor=actor_of(p),
+        classifier=_classifier(request)))
 
 
 @router.post("/hotline", response_model=IntakeRead, status_code=201, summary="12345 hotline: a call taken by an operator")
 def hotline(body: HotlineCall, request: Request, p: Principal = Depends(allow(*DISPATCH)),
             session: Session = Depends(get_session, scope="function"), idempotency_key: str | None = IDEMPOTENCY_KEY) -> Any:
-    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.intake(
-        session=session, channel="hotline", actor=actor_of(p), description=body.text, address=body.address,
-        reporter_name=body.caller_name, reporter_phone=body.caller_phone, priority=body.priority,
-        classifier=_classifier(request)))
+    return _intake(request, session, p, idempotency_key, body.model_dump(mode="json"), lambda: service.submit(
+        session=session, command=service.IntakeCommand(
+            channel="hotline", description=body.text, address=body.address, reporter_name=body.caller_name,
+            reporter_phone=body.caller_phone, priority=body.priority),
+        actor=actor_of(p), classifier=_classifier(request)))
 
 
 @router.post("/inspections", response_model=IntakeRead, status_code=201, summary="A grid inspector's report (网格员)")
@@ -101,9 +116,10 @@ async def inspection(request: Request, lon: float = Form(..., ge=-180, le=180), 
 
     def work() -> service.IntakeResult:
         media_url = _store_photo(request, data, "jpg" if data[:2] == b"\xff\xd8" else "png") if data else None
-        return service.intake(session=session, channel="inspector", actor=actor_of(p), description=description,
-                              lon=lon, lat=lat, category_code=category_code, priority=priority, media_url=media_url,
-                              reporter_user_id=p.user_id, classifier=_classifier(request))
+        command = service.IntakeCommand(channel="inspector", description=description, lon=lon, lat=lat,
+                                        category_code=category_code, priority=priority, media_url=media_url,
+                                        reporter_user_id=p.user_id)
+        return service.submit(session=session, command=command, actor=actor_of(p), classifier=_classifier(request))
 
     return await run_in_threadpool(_intake, request, session, p, idempotency_key, fields, work)
 

@@ -1,10 +1,17 @@
-"""API shapes of intake: a report over the internal API, a hotline call, and what intake did with it."""
+"""Shapes of intake: a report over the internal API, a hotline call, what intake did with it, and the one
+intake command every channel maps its report to."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 
+from citybase.core.errors import InvalidInput
+from citybase.core.i18n import Msg
+from citybase.core.phones import check_phone
 from citybase.core.schemas import Id
+from citybase.ops.catalogue.defaults import PRIORITIES
 from citybase.ops.workflow.schemas import IncidentRead
 
 
@@ -32,3 +39,52 @@ class IntakeRead(BaseModel):
     incident: IncidentRead
     merged_into: str | None = None
     possible_duplicates: list[dict] = []
+
+
+CHANNELS = ("api", "hotline", "inspector", "open311", "iot")
+MAX_DESCRIPTION = 4000  # the longest report of any channel (GeoReport v2's limit); each channel may take less
+
+
+@dataclass(frozen=True)
+class IntakeCommand:
+    """One report from any channel, checked once when it is made: the channel is known, the description is
+    1–4,000 characters (stripped), the priority one of the catalogue's, the phone a mainland number (kept
+    without spaces). Where it is (a building, an address in words or a point) is resolved by
+    ``service.locate_report``, once. An error is ``InvalidInput`` whose ``field`` names the field, so a
+    channel can say it in its own terms (Open311's error list)."""
+
+    channel: str
+    description: str
+    category_code: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    address: str | None = None  # an address in words, matched to a building when there is no point
+    building_id: Id | None = None
+    address_text: str | None = None  # the address the incident keeps (default: ``address``, or the building's)
+    priority: str | None = None
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    reporter_user_id: int | None = None
+    media_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel not in CHANNELS:
+            raise InvalidInput(Msg('unknown channel {channel!r}', channel=self.channel),
+                               fix=Msg('Use one of {items}.', items=', '.join(CHANNELS)), field="channel")
+        description = (self.description or "").strip()
+        if not description:
+            raise InvalidInput(Msg('the description is empty'), fix=Msg('Say what the problem is, in a sentence.'),
+                               field="description")
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidInput(Msg('the description is longer than {MAX_DESCRIPTION:,} characters',
+                                   MAX_DESCRIPTION=MAX_DESCRIPTION), fix=Msg('Shorten it.'), field="description")
+        if self.priority is not None and self.priority not in PRIORITIES:
+            raise InvalidInput(Msg('unknown priority {priority!r}', priority=self.priority),
+                               fix=Msg('Use one of {items}.', items=', '.join(PRIORITIES)), field="priority")
+        try:
+            phone = check_phone(self.reporter_phone)
+        except InvalidInput as exc:
+            exc.extra["field"] = "reporter_phone"
+            raise
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "reporter_phone", phone)
