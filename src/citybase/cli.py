@@ -354,9 +354,9 @@ def users_create(username: str, roles: Annotated[str, typer.Option(help="comma-s
     _upgrade(engine)
     try:
         with Session(engine) as s, s.begin():
-            user = service.create_user(s, username=username, display_name=display_name or username,
+            user = service.create_user(session=s, username=username, display_name=display_name or username,
                                        roles=[r.strip() for r in roles.split(",") if r.strip()])
-            _, secret = service.issue_token(s, user, name="cli")
+            _, secret = service.issue_token(session=s, user=user, name="cli")
             s.flush()
             user_id = user.id  # read before the commit expires the instance
     except CitybaseError as exc:

@@ -39,16 +39,16 @@ def create_demo_users(engine: Engine, data_dir: Path) -> dict[str, str]:
     expires = utcnow() + timedelta(days=DEMO_TOKEN_DAYS)
     with Session(engine) as session, session.begin():
         depts = {d.short_name: d.id for d in session.scalars(select(Department))}
-        existing = {u.username: u for u in service.list_users(session)}
+        existing = {u.username: u for u in service.list_users(session=session)}
         for role in ROLES:
             username, display, dept = DEMO_USERS[role]
             user = existing.get(username) or service.create_user(
-                session, username=username, display_name=display, roles=[role],
+                session=session, username=username, display_name=display, roles=[role],
                 department_id=depts.get(dept) if dept else None)
-            for old in service.user_tokens(session, user.id):
+            for old in service.user_tokens(session=session, user_id=user.id):
                 if old.name == DEMO_TOKEN and old.revoked_at is None:
-                    service.revoke_token(session, old.id)
-            _, secret = service.issue_token(session, user, name=DEMO_TOKEN, expires_at=expires)
+                    service.revoke_token(session=session, token_id=old.id)
+            _, secret = service.issue_token(session=session, user=user, name=DEMO_TOKEN, expires_at=expires)
             tokens[username] = secret
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "demo-tokens.json"

@@ -1,9 +1,11 @@
-"""The spatial base (时空底座) as the platform sees it: areas, buildings, addresses."""
+"""The spatial base (时空底座) as the platform sees it: areas, buildings, addresses; its router, its warm-up
+(the point → grid and address indexes), its caches and its events (none yet)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from citybase.geo.events import EVENTS
 from citybase.kernel.domain import Domain
 
 INDEXES = "geo.indexes"  # the grid and address indexes each process keeps (dropped after an import)
@@ -34,4 +36,5 @@ DOMAIN = Domain(
     routers=_routers,
     warm_up=_warm_up,
     caches={INDEXES: _forget_indexes},
+    events=EVENTS,
 )

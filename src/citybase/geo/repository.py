@@ -11,6 +11,10 @@ from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from citybase.geo.models import Area, Building
+from citybase.storage.paging import page_of
+
+# the building column that names its area of each level (districts hold every building)
+_AREA_COLUMN = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}
 
 
 class GeoRepository:
@@ -25,6 +29,18 @@ class GeoRepository:
     def area_by_id(self, area_id: int) -> Area | None:
         return self.session.get(Area, area_id)
 
+    def building_by_id(self, building_id: int) -> Building | None:
+        return self.session.get(Building, building_id)
+
+    def area_codes(self, *, level: str | None = None, ids: list[int] | None = None) -> dict[int, str]:
+        """Area codes by id, of one level and/or of the given ids."""
+        q = select(Area.id, Area.code)
+        if level:
+            q = q.where(Area.level == level)
+        if ids is not None:
+            q = q.where(Area.id.in_(ids))
+        return {i: c for i, c in self.session.execute(q)}
+
     def areas(self, *, level: str | None = None, parent_id: int | None = None) -> list[Area]:
         q = select(Area).order_by(Area.code)
         if level:
@@ -37,10 +53,17 @@ class GeoRepository:
         rows = self.session.execute(select(Area.level, func.count()).group_by(Area.level))
         return {level: n for level, n in rows}
 
+    @staticmethod
+    def building_ids_in_area(area: Area) -> Select:
+        """A select of the ids of buildings inside a street, community or grid (every building otherwise)."""
+        col = _AREA_COLUMN.get(area.level)
+        q = select(Building.id)
+        return q.where(col == area.id) if col is not None else q
+
     def buildings_query(self, *, area: Area | None = None, road: str | None = None, use: str | None = None) -> Select:
         q = select(Building).order_by(Building.id)
         if area is not None:
-            col = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}.get(area.level)
+            col = _AREA_COLUMN.get(area.level)
             if col is not None:
                 q = q.where(col == area.id)
         if road:
@@ -62,6 +85,10 @@ class GeoRepository:
 
     def count(self, q: Select) -> int:
         return self.session.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0
+
+    def page(self, q: Select, page: int, page_size: int) -> tuple[list[Building], int]:
+        """The rows of the 1-based page and the query's total."""
+        return page_of(self.session, q, page, page_size)
 
     # --- the spatial seam ---
 

@@ -9,27 +9,19 @@ from sqlalchemy.orm import Session
 
 from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.geo import service
-from citybase.geo.models import Area, Building
-from citybase.geo.repository import geo_repository
-from citybase.geo.schemas import AddressMatchRead, AreaRead, AreaRef, BuildingRead, LocationRead
+from citybase.geo.schemas import AddressMatchRead, AreaRead, BuildingRead, LocationRead
 from citybase.security.deps import allow, get_session
 from citybase.security.roles import PUBLIC, STAFF
 from citybase.security.service import Principal
-from citybase.storage.paging import page_of
 
 router = APIRouter(tags=["spatial base"])
 LEVEL = Query(None, pattern="^(district|street|community|grid)$", description="district, street, community or grid")
 
 
-def area_read(a: Area) -> AreaRead:
-    return AreaRead(code=a.code, name=a.name, level=a.level, center_lon=a.center_lon, center_lat=a.center_lat,
-                    area_km2=round(a.area_km2, 4), bbox=[a.min_lon, a.min_lat, a.max_lon, a.max_lat])
-
-
 @router.get("/areas", response_model=list[AreaRead], summary="Areas by level and parent")
 def list_areas(level: str | None = LEVEL, parent: FilterText | None = Query(None, description="parent area code"),
                _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> list[AreaRead]:
-    return [area_read(a) for a in service.list_areas(session=session, level=level, parent_code=parent)]
+    return [AreaRead.of(a) for a in service.list_areas(session=session, level=level, parent_code=parent)]
 
 
 @router.get("/areas/tree", summary="District → streets → communities (→ grids with depth=4)")
@@ -47,25 +39,13 @@ def areas_geojson(level: str = Query("street", pattern="^(district|street|commun
 
 @router.get("/areas/{code}", response_model=AreaRead, summary="One area by code")
 def get_area(code: FilterText, _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> AreaRead:
-    return area_read(service.get_area(session=session, code=code))
+    return AreaRead.of(service.get_area(session=session, code=code))
 
 
 @router.get("/locate", response_model=LocationRead, summary="Point → grid, community, street, district")
 def locate(lon: float = Query(..., description="WGS-84 longitude"), lat: float = Query(..., description="WGS-84 latitude"),
            _: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> LocationRead:
-    loc = service.locate(session=session, lon=lon, lat=lat)
-
-    def ref(a: Area) -> AreaRef:
-        return AreaRef(code=a.code, name=a.name)
-
-    return LocationRead(lon=lon, lat=lat, grid=ref(loc.grid), community=ref(loc.community),
-                        street=ref(loc.street), district=ref(loc.district))
-
-
-def building_read(b: Building, grid_codes: dict[int, str]) -> BuildingRead:
-    r = BuildingRead.model_validate(b)
-    r.grid_code = grid_codes.get(b.grid_id)
-    return r
+    return LocationRead.of(lon, lat, service.locate(session=session, lon=lon, lat=lat))
 
 
 @router.get("/buildings", response_model=Page[BuildingRead], summary="Buildings, filtered by area, road and use")
@@ -73,24 +53,21 @@ def list_buildings(area: FilterText | None = Query(None, description="street, co
                    road: FilterText | None = None, use: FilterText | None = None,
                    page: PageNo = 1, page_size: PageSize = 50,
                    _: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session, scope="function")) -> Page[BuildingRead]:
-    repo = geo_repository(session)
-    area_obj = service.get_area(session=session, code=area) if area else None
-    rows, total = page_of(session, repo.buildings_query(area=area_obj, road=road, use=use), page, page_size)
-    grids = {a.id: a.code for a in repo.areas(level="grid")}
-    return Page(items=[building_read(b, grids) for b in rows], total=total, page=page, page_size=page_size)
+    rows, total = service.list_buildings(session=session, area_code=area, road=road, use=use, page=page,
+                                         page_size=page_size)
+    grids = service.grid_codes(session=session, ids=sorted({b.grid_id for b in rows}))
+    return Page(items=[BuildingRead.of(b, grids) for b in rows], total=total, page=page, page_size=page_size)
 
 
 @router.get("/buildings/{building_id}", response_model=BuildingRead, summary="One building")
 def get_building(building_id: Id, _: Principal = Depends(allow(*STAFF)),
                  session: Session = Depends(get_session, scope="function")) -> BuildingRead:
     b = service.get_building(session=session, building_id=building_id)
-    grid = geo_repository(session).area_by_id(b.grid_id)
-    return building_read(b, {b.grid_id: grid.code} if grid else {})
+    return BuildingRead.of(b, service.grid_codes(session=session, ids=[b.grid_id]))
 
 
 @router.get("/addresses/match", response_model=list[AddressMatchRead], summary="Address in words → buildings")
 def match_address(q: str = Query(..., min_length=1, max_length=200, description="address text, e.g. 漕溪北路398弄12号"),
                   limit: int = Query(5, ge=1, le=20), _: Principal = Depends(allow(*STAFF)),
                   session: Session = Depends(get_session, scope="function")) -> list[AddressMatchRead]:
-    return [AddressMatchRead(building_id=m.building_id, address=m.address, score=m.score, how=m.how)
-            for m in service.match_address(session=session, text=q, limit=limit)]
+    return [AddressMatchRead.of(m) for m in service.match_address(session=session, text=q, limit=limit)]

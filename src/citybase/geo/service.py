@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import InvalidInput, NotFound
@@ -19,7 +19,7 @@ from citybase.core.i18n import Msg
 from citybase.geo.address import AddressIndex, Match
 from citybase.geo.lookup import GridIndex
 from citybase.geo.models import LEVELS, Area, Building
-from citybase.geo.repository import geo_repository
+from citybase.geo.repository import GeoRepository, geo_repository
 
 _cache: dict[tuple[Any, str], Any] = {}
 _cache_lock = threading.Lock()
@@ -161,6 +161,7 @@ def locate_in_database(*, session: Session, lon: float, lat: float) -> dict[str,
 
 
 def address_index(*, session: Session) -> AddressIndex:
+    """The in-process address index of this database (built on first use)."""
     def build() -> AddressIndex:
         repo = geo_repository(session)
         prefixes = [a.name for a in repo.areas(level="district")]
@@ -192,15 +193,28 @@ def district(*, session: Session) -> Area | None:
     return found[0] if found else None
 
 
+def list_buildings(*, session: Session, area_code: str | None = None, road: str | None = None,
+                   use: str | None = None, page: int = 1, page_size: int = 50) -> tuple[list[Building], int]:
+    """One page of buildings (by id) inside an area (street, community or grid code), on a road, of a use,
+    and how many match in all; NotFound for an unknown area code."""
+    repo = geo_repository(session)
+    area = get_area(session=session, code=area_code) if area_code else None
+    return repo.page(repo.buildings_query(area=area, road=road, use=use), page, page_size)
+
+
+def grid_codes(*, session: Session, ids: list[int] | None = None) -> dict[int, str]:
+    """The codes of the grids (those with these ids, or every grid) by id, read from the database."""
+    return geo_repository(session).area_codes(level="grid", ids=ids)
+
+
 def building_count(*, session: Session) -> int:
+    """How many buildings the city has."""
     return geo_repository(session).count(geo_repository(session).buildings_query())
 
 
 def building_ids_in_area(area: Area) -> Select:
     """A subquery of the ids of buildings inside a street, community or grid (for other domains' filters)."""
-    col = {"grid": Building.grid_id, "community": Building.community_id, "street": Building.street_id}.get(area.level)
-    q = select(Building.id)
-    return q.where(col == area.id) if col is not None else q
+    return GeoRepository.building_ids_in_area(area)
 
 
 ADDRESS_MIN_SCORE = 75.0  # below this, a fuzzy match is a guess, not a building
@@ -215,7 +229,8 @@ def building_at_address(*, session: Session, text: str, min_score: float = ADDRE
 
 
 def get_building(*, session: Session, building_id: int) -> Building:
-    b = session.get(Building, building_id)
+    """The building with this id; NotFound otherwise."""
+    b = geo_repository(session).building_by_id(building_id)
     if b is None:
         raise NotFound(Msg('no building with id {building_id}', building_id=building_id), fix=Msg('Search buildings with GET /api/v1/buildings.'))
     return b

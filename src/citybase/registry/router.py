@@ -11,8 +11,6 @@ from citybase.core.i18n import render
 from citybase.core.ids import validate_admin_code, validate_id_number, validate_uscc
 from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
 from citybase.geo import service as geo
-from citybase.kernel import outbox
-from citybase.registry import repository as repo
 from citybase.registry import service
 from citybase.registry.schemas import (
     ENTITY_PII,
@@ -29,7 +27,6 @@ from citybase.security.deps import allow, get_session, request_id
 from citybase.security.pii import audit_filter, require_full_sight, used_filters
 from citybase.security.roles import PII_ROLES, PUBLIC, STAFF
 from citybase.security.service import Principal
-from citybase.storage.paging import page_of
 
 router = APIRouter(tags=["registries"])
 PERSON_READERS = ("admin", "dispatcher", "handler", "grid_inspector", "data_officer")
@@ -42,18 +39,11 @@ def _audit_unmasked(request: Request, p: Principal, subject_type: str, ids: list
                      fields=fields, request_id=request_id(request))
 
 
-def _area_filter(session: Session, code: str | None):
-    """The building-id subquery for an area code, or None without a code."""
-    if not code:
-        return None
-    return geo.building_ids_in_area(geo.get_area(session=session, code=code))
-
-
 @router.get("/departments", response_model=list[DepartmentRead], summary="Departments and their duties")
 def list_departments(kind: FilterText | None = None, _: Principal = Depends(allow(*STAFF)),
                      session: Session = Depends(get_session, scope="function")) -> list[DepartmentRead]:
     codes = geo.area_codes(session=session)
-    return [DepartmentRead.of(d, codes) for d in repo.departments(session, kind)]
+    return [DepartmentRead.of(d, codes) for d in service.list_departments(session=session, kind=kind)]
 
 
 @router.get("/departments/{code}", response_model=DepartmentRead, summary="One department")
@@ -76,9 +66,9 @@ def list_persons(request: Request, area: FilterText | None = Query(None, descrip
     personal = used_filters(name=name, id_number=id_number)
     require_full_sight(p, personal, sees_in_full=p.sees_pii, who=", ".join(sorted(PII_ROLES)),
                        fix="Filter by area, building_id or household_no, or ask a data officer to look the person up.")
-    q = repo.persons_query(buildings=_area_filter(session, area), building_id=building_id, name=name,
-                           id_number=id_number.upper() if id_number else None, household_no=household_no)
-    rows, total = page_of(session, q, page, page_size)
+    rows, total = service.list_persons(session=session, area_code=area, building_id=building_id, name=name,
+                                       id_number=id_number, household_no=household_no, page=page,
+                                       page_size=page_size)
     audit_filter(request, p, subject_type="person", used=personal, ids=[r.id for r in rows])
     masked = not p.sees_pii
     if not masked:
@@ -99,9 +89,7 @@ def get_person(request: Request, person_id: Id, p: Principal = Depends(allow(*PE
 def create_person(request: Request, body: PersonCreate, p: Principal = Depends(allow("data_officer")),
                   session: Session = Depends(get_session, scope="function")) -> PersonRead:
     person = service.create_person(session=session, **body.model_dump())
-    # Tell the rest of the city in the same transaction; events carry ids, never personal fields.
-    outbox.queue(session, "citybase.registry.person_registered", {"person_id": person.id, "building_id": person.building_id})
-    session.commit()
+    session.commit()  # the person (and its event) is stored before the audit records that it was shown
     _audit_unmasked(request, p, "person", [person.id], PERSON_PII)
     return PersonRead.of(person, masked=False)
 
@@ -112,9 +100,9 @@ def list_entities(request: Request, area: FilterText | None = Query(None, descri
                   name: FilterText | None = Query(None, description="part of the name"), uscc: FilterText | None = None,
                   page: PageNo = 1, page_size: PageSize = 50,
                   p: Principal = Depends(allow(*STAFF)), session: Session = Depends(get_session, scope="function")) -> Page[EntityRead]:
-    q = repo.entities_query(buildings=_area_filter(session, area), entity_type=entity_type, industry_code=industry_code,
-                            name=name, uscc=uscc.upper() if uscc else None)
-    rows, total = page_of(session, q, page, page_size)
+    rows, total = service.list_entities(session=session, area_code=area, entity_type=entity_type,
+                                        industry_code=industry_code, name=name, uscc=uscc, page=page,
+                                        page_size=page_size)
     masked = not p.sees_pii
     if not masked:
         _audit_unmasked(request, p, "legal_entity", [r.id for r in rows], ENTITY_PII)
@@ -134,9 +122,7 @@ def get_entity(request: Request, entity_id: Id, p: Principal = Depends(allow(*ST
 def create_entity(request: Request, body: EntityCreate, p: Principal = Depends(allow("data_officer")),
                   session: Session = Depends(get_session, scope="function")) -> EntityRead:
     e = service.create_entity(session=session, **body.model_dump())
-    outbox.queue(session, "citybase.registry.legal_entity_registered",
-                 {"legal_entity_id": e.id, "uscc": e.uscc, "building_id": e.building_id})
-    session.commit()
+    session.commit()  # stored (with its event) before the audit records that it was shown
     _audit_unmasked(request, p, "legal_entity", [e.id], ENTITY_PII)
     return EntityRead.of(e, masked=False)
 
@@ -159,6 +145,4 @@ def check_identifier(kind: str = Query(..., pattern="^(id_number|uscc|admin_code
 
 @router.get("/stats", summary="Counts of the registries and the spatial base")
 def stats(_: Principal = Depends(allow(PUBLIC)), session: Session = Depends(get_session, scope="function")) -> dict:
-    d = geo.district(session=session)
-    return {"district": {"code": d.code, "name": d.name} if d else None, "areas": geo.area_counts(session=session),
-            "buildings": geo.building_count(session=session), **repo.counts(session)}
+    return service.stats(session=session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from pydantic import BaseModel, Field
@@ -9,7 +10,6 @@ from pydantic import BaseModel, Field
 from citybase.core.masking import mask_id_number, mask_name, mask_phone
 from citybase.core.schemas import Id
 from citybase.registry.models import Department, LegalEntity, Person
-from citybase.registry.service import department_duties
 
 PERSON_PII = ["id_number", "name", "phone", "birth_date"]
 ENTITY_PII = ["legal_rep_name", "legal_rep_id_number"]
@@ -29,7 +29,7 @@ class DepartmentRead(BaseModel):
     def of(cls, d: Department, area_codes: dict[int, str]) -> DepartmentRead:
         return cls(id=d.id, code=d.code, name=d.name, short_name=d.short_name, kind=d.kind,
                    area_code=area_codes.get(d.area_id) if d.area_id else None,
-                   duties=department_duties(d), phone=d.phone)
+                   duties=json.loads(d.duties), phone=d.phone)
 
 
 class PersonRead(BaseModel):

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from citybase.core.errors import CitybaseError
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.security.audit_keys import Keyring, load_keyring
+from citybase.security.events import AUDIT_CHECKPOINT, AuditCheckpointed
 from citybase.security.models import AuditCheckpoint, AuditEntry
 from citybase.storage.db import has_table, make_sessionmaker
 
@@ -42,7 +43,7 @@ _CP_LOCK = threading.Lock()
 _PG_CP_LOCK_KEY = 0x0C17_BA5F
 ENV_ANCHOR = "CITYBASE_AUDIT_ANCHOR"
 ANCHOR_FILE = "audit-anchor.jsonl"
-CHECKPOINT_SUBJECT = "citybase.security.audit.checkpoint"
+CHECKPOINT_SUBJECT = AUDIT_CHECKPOINT
 _SIGNED = "citybase.audit.checkpoint/1"  # names what the signature covers, so it cannot be replayed elsewhere
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -166,8 +167,8 @@ def _from_row(r: AuditCheckpoint) -> Checkpoint:
 
 def checkpoint_event(cp: Checkpoint) -> tuple[str, dict[str, Any]]:
     """The bus subject and data announcing a checkpoint (a copy of it outside this machine)."""
-    return CHECKPOINT_SUBJECT, {"n": cp.n, "seq": cp.seq, "head_hash": cp.head_hash, "entries": cp.entries,
-                                "at": cp.at_text, "key_id": cp.key_id, "signature": cp.signature}
+    return CHECKPOINT_SUBJECT, AuditCheckpointed(n=cp.n, seq=cp.seq, head_hash=cp.head_hash, entries=cp.entries,
+                                                 at=cp.at_text, key_id=cp.key_id, signature=cp.signature).model_dump()
 
 
 def anchor_file(data_dir: Path | None = None) -> Path:
@@ -383,9 +384,3 @@ def verify(session: Session, batch: int = 5000, *, keyring: Keyring | None = Non
                         reason=problems[0] if problems else None, checkpoints=len(good), last_good=last_good,
                         problems=problems, notes=tuple(notes))
 
-
-def entries(session: Session, *, after: int = 0, limit: int = 100, action: str | None = None) -> list[AuditEntry]:
-    q = select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(limit)
-    if action:
-        q = q.where(AuditEntry.action == action)
-    return list(session.scalars(q))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from citybase.kernel.domain import Domain, TimerSpec
+from citybase.security.events import EVENTS
 
 CHECKPOINT_INTERVAL = 300.0  # seconds between signed audit checkpoints (one process of the deployment)
 
@@ -36,5 +37,7 @@ DOMAIN = Domain(
     depends=("registry",),
     models=("citybase.security.models",),
     routers=_routers,
+    roles={"admin": "平台管理员: manages users and tokens, the catalogue and the webhooks; reads the audit log"},
     timers=(TimerSpec("security-audit-checkpoint", CHECKPOINT_INTERVAL, checkpoint_audit),),
+    events=EVENTS,
 )

@@ -1,4 +1,4 @@
-"""API shapes of identity and audit."""
+"""API shapes of identity and audit; ``of`` builds each from the domain's rows."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from citybase.core.schemas import Id
+from citybase.core.timeutil import to_shanghai
+from citybase.security.models import ApiToken, AuditEntry, User
+
+
+def _t(v: datetime | None) -> datetime | None:
+    return to_shanghai(v) if v else None
 
 
 class UserRead(BaseModel):
@@ -16,6 +22,11 @@ class UserRead(BaseModel):
     department_id: int | None
     roles: list[str]
     active: bool
+
+    @classmethod
+    def of(cls, u: User) -> UserRead:
+        return cls(id=u.id, username=u.username, display_name=u.display_name, department_id=u.department_id,
+                   roles=[r for r in u.roles.split(",") if r], active=u.active)
 
 
 class UserCreate(BaseModel):
@@ -38,9 +49,18 @@ class TokenRead(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
 
+    @classmethod
+    def of(cls, t: ApiToken) -> TokenRead:
+        return cls(id=t.id, name=t.name, prefix=t.prefix, created_at=to_shanghai(t.created_at),
+                   expires_at=_t(t.expires_at), revoked_at=_t(t.revoked_at))
+
 
 class TokenIssued(TokenRead):
     token: str = Field(..., description="the secret; shown once, store it now")
+
+    @classmethod
+    def issued(cls, t: ApiToken, secret: str) -> TokenIssued:
+        return cls(**TokenRead.of(t).model_dump(), token=secret)
 
 
 class AuditRead(BaseModel):
@@ -54,6 +74,12 @@ class AuditRead(BaseModel):
     fields: str
     request_id: str
     hash: str
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditRead:
+        return cls(seq=e.seq, at=to_shanghai(e.at), actor=e.actor, roles=e.roles, action=e.action,
+                   subject_type=e.subject_type, subject_ids=e.subject_ids, fields=e.fields,
+                   request_id=e.request_id, hash=e.hash)
 
 
 class AuditVerifyRead(BaseModel):

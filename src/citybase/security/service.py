@@ -1,4 +1,7 @@
-"""Users and bearer tokens. Tokens are random secrets; only their SHA-256 is stored."""
+"""Users and bearer tokens. Tokens are random secrets; only their SHA-256 is stored.
+
+Functions take ``session`` keyword-only (``authenticate`` positionally too, as the access dependencies call
+it) and never commit: the request, the CLI command or the demo loader does."""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from citybase.core.i18n import Msg
 from citybase.core.timeutil import as_utc, utcnow
-from citybase.security.models import ApiToken, User
+from citybase.security.models import ApiToken, AuditEntry, User
+from citybase.security.repository import SecurityRepository
 from citybase.security.roles import PII_ROLES, check_roles
 
 TOKEN_PREFIX = "cb_"
@@ -30,10 +33,12 @@ class Principal:
 
     @property
     def sees_pii(self) -> bool:
+        """Whether the caller's role sees personal fields in full."""
         return bool(self.roles & PII_ROLES)
 
     @property
     def actor(self) -> str:
+        """How the audit log and the timelines name the caller."""
         return f"user:{self.user_id}:{self.username}" if self.user_id else "anonymous"
 
 
@@ -41,39 +46,42 @@ ANONYMOUS = Principal(None, "anonymous", frozenset())
 
 
 def hash_token(secret: str) -> str:
+    """The SHA-256 (hex) of a token's secret, as stored."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_user(session: Session, *, username: str, display_name: str, roles: list[str],
+def create_user(*, session: Session, username: str, display_name: str, roles: list[str],
                 department_id: int | None = None) -> User:
     """Add a user (flushes, does not commit); Conflict if the username is taken."""
     try:
         check_roles(roles)
     except ValueError as exc:
         raise InvalidInput(str(exc), fix=Msg('Use only the listed roles.')) from None
-    if session.scalar(select(User.id).where(User.username == username)):
+    repo = SecurityRepository(session)
+    if repo.username_taken(username):
         raise Conflict(Msg('username {username!r} is taken', username=username), fix=Msg('Choose another username.'))
     user = User(username=username, display_name=display_name, roles=",".join(roles),
                 department_id=department_id, active=True, created_at=utcnow())
-    session.add(user)
-    session.flush()
+    repo.add(user)
     return user
 
 
-def issue_token(session: Session, user: User, *, name: str = "default",
+def issue_token(*, session: Session, user: User, name: str = "default",
                 expires_at: datetime | None = None) -> tuple[ApiToken, str]:
-    """A new token for the user; the secret is returned once and never stored."""
+    """A new token for the user (flushed); the secret is returned once and never stored."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, token_hash=hash_token(secret), prefix=secret[:10], name=name,
                      created_at=utcnow(), expires_at=expires_at)
-    session.add(token)
-    session.flush()
+    SecurityRepository(session).add(token)
     return token, secret
 
 
-def revoke_token(session: Session, token_id: int) -> ApiToken:
-    """Mark a token revoked (idempotent)."""
-    token = session.get(ApiToken, token_id)
+def revoke_token(*, session: Session, token_id: int, user_id: int | None = None) -> ApiToken:
+    """Mark a token revoked (idempotent); NotFound if there is none with this id (of this user, if given)."""
+    token = SecurityRepository(session).token_by_id(token_id)
+    if user_id is not None and (token is None or token.user_id != user_id):
+        raise NotFound(Msg('user {user_id} has no token {token_id}', user_id=user_id, token_id=token_id),
+                       fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
     if token is None:
         raise NotFound(Msg('no token with id {token_id}', token_id=token_id), fix=Msg('List tokens with GET /api/v1/users/{{id}}/tokens.'))
     token.revoked_at = token.revoked_at or utcnow()
@@ -83,9 +91,7 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
 def authenticate(session: Session, secret: str) -> Principal:
     """The principal a bearer secret stands for; Unauthenticated if unknown, revoked, expired or inactive."""
     fix = "Send 'Authorization: Bearer <token>' with a valid token; ask an admin for a new one."
-    row = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == hash_token(secret))
-    ).first()
+    row = SecurityRepository(session).token_and_user(hash_token(secret))
     if row is None:
         raise Unauthenticated(Msg('the bearer token is not known'), fix=fix)
     token, user = row
@@ -98,20 +104,30 @@ def authenticate(session: Session, secret: str) -> Principal:
     return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id)
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.id)))
+def list_users(*, session: Session) -> list[User]:
+    """Every user, by id."""
+    return SecurityRepository(session).users()
 
 
-def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+def get_user(*, session: Session, user_id: int) -> User:
+    """The user with this id; NotFound otherwise."""
+    user = SecurityRepository(session).user_by_id(user_id)
     if user is None:
         raise NotFound(Msg('no user with id {user_id}', user_id=user_id), fix=Msg('List users with GET /api/v1/users.'))
     return user
 
 
-def user_tokens(session: Session, user_id: int) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+def user_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
+    """The user's tokens (revoked and expired ones too), by id; NotFound for an unknown user."""
+    get_user(session=session, user_id=user_id)
+    return SecurityRepository(session).tokens_of(user_id)
 
 
-def count_users(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(User)) or 0
+def count_users(*, session: Session) -> int:
+    """How many users there are."""
+    return SecurityRepository(session).count_users()
+
+
+def audit_entries(*, session: Session, after: int = 0, limit: int = 100, action: str | None = None) -> list[AuditEntry]:
+    """Audit entries after sequence number ``after``, oldest first, at most ``limit``, of one action if given."""
+    return SecurityRepository(session).audit_entries(after=after, limit=limit, action=action)

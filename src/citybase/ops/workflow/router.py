@@ -19,7 +19,6 @@ from citybase.ops.http import (
     actor_of,
 )
 from citybase.ops.workflow import service, states
-from citybase.ops.workflow.models import Incident
 from citybase.ops.workflow.schemas import (
     ActionBody,
     IncidentDetail,
@@ -76,7 +75,7 @@ def get_incident(incident_id: Id, request: Request, p: Principal = Depends(allow
     return _detail(request, p, session, inc)
 
 
-def _detail(request: Request, p: Principal, session: Session, inc: Incident) -> IncidentDetail:
+def _detail(request: Request, p: Principal, session: Session, inc: service.Incident) -> IncidentDetail:
     masked = not _sees_contact(p, inc)
     if not masked:
         _audit_contact(request, p, [inc.id])
@@ -118,7 +117,7 @@ def my_reports(p: Principal = Depends(allow("citizen", "grid_inspector")),
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {a: (t.roles, t.summary) for a, t in states.api_actions().items()}
 
 
-def _run(action: str, session: Session, inc: Incident, a: Actor, b: ActionBody, p: Principal) -> None:
+def _run(action: str, session: Session, inc: service.Incident, a: Actor, b: ActionBody, p: Principal) -> None:
     s = service
     if action == "register":
         s.register(session=session, incident=inc, actor=a, category_code=b.category_code, priority=b.priority)
