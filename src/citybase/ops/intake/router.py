@@ -74,9 +74,9 @@ def _intake(request: Request, session: Session, p: Principal, key: str | None, f
     if key and (first := idempotency.record(session=session, principal=who, key=key, fingerprint=fp,
                                             answer=answer)):
         return _replay_audited(request, p, first)  # a concurrent retry was stored first: ours was rolled back
-    if unmasked:  # recorded before the commit: a read that may be served is never unaudited
-        _audit_contact(request, p, [read.incident.id])
     _done(request, session, p)
+    if unmasked:  # after the commit (SQLite has one writer); if it fails the client retries, and the replay audits
+        _audit_contact(request, p, [read.incident.id])
     return Response(answer.body, status_code=201, media_type=answer.media_type)
 
 
