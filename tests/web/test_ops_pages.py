@@ -202,8 +202,8 @@ def test_a_citizens_report_goes_round_the_loop(visit, site: Site, tokens) -> Non
     with page.expect_response(lambda r: r.url.endswith("/open311/v2/requests.json")):
         page.locator("#r-send").click()  # no address and no point yet: Open311 refuses, the page says why
     refusal = page.locator("#report-msg.refused")
-    assert "the request has no location" in refusal.inner_text()
-    assert "lat and long" in refusal.locator(".msg-fix").inner_text()
+    assert "请求没有位置信息" in refusal.inner_text()  # the Chinese page gets Open311's refusal in Chinese
+    assert "lat 和 long" in refusal.locator(".msg-fix").inner_text()
     expect_refusal(c, "/open311/v2/requests.json", 400)
     box = page.locator("#map").bounding_box()
     assert box is not None

@@ -208,8 +208,8 @@ class Open311Route(APIRoute):
 def _format(fmt: str) -> str:
     f = fmt.lower()
     if f not in FORMATS:
-        raise Open311Error(404, f"there is no format {fmt[:20]!r} here",
-                           f"Append .xml or .json to the resource, e.g. {PREFIX}/services.xml.")
+        raise Open311Error(404, Msg('there is no format {fmt!r} here', fmt=fmt[:20]),
+                           Msg('Append .xml or .json to the resource, e.g. {PREFIX}/services.xml.', PREFIX=PREFIX))
     return f
 
 
@@ -313,8 +313,8 @@ def _categories(session: Session) -> dict[str, Category]:
 def _category(session: Session, code: str, fmt: str) -> Category:
     c = catalogue.find_category(session=session, code=code) if re.fullmatch(r"\d{5}", code) else None
     if c is None or not c.active:
-        raise Open311Error(404, f"service_code {code[:20]!r} was not found",
-                           f"List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.")
+        raise Open311Error(404, Msg('service_code {code!r} was not found', code=code[:20]),
+                           Msg('List the services with GET {PREFIX}/services.{fmt}; codes have 5 digits.', PREFIX=PREFIX, fmt=fmt))
     return c
 
 
@@ -509,8 +509,7 @@ def _text(f: _Fields, name: str, limit: int | None, *, lines: bool = False) -> s
         raise Open311Error(400, f"{name} contains control characters" + ("" if lines else " or line breaks"),
                            "Send plain UTF-8 text" + ("." if lines else " on one line."))
     if limit is not None and len(v) > limit:
-        raise Open311Error(400, f"{name} is {len(v):,} characters long; this endpoint takes at most "
-                           f"{limit:,}", "Shorten it.")
+        raise Open311Error(400, Msg('{name} is {value:,} characters long; this endpoint takes at most {limit:,}', name=name, value=len(v), limit=limit), Msg('Shorten it.'))
     return v
 
 
@@ -521,29 +520,29 @@ def _coordinate(f: _Fields, name: str, bound: float) -> float | None:
     try:
         v = float(raw)
     except ValueError:
-        raise Open311Error(400, f"{name} {raw[:30]!r} is not a number",
-                           "Send WGS-84 decimal degrees, e.g. lat=31.1667&long=121.4375.") from None
+        raise Open311Error(400, Msg('{name} {raw!r} is not a number', name=name, raw=raw[:30]),
+                           Msg('Send WGS-84 decimal degrees, e.g. lat=31.1667&long=121.4375.')) from None
     if not math.isfinite(v) or not -bound <= v <= bound:
-        raise Open311Error(400, f"{name} {raw[:30]} is outside -{bound:g}…{bound:g}",
-                           "Send WGS-84 decimal degrees, and check that lat and long are not swapped.")
+        raise Open311Error(400, Msg('{name} {raw} is outside -{bound:g}…{bound:g}', name=name, raw=raw[:30], bound=bound),
+                           Msg('Send WGS-84 decimal degrees, and check that lat and long are not swapped.'))
     return v
 
 
 def _check_values(a: dict[str, Any], values: list[str]) -> None:
     name, datatype = a["code"], a["datatype"]
     if datatype != "multivaluelist" and len(values) > 1:
-        raise Open311Error(400, f"attribute[{name}] was sent {len(values)} times", "Send it once.")
+        raise Open311Error(400, Msg('attribute[{name}] was sent {value} times', name=name, value=len(values)), Msg('Send it once.'))
     if datatype in ("singlevaluelist", "multivaluelist"):
         keys = {str(v["key"]) for v in a["values"]}
         bad = [v for v in values if v not in keys]
         if bad:
             choices = ", ".join(f"{v['key']} ({v['name']})" for v in a["values"])
-            raise Open311Error(400, f"attribute[{name}]={bad[0][:30]!r} is not one of its values",
-                               f"Send a key: {choices}.")
+            raise Open311Error(400, Msg('attribute[{name}]={value!r} is not one of its values', name=name, value=bad[0][:30]),
+                               Msg('Send a key: {choices}.', choices=choices))
     for v in values:
         if _CONTROL.search(v) or (datatype != "text" and ("\n" in v or "\r" in v)) or len(v) > 100:
-            raise Open311Error(400, f"attribute[{name}] must be one line of text of at most 100 characters",
-                               "Shorten it, without control characters or line breaks.")
+            raise Open311Error(400, Msg('attribute[{name}] must be one line of text of at most 100 characters', name=name),
+                               Msg('Shorten it, without control characters or line breaks.'))
 
 
 def _attributes(f: _Fields, definition: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -554,22 +553,22 @@ def _attributes(f: _Fields, definition: dict[str, Any], fmt: str) -> dict[str, A
         if m:
             given.setdefault(m.group(1), []).extend([value.strip()] if value.strip() else [])
         elif key.startswith("attribute"):
-            raise Open311Error(400, f"form field {key[:40]!r} is not of the form attribute[code]=value",
-                               "Send e.g. attribute[priority]=urgent (attribute[code][]=… for lists).")
+            raise Open311Error(400, Msg('form field {key!r} is not of the form attribute[code]=value', key=key[:40]),
+                               Msg('Send e.g. attribute[priority]=urgent (attribute[code][]=… for lists).'))
     attrs = {a["code"]: a for a in definition["attributes"] if a["variable"]}
     code = definition["service_code"]
-    see = f"See GET {PREFIX}/services/{code}.{fmt}."
+    see = Msg("See GET {PREFIX}/services/{code}.{fmt}.", PREFIX=PREFIX, code=code, fmt=fmt)
     unknown = sorted(set(given) - set(attrs))
     if unknown:
-        raise Open311Error(400, f"service {code} has no attribute {', '.join(repr(u[:30]) for u in unknown)}",
-                           f"Its attributes are {', '.join(attrs)}. {see}")
+        raise Open311Error(400, Msg('service {code} has no attribute {items}', code=code, items=', '.join(repr(u[:30]) for u in unknown)),
+                           Msg('Its attributes are {items}. {see}', items=', '.join(attrs), see=see))
     out: dict[str, Any] = {}
     for a in sorted(attrs.values(), key=lambda a: a["order"]):
         values = given.get(a["code"], [])
         if not values:
             if a["required"]:
-                raise Open311Error(400, f"attribute[{a['code']}] is required for service {code}",
-                                   f"{a['description']}. {see}")
+                raise Open311Error(400, Msg('attribute[{a}] is required for service {code}', a=a['code'], code=code),
+                                   Msg('{a}. {see}', a=a['description'], see=see))
             continue
         _check_values(a, values)
         out[a["code"]] = values if a["datatype"] == "multivaluelist" else values[0]
@@ -582,8 +581,7 @@ def _reporter_name(first: str | None, last: str | None) -> str | None:
     else:
         name = " ".join(x for x in (first, last) if x)
     if len(name) > 32:
-        raise Open311Error(400, f"first_name and last_name together are {len(name)} characters; "
-                           "at most 32 fit", "Shorten the name.")
+        raise Open311Error(400, Msg('first_name and last_name together are {value} characters; at most 32 fit', value=len(name)), Msg('Shorten the name.'))
     return name or None
 
 
@@ -592,13 +590,13 @@ def _parse_date(name: str, raw: str) -> datetime:
     if "T" in s and " " in s:
         s = s.replace(" ", "+")  # a '+' sent unencoded in a query string arrives as a space
     if not _W3C.fullmatch(s):
-        raise Open311Error(400, f"{name} {raw[:40]!r} is not a W3C datetime",
-                           "Use e.g. 2026-01-01T00:00:00+08:00 or 2026-01-01T00:00:00Z (+ is %2B in a URL).")
+        raise Open311Error(400, Msg('{name} {raw!r} is not a W3C datetime', name=name, raw=raw[:40]),
+                           Msg('Use e.g. 2026-01-01T00:00:00+08:00 or 2026-01-01T00:00:00Z (+ is %2B in a URL).'))
     try:
         value = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
-        raise Open311Error(400, f"{name} {raw[:40]!r} is not a valid date or time",
-                           "Check the month, day and hour, e.g. 2026-01-31T23:59:59+08:00.") from None
+        raise Open311Error(400, Msg('{name} {raw!r} is not a valid date or time', name=name, raw=raw[:40]),
+                           Msg('Check the month, day and hour, e.g. 2026-01-31T23:59:59+08:00.')) from None
     if len(s) == 10:  # a whole day: from its start, or up to its end for end_date
         value = datetime.combine(value.date(), time(0, 0))
         if name == "end_date":
@@ -612,8 +610,8 @@ def _int(name: str, raw: str | None, lo: int, hi: int) -> int | None:
     if raw is None:
         return None
     if not re.fullmatch(r"\d{1,10}", raw) or not lo <= int(raw) <= hi:
-        raise Open311Error(400, f"{name} {raw[:20]!r} is not a whole number from {lo} to {hi:,}",
-                           f"Send {name} as a plain number.")
+        raise Open311Error(400, Msg('{name} {raw!r} is not a whole number from {lo} to {hi:,}', name=name, raw=raw[:20], lo=lo, hi=hi),
+                           Msg('Send {name} as a plain number.', name=name))
     return int(raw)
 
 
@@ -624,7 +622,7 @@ def _flag(name: str, raw: str | None) -> bool:
         return True
     if raw.lower() in ("false", "0"):
         return False
-    raise Open311Error(400, f"{name} {raw[:20]!r} is not true or false", f"Send {name}=true or leave it out.")
+    raise Open311Error(400, Msg('{name} {raw!r} is not true or false', name=name, raw=raw[:20]), Msg('Send {name}=true or leave it out.', name=name))
 
 
 # ---------------------------------------------------------------- routes
@@ -674,8 +672,8 @@ def _charset(content_type: str) -> str:
             try:
                 return codecs.lookup(raw).name
             except LookupError:
-                raise Open311Error(400, f"the charset {raw[:30]!r} of the body is not known",
-                                   "Send the form in UTF-8, as GeoReport v2 says.") from None
+                raise Open311Error(400, Msg('the charset {raw!r} of the body is not known', raw=raw[:30]),
+                                   Msg('Send the form in UTF-8, as GeoReport v2 says.')) from None
     return "utf-8"  # GeoReport v2: "all data is assumed to be UTF-8"
 
 
@@ -683,9 +681,8 @@ def _decode(raw: bytes, charset: str, what: str) -> str:
     try:
         return raw.decode(charset)
     except UnicodeDecodeError as exc:
-        raise Open311Error(400, f"{what} is not valid {charset.upper()} (byte {exc.start + 1})",
-                           "Send the form as UTF-8 text; percent-encode each byte of a character, "
-                           "e.g. 描 as %E6%8F%8F.") from None
+        raise Open311Error(400, Msg('{what} is not valid {value} (byte {value2})', what=what, value=charset.upper(), value2=exc.start + 1),
+                           Msg('Send the form as UTF-8 text; percent-encode each byte of a character, e.g. 描 as %E6%8F%8F.')) from None
 
 
 def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
@@ -709,12 +706,12 @@ def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
                    lambda f: fields.append((f.field_name or b"", f.value or b"")),
                    lambda f: files.append(f.field_name or b""))
     except (ValueError, UnicodeEncodeError) as exc:  # python-multipart's errors are ValueErrors
-        raise Open311Error(400, f"the form body could not be read ({str(exc)[:100]})",
-                           "Send a well-formed urlencoded or multipart form.") from None
+        raise Open311Error(400, Msg('the form body could not be read ({value})', value=str(exc)[:100]),
+                           Msg('Send a well-formed urlencoded or multipart form.')) from None
     if files:
         name = _decode(files[0], charset, "a field name")
-        raise Open311Error(400, f"form field {name[:40]!r} is a file; files are not accepted",
-                           "Put the photo at a public URL and send that URL as media_url.")
+        raise Open311Error(400, Msg('form field {name!r} is a file; files are not accepted', name=name[:40]),
+                           Msg('Put the photo at a public URL and send that URL as media_url.'))
     out = []
     for raw_name, raw_value in fields:
         key = _decode(raw_name, charset, "a field name")
@@ -733,23 +730,22 @@ async def read_params(request: Request) -> list[tuple[str, str]]:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise Open311Error(413, f"the body is larger than {MAX_BODY // 1024} KiB",
-                               "Send text fields only; put photos at a public URL and send it as media_url.")
+            raise Open311Error(413, Msg('the body is larger than {value} KiB', value=MAX_BODY // 1024),
+                               Msg('Send text fields only; put photos at a public URL and send it as media_url.'))
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         items += form_fields(content_type, body)
     elif ctype or body:
-        raise Open311Error(400, f"the body is {ctype or 'of no declared type'}, not a form",
-                           "POST the fields as application/x-www-form-urlencoded (or multipart/form-data), "
-                           "as GeoReport v2 says.")
+        raise Open311Error(400, Msg('the body is {value}, not a form', value=ctype or 'of no declared type'),
+                           Msg('POST the fields as application/x-www-form-urlencoded (or multipart/form-data), as GeoReport v2 says.'))
     return items
 
 
 def _key_refused(exc: Unauthenticated | None) -> Open311Error:
     """The spec's 403 for a missing api_key, or one that was not accepted (and why)."""
     if exc is None:
-        return Open311Error(403, "api_key is missing", KEY_FIX)
-    why = exc.detail.replace("the bearer token", "it")
-    return Open311Error(403, f"api_key was not accepted: {why}", KEY_FIX)
+        return Open311Error(403, Msg('api_key is missing'), KEY_FIX)
+    why = exc.detail  # a Msg: rendered in the reader's language inside this one
+    return Open311Error(403, Msg('api_key was not accepted: {why}', why=why), KEY_FIX)
 
 
 # Who may report: anyone with an account (a citybase token as api_key), whatever their role.
@@ -769,25 +765,24 @@ def _locate(session: Session, f: _Fields) -> tuple[service.Place, str | None]:
     text as sent (or the building's), checked."""
     lat, lon = _coordinate(f, "lat", 90), _coordinate(f, "long", 180)
     if (lat is None) != (lon is None):
-        raise Open311Error(400, f"{'long' if lon is None else 'lat'} is missing: lat and long go together",
-                           "Send both lat and long, or an address_string or address_id instead.")
+        raise Open311Error(400, Msg('{value} is missing: lat and long go together', value='long' if lon is None else 'lat'),
+                           Msg('Send both lat and long, or an address_string or address_id instead.'))
     address = _text(f, "address_string", 200)
     building_id = _int("address_id", f.get("address_id"), 1, INT32_MAX)
     if building_id is None and lat is None and address is None:
-        raise Open311Error(400, "the request has no location",
-                           "Send lat and long (WGS-84), an address_string, or an address_id.")
+        raise Open311Error(400, Msg('the request has no location'),
+                           Msg('Send lat and long (WGS-84), an address_string, or an address_id.'))
     try:  # the building wins (the request takes its point and address), then the point, then the address
         place = service.locate_report(session=session, lon=lon, lat=lat, address=address, building_id=building_id)
     except (NotFound, InvalidInput):
         if building_id is not None:
-            raise Open311Error(400, f"address_id {building_id} is not a building of this city",
-                               "Send lat and long or an address_string instead.") from None
+            raise Open311Error(400, Msg('address_id {building_id} is not a building of this city', building_id=building_id),
+                               Msg('Send lat and long or an address_string instead.')) from None
         if lat is not None:
-            raise Open311Error(400, f"the point lat={lat}, long={lon} is outside the district served here",
-                               "Send a WGS-84 point inside the district (not GCJ-02 or BD-09), "
-                               "or an address_string.") from None
-        raise Open311Error(400, f"address_string {address[:60]!r} matches no building of the city",
-                           "Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.") from None
+            raise Open311Error(400, Msg('the point lat={lat}, long={lon} is outside the district served here', lat=lat, lon=lon),
+                               Msg('Send a WGS-84 point inside the district (not GCJ-02 or BD-09), or an address_string.')) from None
+        raise Open311Error(400, Msg('address_string {address!r} matches no building of the city', address=address[:60]),
+                           Msg('Write the road and number, e.g. 漕溪北路101弄3号, or send lat and long.')) from None
     if place.building is not None and building_id is not None:
         address = address or place.building.address
     return place, address
@@ -798,12 +793,10 @@ def _command_error(exc: InvalidInput, f: _Fields) -> Open311Error:
     where = exc.extra.get("field")
     if where == "description":
         n = len(f.get("description") or "")
-        return Open311Error(400, f"description is {n:,} characters long; this endpoint takes at most "
-                            f"{MAX_DESCRIPTION:,}", "Shorten it.")
+        return Open311Error(400, Msg('description is {n:,} characters long; this endpoint takes at most {MAX_DESCRIPTION:,}', n=n, MAX_DESCRIPTION=MAX_DESCRIPTION), Msg('Shorten it.'))
     if where == "reporter_phone":
-        return Open311Error(400, f"phone {f.get('phone')!r} is not a mainland mobile or landline number",
-                            "Send 11 digits starting 13–19, or an area code and number such as "
-                            "021-64871234; or leave phone out.")
+        return Open311Error(400, Msg('phone {value!r} is not a mainland mobile or landline number', value=f.get('phone')),
+                            Msg('Send 11 digits starting 13–19, or an area code and number such as 021-64871234; or leave phone out.'))
     return Open311Error(400, render(exc.detail) or "", render(exc.fix))
 
 
@@ -817,7 +810,7 @@ def _create(request: Request, fmt: str, f: _Fields, p: Principal) -> Response:
                 return _replay(first)
         code = f.get("service_code")
         if code is None:
-            raise Open311Error(400, "service_code is missing", f"Pick one from GET {PREFIX}/services.{fmt}.")
+            raise Open311Error(400, Msg('service_code is missing'), Msg('Pick one from GET {PREFIX}/services.{fmt}.', PREFIX=PREFIX, fmt=fmt))
         cat = _category(session, code, fmt)
         attrs = _attributes(f, definition_of(cat), fmt)
         place, address = _locate(session, f)
@@ -826,14 +819,14 @@ def _create(request: Request, fmt: str, f: _Fields, p: Principal) -> Response:
         detail = attrs.get("location_detail")
         address_text = (f"{address}（{detail}）" if address else detail) if detail else address
         if address_text and len(address_text) > 200:
-            raise Open311Error(400, "address_string and attribute[location_detail] exceed 200 characters",
-                               "Shorten them.")
+            raise Open311Error(400, Msg('address_string and attribute[location_detail] exceed 200 characters'),
+                               Msg('Shorten them.'))
         name = _reporter_name(_text(f, "first_name", 32), _text(f, "last_name", 32))
         phone = _text(f, "phone", 20)
         media_url = _text(f, "media_url", 500)
         if media_url and not re.match(r"https?://[^\s/]+", media_url):
-            raise Open311Error(400, f"media_url {media_url[:60]!r} is not an http(s) URL",
-                               "Send the public URL of the photo, e.g. https://example.org/photo.jpg.")
+            raise Open311Error(400, Msg('media_url {media_url!r} is not an http(s) URL', media_url=media_url[:60]),
+                               Msg('Send the public URL of the photo, e.g. https://example.org/photo.jpg.'))
         for other in ("email", "device_id", "account_id", "jurisdiction_id"):
             _text(f, other, 254)  # accepted and checked, not stored
         building_id = place.building.id if place.building is not None else None
@@ -890,8 +883,8 @@ def token_lookup(token: str, format: str, request: Request,
         if _TOKEN.fullmatch(token):
             inc = Open311Repository(session).by_token(token)
         if inc is None:
-            raise Open311Error(404, f"no service request was created with token {token[:40]!r}",
-                               f"Use the token that POST {PREFIX}/requests.{fmt} returned.")
+            raise Open311Error(404, Msg('no service request was created with token {token!r}', token=token[:40]),
+                               Msg('Use the token that POST {PREFIX}/requests.{fmt} returned.', PREFIX=PREFIX, fmt=fmt))
         return _respond(fmt, "service_requests", [{"service_request_id": inc.code, "token": token}])
 
 
@@ -901,13 +894,13 @@ def _filtered(session: Session, f: _Fields, fmt: str) -> dict[str, Any]:
     cats = _categories(session)
     unknown = [c for c in codes if c not in cats]
     if unknown:
-        raise Open311Error(400, f"service_code {unknown[0][:20]!r} is not a service of this endpoint",
-                           f"List the services with GET {PREFIX}/services.{fmt}.")
+        raise Open311Error(400, Msg('service_code {value!r} is not a service of this endpoint', value=unknown[0][:20]),
+                           Msg('List the services with GET {PREFIX}/services.{fmt}.', PREFIX=PREFIX, fmt=fmt))
     statuses = {s.lower() for s in f.all("status")}
     if statuses - {"open", "closed"}:
         bad = sorted(statuses - {"open", "closed"})[0]
-        raise Open311Error(400, f"status {bad[:20]!r} is neither open nor closed",
-                           "Send status=open, closed or both.")
+        raise Open311Error(400, Msg('status {bad!r} is neither open nor closed', bad=bad[:20]),
+                           Msg('Send status=open, closed or both.'))
     start_raw, end_raw = f.get("start_date"), f.get("end_date")
     start = _parse_date("start_date", start_raw) if start_raw else None
     end = _parse_date("end_date", end_raw) if end_raw else None
@@ -917,10 +910,9 @@ def _filtered(session: Session, f: _Fields, fmt: str) -> dict[str, Any]:
     if start is None:
         start = end - span
     if start > end:
-        raise Open311Error(400, f"start_date {start_raw} is after end_date {end_raw}", "Swap them.")
+        raise Open311Error(400, Msg('start_date {start_raw} is after end_date {end_raw}', start_raw=start_raw, end_raw=end_raw), Msg('Swap them.'))
     if end - start > span:
-        raise Open311Error(400, f"start_date to end_date spans {(end - start).days} days; GeoReport v2 "
-                           f"allows at most {MAX_DAYS}", "Split the range into several queries.")
+        raise Open311Error(400, Msg('start_date to end_date spans {days} days; GeoReport v2 allows at most {MAX_DAYS}', days=(end - start).days, MAX_DAYS=MAX_DAYS), Msg('Split the range into several queries.'))
     closed = (statuses == {"closed"}) if len(statuses) == 1 else None
     return {"start": start, "end": end, "codes": codes, "closed": closed}
 
@@ -936,8 +928,7 @@ def list_requests(format: str, request: Request, _: Principal = Depends(allow(PU
     with _session(request) as session:
         if ids:  # the spec: service_request_id overrides every other argument
             if len(ids) > MAX_IDS:
-                raise Open311Error(400, f"{len(ids)} service_request_id were asked for; at most {MAX_IDS} "
-                                   "at once", "Split the list into several calls.")
+                raise Open311Error(400, Msg('{value} service_request_id were asked for; at most {MAX_IDS} at once', value=len(ids), MAX_IDS=MAX_IDS), Msg('Split the list into several calls.'))
             wanted = [i for i in dict.fromkeys(ids) if _ID.fullmatch(i)]
             found = Open311Repository(session).by_codes(wanted)
             rows = [found[i] for i in wanted if i in found]
@@ -962,8 +953,8 @@ def get_request(service_request_id: str, format: str, request: Request,
         if _ID.fullmatch(service_request_id):
             inc = Open311Repository(session).by_code(service_request_id)
         if inc is None:
-            raise Open311Error(404, f"there is no service request {service_request_id[:40]!r}",
-                               f"Use the service_request_id that POST {PREFIX}/requests.{fmt} returned.")
+            raise Open311Error(404, Msg('there is no service request {service_request_id!r}', service_request_id=service_request_id[:40]),
+                               Msg('Use the service_request_id that POST {PREFIX}/requests.{fmt} returned.', PREFIX=PREFIX, fmt=fmt))
         body = render_requests(request, session, [inc], extensions=extensions)
         return _respond(fmt, "service_requests", body)
 
@@ -974,10 +965,10 @@ def unknown(path: str, request: Request, _: Principal = Depends(allow(PUBLIC))) 
     methods = sorted({m for r in router.routes if isinstance(r, APIRoute) and r.endpoint is not unknown
                       and r.matches(request.scope)[0] == Match.PARTIAL for m in (r.methods or ())})
     if methods:
-        raise Open311Error(405, f"{request.method} is not allowed on {request.url.path}",
-                           f"Use {' or '.join(methods)}.", allow=methods)
-    raise Open311Error(404, f"there is no resource {request.url.path[:80]!r}",
-                       f"See GET {PREFIX}/discovery.json for what this endpoint offers.")
+        raise Open311Error(405, Msg('{method} is not allowed on {path}', method=request.method, path=request.url.path),
+                           Msg('Use {items}.', items=' or '.join(methods)), allow=methods)
+    raise Open311Error(404, Msg('there is no resource {value!r}', value=request.url.path[:80]),
+                       Msg('See GET {PREFIX}/discovery.json for what this endpoint offers.', PREFIX=PREFIX))
 
 
 __all__ = ["router", "Open311Error", "Open311Route", "to_xml", "render_requests", "definition_of",
