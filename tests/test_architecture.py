@@ -16,10 +16,11 @@ ALLOWED = {
     "geo": {"core", "storage", "bus", "kernel", "security"},
     "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
     "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
+    "twin": {"core", "storage", "bus", "kernel", "security"},
     "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},
     "web": {"core", "kernel", "security"},
-    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "web"},
-    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "demo", "api"},
+    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "web"},
+    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "demo", "api"},
 }
 KERNEL = {"core", "storage", "bus", "kernel"}
 # Inside a domain: router -> service -> repository -> models. What each layer must not import of its own domain.

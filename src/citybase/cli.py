@@ -32,6 +32,18 @@ app.add_typer(users_app, name="users")
 app.add_typer(ops_app, name="ops")
 console = Console()
 
+
+def _mount_domain_commands() -> None:
+    """Each domain's own commands (its descriptor's ``cli``) as `citybase <domain> …`."""
+    from citybase.kernel.domain import domains
+
+    for dom in domains():
+        if dom.cli is not None:
+            app.add_typer(dom.cli(), name=dom.name)
+
+
+_mount_domain_commands()
+
 @app.callback()
 def _start(ctx: typer.Context) -> None:
     """Before any command: validate the settings (exit 2 naming each wrong variable), register every
@@ -39,8 +51,10 @@ def _start(ctx: typer.Context) -> None:
     from citybase.core.settings import InvalidSettings
     from citybase.kernel.domain import load_models
     from citybase.kernel.logs import setup_logging
+    from citybase.kernel.process import limit_malloc_arenas
     from citybase.kernel.settings import check_settings
 
+    limit_malloc_arenas()  # before any thread: the resident memory stays flat (see kernel.process)
     load_models()
     try:
         settings = check_settings()

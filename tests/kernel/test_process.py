@@ -22,3 +22,11 @@ def test_an_operators_malloc_arena_max_is_left_alone(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert process.limit_malloc_arenas() is False
 
+
+
+def test_one_heap_trimmer_runs_per_process():
+    import threading
+
+    assert process.start_heap_trimmer(interval=3600) is True
+    assert process.start_heap_trimmer(interval=3600) is True  # the second call finds it running
+    assert [t.name for t in threading.enumerate()].count("citybase-heap-trim") == 1

@@ -26,6 +26,8 @@ from citybase.ops.intake.open311 import Open311Route
 from citybase.security.deps import Allow, allow
 from citybase.security.roles import PUBLIC
 from citybase.storage.db import make_engine, make_sessionmaker
+from citybase.twin.router import NgsiRoute
+from citybase.twin.schemas import NgsiProblem
 from citybase.web.router import router as web_router
 
 log = logging.getLogger("citybase.api")
@@ -84,6 +86,35 @@ def _open311_error(description: str) -> dict[str, Any]:
 UNAVAILABLE = "the database or the bus is unavailable for a moment; retry after Retry-After seconds"
 
 
+def _ngsi_error(description: str) -> dict[str, Any]:
+    return {"description": description + " (an NGSI-LD error: application/json with an "
+            "https://uri.etsi.org/ngsi-ld/errors/… type)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NgsiProblem"}}}}
+
+
+def ngsi_responses(methods: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """What an NGSI-LD operation answers (CIM 009 §6): its successes, and its errors in the standard's format."""
+    writes = bool(methods - {"GET", "HEAD", "OPTIONS"})
+    out: dict[str, dict[str, Any]] = {
+        "400": _ngsi_error("BadRequestData or InvalidRequest: a parameter, the body or its @context is wrong"),
+        "401": _ngsi_error("no bearer token, or an unknown one (unless the twin is open to anonymous callers)"),
+        "403": _ngsi_error("the caller's roles may not do this"),
+        "404": _ngsi_error("ResourceNotFound or NonexistentTenant"),
+        "406": _ngsi_error("the Accept header names no media type this operation produces"),
+        "503": _ngsi_error(UNAVAILABLE),
+        "504": _ngsi_error("LdContextNotAvailable: an @context the request names cannot be retrieved"),
+    }
+    if writes:
+        out["409"] = _ngsi_error("AlreadyExists")
+        out["415"] = _ngsi_error("the body is not application/json or application/ld+json")
+        out["207"] = {"description": "done for some entities or attributes, not others (UpdateResult or "
+                                     "BatchOperationResult)"}
+        out["204"] = {"description": "done; nothing to answer"}
+    if "POST" in methods:
+        out["201"] = {"description": "created (Location says where)"}
+    return out
+
+
 def error_responses(methods: frozenset[str], allow_: Allow | None, open311: bool,
                     names_something: bool) -> dict[str, dict[str, Any]]:
     """The error statuses an operation can answer, each with its schema: what every route says once.
@@ -130,9 +161,12 @@ def document_errors(app: FastAPI) -> None:
             for method in ctx.methods or ():
                 operation = schema["paths"][ctx.path_format].get(method.lower())
                 if operation is not None:
-                    errors = error_responses(frozenset(ctx.methods or ()), route_allow(route),
-                                             isinstance(route, Open311Route),
-                                             bool(operation.get("parameters") or operation.get("requestBody")))
+                    if isinstance(route, NgsiRoute):
+                        errors = ngsi_responses(frozenset(ctx.methods or ()))
+                    else:
+                        errors = error_responses(frozenset(ctx.methods or ()), route_allow(route),
+                                                 isinstance(route, Open311Route),
+                                                 bool(operation.get("parameters") or operation.get("requestBody")))
                     declared = operation.setdefault("responses", {})
                     declared.pop("422", None)  # FastAPI's own, as application/json: replaced by ours
                     declared.update({k: v for k, v in errors.items() if k not in declared})
@@ -140,6 +174,7 @@ def document_errors(app: FastAPI) -> None:
         defs = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(defs.pop("$defs", {}))
         components["ProblemDetails"] = defs
+        components["NgsiProblem"] = NgsiProblem.model_json_schema()
         components["Open311Errors"] = {"type": "array", "items": {
             "type": "object", "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
             "required": ["code", "description"]}}
@@ -250,7 +285,9 @@ def factory() -> FastAPI:
     domains' tables registered, logs set up, in each serving process."""
     from citybase.kernel.domain import load_models
     from citybase.kernel.logs import setup_logging
+    from citybase.kernel.process import limit_malloc_arenas
 
+    limit_malloc_arenas()
     load_models()
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)

@@ -29,7 +29,7 @@ from citybase.bus import Bus, Delivery
 from citybase.bus.base import Context
 from citybase.core.settings import Settings
 from citybase.core.timeutil import utcnow
-from citybase.kernel import logs, metrics, outbox
+from citybase.kernel import logs, metrics, outbox, process
 from citybase.kernel.consumers import Consumer
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 from citybase.kernel.outbox import Relay
@@ -232,6 +232,7 @@ def start(runtime: Runtime, *, relay: bool = True, work: bool = True, caches: bo
     for t in runtime.threads():
         if t.ident is None:
             t.start()
+    process.start_heap_trimmer()  # the resident memory follows what the process holds (kernel.process)
     log.info("runtime started: relay=%s, %d consumer(s), %d timer(s), cache listener=%s", relay,
              len(runtime.consumers), len(runtime.timers), caches)
     return runtime

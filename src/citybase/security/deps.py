@@ -61,6 +61,8 @@ def request_context(request: Request) -> Context:
 class Allow:
     """Who may call a route: role names, or ``public`` for anyone."""
 
+    error_media_type = "application/problem+json"  # how the route answers a caller it refuses
+
     def __init__(self, *roles: str) -> None:
         unknown = [r for r in roles if r not in ROLES and r != PUBLIC]
         if unknown or not roles:
@@ -99,6 +101,29 @@ class Allow:
                 allowed_roles=sorted(self.roles),
             )
         return principal
+
+
+class AllowOpen(Allow):
+    """``Allow`` for a standard API that a deployment may open to callers without a token (an NGSI-LD broker
+    behind the city's own gateway, a conformance bench): such a caller is admitted, as anonymous, exactly
+    while ``open_when()`` is true (a setting read per request); callers with a token are checked as always.
+    Its refusals come in the route's own format (``error_media_type``)."""
+
+    def __init__(self, *roles: str, open_when: Callable[[], bool], error_media_type: str) -> None:
+        super().__init__(*roles)
+        self.open_when = open_when
+        self.error_media_type = error_media_type
+
+    def __repr__(self) -> str:
+        return f"AllowOpen({', '.join(sorted(self.roles))})"
+
+    def __call__(self, request: Request,
+                 credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if credentials is None and self.open_when():
+            request_id(request)
+            request.state.principal = ANONYMOUS
+            return ANONYMOUS
+        return super().__call__(request, credentials)
 
 
 Params = Callable[[Request], Awaitable[list[tuple[str, str]]]]
@@ -146,6 +171,11 @@ class AllowKey(Allow):
 def allow(*roles: str) -> Allow:
     """Declare who may call a route: ``p: Principal = Depends(allow("admin"))``."""
     return Allow(*roles)
+
+
+def allow_open(*roles: str, open_when: Callable[[], bool], error_media_type: str) -> AllowOpen:
+    """Declare the roles of a route that ``open_when()`` may open to anonymous callers (see ``AllowOpen``)."""
+    return AllowOpen(*roles, open_when=open_when, error_media_type=error_media_type)
 
 
 def allow_key(*roles: str, name: str, params: Params, refused: Callable[[Unauthenticated | None], Exception],

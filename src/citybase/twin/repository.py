@@ -1,0 +1,274 @@
+"""Every query of the twin. Entities are read and written whole (their attributes are one JSON document);
+history rows are appended in batches (COPY on PostgreSQL); ``q`` and ``geoQ`` are compiled to SQL by
+``twin.query`` / ``twin.geoquery`` — JSONB/GIN and PostGIS on PostgreSQL, JSON1 and a bounding box on SQLite."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, insert, literal_column, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from citybase.storage.db import is_postgres
+from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
+
+HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
+                   "instance", "number", "deleted")
+
+
+class TwinRepository:
+    """Queries on one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.pg = is_postgres(session)
+        self.dialect = "postgresql" if self.pg else "sqlite"
+
+    def _sqlite_functions(self) -> None:
+        """``regexp`` and the q-language's helpers on this session's SQLite connection (cheap, idempotent)."""
+        from citybase.twin.query import register_sqlite_functions
+
+        register_sqlite_functions(self.s.connection().connection.driver_connection)
+
+    def geom_column(self) -> Any:
+        return literal_column("twin_entities.geom")
+
+    def id_matches(self, pattern: str) -> Any:
+        """Entity ids matching a regular expression (PostgreSQL's ``~``; Python's ``re`` on SQLite)."""
+        if self.pg:
+            return TwinEntity.entity_id.op("~")(pattern)
+        return func.regexp(pattern, TwinEntity.entity_id)
+
+    def has_any_attribute(self, iris: Sequence[str]) -> Any:
+        """Entities with at least one of these attributes (``?|`` on JSONB, served by no index but cheap)."""
+        if self.pg:
+            from sqlalchemy.dialects.postgresql import array
+
+            return TwinEntity.attrs.op("?|")(array(list(iris)))
+        each = func.json_each(TwinEntity.attrs).table_valued("key")
+        return select(literal_column("1")).select_from(each).where(each.c.key.in_(list(iris))).exists()
+
+    # -- tenants
+    def tenant_exists(self, name: str) -> bool:
+        return name == "" or self.s.get(TwinTenant, name) is not None
+
+    def ensure_tenant(self, name: str, now: datetime) -> None:
+        if name and self.s.get(TwinTenant, name) is None:
+            self.s.add(TwinTenant(name=name, created_at=now))
+            self.s.flush()
+
+    def tenants(self) -> list[str]:
+        return list(self.s.scalars(select(TwinTenant.name).order_by(TwinTenant.name)))
+
+    # -- entities
+    def lock(self, tenant: str, entity_id: str) -> TwinEntity | None:
+        """The entity's row, held for this transaction's update (FOR UPDATE; on SQLite the writer lock)."""
+        if self.pg:
+            return self.s.scalars(select(TwinEntity).where(TwinEntity.tenant == tenant, TwinEntity.entity_id == entity_id)
+                                  .with_for_update()).first()
+        self.s.execute(update(TwinEntity).where(TwinEntity.tenant == tenant, TwinEntity.entity_id == entity_id)
+                       .values(pk=TwinEntity.pk).execution_options(synchronize_session=False))
+        return self.get(tenant, entity_id)
+
+    def get(self, tenant: str, entity_id: str) -> TwinEntity | None:
+        return self.s.scalars(select(TwinEntity).where(TwinEntity.tenant == tenant,
+                                                       TwinEntity.entity_id == entity_id)).first()
+
+    def get_many(self, tenant: str, ids: Sequence[str]) -> dict[str, TwinEntity]:
+        out: dict[str, TwinEntity] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in self.s.scalars(select(TwinEntity).where(TwinEntity.tenant == tenant,
+                                                               TwinEntity.entity_id.in_(chunk))):
+                out[row.entity_id] = row
+        return out
+
+    def add(self, tenant: str, doc: dict[str, Any], created: datetime, bbox: tuple | None, geojson: str | None) -> TwinEntity:
+        row = TwinEntity(tenant=tenant, entity_id=doc["id"], types=doc["type"], scopes=doc.get("scope"),
+                         attrs=doc["attrs"], created_at=created, modified_at=created)
+        self._set_bbox(row, bbox)
+        self.s.add(row)
+        self.s.flush()
+        self._set_geom(row, geojson)
+        return row
+
+    def save(self, row: TwinEntity, doc: dict[str, Any], modified: datetime, bbox: tuple | None,
+             geojson: str | None) -> None:
+        row.types = list(doc["type"])
+        row.scopes = doc.get("scope")
+        row.attrs = dict(doc["attrs"])  # a new object: SQLAlchemy sees the change
+        row.modified_at = modified
+        self._set_bbox(row, bbox)
+        self.s.flush()
+        self._set_geom(row, geojson)
+
+    @staticmethod
+    def _set_bbox(row: TwinEntity, bbox: tuple | None) -> None:
+        row.min_lon, row.min_lat, row.max_lon, row.max_lat = bbox if bbox else (None, None, None, None)
+
+    def _set_geom(self, row: TwinEntity, geojson: str | None) -> None:
+        if self.pg:
+            self.s.execute(text("UPDATE twin_entities SET geom = CASE WHEN CAST(:g AS text) IS NULL THEN NULL "
+                                "ELSE ST_SetSRID(ST_GeomFromGeoJSON(CAST(:g AS text)), 4326) END WHERE pk = :pk"),
+                           {"g": geojson, "pk": row.pk})
+
+    def remove(self, row: TwinEntity) -> None:
+        self.s.delete(row)
+        self.s.flush()
+
+    def query(self, tenant: str, where: Sequence[Any], *, limit: int, offset: int, count: bool,
+              refine: Any = None) -> tuple[list[TwinEntity], int | None]:
+        """Entities matching every clause, in creation order; ``refine`` (a Python predicate on rows) filters
+        what SQL could only narrow down (geoQ on SQLite), so paging happens after it."""
+        if not self.pg:
+            self._sqlite_functions()
+        q: Select = select(TwinEntity).where(TwinEntity.tenant == tenant, *where).order_by(TwinEntity.pk)
+        if refine is None:
+            total = self.s.scalar(select(func.count()).select_from(q.order_by(None).subquery())) if count else None
+            rows = list(self.s.scalars(q.limit(limit).offset(offset))) if limit else []
+            return rows, total
+        matched = [r for r in self.s.scalars(q) if refine(r)]
+        return matched[offset:offset + limit] if limit else [], len(matched) if count else None
+
+    def ids_only(self, tenant: str, where: Sequence[Any]) -> list[str]:
+        return list(self.s.scalars(select(TwinEntity.entity_id).where(TwinEntity.tenant == tenant, *where)))
+
+    def types(self, tenant: str) -> list[tuple[str, list[str]]]:
+        """Every (type IRI, attribute IRIs of entities of that type), from the latest state."""
+        if self.pg:
+            sql = text("SELECT t.type, array_agg(DISTINCT k.key) FILTER (WHERE k.key IS NOT NULL) "
+                       "FROM twin_entities e CROSS JOIN LATERAL jsonb_array_elements_text(e.types) AS t(type) "
+                       "LEFT JOIN LATERAL jsonb_object_keys(e.attrs) AS k(key) ON true "
+                       "WHERE e.tenant = :t GROUP BY t.type ORDER BY t.type")
+            return [(t, list(a or [])) for t, a in self.s.execute(sql, {"t": tenant})]
+        sql = text("SELECT t.value, group_concat(DISTINCT k.key) FROM twin_entities e, json_each(e.types) t "
+                   "LEFT JOIN json_each(e.attrs) k WHERE e.tenant = :t GROUP BY t.value ORDER BY t.value")
+        return [(t, a.split(",") if a else []) for t, a in self.s.execute(sql, {"t": tenant})]
+
+    def count_of_type(self, tenant: str, type_iri: str) -> int:
+        if self.pg:
+            return self.s.scalar(text("SELECT count(*) FROM twin_entities WHERE tenant = :t AND types @> CAST(:j AS jsonb)"),
+                                 {"t": tenant, "j": json.dumps([type_iri])}) or 0
+        return self.s.scalar(text("SELECT count(*) FROM twin_entities e WHERE tenant = :t AND EXISTS "
+                                  "(SELECT 1 FROM json_each(e.types) WHERE value = :v)"), {"t": tenant, "v": type_iri}) or 0
+
+    def attribute_rows(self, tenant: str) -> list[tuple[str, str, str]]:
+        """(attribute IRI, attribute type, entity type IRI) for every attribute of every entity."""
+        if self.pg:
+            sql = text("SELECT k.key, i.inst->>'type', t.type FROM twin_entities e "
+                       "CROSS JOIN LATERAL jsonb_each(e.attrs) AS k(key, val) "
+                       "CROSS JOIN LATERAL jsonb_array_elements(k.val) AS i(inst) "
+                       "CROSS JOIN LATERAL jsonb_array_elements_text(e.types) AS t(type) WHERE e.tenant = :t")
+        else:
+            sql = text("SELECT k.key, json_extract(i.value, '$.type'), t.value FROM twin_entities e, json_each(e.attrs) k, "
+                       "json_each(k.value) i, json_each(e.types) t WHERE e.tenant = :t")
+        return [tuple(r) for r in self.s.execute(sql, {"t": tenant})]
+
+    # -- history
+    def append_history(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Append history rows in one batch: COPY on PostgreSQL, executemany on SQLite (this transaction)."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        if self.pg:
+            raw = self.s.connection().connection.driver_connection
+            with raw.cursor().copy(f"COPY twin_history ({', '.join(HISTORY_COLUMNS)}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row([json.dumps(r[c], ensure_ascii=False) if c in ("types", "instance") else r[c]
+                                    for c in HISTORY_COLUMNS])
+        else:
+            self.s.execute(insert(TwinHistory), rows)
+        return len(rows)
+
+    def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
+                start: datetime | None, end: datetime | None, last_n: int | None,
+                dataset_ids: Sequence[str] | None = None) -> list[TwinHistory]:
+        col = {"observedAt": TwinHistory.observed_at, "modifiedAt": TwinHistory.recorded_at,
+               "createdAt": TwinHistory.recorded_at}[time_column]
+        q = select(TwinHistory).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id,
+                                      TwinHistory.deleted.is_(False))
+        if attrs is not None:
+            q = q.where(TwinHistory.attr.in_(list(attrs)))
+        if dataset_ids:
+            cond = [TwinHistory.dataset_id.in_([d for d in dataset_ids if d != "@none"])]
+            if "@none" in dataset_ids:
+                cond.append(TwinHistory.dataset_id.is_(None))
+            q = q.where(or_(*cond))
+        if start is not None:
+            q = q.where(col >= start) if end is None or end is not True else q.where(col >= start)
+        if end is not None:
+            q = q.where(col < end)
+        if start is not None or end is not None:
+            q = q.where(col.is_not(None))
+        rows = list(self.s.scalars(q.order_by(col, TwinHistory.id)))
+        if last_n:
+            by_attr: dict[tuple[str, str | None], list[TwinHistory]] = {}
+            for r in rows:
+                by_attr.setdefault((r.attr, r.dataset_id), []).append(r)
+            rows = [r for group in by_attr.values() for r in group[-last_n:]]
+        return rows
+
+    def history_entities(self, tenant: str, where_history: Sequence[Any], limit: int, offset: int) -> list[str]:
+        q = (select(TwinHistory.entity_id, func.min(TwinHistory.id).label("first"))
+             .where(TwinHistory.tenant == tenant, *where_history).group_by(TwinHistory.entity_id)
+             .order_by(literal_column("first")).limit(limit).offset(offset))
+        return [r[0] for r in self.s.execute(q)]
+
+    def history_exists(self, tenant: str, entity_id: str) -> bool:
+        return self.s.scalar(select(TwinHistory.id).where(TwinHistory.tenant == tenant,
+                                                          TwinHistory.entity_id == entity_id).limit(1)) is not None
+
+    def delete_history(self, tenant: str, entity_id: str, attr: str | None = None, instance_id: str | None = None,
+                       dataset_id: str | None = None, all_datasets: bool = True) -> int:
+        q = delete(TwinHistory).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id)
+        if attr is not None:
+            q = q.where(TwinHistory.attr == attr)
+        if instance_id is not None:
+            q = q.where(TwinHistory.instance_id == instance_id)
+        if not all_datasets:
+            q = q.where(TwinHistory.dataset_id == dataset_id if dataset_id else TwinHistory.dataset_id.is_(None))
+        return self.s.execute(q).rowcount or 0
+
+    def history_row(self, tenant: str, entity_id: str, attr: str, instance_id: str) -> TwinHistory | None:
+        return self.s.scalars(select(TwinHistory).where(
+            TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id, TwinHistory.attr == attr,
+            TwinHistory.instance_id == instance_id)).first()
+
+    def prune_history(self, before: datetime) -> int:
+        return self.s.execute(delete(TwinHistory).where(TwinHistory.recorded_at < before)).rowcount or 0
+
+    # -- contexts
+    def context_by_url(self, url: str) -> TwinContext | None:
+        return self.s.scalars(select(TwinContext).where(TwinContext.url == url)).first()
+
+    def context(self, cid: str) -> TwinContext | None:
+        return self.s.get(TwinContext, cid) or self.context_by_url(cid)
+
+    def add_context(self, url: str, kind: str, body: dict[str, Any], now: datetime, cid: str | None = None) -> TwinContext:
+        row = TwinContext(id=cid or uuid.uuid4().hex, url=url, kind=kind, body=json.dumps(body, ensure_ascii=False),
+                          created_at=now, hits=0)
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def contexts(self, kind: str | None = None) -> list[TwinContext]:
+        q = select(TwinContext).order_by(TwinContext.created_at, TwinContext.id)
+        if kind:
+            q = q.where(TwinContext.kind == kind)
+        return list(self.s.scalars(q))
+
+    def used_context(self, url: str, now: datetime) -> None:
+        self.s.execute(update(TwinContext).where(TwinContext.url == url)
+                       .values(hits=TwinContext.hits + 1, last_used_at=now))
+
+    def remove_context(self, row: TwinContext) -> None:
+        self.s.delete(row)
+        self.s.flush()
+
+
+def and_all(clauses: Sequence[Any]) -> Any:
+    return and_(*clauses) if clauses else None

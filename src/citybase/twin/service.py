@@ -1,0 +1,900 @@
+"""The twin's operations (NGSI-LD context information, temporal evolution, discovery, @contexts). Plain
+functions on a session that never commit; every change writes the entity's latest state, appends its
+instances to the history and queues one ``entity_changed`` event in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shapely.geometry import shape
+from sqlalchemy.orm import Session
+
+from citybase.kernel import outbox
+from citybase.twin import events
+from citybase.twin.errors import AlreadyExists, BadRequestData, NgsiError, NonexistentTenant, ResourceNotFound
+from citybase.twin.ldcontext import NGSI, Resolver
+from citybase.twin.models import TwinEntity, TwinHistory
+from citybase.twin.repository import TwinRepository
+from citybase.twin.representation import (
+    CORE_MEMBERS,
+    GEO_IRIS,
+    check_name,
+    check_uri,
+    expand_attribute,
+    expand_attributes,
+    expand_entity,
+    expand_instance,
+    expand_types,
+    iso,
+    numeric,
+    parse_time,
+)
+
+LOCATION = NGSI + "location"
+NULL = "urn:ngsi-ld:null"
+
+
+@dataclass
+class Call:
+    """What every operation needs to know of its request: the tenant, the caller's @context and the time."""
+
+    tenant: str
+    resolver: Resolver
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def now(self) -> str:
+        return iso(self.at)
+
+
+@dataclass
+class Outcome:
+    """Per-attribute result of an update that may partly fail (NGSI-LD's UpdateResult)."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[tuple[str, str]] = field(default_factory=list)  # (attribute IRI, reason)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def doc_of(row: TwinEntity) -> dict[str, Any]:
+    """The stored form of an entity row."""
+    doc: dict[str, Any] = {"id": row.entity_id, "type": list(row.types or []), "attrs": row.attrs or {},
+                           "createdAt": iso(row.created_at), "modifiedAt": iso(row.modified_at)}
+    if row.scopes:
+        doc["scope"] = list(row.scopes)
+    return doc
+
+
+def _location(doc: dict[str, Any]) -> tuple[tuple | None, str | None]:
+    """The bounding box and GeoJSON of the entity's default ``location`` instance (for geoQ's indexes)."""
+    instances = doc["attrs"].get(LOCATION) or []
+    inst = next((i for i in instances if "datasetId" not in i), instances[0] if instances else None)
+    if not inst or inst.get("type") != "GeoProperty":
+        return None, None
+    geom = shape(inst["value"])
+    return tuple(geom.bounds), json.dumps(inst["value"])
+
+
+def _history_rows(tenant: str, doc: dict[str, Any], attrs: dict[str, list[dict[str, Any]]], at: datetime,
+                  *, deleted: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for iri, instances in attrs.items():
+        for inst in instances:
+            observed = inst.get("observedAt")
+            rows.append({"tenant": tenant, "entity_id": doc["id"], "types": doc["type"], "attr": iri,
+                         "dataset_id": inst.get("datasetId"), "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                         "observed_at": parse_time(observed, "observedAt") if observed else None,
+                         "recorded_at": at, "instance": inst, "number": numeric(inst.get("value")),
+                         "deleted": deleted})
+    return rows
+
+
+def _tenant(repo: TwinRepository, call: Call, *, write: bool) -> None:
+    if write:
+        repo.ensure_tenant(call.tenant, call.at)
+    elif not repo.tenant_exists(call.tenant):
+        raise NonexistentTenant(f"there is no tenant {call.tenant!r}; a tenant is created by its first write")
+
+
+def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: Sequence[str]) -> None:
+    outbox.queue(session, events.ENTITY_CHANGED, events.EntityChanged(
+        tenant=call.tenant, id=doc["id"], types=doc["type"], op=op, attrs=sorted(set(attrs)),
+        modified_at=call.now).model_dump())
+
+
+def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
+           op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = ()) -> TwinEntity:
+    bbox, geojson = _location(doc)
+    if row is None:
+        row = repo.add(call.tenant, doc, call.at, bbox, geojson)
+    else:
+        repo.save(row, doc, call.at, bbox, geojson)
+    repo.append_history(_history_rows(call.tenant, doc, written, call.at))
+    if removed:
+        repo.append_history(_history_rows(call.tenant, doc, {a: [{"type": "Property", "value": NULL, "deletedAt": call.now}]
+                                                             for a in removed}, call.at, deleted=True))
+    _changed(session, call, doc, op, [*written, *removed])
+    return row
+
+
+def _existing(repo: TwinRepository, call: Call, entity_id: str, *, lock: bool = True) -> TwinEntity:
+    check_uri(entity_id, "the entity id")
+    row = repo.lock(call.tenant, entity_id) if lock else repo.get(call.tenant, entity_id)
+    if row is None:
+        raise ResourceNotFound(f"there is no entity {entity_id}" + (f" in tenant {call.tenant!r}" if call.tenant else ""))
+    return row
+
+
+def _put_instance(instances: list[dict[str, Any]], inst: dict[str, Any]) -> list[dict[str, Any]]:
+    """Instances with ``inst`` replacing the one of its datasetId (keeping that one's createdAt), or added."""
+    out = []
+    placed = False
+    for old in instances:
+        if old.get("datasetId") == inst.get("datasetId"):
+            inst = {**inst, "createdAt": old.get("createdAt", inst["createdAt"])}
+            out.append(inst)
+            placed = True
+        else:
+            out.append(old)
+    if not placed:
+        out.append(inst)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ entities
+
+
+def create_entity(*, session: Session, call: Call, body: Any) -> str:
+    """Create an entity; AlreadyExists when its id is taken in the tenant."""
+    repo = TwinRepository(session)
+    doc = expand_entity(body, call.resolver, call.now)
+    _tenant(repo, call, write=True)
+    if repo.get(call.tenant, doc["id"]) is not None:
+        raise AlreadyExists(f"an entity {doc['id']} already exists", entityId=doc["id"])
+    _write(session, repo, call, None, doc, "create", doc["attrs"])
+    return doc["id"]
+
+
+def get_entity(*, session: Session, call: Call, entity_id: str) -> dict[str, Any]:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    return doc_of(_existing(repo, call, entity_id, lock=False))
+
+
+def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
+    """Replace every attribute (and the type, when given) of an existing entity."""
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a JSON object (an NGSI-LD entity)")
+    if "id" in body and body["id"] != entity_id:
+        raise BadRequestData(f"the body's id {str(body['id'])[:80]} is not the entity's id {entity_id}")
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    old = doc_of(row)
+    new = expand_entity({**body, "id": entity_id}, call.resolver, call.now, need_type=False)
+    new["type"] = new.get("type") or old["type"]
+    new["createdAt"] = old["createdAt"]
+    removed = [a for a in old["attrs"] if a not in new["attrs"]]
+    _write(session, repo, call, row, new, "replace", new["attrs"], removed)
+
+
+def delete_entity(*, session: Session, call: Call, entity_id: str) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    repo.remove(row)
+    _changed(session, call, doc, "delete", list(doc["attrs"]))
+
+
+def is_null(raw: Any) -> bool:
+    """An attribute fragment that asks for deletion (CIM 009 v1.8 §4.5: ``urn:ngsi-ld:null``)."""
+    if raw == NULL:
+        return True
+    if not isinstance(raw, dict):
+        return False
+    for key in ("value", "object", "vocab", "json", "valueList", "objectList"):
+        if key in raw and (raw[key] == NULL or raw[key] == [NULL]):
+            return True
+    lm = raw.get("languageMap")
+    return isinstance(lm, dict) and lm.get("@none") == NULL
+
+
+def _split_nulls(body: dict[str, Any], r: Resolver) -> tuple[dict[str, Any], dict[str, list[str | None]]]:
+    """The fragment without its deletions, and the deletions: attribute IRI -> datasetIds (None = default)."""
+    keep: dict[str, Any] = {}
+    nulls: dict[str, list[str | None]] = {}
+    for name, raw in body.items():
+        items = raw if isinstance(raw, list) else [raw]
+        if name not in ("@context", "id", "type", "scope") and items and all(is_null(i) for i in items):
+            nulls[r.expand(check_name(name))] = [i.get("datasetId") if isinstance(i, dict) else None for i in items]
+        else:
+            keep[name] = raw
+    return keep, nulls
+
+
+def _drop(attrs: dict[str, list[dict[str, Any]]], nulls: dict[str, list[str | None]]) -> list[str]:
+    removed = []
+    for iri, datasets in nulls.items():
+        current = attrs.get(iri)
+        if not current:
+            continue
+        left = [o for o in current if o.get("datasetId") not in datasets]
+        if left:
+            attrs[iri] = left
+        else:
+            attrs.pop(iri)
+        removed.append(iri)
+    return removed
+
+
+def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any, no_overwrite: bool) -> Outcome:
+    """Add attributes (replacing the instance of the same datasetId unless ``no_overwrite``); a fragment whose
+    value is ``urn:ngsi-ld:null`` deletes that attribute (instance); ``type`` adds types, ``scope`` replaces
+    the scopes (unless ``no_overwrite`` and there are some)."""
+    if not isinstance(body, dict) or not body:
+        raise BadRequestData("the body must be a non-empty JSON object of attributes")
+    from citybase.twin.representation import expand_scope
+
+    types = expand_types(body["type"], call.resolver) if "type" in body else []
+    scope = expand_scope(body["scope"]) if "scope" in body else None
+    body, nulls = _split_nulls(body, call.resolver)
+    incoming = expand_attributes(body, call.resolver, call.now)  # the body is checked before the entity is read
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    for t in types:
+        if t not in doc["type"]:
+            doc["type"].append(t)
+    if scope is not None and not (no_overwrite and doc.get("scope")):
+        doc["scope"] = scope
+    out, written = Outcome(), {}
+    attrs = dict(doc["attrs"])
+    removed = _drop(attrs, nulls)
+    out.updated.extend(removed)
+    for iri, instances in incoming.items():
+        current = list(attrs.get(iri, []))
+        done = []
+        for inst in instances:
+            if no_overwrite and any(o.get("datasetId") == inst.get("datasetId") for o in current):
+                out.not_updated.append((iri, "the attribute exists and noOverwrite was asked"))
+                continue
+            current = _put_instance(current, inst)
+            done.append(inst)
+        if done:
+            attrs[iri] = current
+            written[iri] = done
+            out.updated.append(iri)
+    doc["attrs"] = attrs
+    if written or removed or "type" in body or "scope" in body:
+        _write(session, repo, call, row, doc, "update", written, removed)
+    return out
+
+
+def update_attributes(*, session: Session, call: Call, entity_id: str, body: Any) -> Outcome:
+    """PATCH …/attrs: since NGSI-LD v1.8 attributes given are written whether they existed or not (the
+    instance of the same datasetId replaced), ``urn:ngsi-ld:null`` deletes, ``type`` adds types."""
+    return append_attributes(session=session, call=call, entity_id=entity_id, body=body, no_overwrite=False)
+
+
+def _merge_instance(old: dict[str, Any], fragment: dict[str, Any], iri: str, call: Call) -> dict[str, Any]:
+    """An instance with the members of a partial fragment merged in (its type kept unless the fragment says)."""
+    base = {k: v for k, v in old.items() if k not in ("createdAt", "modifiedAt")}
+    raw = {**_restore(base), **fragment}
+    if "type" not in fragment:
+        raw["type"] = old["type"]
+    inst = expand_instance(raw, iri, call.resolver, call.now)
+    inst["createdAt"] = old.get("createdAt", inst["createdAt"])
+    return inst
+
+
+def _restore(inst: dict[str, Any]) -> dict[str, Any]:
+    """Stored members back as a payload fragment (sub-attributes keep their IRIs, which expand to themselves)."""
+    return {k: (_restore(v) if isinstance(v, dict) and k not in CORE_MEMBERS else v) for k, v in inst.items()}
+
+
+def partial_update_attribute(*, session: Session, call: Call, entity_id: str, attr: str, body: Any) -> None:
+    """PATCH one attribute: the given members replace the instance's (datasetId selects the instance)."""
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a JSON object (an attribute fragment)")
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    iri = call.resolver.expand(check_name(attr))
+    fragments = body if isinstance(body, list) else [body]
+    attrs = dict(doc["attrs"])
+    current = list(attrs.get(iri, []))
+    written = []
+    removed: list[str] = []
+    for fragment in fragments:
+        if not isinstance(fragment, dict):
+            raise BadRequestData("an attribute fragment must be a JSON object")
+        ds = fragment.get("datasetId")
+        old = next((o for o in current if o.get("datasetId") == ds), None)
+        if old is None:
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}" + (f" with datasetId {ds}" if ds else ""))
+        if is_null(fragment):
+            current = [o for o in current if o.get("datasetId") != ds]
+            removed = [iri]
+            continue
+        if fragment.get("type") not in (None, old["type"]):
+            raise BadRequestData(f"attribute {attr} is a {old['type']}; a partial update cannot make it a "
+                                 f"{str(fragment['type'])[:40]} (replace the attribute instead)")
+        inst = _merge_instance(old, fragment, iri, call)
+        current = _put_instance(current, inst)
+        written.append(inst)
+    if current:
+        attrs[iri] = current
+    else:
+        attrs.pop(iri, None)
+    doc["attrs"] = attrs
+    _write(session, repo, call, row, doc, "update", {iri: written} if written else {}, removed)
+
+
+def replace_attribute(*, session: Session, call: Call, entity_id: str, attr: str, body: Any) -> None:
+    """PUT one attribute: the instance of its datasetId replaced; ResourceNotFound when there is none."""
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    iri = call.resolver.expand(check_name(attr))
+    instances = expand_attribute(body, iri, call.resolver, call.now)
+    current = list(doc["attrs"].get(iri, []))
+    for inst in instances:
+        if not any(o.get("datasetId") == inst.get("datasetId") for o in current):
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {attr} to replace")
+        current = _put_instance(current, inst)
+    doc["attrs"] = {**doc["attrs"], iri: current}
+    _write(session, repo, call, row, doc, "update", {iri: instances})
+
+
+def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str, dataset_id: str | None,
+                     delete_all: bool) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    iri = call.resolver.expand(check_name(attr))
+    current = list(doc["attrs"].get(iri, []))
+    if delete_all:
+        keep = []
+    else:
+        if dataset_id is not None:
+            check_uri(dataset_id, "datasetId")
+        keep = [o for o in current if o.get("datasetId") != dataset_id]
+    if not current or len(keep) == len(current):
+        raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}" +
+                               (f" with datasetId {dataset_id}" if dataset_id else ""))
+    attrs = dict(doc["attrs"])
+    if keep:
+        attrs[iri] = keep
+    else:
+        attrs.pop(iri)
+    doc["attrs"] = attrs
+    _write(session, repo, call, row, doc, "update", {}, [iri])
+
+
+def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
+    """PATCH an entity (merge-patch): given attributes merged into the existing ones, new ones added,
+    ``urn:ngsi-ld:null`` deletes."""
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a JSON object (an entity fragment)")
+    if "id" in body and body["id"] != entity_id:
+        raise BadRequestData(f"the body's id {str(body['id'])[:80]} is not the entity's id {entity_id}")
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    row = _existing(repo, call, entity_id)
+    doc = doc_of(row)
+    if "type" in body:
+        for t in expand_types(body["type"], call.resolver):
+            if t not in doc["type"]:
+                doc["type"].append(t)
+    attrs = dict(doc["attrs"])
+    written: dict[str, list[dict[str, Any]]] = {}
+    removed = []
+    for name, raw in body.items():
+        if name in ("@context", "id", "type", "scope", "createdAt", "modifiedAt"):
+            continue
+        iri = call.resolver.expand(check_name(name))
+        if raw == NULL or (isinstance(raw, dict) and NULL in (raw.get("value"), raw.get("object"))):
+            if iri in attrs:
+                attrs.pop(iri)
+                removed.append(iri)
+            continue
+        fragments = raw if isinstance(raw, list) else [raw]
+        current = list(attrs.get(iri, []))
+        done = []
+        for fragment in fragments:
+            ds = fragment.get("datasetId") if isinstance(fragment, dict) else None
+            old = next((o for o in current if o.get("datasetId") == ds), None)
+            if old is not None and isinstance(fragment, dict):
+                inst = _merge_instance(old, fragment, iri, call)
+            elif old is not None:
+                inst = _merge_instance(old, {"value": fragment}, iri, call)
+            else:
+                inst = expand_instance(fragment, iri, call.resolver, call.now)
+            current = _put_instance(current, inst)
+            done.append(inst)
+        attrs[iri] = current
+        written[iri] = done
+    doc["attrs"] = attrs
+    _write(session, repo, call, row, doc, "update", written, removed)
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+
+@dataclass
+class Refused:
+    """An entity of a batch refused before its operation runs (its @context where it must not be)."""
+
+    item: Any
+    reason: str
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.item.get(key, default) if isinstance(self.item, dict) else default
+
+
+class Partial(NgsiError):
+    """An entity of a batch done in part: what was done stays, and the entity is listed among the errors."""
+
+
+@dataclass
+class BatchResult:
+    success: list[str] = field(default_factory=list)
+    errors: list[tuple[str | None, NgsiError]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+
+def _batch(items: Any, what: str) -> list[Any]:
+    if not isinstance(items, list) or not items:
+        raise BadRequestData(f"the body must be a non-empty JSON array of {what}")
+    if len(items) > 10_000:
+        raise BadRequestData(f"a batch holds at most 10,000 {what}; split it")
+    return items
+
+
+def _each(session: Session, items: list[Any], one: Callable[[Any], str | None]) -> BatchResult:
+    """Run ``one`` per item in its own savepoint, so one bad entity fails alone."""
+    out = BatchResult()
+    for item in items:
+        eid = item.get("id") if isinstance(item, dict | Refused) else item if isinstance(item, str) else None
+        sp = session.begin_nested()
+        try:
+            if isinstance(item, Refused):
+                raise BadRequestData(item.reason)
+            made = one(item)
+            sp.commit()
+            out.success.append(eid)
+            if made:
+                out.created.append(made)
+        except Partial as exc:
+            sp.commit()
+            out.errors.append((eid if isinstance(eid, str) else None, exc))
+        except NgsiError as exc:
+            sp.rollback()
+            out.errors.append((eid if isinstance(eid, str) else None, exc))
+    return out
+
+
+def batch_create(*, session: Session, call: Call, items: Any) -> BatchResult:
+    items = _batch(items, "entities")
+
+    def one(item: Any) -> str:  # a second entity of the same id: AlreadyExists, for it alone
+        return create_entity(session=session, call=call, body=item)
+
+    return _each(session, items, one)
+
+
+def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool) -> BatchResult:
+    """Create what is new; replace (``options=replace``, the default) or update (``options=update``) the rest."""
+    items = _batch(items, "entities")
+    repo = TwinRepository(session)
+
+    def one(item: Any) -> str | None:
+        if not isinstance(item, dict) or "id" not in item:
+            raise BadRequestData("every entity of the batch needs an id")
+        check_uri(item["id"], "id")
+        _tenant(repo, call, write=True)
+        if repo.get(call.tenant, item["id"]) is None:
+            return create_entity(session=session, call=call, body=item)
+        if update_only:
+            append_attributes(session=session, call=call, entity_id=item["id"], body=item, no_overwrite=False)
+        else:
+            replace_entity(session=session, call=call, entity_id=item["id"], body=item)
+        return None
+
+    return _each(session, items, one)
+
+
+def batch_update(*, session: Session, call: Call, items: Any, no_overwrite: bool) -> BatchResult:
+    items = _batch(items, "entities")
+
+    def one(item: Any) -> None:
+        if not isinstance(item, dict) or "id" not in item:
+            raise BadRequestData("every entity of the batch needs an id")
+        res = append_attributes(session=session, call=call, entity_id=item["id"], body=item, no_overwrite=no_overwrite)
+        if res.not_updated:
+            names = ", ".join(call.resolver.compact(a) for a, _ in res.not_updated)
+            raise Partial(f"attributes {names} of entity {item['id']} exist and noOverwrite was asked: kept")
+
+    return _each(session, items, one)
+
+
+def batch_merge(*, session: Session, call: Call, items: Any) -> BatchResult:
+    items = _batch(items, "entities")
+
+    def one(item: Any) -> None:
+        if not isinstance(item, dict) or "id" not in item:
+            raise BadRequestData("every entity of the batch needs an id")
+        merge_entity(session=session, call=call, entity_id=item["id"], body=item)
+
+    return _each(session, items, one)
+
+
+def batch_delete(*, session: Session, call: Call, items: Any) -> BatchResult:
+    items = _batch(items, "entity ids")
+
+    def one(item: Any) -> None:
+        if not isinstance(item, str):
+            raise BadRequestData("a batch delete is a JSON array of entity ids (strings)")
+        delete_entity(session=session, call=call, entity_id=item)
+
+    return _each(session, items, one)
+
+
+# ------------------------------------------------------------------------------------------------ queries
+
+
+@dataclass
+class Query:
+    """An entity query, its names already expanded."""
+
+    types: Any = None  # a parsed type expression (twin.query)
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    attrs: list[str] | None = None  # attribute IRIs
+    q: Any = None
+    geo: Any = None
+    scope: Any = None
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+
+
+def query_entities(*, session: Session, call: Call, query: Query) -> tuple[list[dict[str, Any]], int | None]:
+    """Entities matching a query, in creation order, and their total when asked."""
+    from citybase.twin import geoquery
+    from citybase.twin import query as ql
+
+    repo = TwinRepository(session)
+    if not repo.tenant_exists(call.tenant):
+        raise NonexistentTenant(f"there is no tenant {call.tenant!r}; a tenant is created by its first write")
+    where: list[Any] = []
+    columns = {"dialect": repo.dialect, "attrs": TwinEntity.attrs, "types": TwinEntity.types,
+               "scopes": TwinEntity.scopes}
+    if query.types is not None:
+        where.append(ql.to_sql(query.types, **columns))
+    if query.ids:
+        where.append(TwinEntity.entity_id.in_(query.ids))
+    if query.id_pattern:
+        where.append(repo.id_matches(query.id_pattern))
+    if query.attrs:
+        where.append(repo.has_any_attribute(query.attrs))
+    if query.q is not None:
+        where.append(ql.to_sql(query.q, **columns))
+    if query.scope is not None:
+        where.append(ql.to_sql(query.scope, **columns))
+    refine = None
+    if query.geo is not None:
+        gq = query.geo
+        on_location = gq.geoproperty == LOCATION
+        if on_location:  # the indexed geometry: exact on PostGIS, a bounding-box prefilter on SQLite
+            where.append(geoquery.geo_to_sql(gq, dialect=repo.dialect, geom=repo.geom_column(),
+                                             bbox=(TwinEntity.min_lon, TwinEntity.min_lat, TwinEntity.max_lon,
+                                                   TwinEntity.max_lat)))
+        if not (on_location and repo.pg):
+
+            def refine(row: TwinEntity) -> bool:
+                return geoquery.geo_matches(gq, doc_of(row))
+    rows, total = repo.query(call.tenant, where, limit=query.limit, offset=query.offset, count=query.count,
+                             refine=refine)
+    return [doc_of(r) for r in rows], total
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+
+def _list_id(kind: str, names: Sequence[str]) -> str:
+    return f"urn:ngsi-ld:{kind}:{hashlib.sha1('|'.join(names).encode()).hexdigest()[:16]}"  # noqa: S324 - an id
+
+
+def entity_types(*, session: Session, call: Call, details: bool) -> Any:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    r = call.resolver
+    rows = repo.types(call.tenant)
+    if not details:
+        names = [r.compact(t) for t, _ in rows]
+        return {"id": _list_id("EntityTypeList", names), "type": "EntityTypeList", "typeList": names}
+    return [{"id": t, "type": "EntityType", "typeName": r.compact(t), "attributeNames": sorted(r.compact(a) for a in attrs)}
+            for t, attrs in rows]
+
+
+def entity_type(*, session: Session, call: Call, name: str) -> dict[str, Any]:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    r = call.resolver
+    iri = r.expand(check_name(name, "type"))
+    kinds: dict[str, set[str]] = {}
+    for a, kind, t in repo.attribute_rows(call.tenant):
+        if t == iri:
+            kinds.setdefault(a, set()).add(kind)
+    n = repo.count_of_type(call.tenant, iri)
+    if not n:
+        raise ResourceNotFound(f"there is no entity of type {name}")
+    return {"id": iri, "type": "EntityTypeInfo", "typeName": r.compact(iri), "entityCount": n,
+            "attributeDetails": [{"id": a, "type": "Attribute", "attributeName": r.compact(a),
+                                  "attributeTypes": sorted(k)} for a, k in sorted(kinds.items())]}
+
+
+def attributes(*, session: Session, call: Call, details: bool) -> Any:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    r = call.resolver
+    info = _attribute_info(repo, call)
+    if not details:
+        names = sorted(r.compact(a) for a in info)
+        return {"id": _list_id("AttributeList", names), "type": "AttributeList", "attributeList": names}
+    return [_attribute_body(a, v, r) for a, v in sorted(info.items())]
+
+
+def attribute(*, session: Session, call: Call, name: str) -> dict[str, Any]:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    iri = call.resolver.expand(check_name(name))
+    info = _attribute_info(repo, call)
+    if iri not in info:
+        raise ResourceNotFound(f"no entity has an attribute {name}")
+    return _attribute_body(iri, info[iri], call.resolver)
+
+
+def _attribute_info(repo: TwinRepository, call: Call) -> dict[str, dict[str, set[str]]]:
+    info: dict[str, dict[str, set[str]]] = {}
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for a, kind, t in repo.attribute_rows(call.tenant):
+        d = info.setdefault(a, {"kinds": set(), "types": set()})
+        d["kinds"].add(kind)
+        d["types"].add(t)
+        seen.setdefault(a, set()).add((kind, t))
+    return info
+
+
+def _attribute_body(iri: str, d: dict[str, set[str]], r: Resolver) -> dict[str, Any]:
+    return {"id": iri, "type": "Attribute", "attributeName": r.compact(iri), "attributeTypes": sorted(d["kinds"]),
+            "typeNames": sorted(r.compact(t) for t in d["types"])}
+
+
+# ------------------------------------------------------------------------------------------------ temporal
+
+
+@dataclass
+class TimeQuery:
+    timerel: str | None = None  # before, after, between
+    time_at: datetime | None = None
+    end_time_at: datetime | None = None
+    timeproperty: str = "observedAt"
+    last_n: int | None = None
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        if self.timerel is None:
+            return None, None
+        if self.timerel == "before":
+            return None, self.time_at
+        if self.timerel == "after":
+            return self.time_at, None
+        return self.time_at, self.end_time_at
+
+
+def temporal_entity(*, session: Session, call: Call, entity_id: str, attrs: Sequence[str] | None, tq: TimeQuery,
+                    dataset_ids: Sequence[str] | None = None) -> tuple[dict[str, Any], list[TwinHistory]]:
+    """The entity's identity and its history rows (ResourceNotFound when it never existed)."""
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    check_uri(entity_id, "the entity id")
+    row = repo.get(call.tenant, entity_id)
+    if row is None and not repo.history_exists(call.tenant, entity_id):
+        raise ResourceNotFound(f"there is no entity {entity_id} and no history of one")
+    start, end = tq.bounds()
+    hist = repo.history(call.tenant, entity_id, attrs=attrs, time_column=tq.timeproperty, start=start, end=end,
+                        last_n=tq.last_n, dataset_ids=dataset_ids)
+    ident = doc_of(row) if row is not None else {"id": entity_id, "type": hist[0].types if hist else [], "attrs": {}}
+    return ident, hist
+
+
+def temporal_candidates(*, session: Session, call: Call, query: Query, tq: TimeQuery) -> list[str]:
+    """The ids of entities (alive or not) whose history matches the temporal query's type/id/attrs filters."""
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    docs, _ = query_entities(session=session, call=call, query=Query(
+        types=query.types, ids=query.ids, id_pattern=query.id_pattern, attrs=query.attrs, q=query.q, geo=query.geo,
+        scope=query.scope, limit=100_000, offset=0))
+    return [d["id"] for d in docs]
+
+
+def create_temporal(*, session: Session, call: Call, body: Any) -> bool:
+    """Temporal entity create/update: each instance of each attribute appended to the history (and the latest
+    one to the entity). True when the entity was created."""
+    if not isinstance(body, dict) or "id" not in body:
+        raise BadRequestData("the body must be a temporal entity with an id")
+    repo = TwinRepository(session)
+    r = call.resolver
+    _tenant(repo, call, write=True)
+    eid = check_uri(body["id"], "id")
+    row = repo.lock(call.tenant, eid)
+    types = expand_types(body["type"], r) if "type" in body else None
+    if row is None and types is None:
+        raise BadRequestData("a new temporal entity needs a type")
+    doc = doc_of(row) if row is not None else {"id": eid, "type": types, "attrs": {}}
+    if types:
+        doc["type"] = list(dict.fromkeys([*doc["type"], *types]))
+    written: dict[str, list[dict[str, Any]]] = {}
+    attrs = dict(doc["attrs"])
+    for name, raw in body.items():
+        if name in ("@context", "id", "type", "scope", "createdAt", "modifiedAt"):
+            continue
+        iri = r.expand(check_name(name))
+        items = raw if isinstance(raw, list) else [raw]
+        instances = [expand_instance(i, iri, r, call.now) for i in items]
+        written[iri] = instances
+        latest = max(instances, key=lambda i: i.get("observedAt") or "")
+        attrs[iri] = _put_instance(list(attrs.get(iri, [])), latest)
+    doc["attrs"] = attrs
+    bbox, geojson = _location(doc)
+    created = row is None
+    if created:
+        doc["createdAt"] = call.now
+        row = repo.add(call.tenant, doc, call.at, bbox, geojson)
+    else:
+        repo.save(row, doc, call.at, bbox, geojson)
+    repo.append_history(_history_rows(call.tenant, doc, written, call.at))
+    _changed(session, call, doc, "create" if created else "update", list(written))
+    return created
+
+
+def delete_temporal(*, session: Session, call: Call, entity_id: str) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    check_uri(entity_id, "the entity id")
+    row = repo.lock(call.tenant, entity_id)
+    n = repo.delete_history(call.tenant, entity_id)
+    if row is None and not n:
+        raise ResourceNotFound(f"there is no temporal entity {entity_id}")
+    if row is not None:
+        doc = doc_of(row)
+        repo.remove(row)
+        _changed(session, call, doc, "delete", list(doc["attrs"]))
+
+
+def delete_temporal_attribute(*, session: Session, call: Call, entity_id: str, attr: str, dataset_id: str | None,
+                              delete_all: bool) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    iri = call.resolver.expand(check_name(attr))
+    n = repo.delete_history(call.tenant, entity_id, iri, dataset_id=dataset_id, all_datasets=delete_all)
+    if not n:
+        raise ResourceNotFound(f"temporal entity {entity_id} has no attribute {attr}")
+
+
+def update_temporal_instance(*, session: Session, call: Call, entity_id: str, attr: str, instance_id: str,
+                             body: Any) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    iri = call.resolver.expand(check_name(attr))
+    row = repo.history_row(call.tenant, entity_id, iri, instance_id)
+    if row is None:
+        raise ResourceNotFound(f"temporal entity {entity_id} has no instance {instance_id} of {attr}")
+    fragment = body.get(attr, body.get(iri, body)) if isinstance(body, dict) else body
+    if isinstance(fragment, list):
+        fragment = fragment[0] if fragment else {}
+    inst = _merge_instance(row.instance, fragment if isinstance(fragment, dict) else {"value": fragment}, iri, call)
+    row.instance = inst
+    row.number = numeric(inst.get("value"))
+    row.observed_at = parse_time(inst["observedAt"], "observedAt") if inst.get("observedAt") else row.observed_at
+    session.flush()
+
+
+def delete_temporal_instance(*, session: Session, call: Call, entity_id: str, attr: str, instance_id: str) -> None:
+    repo = TwinRepository(session)
+    _tenant(repo, call, write=False)
+    iri = call.resolver.expand(check_name(attr))
+    if not repo.delete_history(call.tenant, entity_id, iri, instance_id=instance_id):
+        raise ResourceNotFound(f"temporal entity {entity_id} has no instance {instance_id} of {attr}")
+
+
+# ------------------------------------------------------------------------------------------------ contexts
+
+
+def stored_context(*, session: Session, url: str) -> dict[str, Any] | None:
+    row = TwinRepository(session).context_by_url(url)
+    return json.loads(row.body) if row is not None else None
+
+
+def keep_context(*, session: Session, url: str, body: dict[str, Any], kind: str = "Cached") -> None:
+    repo = TwinRepository(session)
+    if repo.context_by_url(url) is None:
+        repo.add_context(url, kind, body, datetime.now(UTC))
+
+
+def host_context(*, session: Session, body: Any, base_url: str) -> str:
+    """Keep a posted @context (``Hosted``) and return its URL here."""
+    if not isinstance(body, dict) or "@context" not in body:
+        raise BadRequestData("the body must be a JSON object with an @context member")
+    from citybase.twin.ldcontext import check_context
+
+    check_context(body["@context"])
+    cid = uuid.uuid4().hex
+    url = f"{base_url.rstrip('/')}/ngsi-ld/v1/jsonldContexts/{cid}"
+    TwinRepository(session).add_context(url, "Hosted", {"@context": body["@context"]}, datetime.now(UTC), cid)
+    return url
+
+
+def contexts(*, session: Session, kind: str | None) -> list[Any]:
+    return TwinRepository(session).contexts(kind)
+
+
+def context(*, session: Session, cid: str) -> Any:
+    row = TwinRepository(session).context(cid)
+    if row is None:
+        raise ResourceNotFound(f"there is no @context {cid} here")
+    return row
+
+
+def delete_context(*, session: Session, cid: str) -> str:
+    repo = TwinRepository(session)
+    row = repo.context(cid)
+    if row is None:
+        raise ResourceNotFound(f"there is no @context {cid} here")
+    url = row.url
+    repo.remove_context(row)
+    return url
+
+
+def load_contexts(*, session: Session, files: dict[str, dict[str, Any]]) -> int:
+    """Preload contexts (URL -> document) as ``Cached``; existing ones are replaced."""
+    repo = TwinRepository(session)
+    now = datetime.now(UTC)
+    for url, doc in files.items():
+        old = repo.context_by_url(url)
+        if old is not None:
+            repo.remove_context(old)
+        repo.add_context(url, "Cached", doc, now)
+    return len(files)
+
+
+def is_geo_attribute(iri: str) -> bool:
+    return iri in GEO_IRIS
+
+
+ID_PATTERN_MAX = 256
+
+
+def check_id_pattern(pattern: str) -> str:
+    if len(pattern) > ID_PATTERN_MAX:
+        raise BadRequestData(f"idPattern is longer than {ID_PATTERN_MAX} characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise BadRequestData(f"idPattern is not a regular expression: {exc}") from None
+    return pattern

@@ -1,0 +1,150 @@
+"""The temporal representation of an entity (CIM 009 §4.5.7–4.5.19): every instance of its history,
+``temporalValues`` (value–time pairs) or ``aggregatedValues`` (totalCount, distinctCount, sum, avg, min, max,
+stddev, sumsq per ``aggrPeriodDuration``), all computed from the rows the repository returned."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+
+from citybase.core.timeutil import as_utc
+from citybase.twin.errors import BadRequestData
+from citybase.twin.ldcontext import Resolver
+from citybase.twin.models import TwinHistory
+from citybase.twin.representation import compact_instance, iso
+
+AGGREGATES = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+PLURAL = {"Property": "values", "GeoProperty": "values", "Relationship": "objects", "LanguageProperty": "languageMaps",
+          "VocabProperty": "vocabs", "JsonProperty": "jsons", "ListProperty": "valueLists",
+          "ListRelationship": "objectLists"}
+SINGLE = {"Property": "value", "GeoProperty": "value", "Relationship": "object", "LanguageProperty": "languageMap",
+          "VocabProperty": "vocab", "JsonProperty": "json", "ListProperty": "valueList", "ListRelationship": "objectList"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO 8601 duration (years as 365 days and months as 30: aggregation periods, not calendars)."""
+    m = DURATION.match(text.strip()) if text else None
+    if not m or text.strip() in ("P", "PT"):
+        raise BadRequestData(f"aggrPeriodDuration must be an ISO 8601 duration such as PT1H or P1D, not {text[:30]!r}")
+    y, mo, w, d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return timedelta(days=y * 365 + mo * 30 + w * 7 + d, hours=h, minutes=mi, seconds=s)
+
+
+def _time(row: TwinHistory, prop: str) -> datetime | None:
+    t = row.observed_at if prop == "observedAt" else row.recorded_at
+    return as_utc(t) if t is not None else None
+
+
+def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver, request: Request) -> dict[str, Any]:
+    p = request.query_params
+    opts = {o.strip() for v in p.getlist("options") for o in v.split(",")}
+    fmt = p.get("format")
+    sys_attrs = "sysAttrs" in opts
+    prop = p.get("timeproperty", "observedAt")
+    types = [r.compact(t) for t in ident.get("type", [])]
+    out: dict[str, Any] = {"id": ident["id"], "type": types[0] if len(types) == 1 else types}
+    by_attr: dict[str, list[TwinHistory]] = {}
+    for row in rows:
+        by_attr.setdefault(row.attr, []).append(row)
+    if "aggregatedValues" in opts or fmt == "aggregatedValues":
+        methods = [m.strip() for m in (p.get("aggrMethods") or "").split(",") if m.strip()]
+        if not methods:
+            raise BadRequestData(f"options=aggregatedValues needs aggrMethods (any of {', '.join(AGGREGATES)})")
+        bad = [m for m in methods if m not in AGGREGATES]
+        if bad:
+            raise BadRequestData(f"unknown aggrMethods {', '.join(bad)}; known: {', '.join(AGGREGATES)}")
+        period = parse_duration(p["aggrPeriodDuration"]) if p.get("aggrPeriodDuration") else None
+        start = _param_time(p.get("timeAt"))
+        for iri, group in by_attr.items():
+            out[r.compact(iri)] = aggregate(group, methods, period, prop, start)
+        return out
+    temporal_values = "temporalValues" in opts or fmt == "temporalValues"
+    for iri, group in by_attr.items():
+        name = r.compact(iri)
+        if temporal_values:
+            kind = group[0].instance.get("type", "Property")
+            pairs = []
+            for row in group:
+                t = _time(row, prop)
+                pairs.append([_value_of(row.instance, r), iso(t) if t else None])
+            out[name] = {"type": kind, PLURAL.get(kind, "values"): pairs}
+            continue
+        shown = []
+        for row in group:
+            inst = compact_instance(row.instance, r, fmt="normalized", sys_attrs=sys_attrs, lang=None)
+            inst["instanceId"] = row.instance_id
+            if sys_attrs:
+                inst["modifiedAt"] = iso(row.recorded_at)
+            shown.append(inst)
+        out[name] = shown
+    return out
+
+
+def _param_time(text: str | None) -> datetime | None:
+    from citybase.twin.representation import parse_time
+
+    return parse_time(text, "timeAt") if text else None
+
+
+def _value_of(inst: dict[str, Any], r: Resolver) -> Any:
+    kind = inst.get("type", "Property")
+    v = inst.get(SINGLE.get(kind, "value"))
+    if kind == "VocabProperty":
+        return [r.compact(x) for x in v] if isinstance(v, list) else r.compact(v)
+    return v
+
+
+def aggregate(rows: list[TwinHistory], methods: list[str], period: timedelta | None, prop: str,
+              start: datetime | None) -> dict[str, Any]:
+    """Aggregates per period: each method → [[result, periodStart, periodEnd], ...]."""
+    timed = [(t, row) for row in rows if (t := _time(row, prop)) is not None]
+    out: dict[str, Any] = {"type": rows[0].instance.get("type", "Property") if rows else "Property"}
+    if not timed:
+        return {**out, **{m: [] for m in methods}}
+    first = start or timed[0][0]
+    last = timed[-1][0]
+    buckets: dict[int, list[tuple[datetime, TwinHistory]]] = {}
+    if period is None or period.total_seconds() <= 0:
+        buckets[0] = timed
+        span = (last - first) + timedelta(microseconds=1)
+    else:
+        span = period
+        for t, row in timed:
+            buckets.setdefault(int((t - first) / period), []).append((t, row))
+    for m in methods:
+        series = []
+        for k in sorted(buckets):
+            items = buckets[k]
+            lo = first + span * k
+            hi = lo + span
+            series.append([_apply(m, [row for _, row in items]), iso(lo), iso(hi)])
+        out[m] = series
+    return out
+
+
+def _apply(method: str, rows: list[TwinHistory]) -> Any:
+    if method == "totalCount":
+        return len(rows)
+    if method == "distinctCount":
+        return len({json.dumps(r.instance.get("value", r.instance.get("object")), sort_keys=True) for r in rows})
+    nums = [r.number for r in rows if r.number is not None]
+    if not nums:
+        return None
+    if method == "sum":
+        return sum(nums)
+    if method == "avg":
+        return sum(nums) / len(nums)
+    if method == "min":
+        return min(nums)
+    if method == "max":
+        return max(nums)
+    if method == "sumsq":
+        return sum(x * x for x in nums)
+    mean = sum(nums) / len(nums)
+    return math.sqrt(sum((x - mean) ** 2 for x in nums) / len(nums))  # stddev (population)

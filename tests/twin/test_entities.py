@@ -1,0 +1,237 @@
+"""The NGSI-LD context-information API on both engines: what a client of the twin relies on."""
+
+from __future__ import annotations
+
+import json
+
+from tests.twin.conftest import CTX, EX, building
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+def _err(r, status: int, kind: str) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json", r.headers["content-type"]
+    body = r.json()
+    assert body["type"] == ERR + kind, body
+    assert body["detail"]
+    return body
+
+
+def test_create_and_retrieve_in_every_representation(ngsi):
+    r = ngsi.post("/entities", building(1, owner={"type": "Relationship", "object": "urn:ngsi-ld:Org:XH"}))
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:B1"
+
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B1").json()
+    assert e["type"] == "Building"  # compacted with the caller's context (Link header)
+    assert e["height"] == {"type": "Property", "value": 10, "unitCode": "MTR"}
+    assert e["name"]["value"] == "徐汇1号楼"
+    assert e["owner"] == {"type": "Relationship", "object": "urn:ngsi-ld:Org:XH"}
+    assert e["location"]["value"]["coordinates"] == [121.431, 31.19]
+    assert "createdAt" not in e
+
+    kv = ngsi.get("/entities/urn:ngsi-ld:Building:B1", options="keyValues").json()
+    assert kv["height"] == 10 and kv["owner"] == "urn:ngsi-ld:Org:XH" and kv["location"]["type"] == "Point"
+    concise = ngsi.get("/entities/urn:ngsi-ld:Building:B1", options="concise").json()
+    assert concise["height"] == {"value": 10, "unitCode": "MTR"} and concise["name"] == "徐汇1号楼"
+    assert concise["owner"] == {"object": "urn:ngsi-ld:Org:XH"}
+    sys = ngsi.get("/entities/urn:ngsi-ld:Building:B1", options="sysAttrs").json()
+    assert sys["createdAt"].endswith("Z") and sys["height"]["modifiedAt"].endswith("Z")
+
+    # without the caller's context, names come back as full IRIs
+    ngsi.linked = False
+    plain = ngsi.get("/entities/urn:ngsi-ld:Building:B1")
+    assert plain.json()["type"] == EX + "Building" and EX + "height" in plain.json()
+    assert plain.headers["link"].startswith(f"<{CTX}>")
+    ld = ngsi.get("/entities/urn:ngsi-ld:Building:B1", headers={"Accept": "application/ld+json"})
+    assert ld.headers["content-type"] == "application/ld+json" and ld.json()["@context"] == CTX
+
+
+def test_concise_input_and_multiple_datasets(ngsi):
+    body = {"id": "urn:ngsi-ld:Sensor:S1", "type": "Sensor", "temperature": [
+        {"value": 21.5, "observedAt": "2026-12-01T08:00:00Z"},
+        {"value": 22.0, "datasetId": "urn:ngsi-ld:Dataset:backup", "observedAt": "2026-12-01T08:00:00Z"}],
+        "name": "探头一"}
+    assert ngsi.post("/entities", body).status_code == 201
+    e = ngsi.get("/entities/urn:ngsi-ld:Sensor:S1").json()
+    assert e["name"] == {"type": "Property", "value": "探头一"}
+    assert sorted(i.get("datasetId", "-") for i in e["temperature"]) == ["-", "urn:ngsi-ld:Dataset:backup"]
+    r = ngsi.send("DELETE", "/entities/urn:ngsi-ld:Sensor:S1/attrs/temperature",
+                  params={"datasetId": "urn:ngsi-ld:Dataset:backup"})
+    assert r.status_code == 204, r.text
+    assert ngsi.get("/entities/urn:ngsi-ld:Sensor:S1").json()["temperature"]["value"] == 21.5
+    _err(ngsi.send("DELETE", "/entities/urn:ngsi-ld:Sensor:S1/attrs/temperature",
+                   params={"datasetId": "urn:ngsi-ld:Dataset:backup"}), 404, "ResourceNotFound")
+
+
+def test_attribute_operations(ngsi):
+    ngsi.post("/entities", building(2))
+    # append: a new attribute, and noOverwrite keeps the existing one
+    r = ngsi.post("/entities/urn:ngsi-ld:Building:B2/attrs?options=noOverwrite",
+                  {"height": {"type": "Property", "value": 99}, "floors": {"type": "Property", "value": 30}})
+    assert r.status_code == 207, r.text
+    assert r.json()["updated"] == ["floors"] and r.json()["notUpdated"][0]["attributeName"] == "height"
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()
+    assert e["height"]["value"] == 20 and e["floors"]["value"] == 30
+    # update (NGSI-LD v1.8): what is given is written, existing or not; urn:ngsi-ld:null deletes
+    r = ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B2/attrs",
+                  {"height": {"type": "Property", "value": 21}, "extra": {"type": "Property", "value": 1}})
+    assert r.status_code == 204, r.text
+    assert ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()["extra"]["value"] == 1
+    r = ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B2/attrs", {"extra": {"type": "Property", "value": "urn:ngsi-ld:null"}})
+    assert r.status_code == 204 and "extra" not in ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()
+    # partial update of one attribute keeps its other members
+    r = ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B2/attrs/height", {"value": 22})
+    assert r.status_code == 204, r.text
+    r = ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B2/attrs/height", {"unitCode": "MTR"})
+    assert ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()["height"] == {"type": "Property", "value": 22,
+                                                                              "unitCode": "MTR"}
+    # merge-patch: change one, add one, delete one with urn:ngsi-ld:null
+    r = ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B2",
+                  {"height": {"value": 23}, "color": {"type": "Property", "value": "灰"}, "floors": "urn:ngsi-ld:null"})
+    assert r.status_code == 204, r.text
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()
+    assert e["height"]["value"] == 23 and e["color"]["value"] == "灰" and "floors" not in e
+    # replace the whole entity
+    r = ngsi.send("PUT", "/entities/urn:ngsi-ld:Building:B2", {"type": "Building", "height": {"type": "Property", "value": 5}})
+    assert r.status_code == 204, r.text
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B2").json()
+    assert set(e) == {"id", "type", "height"}
+    assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B2").status_code == 204
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B2"), 404, "ResourceNotFound")
+
+
+def test_bad_requests_get_the_standard_errors(ngsi):
+    assert ngsi.post("/entities", building(3)).status_code == 201
+    _err(ngsi.post("/entities", building(3)), 409, "AlreadyExists")
+    _err(ngsi.post("/entities", {"id": "not a uri", "type": "Building"}), 400, "BadRequestData")
+    _err(ngsi.post("/entities", {"id": "urn:ngsi-ld:Building:X"}), 400, "BadRequestData")  # no type
+    _err(ngsi.post("/entities", {**building(4), "height": {"type": "Property"}}), 400, "BadRequestData")
+    _err(ngsi.post("/entities", {**building(5), "owner": {"type": "Relationship", "object": "no uri"}}), 400,
+         "BadRequestData")
+    bad_geo = {**building(6), "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": ["x"]}}}
+    _err(ngsi.post("/entities", bad_geo), 400, "BadRequestData")
+    r = ngsi.client.post("/ngsi-ld/v1/entities", content=b'{"id": "urn:x:1", "type": "T", "v": NaN}',
+                         headers={**ngsi.headers, "Content-Type": "application/json"})
+    _err(r, 400, "InvalidRequest")
+    r = ngsi.client.post("/ngsi-ld/v1/entities", content=b"{not json", headers={**ngsi.headers, "Content-Type": "application/json"})
+    _err(r, 400, "InvalidRequest")
+    r = ngsi.client.post("/ngsi-ld/v1/entities", content=b"<x/>", headers={**ngsi.headers, "Content-Type": "text/xml"})
+    assert r.status_code == 415 and r.headers["content-type"] == "application/json"
+    # ld+json needs its @context in the body; application/json must not carry one
+    r = ngsi.client.post("/ngsi-ld/v1/entities", content=json.dumps(building(7)),
+                         headers={**ngsi.headers, "Content-Type": "application/ld+json"})
+    _err(r, 400, "BadRequestData")
+    r = ngsi.post("/entities", {**building(8), "@context": CTX}, ld=False)
+    _err(r, 400, "BadRequestData")
+    r = ngsi.get("/entities/urn:ngsi-ld:Building:B3", headers={"Accept": "text/html"})
+    assert r.status_code == 406
+    _err(ngsi.get("/entities", type="Building", limit="x"), 400, "BadRequestData")
+    _err(ngsi.get("/entities", type="Building", q="height>>"), 400, "BadRequestData")
+
+
+def test_an_unreachable_context_is_ld_context_not_available(ngsi):
+    body = {**building(9), "@context": ["http://127.0.0.1:9/nothing.jsonld", CTX]}
+    _err(ngsi.post("/entities", body), 504, "LdContextNotAvailable")
+    _err(ngsi.post("/entities", {**building(9), "@context": ["https://example.org/c.jsonld", 7]}), 400, "BadRequestData")
+
+
+def test_tenants_are_isolated(ngsi):
+    assert ngsi.post("/entities", building(10)).status_code == 201
+    own = ngsi.tenant
+    ngsi.tenant = own + "x"
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B10"), 404, "NonexistentTenant")
+    assert ngsi.post("/entities", building(11)).status_code == 201  # the first write creates the tenant
+    assert [e["id"] for e in ngsi.get("/entities", type="Building").json()] == ["urn:ngsi-ld:Building:B11"]
+    ngsi.tenant = own
+    assert [e["id"] for e in ngsi.get("/entities", type="Building").json()] == ["urn:ngsi-ld:Building:B10"]
+
+
+def test_who_may_call_the_twin(client, city):
+    r = client.get("/ngsi-ld/v1/entities", params={"type": "Building"})
+    _err(r, 401, "Unauthorized")
+    r = client.post("/ngsi-ld/v1/entities", content=json.dumps(building(12)),
+                    headers={**city.auth("analyst"), "Content-Type": "application/json"})
+    _err(r, 403, "Forbidden")  # staff read the twin; admins and data officers write it
+    r = client.get("/ngsi-ld/v1/types", headers=city.auth("analyst"))
+    assert r.status_code == 200
+    _err(client.get("/ngsi-ld/v1/types", headers=city.auth("citizen")), 403, "Forbidden")
+
+
+def test_batch_operations_report_each_entity(ngsi):
+    r = ngsi.post("/entityOperations/create", [building(20), building(21), {"id": "bad", "type": "Building"}])
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["success"] == ["urn:ngsi-ld:Building:B20", "urn:ngsi-ld:Building:B21"]
+    assert body["errors"][0]["entityId"] == "bad" and body["errors"][0]["error"]["type"] == ERR + "BadRequestData"
+    r = ngsi.post("/entityOperations/create", [building(22), building(23)])
+    assert r.status_code == 201 and r.json() == ["urn:ngsi-ld:Building:B22", "urn:ngsi-ld:Building:B23"]
+    # upsert: one new (created), one replaced
+    r = ngsi.post("/entityOperations/upsert", [building(23, height={"type": "Property", "value": 1}), building(24)])
+    assert r.status_code == 201 and r.json() == ["urn:ngsi-ld:Building:B24"]
+    assert ngsi.get("/entities/urn:ngsi-ld:Building:B23").json()["height"]["value"] == 1
+    r = ngsi.post("/entityOperations/upsert", [building(24)])
+    assert r.status_code == 204
+    r = ngsi.post("/entityOperations/update", [{"id": "urn:ngsi-ld:Building:B20", "type": "Building",
+                                                "height": {"type": "Property", "value": 7}},
+                                               {"id": "urn:ngsi-ld:Building:B99", "type": "Building",
+                                                "height": {"type": "Property", "value": 7}}])
+    assert r.status_code == 207 and r.json()["success"] == ["urn:ngsi-ld:Building:B20"]
+    assert r.json()["errors"][0]["error"]["type"] == ERR + "ResourceNotFound"
+    r = ngsi.send("POST", "/entityOperations/delete", ["urn:ngsi-ld:Building:B20", "urn:ngsi-ld:Building:B98"], ld=False)
+    assert r.status_code == 207 and r.json()["success"] == ["urn:ngsi-ld:Building:B20"]
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B20"), 404, "ResourceNotFound")
+
+
+def test_queries(ngsi):
+    ngsi.post("/entityOperations/create", [building(n) for n in range(30, 40)] + [
+        {"id": "urn:ngsi-ld:Sensor:S30", "type": "Sensor", "temperature": {"type": "Property", "value": 30},
+         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [121.50, 31.25]}}}])
+    ids = lambda r: [e["id"] for e in r.json()]  # noqa: E731
+    assert len(ids(ngsi.get("/entities", type="Building", limit=100))) == 10
+    r = ngsi.get("/entities", type="Building", q="height>=350;height<380", count="true")
+    assert ids(r) == ["urn:ngsi-ld:Building:B35", "urn:ngsi-ld:Building:B36", "urn:ngsi-ld:Building:B37"]
+    assert r.headers["ngsild-results-count"] == "3"
+    assert ids(ngsi.get("/entities", type="Building", q='name=="徐汇31号楼"')) == ["urn:ngsi-ld:Building:B31"]
+    assert ids(ngsi.get("/entities", type="Building,Sensor", q="temperature>10")) == ["urn:ngsi-ld:Sensor:S30"]
+    assert ids(ngsi.get("/entities", idPattern=".*:B3[0-1]$")) == ["urn:ngsi-ld:Building:B30", "urn:ngsi-ld:Building:B31"]
+    assert ids(ngsi.get("/entities", id="urn:ngsi-ld:Building:B33,urn:ngsi-ld:Sensor:S30")) == [
+        "urn:ngsi-ld:Building:B33", "urn:ngsi-ld:Sensor:S30"]
+    page = ngsi.get("/entities", type="Building", limit=3, offset=3, count="true")
+    assert ids(page) == [f"urn:ngsi-ld:Building:B{n}" for n in (33, 34, 35)] and page.headers["ngsild-results-count"] == "10"
+    shown = ngsi.get("/entities", type="Building", attrs="height", limit=1).json()[0]
+    assert set(shown) == {"id", "type", "height"}
+    picked = ngsi.get("/entities", type="Building", pick="id,name", limit=1).json()[0]
+    assert set(picked) == {"id", "name"}
+    # within 300 m of B30 (121.46, 31.19): B30 itself; 0.001° of longitude is about 95 m there
+    near = ngsi.get("/entities", type="Building", georel="near;maxDistance==300", geometry="Point",
+                    coordinates="[121.46,31.19]")
+    assert ids(near) == [f"urn:ngsi-ld:Building:B{n}" for n in (30, 31, 32, 33)]
+    box = "[[[121.49,31.24],[121.51,31.24],[121.51,31.26],[121.49,31.26],[121.49,31.24]]]"
+    assert ids(ngsi.get("/entities", georel="within", geometry="Polygon", coordinates=box)) == ["urn:ngsi-ld:Sensor:S30"]
+    geo = ngsi.get("/entities", type="Sensor", headers={"Accept": "application/geo+json"})
+    assert geo.headers["content-type"] == "application/geo+json"
+    assert geo.json()["type"] == "FeatureCollection" and geo.json()["features"][0]["geometry"]["type"] == "Point"
+
+
+def test_discovery_of_types_and_attributes(ngsi):
+    ngsi.post("/entityOperations/create", [building(50), {"id": "urn:ngsi-ld:Sensor:S50", "type": "Sensor",
+                                                          "temperature": {"type": "Property", "value": 3}}])
+    assert sorted(ngsi.get("/types").json()["typeList"]) == ["Building", "Sensor"]
+    info = ngsi.get("/types/Building").json()
+    assert info["entityCount"] == 1 and "height" in [a["attributeName"] for a in info["attributeDetails"]]
+    attrs = ngsi.get("/attributes").json()["attributeList"]
+    assert {"height", "temperature", "location", "name"} <= set(attrs)
+    t = ngsi.get("/attributes/temperature").json()
+    assert t["typeNames"] == ["Sensor"] and t["attributeTypes"] == ["Property"]
+    _err(ngsi.get("/types/Nothing"), 404, "ResourceNotFound")
+
+
+def test_every_change_is_an_event(ngsi, client):
+    sub = client.app.state.bus.subscribe("citybase.twin.entity_changed", durable=f"twin-{ngsi.tenant}")
+    ngsi.post("/entities", building(60))
+    ngsi.send("PATCH", "/entities/urn:ngsi-ld:Building:B60/attrs", {"height": {"type": "Property", "value": 61}})
+    mine = [d.event for d in sub.fetch(batch=10_000, timeout=0.5) if d.event.data["tenant"] == ngsi.tenant]
+    assert [e.data["op"] for e in mine] == ["create", "update"]
+    assert mine[1].data["attrs"] == [EX + "height"] and mine[1].data["types"] == [EX + "Building"]

@@ -1,0 +1,72 @@
+"""The temporal API from the same process: every change kept, queried by time, last N, values and aggregates."""
+
+from __future__ import annotations
+
+from tests.twin.conftest import building
+
+
+def _sensor(ngsi, n: int = 1) -> str:
+    eid = f"urn:ngsi-ld:Sensor:T{n}"
+    body = {"id": eid, "type": "Sensor",
+            "temperature": {"type": "Property", "value": 10.0, "observedAt": "2026-12-01T00:00:00Z"}}
+    assert ngsi.post("/entities", body).status_code == 201
+    for minute in range(1, 120):  # two hours of one value a minute: 10.0, 10.1, …
+        r = ngsi.send("PATCH", f"/entities/{eid}/attrs/temperature",
+                      {"value": round(10 + minute / 10, 1), "observedAt": f"2026-12-01T{minute // 60:02d}:{minute % 60:02d}:00Z"})
+        assert r.status_code == 204, r.text
+    return eid
+
+
+def test_history_by_time_last_n_and_values(ngsi):
+    eid = _sensor(ngsi)
+    full = ngsi.get(f"/temporal/entities/{eid}").json()
+    assert len(full["temperature"]) == 120
+    assert all(i["instanceId"].startswith("urn:ngsi-ld:") for i in full["temperature"])
+    between = ngsi.get(f"/temporal/entities/{eid}", timerel="between", timeAt="2026-12-01T00:30:00Z",
+                       endTimeAt="2026-12-01T00:40:00Z").json()
+    assert [i["value"] for i in between["temperature"]] == [round(10 + m / 10, 1) for m in range(30, 40)]
+    before = ngsi.get(f"/temporal/entities/{eid}", timerel="before", timeAt="2026-12-01T00:03:00Z").json()
+    assert len(before["temperature"]) == 3
+    last = ngsi.get(f"/temporal/entities/{eid}", lastN="2", options="temporalValues").json()
+    assert last["temperature"] == {"type": "Property", "values": [[21.8, "2026-12-01T01:58:00.000Z"],
+                                                                   [21.9, "2026-12-01T01:59:00.000Z"]]}
+
+
+def test_aggregation_per_hour(ngsi):
+    eid = _sensor(ngsi, 2)
+    r = ngsi.get(f"/temporal/entities/{eid}", options="aggregatedValues", aggrMethods="avg,min,max,totalCount",
+                 aggrPeriodDuration="PT1H", timerel="after", timeAt="2026-12-01T00:00:00Z")
+    assert r.status_code == 200, r.text
+    t = r.json()["temperature"]
+    assert [round(v, 2) for v, *_ in t["avg"]] == [round(10 + 29.5 / 10, 2), round(10 + 89.5 / 10, 2)]
+    assert [v for v, *_ in t["min"]] == [10.0, 16.0] and [v for v, *_ in t["max"]] == [15.9, 21.9]
+    assert [v for v, *_ in t["totalCount"]] == [60, 60]
+    assert t["avg"][0][1:] == ["2026-12-01T00:00:00.000Z", "2026-12-01T01:00:00.000Z"]
+    bad = ngsi.get(f"/temporal/entities/{eid}", options="aggregatedValues", aggrMethods="median")
+    assert bad.status_code == 400 and bad.json()["type"].endswith("BadRequestData")
+
+
+def test_temporal_create_query_and_delete(ngsi):
+    body = {"id": "urn:ngsi-ld:Sensor:T9", "type": "Sensor", "temperature": [
+        {"type": "Property", "value": v, "observedAt": f"2026-11-30T0{h}:00:00Z"} for h, v in enumerate([1, 2, 3])]}
+    r = ngsi.post("/temporal/entities", body)
+    assert r.status_code == 201, r.text
+    assert ngsi.get("/entities/urn:ngsi-ld:Sensor:T9").json()["temperature"]["value"] == 3  # the latest instance
+    q = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-11-30T00:30:00Z").json()
+    assert [i["value"] for i in q[0]["temperature"]] == [2, 3]
+    inst = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:T9").json()["temperature"][0]["instanceId"]
+    r = ngsi.send("DELETE", f"/temporal/entities/urn:ngsi-ld:Sensor:T9/attrs/temperature/{inst}")
+    assert r.status_code == 204
+    assert len(ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:T9").json()["temperature"]) == 2
+    assert ngsi.send("DELETE", "/temporal/entities/urn:ngsi-ld:Sensor:T9").status_code == 204
+    assert ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:T9").status_code == 404
+
+
+def test_bad_time_parameters(ngsi):
+    ngsi.post("/entities", building(1))
+    for params in ({"timerel": "between", "timeAt": "2026-12-01T00:00:00Z"}, {"timerel": "after"},
+                   {"timerel": "during", "timeAt": "2026-12-01T00:00:00Z"}, {"timeAt": "yesterday", "timerel": "after"},
+                   {"lastN": "-1"}):
+        r = ngsi.get("/temporal/entities/urn:ngsi-ld:Building:B1", **params)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["type"].endswith("BadRequestData")
