@@ -224,13 +224,19 @@ def ids(node) -> set[str]:
 # --- The parser ----------------------------------------------------------------------------------------------
 
 
+def tree(node):
+    """A node as nested tuples, terms as (path text, op, value): what the parser understood."""
+    if isinstance(node, And | Or):
+        return (type(node).__name__, *(tree(c) for c in node.children))
+    return (node.path.text, node.op, node.value)
+
+
 def test_the_specifications_examples_parse_into_the_expected_trees():
     node = parse_q('temperature>20;humidity<=80|(brandName!="Ford")', expand)
-    assert node == Or((
-        And((Term(AttrPath(x("temperature"), text="temperature"), ">", Atom("number", 20, "20")),
-             Term(AttrPath(x("humidity"), text="humidity"), "<=", Atom("number", 80, "80")))),
-        Term(AttrPath(x("brandName"), text="brandName"), "!=", Atom("string", "Ford", '"Ford"', "quoted")),
-    ))
+    assert tree(node) == ("Or", ("And", ("temperature", ">", Atom("number", 20, "20")),
+                                 ("humidity", "<=", Atom("number", 80, "80"))),
+                          ("brandName", "!=", Atom("string", "Ford", '"Ford"', "quoted")))
+    assert node.children[0].children[0].path == AttrPath(x("temperature"), text="temperature")
     city = parse_q('address[city]=="Berlin"', expand)
     assert city.path == AttrPath(x("address"), keys=("city",), text="address[city]")
     observed = parse_q("temperature.observedAt>=2026-01-01T00:00:00Z", expand)
@@ -239,16 +245,18 @@ def test_the_specifications_examples_parse_into_the_expected_trees():
     raw = parse_q("sensor.rawdata[airquality.particulate]==40", expand)
     assert raw.path == AttrPath(x("sensor"), (x("rawdata"),), keys=("airquality", "particulate"),
                                 text="sensor.rawdata[airquality.particulate]")
-    assert parse_q("((speed>50|rpm>3000);brandName==\"Mercedes\")", expand) == And((
-        Or((parse_q("speed>50", expand), parse_q("rpm>3000", expand))), parse_q('brandName=="Mercedes"', expand)))
-    assert parse_q("isMonitoredBy", expand) == Term(AttrPath(x("isMonitoredBy"), text="isMonitoredBy"))
+    assert tree(parse_q("((speed>50|rpm>3000);brandName==\"Mercedes\")", expand)) == (
+        "And", ("Or", ("speed", ">", Atom("number", 50, "50")), ("rpm", ">", Atom("number", 3000, "3000"))),
+        ("brandName", "==", Atom("string", "Mercedes", '"Mercedes"', "quoted")))
+    monitored = parse_q("isMonitoredBy", expand)
+    assert isinstance(monitored, Term) and tree(monitored) == ("isMonitoredBy", None, None)
 
 
 def test_and_binds_tighter_than_or_and_parentheses_group():
-    a, b, c = (parse_q(f"{n}==1", expand) for n in "abc")
-    assert parse_q("a==1|b==1;c==1", expand) == Or((a, And((b, c))))
-    assert parse_q("(a==1|b==1);c==1", expand) == And((Or((a, b)), c))
-    assert parse_q(" a==1 | ( b==1 ; c==1 ) ", expand) == Or((a, And((b, c))))
+    a, b, c = (("abc"[i], "==", Atom("number", 1, "1")) for i in range(3))
+    assert tree(parse_q("a==1|b==1;c==1", expand)) == ("Or", a, ("And", b, c))
+    assert tree(parse_q("(a==1|b==1);c==1", expand)) == ("And", ("Or", a, b), c)
+    assert tree(parse_q(" a==1 | ( b==1 ; c==1 ) ", expand)) == ("Or", a, ("And", b, c))
 
 
 def test_values_ranges_lists_and_literals():
@@ -271,7 +279,7 @@ def test_values_ranges_lists_and_literals():
     assert value("a==2026-01-01T08:00:00").value.isoformat() == "2026-01-01T08:00:00+00:00"  # no offset: UTC
     assert isinstance(value("a~=(?i)gard(en|ens)"), Pattern) and value("a~=(?i)gard(en|ens)").source == "(?i)gard(en|ens)"
     assert value('a!~="x|y;z"').source == "x|y;z"
-    assert parse_q("a~=x|b~=y", expand) == Or((parse_q("a~=x", expand), parse_q("b~=y", expand)))
+    assert tree(parse_q("a~=x|b~=y", expand)) == ("Or", tree(parse_q("a~=x", expand)), tree(parse_q("b~=y", expand)))
     assert value("a~=[)(;|]+").source == "[)(;|]+"  # brackets hide the operators
 
 

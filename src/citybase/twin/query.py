@@ -69,7 +69,6 @@ _STORED_DATE = re.compile(_D)
 _STORED_TIME = re.compile(rf"({_T})(?:[.]([0-9]{{1,6}}))?Z?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-_DAY = 86_400_000_000  # microseconds
 
 
 def _micros(fraction: str | None) -> int:
@@ -79,6 +78,10 @@ def _micros(fraction: str | None) -> int:
 def _clock(hms: str, fraction: str | None) -> time:
     h, m, s = (int(p) for p in hms.split(":"))
     return time(h, m, s, _micros(fraction))
+
+
+def _time_key(t: time) -> int:
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
 
 
 def temporal_key(kind: str, text: Any) -> int | None:
@@ -102,8 +105,7 @@ def temporal_key(kind: str, text: Any) -> int | None:
         m = _STORED_TIME.fullmatch(text)
         if not m:
             return None
-        t = _clock(m.group(1), m.group(2))
-        return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
+        return _time_key(_clock(m.group(1), m.group(2)))
     except ValueError:  # the right shape, but no such day or hour (2026-02-30, 25:00:00)
         return None
 
@@ -190,8 +192,9 @@ class _Cmp:
 
     def sqlite(self, type_: Any, value: Any) -> ColumnElement[bool]:
         compare = _PY_OPS[self.op]
-        if self.kind == "number":
-            return and_(type_.in_(("integer", "real")), compare(value, self.value))
+        if self.kind == "number":  # SQLite integers stop at 64 bits; JSON reads bigger ones as reals too
+            bound = self.value if -(2**63) <= self.value < 2**63 else float(self.value)
+            return and_(type_.in_(("integer", "real")), compare(value, bound))
         if self.kind == "string":
             return and_(type_ == "text", compare(value, self.value))
         if self.kind == "boolean":
@@ -278,6 +281,7 @@ class _IsString:
         return type_ == "text"
 
 
+_IS_STRING = _IsString()
 _ItemTest = _Cond | _Regex | _IsString
 
 
@@ -355,12 +359,13 @@ class _Plan:
 
 @dataclass(frozen=True)
 class Term:
-    """A query term: ``path`` alone (existence), or ``path op value``."""
+    """A query term: ``path`` alone (``op`` and ``value`` None: existence), or ``path op value``; ``plan`` is
+    what :func:`parse_q` decided to test, once."""
 
     path: AttrPath
-    op: str | None = None
-    value: Atom | Range | ValueList | Pattern | None = None
-    plan: _Plan = field(default=_Plan("exists", ()), compare=False, repr=False)
+    op: str | None
+    value: Atom | Range | ValueList | Pattern | None
+    plan: _Plan = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -403,7 +408,8 @@ _TARGETS: tuple[tuple[tuple[str, ...], str], ...] = (
 
 def _atom_test(op: str, a: Atom) -> _Cond:
     if a.kind == "dateTime":
-        return _Cmp("dateTime", op, (a.value - _EPOCH) // _MICRO, a.value.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+        return _Cmp("dateTime", op, (a.value - _EPOCH) // _MICRO,
+                    a.value.replace(tzinfo=None).isoformat(timespec="microseconds"))
     if a.kind == "date":
         # A date also meets a dateTime, by the dateTime's UTC day: rewritten on the day's bounds.
         start = datetime.combine(a.value, time(), UTC)
@@ -412,10 +418,16 @@ def _atom_test(op: str, a: Atom) -> _Cond:
                   ">=": _atom_test(">=", lo), "<": _atom_test("<", lo), "<=": _atom_test("<", hi)}[op]
         return _Any((_Cmp("date", op, a.value.toordinal(), a.value.isoformat()), by_day))
     if a.kind == "time":
-        t = a.value
-        key = ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
-        return _Cmp("time", op, key, t.strftime("%H:%M:%S.%f"))
+        return _Cmp("time", op, _time_key(a.value), a.value.isoformat(timespec="microseconds"))
     return _Cmp(a.kind, op, a.value)
+
+
+def _takes_strings(test: _ItemTest | None) -> bool:
+    if isinstance(test, _Cmp):
+        return test.kind not in ("number", "boolean")
+    if isinstance(test, _Any | _All):
+        return any(_takes_strings(p) for p in test.parts)
+    return True
 
 
 def _plan(path: AttrPath, op: str | None, value: Atom | Range | ValueList | Pattern | None,
@@ -444,6 +456,12 @@ def _plan(path: AttrPath, op: str | None, value: Atom | Range | ValueList | Patt
     for types, member in _TARGETS:
         if member == "object" and op not in (None, "==", "!="):
             continue  # a Relationship only takes == and != (§4.9)
+        # Objects and vocabs are URIs, language maps hold strings: no member path reaches into a URI, and a
+        # number or a boolean never meets a string, so those families are left out rather than tested.
+        if member in ("object", "vocab") and path.keys is not None:
+            continue
+        if mode == "some" and member in ("object", "vocab", "languageMap") and not _takes_strings(test):
+            continue
         keys = path.keys if path.keys is not None else ("*",) if member == "languageMap" else ()
         seed = (member, *keys)
         t = test.expanded(expand) if member == "vocab" and isinstance(test, _Cmp | _Any | _All) else test
@@ -540,7 +558,7 @@ class _QParser:
             if at < len(self.s) and self.s[at] not in ";|)":
                 self.fail(f"expected an operator (==, !=, >, >=, <, <=, ~=, !~=), ';', '|' or ')' after "
                           f"'{path.text}' at position {at}, found {_describe(self.s, at)}")
-            return Term(path, plan=_plan(path, None, None, self.expand))
+            return Term(path, None, None, _plan(path, None, None, self.expand))
         self.i += len(op)
         value: Atom | Range | ValueList | Pattern = self.pattern(op) if op in ("~=", "!~=") else self.values(op, at)
         return Term(path, op, value, _plan(path, op, value, self.expand))
@@ -867,7 +885,7 @@ def _spec_holds(plan: _Plan, spec: _Spec, element: dict[str, Any]) -> bool:
         return hit
     if plan.mode == "none":
         return bool(targets) and not hit
-    return any(isinstance(x, str) for x in items) and not hit
+    return any(_IS_STRING.test(x) for x in items) and not hit
 
 
 def _types_of(entity: dict[str, Any]) -> list[str]:
@@ -972,7 +990,7 @@ def _pg_term(term: Term, attrs: Any) -> ColumnElement[bool]:
     if not plan.specs:
         return func.jsonb_path_exists(attrs, _jsonpath(elements))
     if isinstance(plan.specs[0].test, _Regex):
-        return or_(*(_pg_pattern(plan.mode, spec, elements, attrs) for spec in plan.specs))
+        return _pg_pattern(plan, elements, attrs)
     v = _Vars()
     preds = []
     for spec in plan.specs:
@@ -991,22 +1009,23 @@ def _pg_term(term: Term, attrs: Any) -> ColumnElement[bool]:
     return and_(or_(*(attrs.op("@>")(_jsonb(arm)) for arm in arms)), exact)
 
 
-def _pg_pattern(mode: str, spec: _Spec, elements: str, attrs: Any) -> ColumnElement[bool]:
-    """``~=`` / ``!~=``: jsonpath's like_regex takes no variables, so the strings come out as rows and meet
-    the pattern (a bind parameter) through PostgreSQL's ``~``."""
-    assert isinstance(spec.test, _Regex)
-    chosen = elements + (f" ? ({_jp_selector(spec)})" if spec.types else "")
-    strings = "".join(_jp_key(k) for k in spec.seed) + ' ? (@.type() == "string")'
-    if mode == "some":
-        x = _pg_rows(attrs, chosen + strings)
-        return select(literal(1)).select_from(x).where(_pg_text(x.c.value).op("~")(spec.test.source)).exists()
-    el = _pg_rows(attrs, chosen)
-    some, matching = _pg_rows(el.c.value, "$" + strings), _pg_rows(el.c.value, "$" + strings)
-    return select(literal(1)).select_from(el).where(
-        select(literal(1)).select_from(some).exists(),
-        ~select(literal(1)).select_from(matching).where(
-            _pg_text(matching.c.value).op("~")(spec.test.source)).exists(),
-    ).exists()
+def _pg_pattern(plan: _Plan, elements: str, attrs: Any) -> ColumnElement[bool]:
+    """``~=`` / ``!~=``: jsonpath's like_regex takes no variables, so the elements and their strings come out
+    as rows and meet the pattern (a bind parameter) through PostgreSQL's ``~``."""
+    element = _pg_rows(attrs, elements + ' ? (@.type() == "object")')
+    preds = []
+    for spec in plan.specs:
+        assert isinstance(spec.test, _Regex)
+        strings = "$" + "".join(_jp_key(k) for k in spec.seed) + ' ? (@.type() == "string")'
+        matching = _pg_rows(element.c.value, strings)
+        pred: ColumnElement[bool] = select(literal(1)).select_from(matching).where(
+            _pg_text(matching.c.value).op("~")(spec.test.source)).exists()
+        if plan.mode == "nomatch":
+            pred = and_(select(literal(1)).select_from(_pg_rows(element.c.value, strings)).exists(), ~pred)
+        if spec.types:
+            pred = and_(func.jsonb_extract_path_text(element.c.value, "type").in_(spec.types), pred)
+        preds.append(pred)
+    return select(literal(1)).select_from(element).where(or_(*preds)).exists()
 
 
 # --- Compilation to SQL: SQLite ------------------------------------------------------------------------------
@@ -1075,7 +1094,7 @@ def _sqlite_spec(mode: str, spec: _Spec, element: Any) -> ColumnElement[bool]:
             pred = first.exists(_sqlite_any_item(first_row, spec.test))
         else:
             second, second_row = target()
-            present = _sqlite_any_item(first_row, _IsString()) if mode == "nomatch" else true()
+            present = _sqlite_any_item(first_row, _IS_STRING) if mode == "nomatch" else true()
             pred = and_(first.exists(present), ~second.exists(_sqlite_any_item(second_row, spec.test)))
     if spec.types is None:
         return pred
