@@ -1,0 +1,1 @@
+"""数字孪生: the city's live twin, an NGSI-LD context broker."""
