@@ -195,8 +195,9 @@ def test_queries(ngsi):
     assert r.headers["ngsild-results-count"] == "3"
     assert ids(ngsi.get("/entities", type="Building", q='name=="徐汇31号楼"')) == ["urn:ngsi-ld:Building:B31"]
     assert ids(ngsi.get("/entities", type="Building,Sensor", q="temperature>10")) == ["urn:ngsi-ld:Sensor:S30"]
-    assert ids(ngsi.get("/entities", idPattern=".*:B3[0-1]$")) == ["urn:ngsi-ld:Building:B30", "urn:ngsi-ld:Building:B31"]
-    assert ids(ngsi.get("/entities", id="urn:ngsi-ld:Building:B33,urn:ngsi-ld:Sensor:S30")) == [
+    assert ids(ngsi.get("/entities", type="Building", idPattern=".*:B3[0-1]$")) == ["urn:ngsi-ld:Building:B30",
+                                                                                  "urn:ngsi-ld:Building:B31"]
+    assert ids(ngsi.get("/entities", type="Building,Sensor", id="urn:ngsi-ld:Building:B33,urn:ngsi-ld:Sensor:S30")) == [
         "urn:ngsi-ld:Building:B33", "urn:ngsi-ld:Sensor:S30"]
     page = ngsi.get("/entities", type="Building", limit=3, offset=3, count="true")
     assert ids(page) == [f"urn:ngsi-ld:Building:B{n}" for n in (33, 34, 35)] and page.headers["ngsild-results-count"] == "10"

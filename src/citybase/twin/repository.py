@@ -156,16 +156,19 @@ class TwinRepository:
         return self.s.scalar(text("SELECT count(*) FROM twin_entities e WHERE tenant = :t AND EXISTS "
                                   "(SELECT 1 FROM json_each(e.types) WHERE value = :v)"), {"t": tenant, "v": type_iri}) or 0
 
-    def attribute_rows(self, tenant: str) -> list[tuple[str, str, str]]:
-        """(attribute IRI, attribute type, entity type IRI) for every attribute of every entity."""
+    def attribute_rows(self, tenant: str) -> list[tuple[str, str, str, int]]:
+        """(attribute IRI, attribute type, entity type IRI, number of instances) over every entity: instances
+        are counted once per entity, under its first type."""
         if self.pg:
-            sql = text("SELECT k.key, i.inst->>'type', t.type FROM twin_entities e "
-                       "CROSS JOIN LATERAL jsonb_each(e.attrs) AS k(key, val) "
+            sql = text("SELECT k.key, i.inst->>'type', t.type, CASE WHEN t.ord = 1 THEN 1 ELSE 0 END "
+                       "FROM twin_entities e CROSS JOIN LATERAL jsonb_each(e.attrs) AS k(key, val) "
                        "CROSS JOIN LATERAL jsonb_array_elements(k.val) AS i(inst) "
-                       "CROSS JOIN LATERAL jsonb_array_elements_text(e.types) AS t(type) WHERE e.tenant = :t")
+                       "CROSS JOIN LATERAL jsonb_array_elements_text(e.types) WITH ORDINALITY AS t(type, ord) "
+                       "WHERE e.tenant = :t")
         else:
-            sql = text("SELECT k.key, json_extract(i.value, '$.type'), t.value FROM twin_entities e, json_each(e.attrs) k, "
-                       "json_each(k.value) i, json_each(e.types) t WHERE e.tenant = :t")
+            sql = text("SELECT k.key, json_extract(i.value, '$.type'), t.value, CASE WHEN t.key = 0 THEN 1 ELSE 0 END "
+                       "FROM twin_entities e, json_each(e.attrs) k, json_each(k.value) i, json_each(e.types) t "
+                       "WHERE e.tenant = :t")
         return [tuple(r) for r in self.s.execute(sql, {"t": tenant})]
 
     # -- history

@@ -52,7 +52,10 @@ def iso(t: datetime) -> str:
     """A stored time as NGSI-LD writes it (SQLite gives times back without a zone: they are UTC)."""
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    t = t.astimezone(UTC)
+    if t.microsecond < 1000:
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def parse_time(text: str, what: str) -> datetime:

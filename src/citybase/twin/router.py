@@ -42,7 +42,7 @@ from citybase.twin.errors import (
 )
 from citybase.twin.ldcontext import CORE_URL, CORE_URLS, JSONLD_REL, ContextStore, core_document, parse_link
 from citybase.twin.settings import twin_settings
-from citybase.twin.temporal import render_temporal
+from citybase.twin.temporal import check_request, render_temporal
 
 log = logging.getLogger("citybase.twin")
 PREFIX = "/ngsi-ld/v1"
@@ -235,6 +235,10 @@ async def read_body(request: Request) -> Incoming:
     return await _read(request, body=True)
 
 
+async def read_geo_body(request: Request) -> Incoming:
+    return await _read(request, body=True, geo=True)
+
+
 async def read_batch(request: Request) -> Incoming:
     return await _read(request, body=True, batch=True)
 
@@ -313,6 +317,8 @@ def answer(call: service.Call, inc: Incoming, data: Any, *, status: int = 200,
             data = {**data, "@context": ctx}
     elif media == JSON:
         h["Link"] = f'<{call.resolver.link}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+    elif media == GEO and isinstance(data, dict):  # GeoJSON carries its @context in the body (CIM 009 §4.5.16)
+        data = {**data, "@context": call.resolver.context if call.resolver.context is not None else CORE_URL}
     return Response(_dumps(data), status_code=status, media_type=media, headers=h)
 
 
@@ -353,14 +359,14 @@ def _options(request: Request) -> set[str]:
              "temporalValues", "aggregatedValues", "noEntityIfNoValue", "deleteAll"}
     unknown = opts - known
     if unknown:
-        raise BadRequestData(f"unknown options {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise InvalidRequest(f"unknown options {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     return opts
 
 
 def _format(request: Request, opts: set[str]) -> str:
     fmt = request.query_params.get("format")
     if fmt is not None and fmt not in ("keyValues", "simplified", "concise", "normalized"):
-        raise BadRequestData("format must be normalized, concise, keyValues or simplified")
+        raise InvalidRequest("format must be normalized, concise, keyValues or simplified")
     chosen = {fmt} if fmt else opts & {"keyValues", "simplified", "concise", "normalized"}
     if len(chosen) > 1 and not chosen <= {"keyValues", "simplified"}:
         raise BadRequestData("options may name only one of normalized, concise and keyValues")
@@ -481,17 +487,178 @@ def _query_body(body: Any) -> dict[str, Any]:
     return p
 
 
-def _shown(call: service.Call, request: Request, docs: list[dict[str, Any]], query: service.Query | None,
-           inc: Incoming) -> Any:
-    from citybase.twin.representation import compact_entity
+ENTITY_PARAMS = frozenset({"attrs", "options", "format", "pick", "omit", "lang", "geometryProperty", "datasetId",
+                           "join", "joinLevel", "local", "csf", "entityMap", "containedBy", "expandValues"})
+QUERY_PARAMS = ENTITY_PARAMS | {"type", "id", "idPattern", "q", "georel", "geometry", "coordinates", "geoproperty",
+                                "scopeQ", "limit", "offset", "count", "orderBy", "collect"}
+TEMPORAL_PARAMS = QUERY_PARAMS | {"timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods",
+                                  "aggrPeriodDuration"}
+PROJECTION_NAME = re.compile(r"[A-Za-z_@][\w:.#/\-]*")
 
-    opts = _options(request)
-    fmt = _format(request, opts)
-    pick, omit = _projection(request, call)
-    lang = request.query_params.get("lang")
-    attrs = query.attrs if query is not None else None
-    return [compact_entity(d, call.resolver, fmt=fmt, sys_attrs="sysAttrs" in opts, attrs=attrs, lang=lang,
-                           pick=pick, omit=omit) for d in docs]
+
+def _known_params(request: Request, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)[:200]} for this operation")
+
+
+def parse_projection(text: str, what: str) -> set[str]:
+    """The top-level names of a ``pick``/``omit`` expression (``a,b{c,d{e}}``; nested names choose members of
+    linked entities); a malformed one is BadRequestData."""
+    names: set[str] = set()
+    i, depth, expect_name = 0, 0, True
+    while i < len(text):
+        ch = text[i]
+        if expect_name:
+            m = PROJECTION_NAME.match(text, i)
+            if not m:
+                raise BadRequestData(f"{what} has no attribute name at position {i}: {text[:80]!r}")
+            if depth == 0:
+                names.add(m.group(0))
+            i, expect_name = m.end(), False
+            continue
+        if ch == ",":
+            expect_name = True
+        elif ch == "{":
+            depth, expect_name = depth + 1, True
+        elif ch == "}":
+            if depth == 0:
+                raise BadRequestData(f"{what} closes a brace it never opened at position {i}")
+            depth -= 1
+            if i + 1 < len(text) and text[i + 1] not in ",}":
+                raise BadRequestData(f"{what} needs a comma after the brace at position {i}")
+        else:
+            raise BadRequestData(f"{what} has an unexpected {ch!r} at position {i}")
+        i += 1
+    if expect_name or depth:
+        raise BadRequestData(f"{what} is incomplete (an unclosed brace or a trailing separator): {text[:80]!r}")
+    return names
+
+
+class View:
+    """How entities are shown, read from the request and checked before anything is looked up."""
+
+    def __init__(self, request: Request, call: service.Call, *, allowed: frozenset[str] = ENTITY_PARAMS) -> None:
+        _known_params(request, allowed)
+        self.opts = _options(request)
+        self.fmt = _format(request, self.opts)
+        p = request.query_params
+        if p.get("attrs") is not None and (p.get("pick") is not None or p.get("omit") is not None):
+            raise BadRequestData("attrs cannot be combined with pick or omit (pick replaces attrs)")
+        if p.get("pick") is not None and p.get("omit") is not None:
+            raise BadRequestData("pick and omit cannot be used together")
+        self.pick = parse_projection(p["pick"], "pick") if p.get("pick") is not None else None
+        self.omit = parse_projection(p["omit"], "omit") if p.get("omit") is not None else None
+        attrs = _names(request, "attrs")
+        self.attrs = [call.resolver.expand(service.check_name(a)) for a in attrs] if attrs else None
+        self.lang = p.get("lang")
+        ds = _names(request, "datasetId")
+        self.datasets = set(ds) if ds else None
+        self.resolver = call.resolver
+        self.join = p.get("join")
+        if self.join not in (None, "inline", "flat", "@none"):
+            raise BadRequestData("join must be inline, flat or @none")
+        self.join_level = _int(request, "joinLevel", 1, low=1, high=10) or 1
+        if self.attrs and any(a.startswith("@") for a in self.attrs):
+            raise BadRequestData("attrs names id or type, which are not attributes")
+
+    def show(self, docs: list[dict[str, Any]], attrs: list[str] | None = None,
+             fetch: Callable[[list[str]], dict[str, dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+        """The entities as asked; with ``join`` and a ``fetch`` of entities by id, their linked entities
+        inline (in an ``entity`` member of each Relationship) or flat (appended to the list)."""
+        wanted = attrs if attrs is not None else self.attrs
+        if self.pick:  # pick names attributes (and id, type): only those are looked at
+            picked = [self.resolver.expand(n) for n in self.pick if n not in ("id", "type", "scope")]
+            wanted = picked if wanted is None else [a for a in wanted if a in picked]
+        shown = [self._one(d, wanted) for d in docs]
+        if self.join in ("inline", "flat") and fetch is not None:
+            return self._joined(docs, shown, fetch)
+        return shown
+
+    def _one(self, doc: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+        from citybase.twin.representation import compact_entity
+
+        return compact_entity(self._datasets(doc), self.resolver, fmt=self.fmt, sys_attrs="sysAttrs" in self.opts,
+                              attrs=wanted, lang=self.lang, pick=self.pick, omit=self.omit)
+
+    def _joined(self, docs: list[dict[str, Any]], shown: list[dict[str, Any]],
+                fetch: Callable[[list[str]], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        known: dict[str, dict[str, Any]] = {d["id"]: d for d in docs}
+        level = [d for d in docs]
+        for _ in range(self.join_level):  # load the linked entities level by level
+            targets = [t for d in level for t in _links(d) if t not in known]
+            if not targets:
+                break
+            found = fetch(list(dict.fromkeys(targets)))
+            known.update(found)
+            level = list(found.values())
+        if self.join == "flat":
+            out, seen = list(shown), {d["id"] for d in docs}
+            level_docs = docs
+            for _ in range(self.join_level):
+                nxt = [known[t] for d in level_docs for t in _links(d) if t in known and t not in seen]
+                for d in nxt:
+                    if d["id"] not in seen:
+                        seen.add(d["id"])
+                        out.append(self._one(d, None))
+                level_docs = nxt
+            return out
+        return [self._inline(d, s, known, self.join_level) for d, s in zip(docs, shown, strict=True)]
+
+    def _inline(self, doc: dict[str, Any], shown: dict[str, Any], known: dict[str, dict[str, Any]],
+                depth: int) -> dict[str, Any]:
+        if depth <= 0:
+            return shown
+        out = dict(shown)
+        for iri, instances in doc["attrs"].items():
+            name = self.resolver.compact(iri)
+            if name not in out:
+                continue
+            for i, inst in enumerate(instances):
+                target = inst.get("object") if inst.get("type") == "Relationship" else None
+                if not isinstance(target, str) or target not in known:
+                    continue
+                linked = self._inline(known[target], self._one(known[target], None), known, depth - 1)
+                value = out[name]
+                if self.fmt == "keyValues":
+                    out[name] = linked
+                elif isinstance(value, list):
+                    value = [dict(v) for v in value]
+                    value[i]["entity"] = linked
+                    out[name] = value
+                elif isinstance(value, dict):
+                    out[name] = {**value, "entity": linked}
+        return out
+
+    def _datasets(self, doc: dict[str, Any]) -> dict[str, Any]:
+        if self.datasets is None:
+            return doc
+        keep = {a: [i for i in inst if i.get("datasetId", "@none") in self.datasets] for a, inst in doc["attrs"].items()}
+        return {**doc, "attrs": {a: v for a, v in keep.items() if v}}
+
+
+def _links(doc: dict[str, Any]) -> list[str]:
+    """The ids an entity's Relationships point at."""
+    out = []
+    for instances in doc["attrs"].values():
+        for inst in instances:
+            if inst.get("type") == "Relationship":
+                objs = inst.get("object")
+                out.extend(o for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
+            elif inst.get("type") == "ListRelationship":
+                out.extend(o for o in inst.get("objectList", []) if isinstance(o, str))
+    return out
+
+
+def _fetcher(session: Session, call: service.Call) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
+    return lambda ids: service.get_entities(session=session, call=call, ids=ids)
+
+
+def _shown(call: service.Call, request: Request, docs: list[dict[str, Any]], query: service.Query | None,
+           inc: Incoming, view: View | None = None, session: Session | None = None) -> Any:
+    view = view or View(request, call, allowed=QUERY_PARAMS)
+    return view.show(docs, query.attrs if query is not None else None,
+                     _fetcher(session, call) if session is not None else None)
 
 
 def _geojson(call: service.Call, request: Request, shown: list[dict[str, Any]], docs: list[dict[str, Any]]) -> Any:
@@ -522,9 +689,13 @@ def create_entity(request: Request, _: Any = Depends(WRITE), inc: Incoming = Dep
 def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_geo_query),
                    session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    view = View(request, call, allowed=QUERY_PARAMS)
+    p = request.query_params
+    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "local")):
+        raise BadRequestData("a query needs at least one of type, attrs, q, a geo-query, scopeQ or local=true")
     query = _query(request, call)
     docs, total = service.query_entities(session=session, call=call, query=query)
-    shown = _shown(call, request, docs, query, inc)
+    shown = _shown(call, request, docs, query, inc, view, session)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     if inc.accept == GEO:
         body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
@@ -542,10 +713,16 @@ def get_entity(entity_id: str, request: Request, _: Any = Depends(READ), inc: In
     if "/attrs" in entity_id:  # a GET under /attrs is not an operation of the standard
         raise ResourceNotFound("there is no GET operation on an entity's attributes; GET the entity with attrs=")
     call = call_of(request, inc)
+    view = View(request, call)  # the parameters are checked before the entity is looked up
     doc = service.get_entity(session=session, call=call, entity_id=entity_id)
-    attrs = _names(request, "attrs")
-    query = service.Query(attrs=[call.resolver.expand(a) for a in attrs]) if attrs else None
-    shown = _shown(call, request, [doc], query, inc)[0]
+    every = view.show([doc], fetch=_fetcher(session, call))
+    shown = every[0]
+    if view.attrs and not set(shown) - {"id", "type", "scope", "createdAt", "modifiedAt"}:
+        raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
+    if (view.pick or view.omit) and not shown:
+        raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
+    if view.join == "flat":
+        return answer(call, inc, every)
     if inc.accept == GEO:
         return answer(call, inc, _geojson(call, request, [shown], [doc])[0])
     return answer(call, inc, shown)
@@ -657,13 +834,17 @@ def batch_merge(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depen
 
 
 @router.post("/entityOperations/query", summary="Query entities with a Query body")
-def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_body),
+def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_geo_body),
                 session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
     query = _query(request, call, body=inc.body)
     docs, total = service.query_entities(session=session, call=call, query=query)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    return answer(call, inc, _shown(call, request, docs, query, inc), headers=headers)
+    shown = _shown(call, request, docs, query, inc)
+    if inc.accept == GEO:
+        body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
+        return answer(call, inc, body, headers=headers)
+    return answer(call, inc, shown, headers=headers)
 
 
 # ------------------------------------------------------------------------------------------ discovery
@@ -680,6 +861,8 @@ def types(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read
 def type_info(name: str, request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
               session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    if not name:
+        return answer(call, inc, service.entity_types(session=session, call=call, details=_bool(request, "details")))
     return answer(call, inc, service.entity_type(session=session, call=call, name=name))
 
 
@@ -694,10 +877,20 @@ def attributes(request: Request, _: Any = Depends(READ), inc: Incoming = Depends
 def attribute_info(name: str, request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                    session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    if not name:
+        return answer(call, inc, service.attributes(session=session, call=call, details=_bool(request, "details")))
     return answer(call, inc, service.attribute(session=session, call=call, name=name))
 
 
 # ------------------------------------------------------------------------------------------ temporal
+
+
+def _temporal_projection(request: Request) -> tuple[set[str] | None, set[str] | None]:
+    p = request.query_params
+    if p.get("pick") is not None and p.get("omit") is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    return (parse_projection(p["pick"], "pick") if p.get("pick") is not None else None,
+            parse_projection(p["omit"], "omit") if p.get("omit") is not None else None)
 
 
 def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
@@ -742,14 +935,22 @@ def temporal_create(request: Request, _: Any = Depends(WRITE), inc: Incoming = D
 def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                    session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    _known_params(request, TEMPORAL_PARAMS)
+    check_request(request)
+    pick, omit = _temporal_projection(request)
+    p = request.query_params
+    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "id", "idPattern", "local")):
+        raise BadRequestData("a temporal query needs at least one of type, id, idPattern, attrs, q or a geo-query")
     query = _query(request, call)
     tq = _time_query(request, call)
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
     total = len(ids)
     out = []
+    ds = _names(request, "datasetId")
     for eid in ids[query.offset:query.offset + query.limit]:
-        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
-        out.append(render_temporal(ident, rows, call.resolver, request))
+        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
+                                              dataset_ids=ds)
+        out.append(render_temporal(ident, rows, call.resolver, request, pick, omit))
     headers = {"NGSILD-Results-Count": str(total)} if query.count else {}
     return answer(call, inc, out, headers=headers)
 
@@ -758,13 +959,16 @@ def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
 def temporal_get(entity_id: str, request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                  session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    _known_params(request, TEMPORAL_PARAMS)
+    check_request(request)
+    pick, omit = _temporal_projection(request)
     attrs = _names(request, "attrs")
     tq = _time_query(request, call)
     ds = _names(request, "datasetId")
     ident, rows = service.temporal_entity(session=session, call=call, entity_id=entity_id,
                                           attrs=[call.resolver.expand(a) for a in attrs] if attrs else None, tq=tq,
                                           dataset_ids=ds)
-    return answer(call, inc, render_temporal(ident, rows, call.resolver, request))
+    return answer(call, inc, render_temporal(ident, rows, call.resolver, request, pick, omit))
 
 
 @router.delete("/temporal/entities/{entity_id}", status_code=204, summary="Delete a temporal entity")
@@ -814,7 +1018,8 @@ def temporal_delete_instance(entity_id: str, attr: str, instance_id: str, reques
     return no_content(inc)
 
 
-@router.post("/temporalEntityOperations/query", summary="Query temporal evolution with a Query body")
+@router.post("/temporal/entityOperations/query", summary="Query temporal evolution with a Query body")
+@router.post("/temporalEntityOperations/query", include_in_schema=False)
 def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_body),
                          session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)

@@ -170,6 +170,11 @@ def get_entity(*, session: Session, call: Call, entity_id: str) -> dict[str, Any
     return doc_of(_existing(repo, call, entity_id, lock=False))
 
 
+def get_entities(*, session: Session, call: Call, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The entities of these ids that exist in the tenant (for linked-entity retrieval)."""
+    return {i: doc_of(r) for i, r in TwinRepository(session).get_many(call.tenant, ids).items()}
+
+
 def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
     """Replace every attribute (and the type, when given) of an existing entity."""
     if not isinstance(body, dict):
@@ -638,7 +643,7 @@ def entity_type(*, session: Session, call: Call, name: str) -> dict[str, Any]:
     r = call.resolver
     iri = r.expand(check_name(name, "type"))
     kinds: dict[str, set[str]] = {}
-    for a, kind, t in repo.attribute_rows(call.tenant):
+    for a, kind, t, _n in repo.attribute_rows(call.tenant):
         if t == iri:
             kinds.setdefault(a, set()).add(kind)
     n = repo.count_of_type(call.tenant, iri)
@@ -670,20 +675,20 @@ def attribute(*, session: Session, call: Call, name: str) -> dict[str, Any]:
     return _attribute_body(iri, info[iri], call.resolver)
 
 
-def _attribute_info(repo: TwinRepository, call: Call) -> dict[str, dict[str, set[str]]]:
-    info: dict[str, dict[str, set[str]]] = {}
-    seen: dict[str, set[tuple[str, str]]] = {}
-    for a, kind, t in repo.attribute_rows(call.tenant):
-        d = info.setdefault(a, {"kinds": set(), "types": set()})
+def _attribute_info(repo: TwinRepository, call: Call) -> dict[str, dict[str, Any]]:
+    """Per attribute IRI: its kinds (Property, …), the entity types that have it, and how many instances."""
+    info: dict[str, dict[str, Any]] = {}
+    for a, kind, t, n in repo.attribute_rows(call.tenant):
+        d = info.setdefault(a, {"kinds": set(), "types": set(), "count": 0})
         d["kinds"].add(kind)
         d["types"].add(t)
-        seen.setdefault(a, set()).add((kind, t))
+        d["count"] += n
     return info
 
 
-def _attribute_body(iri: str, d: dict[str, set[str]], r: Resolver) -> dict[str, Any]:
-    return {"id": iri, "type": "Attribute", "attributeName": r.compact(iri), "attributeTypes": sorted(d["kinds"]),
-            "typeNames": sorted(r.compact(t) for t in d["types"])}
+def _attribute_body(iri: str, d: dict[str, Any], r: Resolver) -> dict[str, Any]:
+    return {"id": iri, "type": "Attribute", "attributeName": r.compact(iri), "attributeCount": d["count"],
+            "attributeTypes": sorted(d["kinds"]), "typeNames": sorted(r.compact(t) for t in d["types"])}
 
 
 # ------------------------------------------------------------------------------------------------ temporal

@@ -41,7 +41,23 @@ def _time(row: TwinHistory, prop: str) -> datetime | None:
     return as_utc(t) if t is not None else None
 
 
-def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver, request: Request) -> dict[str, Any]:
+FORMATS = ("normalized", "temporalValues", "aggregatedValues", "simplified", "keyValues")
+OPTIONS = frozenset({"temporalValues", "aggregatedValues", "sysAttrs", "keyValues", "simplified", "normalized",
+                     "concise"})
+
+
+def check_request(request: Request) -> None:
+    """The temporal representation asked for is one the standard has (checked before anything is read)."""
+    p = request.query_params
+    opts = {o.strip() for v in p.getlist("options") for o in v.split(",") if o.strip()}
+    if opts - OPTIONS:
+        raise BadRequestData(f"unknown options {', '.join(sorted(opts - OPTIONS))[:100]} for a temporal query")
+    if p.get("format") is not None and p["format"] not in FORMATS:
+        raise BadRequestData(f"format must be one of {', '.join(FORMATS)}")
+
+
+def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver, request: Request,
+                    pick: set[str] | None = None, omit: set[str] | None = None) -> dict[str, Any]:
     p = request.query_params
     opts = {o.strip() for v in p.getlist("options") for o in v.split(",")}
     fmt = p.get("format")
@@ -49,10 +65,12 @@ def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver,
     prop = p.get("timeproperty", "observedAt")
     types = [r.compact(t) for t in ident.get("type", [])]
     out: dict[str, Any] = {"id": ident["id"], "type": types[0] if len(types) == 1 else types}
-    by_attr: dict[str, list[TwinHistory]] = {}
+    groups: dict[str, dict[str | None, list[TwinHistory]]] = {}
     for row in rows:
-        by_attr.setdefault(row.attr, []).append(row)
-    if "aggregatedValues" in opts or fmt == "aggregatedValues":
+        groups.setdefault(row.attr, {}).setdefault(row.dataset_id, []).append(row)
+    aggregated = fmt == "aggregatedValues" or (fmt is None and "aggregatedValues" in opts)
+    temporal_values = fmt == "temporalValues" or (fmt is None and "temporalValues" in opts)
+    if aggregated:
         methods = [m.strip() for m in (p.get("aggrMethods") or "").split(",") if m.strip()]
         if not methods:
             raise BadRequestData(f"options=aggregatedValues needs aggrMethods (any of {', '.join(AGGREGATES)})")
@@ -61,29 +79,43 @@ def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver,
             raise BadRequestData(f"unknown aggrMethods {', '.join(bad)}; known: {', '.join(AGGREGATES)}")
         period = parse_duration(p["aggrPeriodDuration"]) if p.get("aggrPeriodDuration") else None
         start = _param_time(p.get("timeAt"))
-        for iri, group in by_attr.items():
-            out[r.compact(iri)] = aggregate(group, methods, period, prop, start)
-        return out
-    temporal_values = "temporalValues" in opts or fmt == "temporalValues"
-    for iri, group in by_attr.items():
-        name = r.compact(iri)
-        if temporal_values:
-            kind = group[0].instance.get("type", "Property")
-            pairs = []
-            for row in group:
-                t = _time(row, prop)
-                pairs.append([_value_of(row.instance, r), iso(t) if t else None])
-            out[name] = {"type": kind, PLURAL.get(kind, "values"): pairs}
-            continue
+    for iri, by_dataset in groups.items():
         shown = []
-        for row in group:
-            inst = compact_instance(row.instance, r, fmt="normalized", sys_attrs=sys_attrs, lang=None)
-            inst["instanceId"] = row.instance_id
-            if sys_attrs:
-                inst["modifiedAt"] = iso(row.recorded_at)
-            shown.append(inst)
-        out[name] = shown
+        for dataset, group in by_dataset.items():
+            if aggregated:
+                item = aggregate(group, methods, period, prop, start)
+            elif temporal_values:
+                kind = group[0].instance.get("type", "Property")
+                pairs = [[_value_of(row.instance, r), _stamp(row, prop)] for row in group]
+                item = {"type": kind, PLURAL.get(kind, "values"): pairs}
+            else:
+                for row in group:
+                    inst = compact_instance(row.instance, r, fmt="normalized", sys_attrs=sys_attrs, lang=None)
+                    inst["instanceId"] = row.instance_id
+                    if sys_attrs:
+                        inst["modifiedAt"] = iso(row.recorded_at)
+                    shown.append(inst)
+                continue
+            if dataset is not None:
+                item["datasetId"] = dataset
+            shown.append(item)
+        if aggregated or temporal_values:
+            out[r.compact(iri)] = shown[0] if len(shown) == 1 else shown
+        else:
+            out[r.compact(iri)] = shown
+    if pick:
+        out = {k: v for k, v in out.items() if k in pick}
+    if omit:
+        out = {k: v for k, v in out.items() if k not in omit}
     return out
+
+
+def _stamp(row: TwinHistory, prop: str) -> str | None:
+    """The instance's time as it was given (observedAt), or as recorded."""
+    if prop == "observedAt" and isinstance(row.instance.get("observedAt"), str):
+        return row.instance["observedAt"]
+    t = _time(row, prop)
+    return iso(t) if t else None
 
 
 def _param_time(text: str | None) -> datetime | None:
