@@ -236,3 +236,33 @@ def test_every_change_is_an_event(ngsi, client):
     mine = [d.event for d in sub.fetch(batch=10_000, timeout=0.5) if d.event.data["tenant"] == ngsi.tenant]
     assert [e.data["op"] for e in mine] == ["create", "update"]
     assert mine[1].data["attrs"] == [EX + "height"] and mine[1].data["types"] == [EX + "Building"]
+
+
+def test_linked_entities_inline_and_flat(ngsi):
+    city = {"id": "urn:ngsi-ld:City:SH", "type": "City", "name": {"type": "Property", "value": "上海"},
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Country:CN"}}
+    country = {"id": "urn:ngsi-ld:Country:CN", "type": "Country", "name": {"type": "Property", "value": "中国"}}
+    b = building(70, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:SH"})
+    assert ngsi.post("/entityOperations/create", [city, country, b]).status_code == 201
+    inline = ngsi.get("/entities/urn:ngsi-ld:Building:B70", join="inline", joinLevel="2").json()
+    assert inline["owner"]["entity"]["name"]["value"] == "上海"
+    assert inline["owner"]["entity"]["owner"]["entity"]["id"] == "urn:ngsi-ld:Country:CN"
+    kv = ngsi.get("/entities/urn:ngsi-ld:Building:B70", join="inline", options="keyValues").json()
+    assert kv["owner"]["id"] == "urn:ngsi-ld:City:SH" and kv["owner"]["owner"] == "urn:ngsi-ld:Country:CN"
+    flat = ngsi.get("/entities/urn:ngsi-ld:Building:B70", join="flat", joinLevel="2").json()
+    assert [e["id"] for e in flat] == ["urn:ngsi-ld:Building:B70", "urn:ngsi-ld:City:SH", "urn:ngsi-ld:Country:CN"]
+    # a nested pick chooses the members of the linked entity
+    picked = ngsi.get("/entities/urn:ngsi-ld:Building:B70", join="inline", pick="id,owner{id,name}").json()
+    assert set(picked) == {"id", "owner"} and set(picked["owner"]["entity"]) == {"id", "name"}
+    for bad in ("id,,name", "owner{name", "owner{}", "{name}"):
+        _err(ngsi.get("/entities/urn:ngsi-ld:Building:B70", pick=bad), 400, "BadRequestData")
+
+
+def test_a_query_needs_a_selector_and_known_parameters(ngsi):
+    ngsi.post("/entities", building(80))
+    _err(ngsi.get("/entities", id="urn:ngsi-ld:Building:B80"), 400, "BadRequestData")
+    _err(ngsi.get("/entities", type="Building", colour="red"), 400, "InvalidRequest")
+    _err(ngsi.get("/entities", type="Building", options="keyValues,fancy"), 400, "InvalidRequest")
+    _err(ngsi.get("/entities", type="Building", attrs="id,type"), 400, "BadRequestData")
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B80", attrs="height", pick="id"), 400, "BadRequestData")
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B80", attrs="nothingLikeIt"), 404, "ResourceNotFound")

@@ -502,37 +502,42 @@ def _known_params(request: Request, allowed: frozenset[str]) -> None:
         raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)[:200]} for this operation")
 
 
-def parse_projection(text: str, what: str) -> set[str]:
-    """The top-level names of a ``pick``/``omit`` expression (``a,b{c,d{e}}``; nested names choose members of
-    linked entities); a malformed one is BadRequestData."""
-    names: set[str] = set()
-    i, depth, expect_name = 0, 0, True
-    while i < len(text):
-        ch = text[i]
-        if expect_name:
-            m = PROJECTION_NAME.match(text, i)
-            if not m:
-                raise BadRequestData(f"{what} has no attribute name at position {i}: {text[:80]!r}")
-            if depth == 0:
-                names.add(m.group(0))
-            i, expect_name = m.end(), False
+Tree = dict[str, "Tree | None"]
+
+
+def parse_projection(text: str, what: str) -> Tree:
+    """A ``pick``/``omit`` expression (``a,b{c,d{e}}``) as a tree: each name -> the projection of the entity
+    its Relationship links to (None: none given); a malformed one is BadRequestData."""
+    tree, i = _projection_level(text, 0, what, 0)
+    if i != len(text):
+        raise BadRequestData(f"{what} closes a brace it never opened at position {i}")
+    return tree
+
+
+def _projection_level(text: str, i: int, what: str, depth: int) -> tuple[Tree, int]:
+    out: Tree = {}
+    while True:
+        m = PROJECTION_NAME.match(text, i)
+        if not m:
+            raise BadRequestData(f"{what} has no attribute name at position {i}: {text[:80]!r}")
+        name, i = m.group(0), m.end()
+        sub = None
+        if i < len(text) and text[i] == "{":
+            sub, i = _projection_level(text, i + 1, what, depth + 1)
+            if i >= len(text) or text[i] != "}":
+                raise BadRequestData(f"{what} has an unclosed brace: {text[:80]!r}")
+            i += 1
+        out[name] = sub
+        if i < len(text) and text[i] == ",":
+            i += 1
             continue
-        if ch == ",":
-            expect_name = True
-        elif ch == "{":
-            depth, expect_name = depth + 1, True
-        elif ch == "}":
-            if depth == 0:
-                raise BadRequestData(f"{what} closes a brace it never opened at position {i}")
-            depth -= 1
-            if i + 1 < len(text) and text[i + 1] not in ",}":
-                raise BadRequestData(f"{what} needs a comma after the brace at position {i}")
-        else:
-            raise BadRequestData(f"{what} has an unexpected {ch!r} at position {i}")
-        i += 1
-    if expect_name or depth:
-        raise BadRequestData(f"{what} is incomplete (an unclosed brace or a trailing separator): {text[:80]!r}")
-    return names
+        if i < len(text) and text[i] == "}" and depth > 0:
+            return out, i
+        if i < len(text):
+            raise BadRequestData(f"{what} has an unexpected {text[i]!r} at position {i}")
+        if depth > 0:
+            raise BadRequestData(f"{what} has an unclosed brace: {text[:80]!r}")
+        return out, i
 
 
 class View:
@@ -547,8 +552,10 @@ class View:
             raise BadRequestData("attrs cannot be combined with pick or omit (pick replaces attrs)")
         if p.get("pick") is not None and p.get("omit") is not None:
             raise BadRequestData("pick and omit cannot be used together")
-        self.pick = parse_projection(p["pick"], "pick") if p.get("pick") is not None else None
-        self.omit = parse_projection(p["omit"], "omit") if p.get("omit") is not None else None
+        self.pick_tree = parse_projection(p["pick"], "pick") if p.get("pick") is not None else None
+        self.omit_tree = parse_projection(p["omit"], "omit") if p.get("omit") is not None else None
+        self.pick = set(self.pick_tree) if self.pick_tree else None
+        self.omit = {k for k, v in self.omit_tree.items() if v is None} if self.omit_tree else None
         attrs = _names(request, "attrs")
         self.attrs = [call.resolver.expand(service.check_name(a)) for a in attrs] if attrs else None
         self.lang = p.get("lang")
@@ -570,23 +577,26 @@ class View:
         if self.pick:  # pick names attributes (and id, type): only those are looked at
             picked = [self.resolver.expand(n) for n in self.pick if n not in ("id", "type", "scope")]
             wanted = picked if wanted is None else [a for a in wanted if a in picked]
-        shown = [self._one(d, wanted) for d in docs]
+        shown = [self._one(d, wanted, self.pick_tree, self.omit_tree) for d in docs]
         if self.join in ("inline", "flat") and fetch is not None:
             return self._joined(docs, shown, fetch)
         return shown
 
-    def _one(self, doc: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+    def _one(self, doc: dict[str, Any], wanted: list[str] | None, pick: Tree | None, omit: Tree | None) -> dict[str, Any]:
         from citybase.twin.representation import compact_entity
 
+        if pick and wanted is None:
+            wanted = [self.resolver.expand(n) for n in pick if n not in ("id", "type", "scope")]
         return compact_entity(self._datasets(doc), self.resolver, fmt=self.fmt, sys_attrs="sysAttrs" in self.opts,
-                              attrs=wanted, lang=self.lang, pick=self.pick, omit=self.omit)
+                              attrs=wanted, lang=self.lang, pick=set(pick) if pick else None,
+                              omit={k for k, v in omit.items() if v is None} if omit else None)
 
     def _joined(self, docs: list[dict[str, Any]], shown: list[dict[str, Any]],
                 fetch: Callable[[list[str]], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         known: dict[str, dict[str, Any]] = {d["id"]: d for d in docs}
-        level = [d for d in docs]
+        level = list(docs)
         for _ in range(self.join_level):  # load the linked entities level by level
-            targets = [t for d in level for t in _links(d) if t not in known]
+            targets = [t for d in level for _, t in _links(d) if t not in known]
             if not targets:
                 break
             found = fetch(list(dict.fromkeys(targets)))
@@ -594,19 +604,23 @@ class View:
             level = list(found.values())
         if self.join == "flat":
             out, seen = list(shown), {d["id"] for d in docs}
-            level_docs = docs
+            frontier = [(d, self.pick_tree, self.omit_tree) for d in docs]
             for _ in range(self.join_level):
-                nxt = [known[t] for d in level_docs for t in _links(d) if t in known and t not in seen]
-                for d in nxt:
-                    if d["id"] not in seen:
-                        seen.add(d["id"])
-                        out.append(self._one(d, None))
-                level_docs = nxt
+                nxt = []
+                for d, pick, omit in frontier:
+                    for name, t in _links(d):
+                        if t in known and t not in seen:
+                            seen.add(t)
+                            sub_pick, sub_omit = _sub(pick, self.resolver.compact(name)), _sub(omit, self.resolver.compact(name))
+                            out.append(self._one(known[t], None, sub_pick, sub_omit))
+                            nxt.append((known[t], sub_pick, sub_omit))
+                frontier = nxt
             return out
-        return [self._inline(d, s, known, self.join_level) for d, s in zip(docs, shown, strict=True)]
+        return [self._inline(d, s, known, self.join_level, self.pick_tree, self.omit_tree)
+                for d, s in zip(docs, shown, strict=True)]
 
-    def _inline(self, doc: dict[str, Any], shown: dict[str, Any], known: dict[str, dict[str, Any]],
-                depth: int) -> dict[str, Any]:
+    def _inline(self, doc: dict[str, Any], shown: dict[str, Any], known: dict[str, dict[str, Any]], depth: int,
+                pick: Tree | None, omit: Tree | None) -> dict[str, Any]:
         if depth <= 0:
             return shown
         out = dict(shown)
@@ -614,11 +628,13 @@ class View:
             name = self.resolver.compact(iri)
             if name not in out:
                 continue
+            sub_pick, sub_omit = _sub(pick, name), _sub(omit, name)
             for i, inst in enumerate(instances):
                 target = inst.get("object") if inst.get("type") == "Relationship" else None
                 if not isinstance(target, str) or target not in known:
                     continue
-                linked = self._inline(known[target], self._one(known[target], None), known, depth - 1)
+                linked = self._inline(known[target], self._one(known[target], None, sub_pick, sub_omit), known,
+                                      depth - 1, sub_pick, sub_omit)
                 value = out[name]
                 if self.fmt == "keyValues":
                     out[name] = linked
@@ -630,6 +646,7 @@ class View:
                     out[name] = {**value, "entity": linked}
         return out
 
+
     def _datasets(self, doc: dict[str, Any]) -> dict[str, Any]:
         if self.datasets is None:
             return doc
@@ -637,16 +654,21 @@ class View:
         return {**doc, "attrs": {a: v for a, v in keep.items() if v}}
 
 
-def _links(doc: dict[str, Any]) -> list[str]:
-    """The ids an entity's Relationships point at."""
+def _sub(tree: Tree | None, name: str) -> Tree | None:
+    """The projection of the entity linked through ``name`` (none: it is shown whole)."""
+    return tree.get(name) if tree else None
+
+
+def _links(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(attribute IRI, id) for every entity an entity's Relationships point at."""
     out = []
-    for instances in doc["attrs"].values():
+    for iri, instances in doc["attrs"].items():
         for inst in instances:
             if inst.get("type") == "Relationship":
                 objs = inst.get("object")
-                out.extend(o for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
+                out.extend((iri, o) for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
             elif inst.get("type") == "ListRelationship":
-                out.extend(o for o in inst.get("objectList", []) if isinstance(o, str))
+                out.extend((iri, o) for o in inst.get("objectList", []) if isinstance(o, str))
     return out
 
 
@@ -889,8 +911,8 @@ def _temporal_projection(request: Request) -> tuple[set[str] | None, set[str] | 
     p = request.query_params
     if p.get("pick") is not None and p.get("omit") is not None:
         raise BadRequestData("pick and omit cannot be used together")
-    return (parse_projection(p["pick"], "pick") if p.get("pick") is not None else None,
-            parse_projection(p["omit"], "omit") if p.get("omit") is not None else None)
+    return (set(parse_projection(p["pick"], "pick")) if p.get("pick") is not None else None,
+            set(parse_projection(p["omit"], "omit")) if p.get("omit") is not None else None)
 
 
 def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
