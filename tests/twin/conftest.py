@@ -73,7 +73,7 @@ def ngsi(client, city) -> Ngsi:
         r = client.post("/ngsi-ld/v1/jsonldContexts", content=json.dumps({"@context": USER_CTX}),
                         headers={**headers, "Content-Type": "application/json"})
         assert r.status_code == 201, r.text
-        LINK_URL = r.headers["location"]
+        LINK_URL = str(client.base_url).rstrip("/") + r.headers["location"]  # Location is relative
     n = Ngsi(client, headers, f"t{uuid.uuid4().hex[:10]}")
     n.linked = True
     return n

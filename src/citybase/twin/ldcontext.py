@@ -156,6 +156,16 @@ class ContextStore:
         self._max = max_resolvers
         self._lock = threading.Lock()
         self._processor = jsonld.JsonLdProcessor()
+        self._hits: dict[str, int] = {}
+
+    def hits(self, url: str) -> int:
+        """How often requests of this process used the @context at ``url`` since it started."""
+        return self._hits.get(url, 0)
+
+    def _count(self, ctx: Any) -> None:
+        for item in ctx if isinstance(ctx, list) else [ctx]:
+            if isinstance(item, str) and item not in CORE_URLS and len(self._hits) < 100_000:
+                self._hits[item] = self._hits.get(item, 0) + 1
 
     def forget(self, url: str | None = None) -> None:
         """Drop a document (all, when None) and every resolver: a context was deleted or replaced."""
@@ -207,6 +217,7 @@ class ContextStore:
         """The resolver of a caller's @context (None: the core context alone)."""
         key = json.dumps(ctx, sort_keys=True, ensure_ascii=False)
         with self._lock:
+            self._count(ctx)
             r = self._resolvers.get(key)
             if r is not None:
                 self._resolvers.move_to_end(key)

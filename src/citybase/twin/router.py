@@ -1067,14 +1067,20 @@ def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming
 # ------------------------------------------------------------------------------------------ @contexts
 
 
-def _context_info(row: Any) -> dict[str, Any]:
+def _context_info(row: Any, hits: int = 0) -> dict[str, Any]:
+    """The record of a kept @context (CIM 009 v1.8 §5.13.3: URL, localId, kind, timestamp, lastUsage,
+    numberOfHits); hits are the stored count plus this process's since start."""
     from citybase.twin.representation import iso
 
-    return {"id": row.url, "url": row.url, "localId": row.id, "kind": row.kind, "createdAt": iso(row.created_at),
-            "lastUsage": iso(row.last_used_at) if row.last_used_at else None, "numberOfHits": row.hits}
+    info = {"URL": row.url, "localId": row.id, "kind": row.kind, "timestamp": iso(row.created_at),
+            "numberOfHits": row.hits + hits}
+    if row.last_used_at:
+        info["lastUsage"] = iso(row.last_used_at)
+    return info
 
 
-CORE_INFO = {"id": CORE_URL, "url": CORE_URL, "localId": "core", "kind": "Cached", "numberOfHits": 0}
+CORE_INFO = {"URL": CORE_URL, "localId": "core", "kind": "Cached", "timestamp": "2024-01-01T00:00:00Z",
+             "numberOfHits": 0}
 
 
 @router.get("/jsonldContexts", summary="The @contexts kept here (details=true, kind=Hosted|Cached|ImplicitlyCreated)")
@@ -1085,8 +1091,9 @@ def list_contexts(request: Request, _: Any = Depends(READ), inc: Incoming = Depe
         raise BadRequestData("kind must be Hosted, Cached or ImplicitlyCreated")
     rows = service.contexts(session=session, kind=kind)
     details = _bool(request, "details")
-    infos = ([CORE_INFO] if kind in (None, "Cached") else []) + [_context_info(r) for r in rows]
-    body = infos if details else [i["url"] for i in infos]
+    store = contexts_of(request)
+    infos = ([CORE_INFO] if kind in (None, "Cached") else []) + [_context_info(r, store.hits(r.url)) for r in rows]
+    body = infos if details else [i["URL"] for i in infos]
     return Response(_dumps(body), media_type=JSON)
 
 
@@ -1094,7 +1101,7 @@ def list_contexts(request: Request, _: Any = Depends(READ), inc: Incoming = Depe
 def add_context(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_document),
                 session: Session = Depends(get_session, scope="function")) -> Response:
     url = service.host_context(session=session, body=inc.body, base_url=str(request.base_url))
-    return Response(status_code=201, headers={"Location": url})
+    return Response(status_code=201, headers={"Location": url[url.index(PREFIX):]})
 
 
 @router.get("/jsonldContexts/{cid:path}", summary="An @context kept here (details=true: its record)")
@@ -1105,7 +1112,7 @@ def get_context(cid: str, request: Request, _: Any = Depends(READ),
         return Response(_dumps(CORE_INFO if details else core_document()), media_type=LD if not details else JSON)
     row = service.context(session=session, cid=cid)
     if details:
-        return Response(_dumps(_context_info(row)), media_type=JSON)
+        return Response(_dumps(_context_info(row, contexts_of(request).hits(row.url))), media_type=JSON)
     return Response(row.body.encode("utf-8"), media_type=LD)
 
 
@@ -1117,9 +1124,17 @@ def delete_context(cid: str, request: Request, _: Any = Depends(WRITE),
         if not reload:
             raise BadRequestData("the core @context cannot be deleted; reload=true reloads it")
         return Response(status_code=204)
+    if reload:  # only a Cached context can be fetched again
+        try:
+            row = service.context(session=session, cid=cid)
+        except ResourceNotFound:
+            raise BadRequestData(f"there is no @context {cid[:200]} to reload") from None
+        if row.kind != "Cached":
+            raise BadRequestData(f"a {row.kind} @context cannot be reloaded; only Cached ones are fetched again")
     url = service.delete_context(session=session, cid=cid)
     contexts_of(request).forget(url)
     if reload:
+        session.commit()  # the old copy is gone before the new one is fetched and kept
         contexts_of(request).document(url)
     return Response(status_code=204)
 

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from citybase.kernel import outbox
 from citybase.twin import events
-from citybase.twin.errors import AlreadyExists, BadRequestData, NgsiError, NonexistentTenant, ResourceNotFound
+from citybase.twin.errors import (
+    AlreadyExists,
+    BadRequestData,
+    InvalidRequest,
+    NgsiError,
+    NonexistentTenant,
+    ResourceNotFound,
+)
 from citybase.twin.ldcontext import NGSI, Resolver
 from citybase.twin.models import TwinEntity, TwinHistory
 from citybase.twin.repository import TwinRepository
@@ -845,7 +852,7 @@ def keep_context(*, session: Session, url: str, body: dict[str, Any], kind: str 
 def host_context(*, session: Session, body: Any, base_url: str) -> str:
     """Keep a posted @context (``Hosted``) and return its URL here."""
     if not isinstance(body, dict) or "@context" not in body:
-        raise BadRequestData("the body must be a JSON object with an @context member")
+        raise InvalidRequest("the body must be a JSON object with an @context member")
     from citybase.twin.ldcontext import check_context
 
     check_context(body["@context"])
