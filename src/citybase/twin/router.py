@@ -291,8 +291,19 @@ def contexts_of(request: Request) -> ContextStore:
     return store
 
 
+def _absolute(ctx: Any, base: str) -> Any:
+    """A context URL relative to this server (``/ngsi-ld/v1/jsonldContexts/…``, as our Location headers give
+    them) resolved against the request's base, as JSON-LD resolves relative context IRIs."""
+    if isinstance(ctx, str) and ctx.startswith("/"):
+        return base.rstrip("/") + ctx
+    if isinstance(ctx, list):
+        return [_absolute(c, base) for c in ctx]
+    return ctx
+
+
 def call_of(request: Request, inc: Incoming) -> service.Call:
-    return service.Call(tenant=inc.tenant, resolver=contexts_of(request).resolver(inc.context))
+    context = _absolute(inc.context, str(request.base_url))
+    return service.Call(tenant=inc.tenant, resolver=contexts_of(request).resolver(context))
 
 
 # ------------------------------------------------------------------------------------------ answering
@@ -1069,17 +1080,17 @@ def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming
 
 def _context_info(row: Any, hits: int = 0) -> dict[str, Any]:
     """The record of a kept @context (CIM 009 v1.8 §5.13.3: URL, localId, kind, timestamp, lastUsage,
-    numberOfHits); hits are the stored count plus this process's since start."""
+    numberOfHits; createdAt for timestamp, as clients read it); hits are the stored count plus this process's since start."""
     from citybase.twin.representation import iso
 
-    info = {"URL": row.url, "localId": row.id, "kind": row.kind, "timestamp": iso(row.created_at),
-            "numberOfHits": row.hits + hits}
+    info = {"URL": row.url, "localId": row.id, "kind": row.kind,
+            "createdAt": iso(row.created_at), "numberOfHits": row.hits + hits}
     if row.last_used_at:
         info["lastUsage"] = iso(row.last_used_at)
     return info
 
 
-CORE_INFO = {"URL": CORE_URL, "localId": "core", "kind": "Cached", "timestamp": "2024-01-01T00:00:00Z",
+CORE_INFO = {"URL": CORE_URL, "localId": "core", "kind": "Cached", "createdAt": "2024-01-01T00:00:00Z",
              "numberOfHits": 0}
 
 
@@ -1101,6 +1112,10 @@ def list_contexts(request: Request, _: Any = Depends(READ), inc: Incoming = Depe
 def add_context(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_document),
                 session: Session = Depends(get_session, scope="function")) -> Response:
     url = service.host_context(session=session, body=inc.body, base_url=str(request.base_url))
+    ctx = inc.body["@context"]
+    for item in ctx if isinstance(ctx, list) else [ctx]:  # the URLs it names are kept as Cached contexts now
+        if isinstance(item, str) and item not in CORE_URLS:
+            contexts_of(request).document(item)
     return Response(status_code=201, headers={"Location": url[url.index(PREFIX):]})
 
 
@@ -1113,7 +1128,7 @@ def get_context(cid: str, request: Request, _: Any = Depends(READ),
     row = service.context(session=session, cid=cid)
     if details:
         return Response(_dumps(_context_info(row, contexts_of(request).hits(row.url))), media_type=JSON)
-    return Response(row.body.encode("utf-8"), media_type=LD)
+    return Response(row.body.encode("utf-8"), media_type=JSON)
 
 
 @router.delete("/jsonldContexts/{cid:path}", status_code=204, summary="Delete an @context (reload=true: fetch anew)")
