@@ -433,6 +433,12 @@ def _query(request: Request, call: service.Call, body: dict[str, Any] | None = N
     p: dict[str, Any] = dict(request.query_params)
     if body is not None:
         p = _query_body(body)
+    elif p.get("geoQ"):  # some clients (ngsildclient) pack the geo-query into one parameter: georel=…&geometry=…
+        from urllib.parse import parse_qsl
+
+        for k, v in parse_qsl(p.pop("geoQ"), keep_blank_values=True):
+            if k in ("georel", "geometry", "coordinates", "geoproperty"):
+                p.setdefault(k, v)
     max_limit = twin_settings().max_limit
     q = service.Query()
     try:
@@ -501,7 +507,7 @@ def _query_body(body: Any) -> dict[str, Any]:
 ENTITY_PARAMS = frozenset({"attrs", "options", "format", "pick", "omit", "lang", "geometryProperty", "datasetId",
                            "join", "joinLevel", "local", "csf", "entityMap", "containedBy", "expandValues"})
 QUERY_PARAMS = ENTITY_PARAMS | {"type", "id", "idPattern", "q", "georel", "geometry", "coordinates", "geoproperty",
-                                "scopeQ", "limit", "offset", "count", "orderBy", "collect"}
+                                "geoQ", "scopeQ", "limit", "offset", "count", "orderBy", "collect"}
 TEMPORAL_PARAMS = QUERY_PARAMS | {"timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods",
                                   "aggrPeriodDuration"}
 PROJECTION_NAME = re.compile(r"[A-Za-z_@][\w:.#/\-]*")
@@ -724,7 +730,7 @@ def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     call = call_of(request, inc)
     view = View(request, call, allowed=QUERY_PARAMS)
     p = request.query_params
-    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "local")):
+    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "geoQ", "scopeQ", "local")):
         raise BadRequestData("a query needs at least one of type, attrs, q, a geo-query, scopeQ or local=true")
     query = _query(request, call)
     docs, total = service.query_entities(session=session, call=call, query=query)
