@@ -8,12 +8,14 @@ from typing import Any
 from citybase.kernel.domain import Domain, TimerSpec
 from citybase.twin.events import EVENTS
 from citybase.twin.settings import TwinSettings, twin_settings
+from citybase.twin.sources.events import EVENTS as SOURCE_EVENTS
 
 
 def _root_routers() -> list[Any]:
     from citybase.twin.router import router
+    from citybase.twin.sources.router import router as sources
 
-    return [router]
+    return [sources, router]  # the twin's catch-all route last
 
 
 def _cli() -> Any:
@@ -46,9 +48,9 @@ DOMAIN = Domain(
     name="twin",
     title="数字孪生 — the city's live twin (NGSI-LD)",
     depends=("security",),
-    models=("citybase.twin.models",),
+    models=("citybase.twin.models", "citybase.twin.sources.models"),
     root_routers=_root_routers,
-    events=EVENTS,
+    events={**EVENTS, **SOURCE_EVENTS},
     settings=TwinSettings,
     timers=(TimerSpec("twin-retention", 3600.0, _prune),),
     caches={"twin.contexts": _forget_contexts},

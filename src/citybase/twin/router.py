@@ -34,6 +34,7 @@ from citybase.twin.errors import (
     InternalError,
     InvalidRequest,
     NgsiError,
+    NonexistentTenant,
     NotAcceptable,
     ResourceNotFound,
     Unauthorized,
@@ -689,6 +690,48 @@ def _links(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _types_of_query(node: Any) -> set[str]:
+    from citybase.twin import query as ql
+
+    if node is None:
+        return set()
+    if isinstance(node, ql.TypeIs):
+        return {node.iri}
+    return {t for c in getattr(node, "children", ()) for t in _types_of_query(c)}
+
+
+def _from_sources(session: Session, call: service.Call, request: Request, query: service.Query,
+                  shown: list[dict[str, Any]], path: str) -> tuple[list[dict[str, Any]], int]:
+    """The local answer merged with what each matching registered source answers for the same query."""
+    from citybase.twin.sources import forward
+    from citybase.twin.sources import service as sources
+
+    regs = sources.matching(session=session, call=call, types=_types_of_query(query.types), ids=query.ids,
+                            attrs=query.attrs)
+    if not regs:
+        return shown, 0
+    before = {e.get("id") for e in shown}
+    params = list(request.query_params.multi_items())
+    merged = shown
+    for reg in regs:
+        got = forward.ask(reg.endpoint, path, params, link=call.resolver.link, body=reg.body)
+        if isinstance(got, list):
+            merged = forward.merge(merged, got)
+    return merged, len({e.get("id") for e in merged} - before)
+
+
+def _one_from_sources(session: Session, call: service.Call, request: Request, entity_id: str) -> Any:
+    from citybase.twin.sources import forward
+    from citybase.twin.sources import service as sources
+
+    for reg in sources.matching(session=session, call=call, types=None, ids=[entity_id], attrs=None):
+        got = forward.ask(reg.endpoint, f"entities/{quote(entity_id, safe=':')}", list(request.query_params.multi_items()),
+                          link=call.resolver.link, body=reg.body)
+        if isinstance(got, dict) and got.get("id") == entity_id:
+            return got
+    return None
+
+
 def _fetcher(session: Session, call: service.Call) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
     return lambda ids: service.get_entities(session=session, call=call, ids=ids)
 
@@ -736,6 +779,10 @@ def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     docs, total = service.query_entities(session=session, call=call, query=query)
     shown = _shown(call, request, docs, query, inc, view, session)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+    if p.get("local") != "true":  # and what the registered context sources hold (distributed query)
+        shown, extra = _from_sources(session, call, request, query, shown, "entities")
+        if extra and total is not None:
+            headers["NGSILD-Results-Count"] = str(total + extra)
     if inc.accept == GEO:
         body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
         return answer(call, inc, body, headers=headers)
@@ -753,7 +800,14 @@ def get_entity(entity_id: str, request: Request, _: Any = Depends(READ), inc: In
         raise ResourceNotFound("there is no GET operation on an entity's attributes; GET the entity with attrs=")
     call = call_of(request, inc)
     view = View(request, call)  # the parameters are checked before the entity is looked up
-    doc = service.get_entity(session=session, call=call, entity_id=entity_id)
+    try:
+        doc = service.get_entity(session=session, call=call, entity_id=entity_id)
+    except (ResourceNotFound, NonexistentTenant):
+        remote = None if request.query_params.get("local") == "true" else _one_from_sources(
+            session, call, request, entity_id)
+        if remote is None:
+            raise
+        return answer(call, inc, remote)
     every = view.show([doc], fetch=_fetcher(session, call))
     shown = every[0]
     if view.attrs and not set(shown) - {"id", "type", "scope", "createdAt", "modifiedAt"}:
@@ -1160,7 +1214,7 @@ def delete_context(cid: str, request: Request, _: Any = Depends(WRITE),
     return Response(status_code=204)
 
 
-def _also_with_a_trailing_slash() -> None:
+def also_with_a_trailing_slash(router: APIRouter) -> None:
     """Answer ``…/entities/`` like ``…/entities``: NGSI-LD clients (the ETSI suite among them) build URLs with
     a trailing slash, and a 307 redirect would make every such call two."""
     for route in list(router.routes):
@@ -1169,7 +1223,7 @@ def _also_with_a_trailing_slash() -> None:
                                  status_code=route.status_code, include_in_schema=False, summary=route.summary)
 
 
-_also_with_a_trailing_slash()
+also_with_a_trailing_slash(router)
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

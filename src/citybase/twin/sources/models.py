@@ -1,0 +1,30 @@
+"""A context source registration: which entities and attributes another NGSI-LD broker answers for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citybase.storage.db import Base
+from citybase.twin.models import DOC
+
+TZ = DateTime(timezone=True)
+
+
+class TwinRegistration(Base):
+    __tablename__ = "twin_registrations"
+    __table_args__ = (UniqueConstraint("tenant", "registration_id", name="uq_twin_registrations_tenant_registration_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    registration_id: Mapped[str] = mapped_column(String(1024))
+    endpoint: Mapped[str] = mapped_column(String(2048))
+    mode: Mapped[str] = mapped_column(String(16))  # inclusive, exclusive, redirect, auxiliary
+    body: Mapped[dict[str, Any]] = mapped_column(DOC)  # the registration, names expanded (information, …)
+    context: Mapped[Any | None] = mapped_column(DOC)  # the @context it was registered with
+    expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    modified_at: Mapped[datetime] = mapped_column(TZ)

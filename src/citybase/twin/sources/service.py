@@ -1,0 +1,210 @@
+"""Registrations of context sources, and which of them a query must also ask (CIM 009 §5.9, §4.3.6)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from citybase.kernel import outbox
+from citybase.twin.errors import AlreadyExists, BadRequestData, ResourceNotFound
+from citybase.twin.representation import check_name, check_uri, iso, parse_time
+from citybase.twin.service import Call
+from citybase.twin.sources import events
+from citybase.twin.sources.models import TwinRegistration
+from citybase.twin.sources.repository import RegistrationRepository
+
+MODES = ("inclusive", "exclusive", "redirect", "auxiliary")
+KEYS = {"id", "type", "information", "endpoint", "mode", "operations", "expiresAt", "contextSourceInfo", "tenant",
+        "registrationName", "description", "management", "scope", "location", "observationInterval",
+        "managementInterval", "refreshRate", "cacheDuration", "timeout", "cooldown", "@context"}
+
+
+def _information(items: Any, call: Call) -> list[dict[str, Any]]:
+    if not isinstance(items, list) or not items:
+        raise BadRequestData("information must be a non-empty list of {entities, propertyNames, relationshipNames}")
+    r = call.resolver
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadRequestData("each information item must be an object")
+        entry: dict[str, Any] = {}
+        ents = item.get("entities")
+        if ents is not None:
+            if not isinstance(ents, list) or not all(isinstance(e, dict) for e in ents):
+                raise BadRequestData("information.entities must be a list of {id, idPattern, type}")
+            entry["entities"] = []
+            for e in ents:
+                if "type" not in e:
+                    raise BadRequestData("each registered entity needs a type")
+                types = e["type"] if isinstance(e["type"], list) else [e["type"]]
+                one: dict[str, Any] = {"type": [r.expand(check_name(t, "type")) for t in types]}
+                if "id" in e:
+                    one["id"] = check_uri(e["id"], "information.entities.id")
+                if "idPattern" in e:
+                    try:
+                        re.compile(e["idPattern"])
+                    except (re.error, TypeError):
+                        raise BadRequestData("information.entities.idPattern is not a regular expression") from None
+                    one["idPattern"] = e["idPattern"]
+                entry["entities"].append(one)
+        for key in ("propertyNames", "relationshipNames"):
+            names = item.get(key)
+            if names is not None:
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise BadRequestData(f"information.{key} must be a list of names")
+                entry[key] = [r.expand(check_name(n)) for n in names]
+        if not entry:
+            raise BadRequestData("an information item needs entities, propertyNames or relationshipNames")
+        out.append(entry)
+    return out
+
+
+def _expanded(body: Any, call: Call, *, partial: bool = False) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a ContextSourceRegistration object")
+    unknown = set(body) - KEYS
+    if unknown:
+        raise BadRequestData(f"unknown members {', '.join(sorted(unknown))[:120]} in a ContextSourceRegistration")
+    if not partial and body.get("type") != "ContextSourceRegistration":
+        raise BadRequestData('type must be "ContextSourceRegistration"')
+    out: dict[str, Any] = {}
+    if "information" in body or not partial:
+        out["information"] = _information(body.get("information"), call)
+    if "endpoint" in body or not partial:
+        ep = body.get("endpoint")
+        if not isinstance(ep, str) or not re.match(r"^https?://[^\s/]+", ep):
+            raise BadRequestData("endpoint must be the http(s) URL of an NGSI-LD broker")
+        out["endpoint"] = ep.rstrip("/")
+    if "mode" in body:
+        if body["mode"] not in MODES:
+            raise BadRequestData(f"mode must be one of {', '.join(MODES)}")
+        out["mode"] = body["mode"]
+    if "expiresAt" in body:
+        out["expiresAt"] = iso(parse_time(body["expiresAt"], "expiresAt"))
+    if "contextSourceInfo" in body:
+        info = body["contextSourceInfo"]
+        if not isinstance(info, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str)
+                                                 and isinstance(i.get("value"), str) for i in info):
+            raise BadRequestData("contextSourceInfo must be a list of {key, value} strings")
+        out["contextSourceInfo"] = info
+    for key in ("tenant", "registrationName", "description", "operations", "management", "scope"):
+        if key in body:
+            out[key] = body[key]
+    return out
+
+
+def create(*, session: Session, call: Call, body: Any) -> str:
+    data = _expanded(body, call)
+    rid = check_uri(body["id"], "id") if "id" in body else f"urn:ngsi-ld:ContextSourceRegistration:{uuid.uuid4()}"
+    repo = RegistrationRepository(session)
+    if repo.get(call.tenant, rid) is not None:
+        raise AlreadyExists(f"a registration {rid} already exists")
+    expires = parse_time(data["expiresAt"], "expiresAt") if "expiresAt" in data else None
+    repo.add(TwinRegistration(tenant=call.tenant, registration_id=rid, endpoint=data["endpoint"],
+                              mode=data.get("mode", "inclusive"), body=data, context=call.resolver.context,
+                              expires_at=expires, created_at=call.at, modified_at=call.at))
+    _changed(session, call, rid, "create", data["endpoint"])
+    return rid
+
+
+def get(*, session: Session, call: Call, registration_id: str) -> TwinRegistration:
+    row = RegistrationRepository(session).get(call.tenant, registration_id)
+    if row is None:
+        raise ResourceNotFound(f"there is no registration {registration_id}")
+    return row
+
+
+def listed(*, session: Session, call: Call) -> list[TwinRegistration]:
+    return RegistrationRepository(session).all(call.tenant)
+
+
+def update(*, session: Session, call: Call, registration_id: str, body: Any) -> None:
+    row = get(session=session, call=call, registration_id=registration_id)
+    data = _expanded(body, call, partial=True)
+    merged = {**row.body, **data}
+    row.body = merged
+    row.endpoint = merged["endpoint"]
+    row.mode = merged.get("mode", row.mode)
+    row.expires_at = parse_time(merged["expiresAt"], "expiresAt") if merged.get("expiresAt") else None
+    row.modified_at = call.at
+    session.flush()
+    _changed(session, call, registration_id, "update", row.endpoint)
+
+
+def delete(*, session: Session, call: Call, registration_id: str) -> None:
+    row = get(session=session, call=call, registration_id=registration_id)
+    endpoint = row.endpoint
+    RegistrationRepository(session).remove(row)
+    _changed(session, call, registration_id, "delete", endpoint)
+
+
+def _changed(session: Session, call: Call, rid: str, op: str, endpoint: str) -> None:
+    outbox.queue(session, events.REGISTRATION_CHANGED,
+                 events.RegistrationChanged(tenant=call.tenant, id=rid, op=op, endpoint=endpoint).model_dump())
+
+
+def shown(row: TwinRegistration, call: Call) -> dict[str, Any]:
+    """A registration in the caller's @context."""
+    r = call.resolver
+    body = row.body
+    info = []
+    for item in body["information"]:
+        entry: dict[str, Any] = {}
+        if "entities" in item:
+            entry["entities"] = []
+            for e in item["entities"]:
+                types = [r.compact(t) for t in e["type"]]
+                one: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
+                for k in ("id", "idPattern"):
+                    if k in e:
+                        one[k] = e[k]
+                entry["entities"].append(one)
+        for key in ("propertyNames", "relationshipNames"):
+            if key in item:
+                entry[key] = [r.compact(n) for n in item[key]]
+        info.append(entry)
+    out: dict[str, Any] = {"id": row.registration_id, "type": "ContextSourceRegistration", "information": info,
+                           "endpoint": row.endpoint, "mode": row.mode}
+    for key in ("expiresAt", "contextSourceInfo", "tenant", "registrationName", "description", "operations",
+                "management", "scope"):
+        if key in body:
+            out[key] = body[key]
+    return out
+
+
+def matching(*, session: Session, call: Call, types: Iterable[str] | None, ids: Iterable[str] | None,
+             attrs: Iterable[str] | None) -> list[TwinRegistration]:
+    """The live registrations of the tenant that may hold entities of these types or ids (and attributes)."""
+    types, ids, attrs = set(types or ()), set(ids or ()), set(attrs or ())
+    out = []
+    for row in RegistrationRepository(session).all(call.tenant):
+        if row.expires_at is not None and row.expires_at.replace(tzinfo=call.at.tzinfo) <= call.at:
+            continue
+        if row.mode == "auxiliary" and (ids and not types):
+            continue
+        if any(_item_matches(item, types, ids, attrs) for item in row.body["information"]):
+            out.append(row)
+    return out
+
+
+def _item_matches(item: dict[str, Any], types: set[str], ids: set[str], attrs: set[str]) -> bool:
+    names = set(item.get("propertyNames", ())) | set(item.get("relationshipNames", ()))
+    if attrs and names and not attrs & names:
+        return False
+    ents = item.get("entities")
+    if not ents:
+        return True
+    for e in ents:
+        if types and not types & set(e["type"]):
+            continue
+        if ids:
+            if "id" in e and e["id"] not in ids:
+                continue
+            if "idPattern" in e and not any(re.fullmatch(e["idPattern"], i) for i in ids):
+                continue
+        return True
+    return False

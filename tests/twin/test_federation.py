@@ -1,0 +1,70 @@
+"""Federation: a district twin answers queries for entities held by another twin it has registered
+(two real citybase processes, each with its own database), without copying them."""
+
+from __future__ import annotations
+
+from tests.servers import call, serve
+from tests.twin.conftest import CTX
+
+LD = {"Content-Type": "application/ld+json"}
+
+
+def _entity(n: int) -> dict:
+    return {"id": f"urn:ngsi-ld:Streetlight:JD-{n}", "type": "Streetlight",
+            "powerState": {"type": "Property", "value": "on" if n % 2 else "off"},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [121.44 + n / 1000, 31.20]}},
+            "@context": [CTX]}
+
+
+def test_a_district_twin_answers_for_a_streets_registered_entities(city, tmp_path):
+    street_db = f"sqlite:///{tmp_path / 'street.sqlite3'}"
+    from citybase.storage.db import make_engine
+    from citybase.storage.migrate import upgrade
+
+    upgrade(make_engine(street_db))
+    token = city.tokens["dataofficer"]
+    auth = {"Authorization": f"Bearer {token}"}
+    with serve(street_db, tmp_path / "street", CITYBASE_TWIN_ANONYMOUS="write") as street, \
+            serve(city.db.url, tmp_path / "district") as district:
+        for n in range(3):
+            assert call("POST", f"{street.base}/ngsi-ld/v1/entities", json_body=_entity(n), headers=LD).status == 201
+        tenant = {"NGSILD-Tenant": "fed-" + tmp_path.name[-8:]}
+        local = {**_entity(9), "id": "urn:ngsi-ld:Streetlight:XH-9"}
+        assert call("POST", f"{district.base}/ngsi-ld/v1/entities", json_body=local,
+                    headers={**LD, **auth, **tenant}).status == 201
+        reg = {"type": "ContextSourceRegistration", "endpoint": street.base,
+               "information": [{"entities": [{"type": "Streetlight"}]}], "@context": [CTX]}
+        r = call("POST", f"{district.base}/ngsi-ld/v1/csourceRegistrations", json_body=reg, headers={**LD, **auth, **tenant})
+        assert r.status == 201, r.body
+        rid = r.headers["location"].rsplit("/", 1)[-1]
+
+        q = call("GET", f"{district.base}/ngsi-ld/v1/entities?type=Streetlight&count=true", headers={**auth, **tenant})
+        assert q.status == 200, q.body
+        ids = sorted(e["id"] for e in q.body)
+        assert ids == ["urn:ngsi-ld:Streetlight:JD-0", "urn:ngsi-ld:Streetlight:JD-1", "urn:ngsi-ld:Streetlight:JD-2",
+                       "urn:ngsi-ld:Streetlight:XH-9"]
+        assert q.headers["ngsild-results-count"] == "4"
+        on = call("GET", f"{district.base}/ngsi-ld/v1/entities?type=Streetlight&q=powerState==%22on%22", headers={**auth, **tenant})
+        assert sorted(e["id"] for e in on.body) == ["urn:ngsi-ld:Streetlight:JD-1", "urn:ngsi-ld:Streetlight:XH-9"]
+        one = call("GET", f"{district.base}/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:JD-2", headers={**auth, **tenant})
+        assert one.status == 200 and one.body["powerState"]["value"] == "off"
+        # local=true: this twin's own entities only; the registration can be read, then removed
+        mine = call("GET", f"{district.base}/ngsi-ld/v1/entities?type=Streetlight&local=true", headers={**auth, **tenant})
+        assert [e["id"] for e in mine.body] == ["urn:ngsi-ld:Streetlight:XH-9"]
+        got = call("GET", f"{district.base}/ngsi-ld/v1/csourceRegistrations/{rid}", headers={**auth, **tenant})
+        assert got.body["information"][0]["entities"][0]["type"] == "Streetlight"
+        assert call("DELETE", f"{district.base}/ngsi-ld/v1/csourceRegistrations/{rid}", headers={**auth, **tenant}).status == 204
+        after = call("GET", f"{district.base}/ngsi-ld/v1/entities?type=Streetlight", headers={**auth, **tenant})
+        assert [e["id"] for e in after.body] == ["urn:ngsi-ld:Streetlight:XH-9"]
+
+
+def test_registrations_are_checked(ngsi):
+    bad = [{"type": "ContextSourceRegistration", "information": [{"entities": [{"type": "Streetlight"}]}]},  # no endpoint
+           {"type": "ContextSourceRegistration", "endpoint": "ftp://x", "information": [{"entities": [{"type": "A"}]}]},
+           {"type": "ContextSourceRegistration", "endpoint": "http://x.org", "information": []},
+           {"type": "Registration", "endpoint": "http://x.org", "information": [{"entities": [{"type": "A"}]}]},
+           {"type": "ContextSourceRegistration", "endpoint": "http://x.org", "information": [{"entities": [{"id": "urn:a:1"}]}]}]
+    for body in bad:
+        r = ngsi.post("/csourceRegistrations", body)
+        assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), (body, r.text)
+    assert ngsi.get("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:none").status_code == 404
