@@ -69,7 +69,7 @@ def _expanded(body: Any, call: Call, *, partial: bool = False) -> dict[str, Any]
     unknown = set(body) - KEYS
     if unknown:
         raise BadRequestData(f"unknown members {', '.join(sorted(unknown))[:120]} in a ContextSourceRegistration")
-    if not partial and body.get("type") != "ContextSourceRegistration":
+    if (not partial or "type" in body) and body.get("type") != "ContextSourceRegistration":
         raise BadRequestData('type must be "ContextSourceRegistration"')
     out: dict[str, Any] = {}
     if "information" in body or not partial:
@@ -84,14 +84,21 @@ def _expanded(body: Any, call: Call, *, partial: bool = False) -> dict[str, Any]
             raise BadRequestData(f"mode must be one of {', '.join(MODES)}")
         out["mode"] = body["mode"]
     if "expiresAt" in body:
-        out["expiresAt"] = iso(parse_time(body["expiresAt"], "expiresAt"))
+        if body["expiresAt"] is None and partial:  # PATCH with null: never expires
+            out["expiresAt"] = None
+        else:
+            when = parse_time(body["expiresAt"], "expiresAt")
+            if when <= call.at:
+                raise BadRequestData("expiresAt is in the past")
+            out["expiresAt"] = iso(when)
     if "contextSourceInfo" in body:
         info = body["contextSourceInfo"]
         if not isinstance(info, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str)
                                                  and isinstance(i.get("value"), str) for i in info):
             raise BadRequestData("contextSourceInfo must be a list of {key, value} strings")
         out["contextSourceInfo"] = info
-    for key in ("tenant", "registrationName", "description", "operations", "management", "scope"):
+    for key in ("tenant", "registrationName", "description", "operations", "management", "scope", "location",
+                "observationInterval", "managementInterval"):
         if key in body:
             out[key] = body[key]
     return out
@@ -112,6 +119,7 @@ def create(*, session: Session, call: Call, body: Any) -> str:
 
 
 def get(*, session: Session, call: Call, registration_id: str) -> TwinRegistration:
+    check_uri(registration_id, "the registration id")
     row = RegistrationRepository(session).get(call.tenant, registration_id)
     if row is None:
         raise ResourceNotFound(f"there is no registration {registration_id}")
@@ -170,8 +178,8 @@ def shown(row: TwinRegistration, call: Call) -> dict[str, Any]:
     out: dict[str, Any] = {"id": row.registration_id, "type": "ContextSourceRegistration", "information": info,
                            "endpoint": row.endpoint, "mode": row.mode}
     for key in ("expiresAt", "contextSourceInfo", "tenant", "registrationName", "description", "operations",
-                "management", "scope"):
-        if key in body:
+                "management", "scope", "location", "observationInterval", "managementInterval"):
+        if body.get(key) is not None:
             out[key] = body[key]
     return out
 
