@@ -17,10 +17,12 @@ ENGINE_ONLY = {"geom"}  # PostGIS columns kept outside the models on purpose
 def _include(obj, name, type_, reflected, compare_to):
     if type_ == "column" and name in ENGINE_ONLY:
         return False
+    if type_ == "unique_constraint" and name == "uq_twin_history_instance_id":
+        return False  # on PostgreSQL it includes the partition key (recorded_at), as partitioning requires
     if type_ == "index" and name and name.endswith(("_geom", "_gin")):  # PostGIS and JSONB GIN, engine-only
         return False
-    if type_ == "table" and name in ("spatial_ref_sys", "alembic_version"):
-        return False
+    if type_ == "table" and (name in ("spatial_ref_sys", "alembic_version") or name.startswith("twin_history_")):
+        return False  # PostGIS's own, Alembic's, and the monthly partitions of the twin's history
     return True
 
 

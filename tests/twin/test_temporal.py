@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tests.conftest import ENGINES
 from tests.twin.conftest import building
 
 
@@ -70,3 +73,40 @@ def test_bad_time_parameters(ngsi):
         r = ngsi.get("/temporal/entities/urn:ngsi-ld:Building:B1", **params)
         assert r.status_code == 400, (params, r.text)
         assert r.json()["type"].endswith("BadRequestData")
+
+
+@pytest.mark.parametrize("empty_db", ENGINES, indirect=True)
+def test_history_partitions_and_retention(empty_db):
+    """On PostgreSQL the history is partitioned by month: the timer keeps partitions ahead, and retention
+    drops whole old months; on SQLite the same calls delete rows. Either way nothing newer is lost."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select, text
+
+    from citybase.storage.db import make_sessionmaker
+    from citybase.storage.migrate import upgrade
+    from citybase.twin.models import TwinHistory
+    from citybase.twin.repository import TwinRepository
+
+    upgrade(empty_db.engine)
+    sessions = make_sessionmaker(empty_db.engine)
+    now = datetime.now(UTC)
+    old = datetime(2020, 3, 15, tzinfo=UTC)
+    with sessions() as s:
+        repo = TwinRepository(s)
+        if repo.pg:
+            repo.add_partitions(old, months_ahead=0)  # a partition for an old month
+            assert s.scalar(text("SELECT to_regclass('twin_history_2020_03')")) is not None
+        made = repo.add_partitions(now + timedelta(days=62))
+        assert (len(made) > 0) == repo.pg
+        rows = [{"tenant": "", "entity_id": "urn:x:1", "types": ["urn:T"], "attr": "urn:a", "dataset_id": None,
+                 "instance_id": f"urn:ngsi-ld:{i}", "observed_at": None, "recorded_at": t, "instance": {"value": i},
+                 "number": float(i), "deleted": False} for i, t in enumerate([old, old, now])]
+        repo.append_history(rows)
+        s.commit()
+    with sessions() as s:
+        assert TwinRepository(s).prune_history(now - timedelta(days=30)) == 2
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(TwinHistory)) == 1
+        if TwinRepository(s).pg:
+            assert s.scalar(text("SELECT to_regclass('twin_history_2020_03')")) is None  # dropped whole

@@ -25,16 +25,19 @@ def _cli() -> Any:
 
 
 def _prune(runtime: Any) -> None:
-    """twin-retention: history older than CITYBASE_TWIN_HISTORY_DAYS deleted (nothing when 0)."""
+    """twin-retention: the history's partitions kept two months ahead (PostgreSQL), and history older than
+    CITYBASE_TWIN_HISTORY_DAYS deleted (nothing when 0)."""
     from datetime import UTC, datetime, timedelta
 
     from citybase.twin.repository import TwinRepository
 
-    days = twin_settings().history_days
-    if not days:
-        return
+    now = datetime.now(UTC)
     with runtime.sessions() as session:
-        TwinRepository(session).prune_history(datetime.now(UTC) - timedelta(days=days))
+        repo = TwinRepository(session)
+        repo.add_partitions(now)
+        days = twin_settings().history_days
+        if days:
+            repo.prune_history(now - timedelta(days=days))
         session.commit()
 
 

@@ -242,7 +242,36 @@ class TwinRepository:
             TwinHistory.instance_id == instance_id)).first()
 
     def prune_history(self, before: datetime) -> int:
-        return self.s.execute(delete(TwinHistory).where(TwinHistory.recorded_at < before)).rowcount or 0
+        """Delete history recorded before ``before``: on PostgreSQL whole monthly partitions are dropped first."""
+        n = 0
+        if self.pg:
+            for (name,) in self.s.execute(text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'twin_history' "
+                    "AND c.relname ~ '^twin_history_[0-9]{4}_[0-9]{2}$'")).all():
+                year, month = int(name[-7:-3]), int(name[-2:])
+                end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=before.tzinfo)
+                if end <= before:
+                    n += self.s.scalar(text(f'SELECT count(*) FROM "{name}"')) or 0
+                    self.s.execute(text(f'DROP TABLE "{name}"'))
+        return n + (self.s.execute(delete(TwinHistory).where(TwinHistory.recorded_at < before)).rowcount or 0)
+
+    def add_partitions(self, now: datetime, months_ahead: int = 2) -> list[str]:
+        """Monthly history partitions from this month to ``months_ahead`` (PostgreSQL; nothing on SQLite)."""
+        if not self.pg:
+            return []
+        made = []
+        y, m = now.year, now.month
+        for _ in range(months_ahead + 1):
+            ny, nm = y + (m == 12), m % 12 + 1
+            name = f"twin_history_{y:04d}_{m:02d}"
+            exists = self.s.scalar(text("SELECT to_regclass(:n)"), {"n": name})
+            if exists is None:
+                self.s.execute(text(f"CREATE TABLE \"{name}\" PARTITION OF twin_history FOR VALUES FROM "
+                                    f"('{y:04d}-{m:02d}-01') TO ('{ny:04d}-{nm:02d}-01')"))
+                made.append(name)
+            y, m = ny, nm
+        return made
 
     # -- contexts
     def context_by_url(self, url: str) -> TwinContext | None:
