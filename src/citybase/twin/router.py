@@ -277,9 +277,11 @@ def contexts_of(request: Request) -> ContextStore:
                     m = re.search(r"/ngsi-ld/v1/jsonldContexts/([0-9a-f]{32})$", url)
                     with sessions() as s:
                         doc = service.stored_context(session=s, url=url)
-                        if doc is None and m:
-                            row = service.context(session=s, cid=m.group(1)) if m else None
-                            doc = json.loads(row.body) if row is not None else None
+                        if doc is None and m:  # hosted here, under another host name
+                            try:
+                                doc = json.loads(service.context(session=s, cid=m.group(1)).body)
+                            except ResourceNotFound:
+                                doc = None
                         return doc
 
                 def keep(url: str, doc: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from shapely.geometry import shape
 from sqlalchemy.orm import Session
 
 from citybase.kernel import outbox
+from citybase.kernel.runtime import invalidate
 from citybase.twin import events
 from citybase.twin.errors import (
     AlreadyExists,
@@ -880,6 +881,7 @@ def delete_context(*, session: Session, cid: str) -> str:
         raise ResourceNotFound(f"there is no @context {cid} here")
     url = row.url
     repo.remove_context(row)
+    invalidate(session, "twin.contexts")  # every process drops its resolvers of it once this commits
     return url
 
 
@@ -892,6 +894,7 @@ def load_contexts(*, session: Session, files: dict[str, dict[str, Any]]) -> int:
         if old is not None:
             repo.remove_context(old)
         repo.add_context(url, "Cached", doc, now)
+    invalidate(session, "twin.contexts")  # running processes see the new documents
     return len(files)
 
 
