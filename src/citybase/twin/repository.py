@@ -191,9 +191,10 @@ class TwinRepository:
                 start: datetime | None, end: datetime | None, last_n: int | None,
                 dataset_ids: Sequence[str] | None = None) -> list[TwinHistory]:
         col = {"observedAt": TwinHistory.observed_at, "modifiedAt": TwinHistory.recorded_at,
-               "createdAt": TwinHistory.recorded_at}[time_column]
-        q = select(TwinHistory).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id,
-                                      TwinHistory.deleted.is_(False))
+               "createdAt": TwinHistory.recorded_at, "deletedAt": TwinHistory.recorded_at}[time_column]
+        q = select(TwinHistory).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id)
+        if time_column != "deletedAt":  # deletions are shown only when asked for by their time
+            q = q.where(TwinHistory.deleted.is_(False))
         if attrs is not None:
             q = q.where(TwinHistory.attr.in_(list(attrs)))
         if dataset_ids:

@@ -1009,8 +1009,8 @@ def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
     elif p.get("timeAt") or p.get("endTimeAt"):
         raise BadRequestData("timeAt and endTimeAt need timerel")
     prop = p.get("timeproperty", "observedAt")
-    if prop not in ("observedAt", "modifiedAt", "createdAt"):
-        raise BadRequestData("timeproperty must be observedAt, modifiedAt or createdAt")
+    if prop not in ("observedAt", "modifiedAt", "createdAt", "deletedAt"):
+        raise BadRequestData("timeproperty must be observedAt, modifiedAt, createdAt or deletedAt")
     tq.timeproperty = prop
     tq.last_n = _int(request, "lastN", None, low=1, high=100_000)
     return tq
@@ -1058,12 +1058,19 @@ def temporal_get(entity_id: str, request: Request, _: Any = Depends(READ), inc: 
     check_request(request)
     pick, omit = _temporal_projection(request)
     attrs = _names(request, "attrs")
+    if attrs and (pick or omit):
+        raise BadRequestData("attrs cannot be combined with pick or omit")
     tq = _time_query(request, call)
     ds = _names(request, "datasetId")
     ident, rows = service.temporal_entity(session=session, call=call, entity_id=entity_id,
                                           attrs=[call.resolver.expand(a) for a in attrs] if attrs else None, tq=tq,
                                           dataset_ids=ds)
-    return answer(call, inc, render_temporal(ident, rows, call.resolver, request, pick, omit))
+    if attrs and not rows:
+        raise ResourceNotFound(f"entity {entity_id} has no history of the attributes asked for")
+    shown = render_temporal(ident, rows, call.resolver, request, pick, omit)
+    if (pick or omit) and not shown:
+        raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
+    return answer(call, inc, shown)
 
 
 @router.delete("/temporal/entities/{entity_id}", status_code=204, summary="Delete a temporal entity")

@@ -92,6 +92,8 @@ def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver,
                 for row in group:
                     inst = compact_instance(row.instance, r, fmt="normalized", sys_attrs=sys_attrs, lang=None)
                     inst["instanceId"] = row.instance_id
+                    if row.deleted:
+                        inst["deletedAt"] = iso(row.recorded_at)
                     if sys_attrs:
                         inst["modifiedAt"] = iso(row.recorded_at)
                     shown.append(inst)
@@ -125,10 +127,15 @@ def _param_time(text: str | None) -> datetime | None:
 
 
 def _value_of(inst: dict[str, Any], r: Resolver) -> Any:
+    """The value of an instance in a temporalValues pair: plain for Property, Relationship and GeoProperty,
+    wrapped in its member for the others ({"languageMap": …}, {"json": …}, {"vocab": …}) as CIM 009 §4.5.9 has it."""
     kind = inst.get("type", "Property")
-    v = inst.get(SINGLE.get(kind, "value"))
+    key = SINGLE.get(kind, "value")
+    v = inst.get(key)
     if kind == "VocabProperty":
-        return [r.compact(x) for x in v] if isinstance(v, list) else r.compact(v)
+        v = [r.compact(x) for x in v] if isinstance(v, list) else r.compact(v)
+    if kind in ("LanguageProperty", "JsonProperty", "VocabProperty", "ListProperty", "ListRelationship"):
+        return {key: v}
     return v
 
 
