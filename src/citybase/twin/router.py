@@ -33,6 +33,7 @@ from citybase.twin.errors import (
     Forbidden,
     InternalError,
     InvalidRequest,
+    LdContextNotAvailable,
     NgsiError,
     NonexistentTenant,
     NotAcceptable,
@@ -350,6 +351,25 @@ def update_result(call: service.Call, inc: Incoming, out: service.Outcome) -> Re
     return answer(call, inc, {"updated": [r.compact(a) for a in out.updated],
                               "notUpdated": [{"attributeName": r.compact(a), "reason": why}
                                              for a, why in out.not_updated]}, status=207)
+
+
+def _refused(inc: Incoming, res: service.BatchResult) -> Response:
+    body = {"success": [], "errors": [{"entityId": eid, "error": err.body()} for eid, err in res.errors]}
+    return Response(_dumps(body), status_code=207, media_type=JSON,
+                    headers={"NGSILD-Tenant": inc.tenant} if inc.tenant else None)
+
+
+def batch_call(request: Request, inc: Incoming) -> tuple[service.Call | None, service.BatchResult | None]:
+    """The call of a batch, or — when its @context cannot be had — every entity refused with that error (207)."""
+    try:
+        return call_of(request, inc), None
+    except (LdContextNotAvailable, BadRequestData) as exc:
+        items = inc.body if isinstance(inc.body, list) else []
+        res = service.BatchResult()
+        for item in items:
+            eid = item.get("id") if isinstance(item, dict | service.Refused) else item if isinstance(item, str) else None
+            res.errors.append((eid if isinstance(eid, str) else None, exc))
+        return None, res
 
 
 def batch_answer(call: service.Call, inc: Incoming, res: service.BatchResult, *, created_status: int | None) -> Response:
@@ -764,6 +784,7 @@ def _geojson(call: service.Call, request: Request, shown: list[dict[str, Any]], 
 @router.post("/entities", status_code=201, summary="Create an entity")
 def create_entity(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
                   session: Session = Depends(get_session, scope="function")) -> Response:
+    _known_params(request, frozenset({"local"}))
     call = call_of(request, inc)
     eid = service.create_entity(session=session, call=call, body=inc.body)
     return no_content(inc, 201, {"Location": f"{PREFIX}/entities/{quote(eid, safe=':/')}"})
@@ -862,7 +883,7 @@ def update_attrs(entity_id: str, request: Request, _: Any = Depends(WRITE), inc:
 
 
 @router.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Partially update one attribute")
-def patch_attr(entity_id: str, attr: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
+def patch_attr(entity_id: str, attr: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
                session: Session = Depends(get_session, scope="function")) -> Response:
     service.partial_update_attribute(session=session, call=call_of(request, inc), entity_id=entity_id, attr=attr,
                                      body=inc.body)
@@ -892,7 +913,9 @@ def delete_attr(entity_id: str, attr: str, request: Request, _: Any = Depends(WR
 @router.post("/entityOperations/create", summary="Batch create")
 def batch_create(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_batch),
                  session: Session = Depends(get_session, scope="function")) -> Response:
-    call = call_of(request, inc)
+    call, refused = batch_call(request, inc)
+    if refused is not None:
+        return _refused(inc, refused)
     return batch_answer(call, inc, service.batch_create(session=session, call=call, items=inc.body), created_status=201)
 
 
@@ -948,6 +971,7 @@ def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depend
 @router.get("/types", summary="Entity types (details=true: with their attributes)")
 def types(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
           session: Session = Depends(get_session, scope="function")) -> Response:
+    _known_params(request, frozenset({"details", "local"}))
     call = call_of(request, inc)
     return answer(call, inc, service.entity_types(session=session, call=call, details=_bool(request, "details")))
 
@@ -1019,6 +1043,7 @@ def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
 @router.post("/temporal/entities", summary="Create or add to a temporal entity")
 def temporal_create(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
                     session: Session = Depends(get_session, scope="function")) -> Response:
+    _known_params(request, frozenset({"local"}))
     call = call_of(request, inc)
     created = service.create_temporal(session=session, call=call, body=inc.body)
     eid = inc.body["id"]
