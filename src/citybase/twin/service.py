@@ -415,16 +415,12 @@ def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> 
                 doc["type"].append(t)
     attrs = dict(doc["attrs"])
     written: dict[str, list[dict[str, Any]]] = {}
-    removed = []
+    body, nulls = _split_nulls(body, call.resolver)  # urn:ngsi-ld:null deletes (the instance of its datasetId)
+    removed = _drop(attrs, nulls)
     for name, raw in body.items():
         if name in ("@context", "id", "type", "scope", "createdAt", "modifiedAt"):
             continue
         iri = call.resolver.expand(check_name(name))
-        if raw == NULL or (isinstance(raw, dict) and NULL in (raw.get("value"), raw.get("object"))):
-            if iri in attrs:
-                attrs.pop(iri)
-                removed.append(iri)
-            continue
         fragments = raw if isinstance(raw, list) else [raw]
         current = list(attrs.get(iri, []))
         done = []
