@@ -94,7 +94,7 @@ def check_uri(value: Any, what: str) -> str:
 
 
 def check_name(name: Any, what: str = "attribute name") -> str:
-    if not isinstance(name, str) or not name or len(name) > 512 or FORBIDDEN.search(name):
+    if not isinstance(name, str) or not name or len(name) > 512 or FORBIDDEN.search(name) or name in (".", ".."):
         raise BadRequestData(f"{what} {str(name)[:80]!r} is empty or holds a forbidden character (< > \" ' = ; ( ))")
     return name
 

@@ -37,6 +37,7 @@ from citybase.twin.errors import (
     NgsiError,
     NonexistentTenant,
     NotAcceptable,
+    OperationNotSupported,
     ResourceNotFound,
     Unauthorized,
     Unavailable,
@@ -1121,7 +1122,7 @@ def temporal_delete_attr(entity_id: str, attr: str, request: Request, _: Any = D
                          inc: Incoming = Depends(read_query), session: Session = Depends(get_session, scope="function")) -> Response:
     service.delete_temporal_attribute(session=session, call=call_of(request, inc), entity_id=entity_id, attr=attr,
                                       dataset_id=request.query_params.get("datasetId"),
-                                      delete_all=_bool(request, "deleteAll") or "datasetId" not in request.query_params)
+                                      delete_all=_bool(request, "deleteAll"))
     return no_content(inc)
 
 
@@ -1261,8 +1262,16 @@ also_with_a_trailing_slash(router)
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-def no_such_operation(rest: str, _: Any = Depends(READ)) -> Response:
-    """What no route above answers: an empty id in the path is the client's mistake (400), the rest 404."""
+def no_such_operation(rest: str, request: Request, _: Any = Depends(READ)) -> Response:
+    """What no route above answers: a path that exists with other methods is 405, an empty id in the path
+    the client's mistake (400), the rest 404."""
+    path = request.url.path
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is not no_such_operation and route.path_regex.match(path) \
+                and request.method not in route.methods:
+            err = OperationNotSupported(f"{request.method} is not an operation on {path[:200]}")
+            err.status = 405
+            raise err
     if rest.startswith("/") or "//" in rest or rest.rstrip("/") in ("entities", "temporal/entities") and rest.endswith("/"):
         raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     raise ResourceNotFound(f"there is no NGSI-LD operation at {PREFIX}/{rest[:200]} here")

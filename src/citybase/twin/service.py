@@ -798,6 +798,7 @@ def delete_temporal(*, session: Session, call: Call, entity_id: str) -> None:
 
 def delete_temporal_attribute(*, session: Session, call: Call, entity_id: str, attr: str, dataset_id: str | None,
                               delete_all: bool) -> None:
+    check_uri(entity_id, "the entity id")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
     iri = call.resolver.expand(check_name(attr))
@@ -808,6 +809,8 @@ def delete_temporal_attribute(*, session: Session, call: Call, entity_id: str, a
 
 def update_temporal_instance(*, session: Session, call: Call, entity_id: str, attr: str, instance_id: str,
                              body: Any) -> None:
+    check_uri(entity_id, "the entity id")
+    check_uri(instance_id, "the instance id")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
     iri = call.resolver.expand(check_name(attr))
@@ -825,6 +828,8 @@ def update_temporal_instance(*, session: Session, call: Call, entity_id: str, at
 
 
 def delete_temporal_instance(*, session: Session, call: Call, entity_id: str, attr: str, instance_id: str) -> None:
+    check_uri(entity_id, "the entity id")
+    check_uri(instance_id, "the instance id")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
     iri = call.resolver.expand(check_name(attr))
