@@ -150,7 +150,12 @@ def parse_geoq(georel: str, geometry: str, coordinates: str | list[Any], geoprop
     geojson = {"type": geometry, "coordinates": coordinates}
     g = shape(geojson)
     if not g.is_valid:
-        raise GeoQSyntaxError(f"the {geometry} is not a valid geometry: {shapely.is_valid_reason(g)}")
+        # a self-touching or self-intersecting ring (as hand-drawn query polygons often are) is repaired, the
+        # way PostGIS would read it, rather than refused; what cannot be repaired is an error
+        g = shapely.make_valid(g)
+        if g.is_empty:
+            raise GeoQSyntaxError(f"the {geometry} is not a valid geometry: {shapely.is_valid_reason(shape(geojson))}")
+        geojson = json.loads(json.dumps(shapely.geometry.mapping(g)))  # what PostGIS is given too
     shapely.prepare(g)
     name = geoproperty or "location"
     return GeoQuery(relation, g, geojson, CORE_GEOPROPERTIES.get(name) or expand(name), max_distance, min_distance)
