@@ -40,7 +40,17 @@ from citybase.twin.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from citybase.twin.ldcontext import CORE_URL, CORE_URLS, JSONLD_REL, ContextStore, core_document, parse_link
+from citybase.twin.ldcontext import (
+    CORE_URL,
+    CORE_URLS,
+    JSONLD_REL,
+    PACKAGED,
+    ContextStore,
+    core_document,
+    packaged_document,
+    packaged_url,
+    parse_link,
+)
 from citybase.twin.settings import twin_settings
 from citybase.twin.temporal import render_temporal
 
@@ -848,6 +858,9 @@ def _context_info(row: Any) -> dict[str, Any]:
 
 
 CORE_INFO = {"id": CORE_URL, "url": CORE_URL, "localId": "core", "kind": "Cached", "numberOfHits": 0}
+# the contexts shipped in the package (citybase's city terms), listed and served like the core one
+PACKAGED_INFO = {url: {"id": url, "url": url, "localId": lid, "kind": "Cached", "numberOfHits": 0}
+                 for url, (lid, _) in PACKAGED.items()}
 
 
 @router.get("/jsonldContexts", summary="The @contexts kept here (details=true, kind=Hosted|Cached|ImplicitlyCreated)")
@@ -858,7 +871,7 @@ def list_contexts(request: Request, _: Any = Depends(READ), inc: Incoming = Depe
         raise BadRequestData("kind must be Hosted, Cached or ImplicitlyCreated")
     rows = service.contexts(session=session, kind=kind)
     details = _bool(request, "details")
-    infos = ([CORE_INFO] if kind in (None, "Cached") else []) + [_context_info(r) for r in rows]
+    infos = ([CORE_INFO, *PACKAGED_INFO.values()] if kind in (None, "Cached") else []) + [_context_info(r) for r in rows]
     body = infos if details else [i["url"] for i in infos]
     return Response(_dumps(body), media_type=JSON)
 
@@ -876,6 +889,9 @@ def get_context(cid: str, request: Request, _: Any = Depends(READ),
     details = _bool(request, "details")
     if cid in ("core", CORE_URL) or cid in CORE_URLS:
         return Response(_dumps(CORE_INFO if details else core_document()), media_type=LD if not details else JSON)
+    if (url := packaged_url(cid)) is not None:
+        return Response(_dumps(PACKAGED_INFO[url] if details else packaged_document(url)),
+                        media_type=LD if not details else JSON)
     row = service.context(session=session, cid=cid)
     if details:
         return Response(_dumps(_context_info(row)), media_type=JSON)
@@ -889,6 +905,11 @@ def delete_context(cid: str, request: Request, _: Any = Depends(WRITE),
     if cid in ("core", CORE_URL) or cid in CORE_URLS:
         if not reload:
             raise BadRequestData("the core @context cannot be deleted; reload=true reloads it")
+        return Response(status_code=204)
+    if packaged_url(cid) is not None:
+        if not reload:
+            raise BadRequestData(f"the @context {cid} is shipped with citybase and cannot be deleted; reload=true "
+                                 "reloads it")
         return Response(status_code=204)
     url = service.delete_context(session=session, cid=cid)
     contexts_of(request).forget(url)
