@@ -16,7 +16,7 @@ ALLOWED = {
     "geo": {"core", "storage", "bus", "kernel", "security"},
     "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
     "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
-    "twin": {"core", "storage", "bus", "kernel", "security"},
+    "twin": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},  # city.py projects them
     "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},
     "web": {"core", "kernel", "security"},
     "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "web"},

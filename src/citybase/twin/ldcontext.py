@@ -27,6 +27,9 @@ CORE_URLS = frozenset({CORE_URL, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-c
                        *(f"https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.{n}.jsonld" for n in range(3, 10)),
                        "https://easy-global-market.github.io/ngsild-api-data-models/shared-jsonld-contexts/"
                        "ngsi-ld-core-context-v1.8.jsonld"})
+# @contexts shipped in the package besides the core one, answered from it (never fetched): URL -> (local id, file)
+CITY_URL = "https://citybase.dev/ns/citybase-city-v1.jsonld"
+PACKAGED = {CITY_URL: ("citybase-city", "contexts/citybase-city.jsonld")}
 NGSI = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = NGSI + "default-context/"
 JSONLD_REL = "http://www.w3.org/ns/json-ld#context"
@@ -39,6 +42,21 @@ def core_document() -> dict[str, Any]:
     """The core context as served at CORE_URL."""
     text = resources.files("citybase.twin").joinpath("contexts/ngsi-ld-core-context-v1.8.jsonld").read_text("utf-8")
     return json.loads(text)
+
+
+@cache
+def packaged_document(url: str) -> dict[str, Any]:
+    """A context shipped in the package (one of PACKAGED), as served at its URL."""
+    text = resources.files("citybase.twin").joinpath(PACKAGED[url][1]).read_text("utf-8")
+    return json.loads(text)
+
+
+def packaged_url(local_id: str) -> str | None:
+    """The URL of the packaged context with this local id (``citybase-city``) or URL, or None."""
+    for url, (lid, _) in PACKAGED.items():
+        if local_id in (lid, url):
+            return url
+    return None
 
 
 def parse_link(header: str | None) -> str | None:
@@ -181,6 +199,8 @@ class ContextStore:
         BadRequestData when what is there is no JSON-LD context."""
         if url in CORE_URLS:
             return core_document()
+        if url in PACKAGED:
+            return packaged_document(url)
         with self._lock:
             doc = self._docs.get(url)
         if doc is not None:

@@ -43,7 +43,17 @@ from citybase.twin.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from citybase.twin.ldcontext import CORE_URL, CORE_URLS, JSONLD_REL, ContextStore, core_document, parse_link
+from citybase.twin.ldcontext import (
+    CORE_URL,
+    CORE_URLS,
+    JSONLD_REL,
+    PACKAGED,
+    ContextStore,
+    core_document,
+    packaged_document,
+    packaged_url,
+    parse_link,
+)
 from citybase.twin.settings import twin_settings
 from citybase.twin.temporal import check_request, render_temporal
 
@@ -1187,6 +1197,9 @@ def _context_info(row: Any, hits: int = 0) -> dict[str, Any]:
 
 CORE_INFO = {"URL": CORE_URL, "localId": "core", "kind": "Cached", "createdAt": "2024-01-01T00:00:00Z",
              "numberOfHits": 0}
+# the contexts shipped in the package (citybase's city terms), listed and served like the core one
+PACKAGED_INFO = {url: {"URL": url, "localId": lid, "kind": "Cached", "createdAt": "2024-01-01T00:00:00Z",
+                       "numberOfHits": 0} for url, (lid, _) in PACKAGED.items()}
 
 
 @router.get("/jsonldContexts", summary="The @contexts kept here (details=true, kind=Hosted|Cached|ImplicitlyCreated)")
@@ -1198,7 +1211,8 @@ def list_contexts(request: Request, _: Any = Depends(READ), inc: Incoming = Depe
     rows = service.contexts(session=session, kind=kind)
     details = _bool(request, "details")
     store = contexts_of(request)
-    infos = ([CORE_INFO] if kind in (None, "Cached") else []) + [_context_info(r, store.hits(r.url)) for r in rows]
+    infos = ([CORE_INFO, *PACKAGED_INFO.values()] if kind in (None, "Cached") else []) + [
+        _context_info(r, store.hits(r.url)) for r in rows]
     body = infos if details else [i["URL"] for i in infos]
     return Response(_dumps(body), media_type=JSON)
 
@@ -1220,6 +1234,9 @@ def get_context(cid: str, request: Request, _: Any = Depends(READ),
     details = _bool(request, "details")
     if cid in ("core", CORE_URL) or cid in CORE_URLS:
         return Response(_dumps(CORE_INFO if details else core_document()), media_type=LD if not details else JSON)
+    if (url := packaged_url(cid)) is not None:
+        return Response(_dumps(PACKAGED_INFO[url] if details else packaged_document(url)),
+                        media_type=LD if not details else JSON)
     row = service.context(session=session, cid=cid)
     if details:
         return Response(_dumps(_context_info(row, contexts_of(request).hits(row.url))), media_type=JSON)
@@ -1233,6 +1250,11 @@ def delete_context(cid: str, request: Request, _: Any = Depends(WRITE),
     if cid in ("core", CORE_URL) or cid in CORE_URLS:
         if not reload:
             raise BadRequestData("the core @context cannot be deleted; reload=true reloads it")
+        return Response(status_code=204)
+    if packaged_url(cid) is not None:
+        if not reload:
+            raise BadRequestData(f"the @context {cid} is shipped with citybase and cannot be deleted; reload=true "
+                                 "reloads it")
         return Response(status_code=204)
     if reload:  # only a Cached context can be fetched again
         try:

@@ -44,6 +44,11 @@ class IncidentRepository:
             return []
         return list(self.session.scalars(select(Incident).where(Incident.id.in_(ids))))
 
+    def incidents_after(self, after_id: int, limit: int) -> list[Incident]:
+        """Up to ``limit`` incidents with an id above ``after_id``, by id."""
+        return list(self.session.scalars(select(Incident).where(Incident.id > after_id).order_by(Incident.id)
+                                         .limit(limit)))
+
     def listing(self, *, statuses: list[str] | None, equal: list[tuple[str, Any]], text: str | None, now: datetime,
                 page: int, page_size: int, sees_text_of: Callable[[int | None], bool] | None = None,
                 ) -> tuple[list[Incident], int]:

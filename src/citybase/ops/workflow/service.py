@@ -442,6 +442,12 @@ def incidents_by_id(*, session: Session, ids: set[int]) -> dict[int, Incident]:
     return {i.id: i for i in IncidentRepository(session).incidents(ids)}
 
 
+def incidents_after(*, session: Session, after_id: int = 0, limit: int = 1000) -> list[Incident]:
+    """Up to ``limit`` incidents with an id above ``after_id``, by id: a walk over every incident whose pages
+    do not shift while incidents change (for projections such as the twin's)."""
+    return IncidentRepository(session).incidents_after(after_id, limit)
+
+
 def department_tasks(*, session: Session, department_id: int, statuses: list[str]) -> list[Task]:
     """A department's tasks in these task states (at most 500), oldest first."""
     return IncidentRepository(session).department_tasks(department_id, statuses)
