@@ -15,6 +15,35 @@ app.add_typer(contexts_app, name="contexts")
 console = Console()
 
 
+@app.command("sync")
+def sync(tenant: Annotated[str, typer.Option(help="the NGSILD-Tenant to write into (default: the default tenant)")] = ""
+         ) -> None:
+    """Write the city into the twin: every area, building and incident as an NGSI-LD entity (only what changed),
+    and delete areas and buildings the spatial base no longer has. One transaction; run it again at will."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from citybase.core.settings import load_settings
+    from citybase.storage.db import make_engine, make_sessionmaker, transaction
+    from citybase.twin.city import city_call, sync_city
+
+    engine = make_engine(load_settings().database_url)
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total or None)
+            bar.update(tasks[what], completed=done, total=max(total, done) or None)
+
+        with transaction(make_sessionmaker(engine)) as session:
+            counts = sync_city(session=session, call=city_call(tenant), progress=progress)
+    console.print("  ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if counts["failed"]:
+        console.print("[red]some entities were not written; the log says why[/red]")
+        raise typer.Exit(1)
+
+
 @contexts_app.command("load")
 def load(folder: Annotated[Path, typer.Argument(help="a folder of .json/.jsonld context documents, and a map.json "
                                                      "{URL: file name} saying which URL each one answers for")]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from citybase.kernel.domain import Domain, TimerSpec
+from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 from citybase.twin.events import EVENTS
 from citybase.twin.settings import TwinSettings, twin_settings
 from citybase.twin.sources.events import EVENTS as SOURCE_EVENTS
@@ -41,6 +41,13 @@ def _prune(runtime: Any) -> None:
         session.commit()
 
 
+def _city_incident(session: Any, delivery: Any, runtime: Any) -> None:
+    """twin-city-incidents: a step of the incident loop upserts the incident's IssueReporting entity."""
+    from citybase.twin.city import on_incident_event
+
+    on_incident_event(session, delivery, runtime)
+
+
 def _forget_contexts(runtime: Any) -> None:
     store = getattr(runtime.state, "twin_contexts", None)
     if store is not None:
@@ -50,11 +57,12 @@ def _forget_contexts(runtime: Any) -> None:
 DOMAIN = Domain(
     name="twin",
     title="数字孪生 — the city's live twin (NGSI-LD)",
-    depends=("security",),
+    depends=("security", "geo", "registry", "ops"),  # the city projected into the twin (twin.city)
     models=("citybase.twin.models", "citybase.twin.sources.models"),
     root_routers=_root_routers,
     events={**EVENTS, **SOURCE_EVENTS},
     settings=TwinSettings,
+    consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident),),
     timers=(TimerSpec("twin-retention", 3600.0, _prune),),
     caches={"twin.contexts": _forget_contexts},
     cli=_cli,
