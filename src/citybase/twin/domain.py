@@ -8,12 +8,13 @@ from typing import Any
 from citybase.kernel.domain import Domain, TimerSpec
 from citybase.twin.events import EVENTS
 from citybase.twin.settings import TwinSettings, twin_settings
+from citybase.twin.subscriptions import wiring as subscriptions
 
 
 def _root_routers() -> list[Any]:
     from citybase.twin.router import router
 
-    return [router]
+    return [*subscriptions.routers(), router]  # before the twin's router: its last route takes every other path
 
 
 def _cli() -> Any:
@@ -46,11 +47,12 @@ DOMAIN = Domain(
     name="twin",
     title="数字孪生 — the city's live twin (NGSI-LD)",
     depends=("security",),
-    models=("citybase.twin.models",),
+    models=("citybase.twin.models", *subscriptions.MODELS),
     root_routers=_root_routers,
-    events=EVENTS,
+    events={**EVENTS, **subscriptions.EVENTS},
     settings=TwinSettings,
-    timers=(TimerSpec("twin-retention", 3600.0, _prune),),
-    caches={"twin.contexts": _forget_contexts},
+    consumers=subscriptions.CONSUMERS,
+    timers=(TimerSpec("twin-retention", 3600.0, _prune), *subscriptions.TIMERS),
+    caches={"twin.contexts": _forget_contexts, **subscriptions.CACHES},
     cli=_cli,
 )
