@@ -22,6 +22,7 @@ class ConsumerSpec:
     subjects: str  # NATS-style pattern, e.g. ``citybase.iot.alarm.*``
     handle: Callable[..., None]
     ack_wait: float = 30.0
+    retry_delay: Callable[[int], float] | None = None  # seconds before a failed delivery comes back (attempt -> s)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The twin domain (数字孪生) as the platform sees it: its tables, the NGSI-LD API mounted at /ngsi-ld/v1,
-its settings, its events and its command (`citybase twin contexts load`)."""
+"""The twin domain (数字孪生) as the platform sees it: its tables, the NGSI-LD API mounted at /ngsi-ld/v1
+(entities, subscriptions, context source registrations), its consumers (subscriptions matched and notified,
+the city's incidents projected), its timers, settings, events and commands (`citybase twin …`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 from citybase.twin.events import EVENTS
 from citybase.twin.settings import TwinSettings, twin_settings
 from citybase.twin.sources.events import EVENTS as SOURCE_EVENTS
+from citybase.twin.subscriptions import wiring as subscriptions
 
 
 def _root_routers() -> list[Any]:
     from citybase.twin.router import router
     from citybase.twin.sources.router import router as sources
 
-    return [sources, router]  # the twin's catch-all route last
+    return [*subscriptions.routers(), sources, router]  # the twin's router last: its last route takes every other path
 
 
 def _cli() -> Any:
@@ -58,12 +60,12 @@ DOMAIN = Domain(
     name="twin",
     title="数字孪生 — the city's live twin (NGSI-LD)",
     depends=("security", "geo", "registry", "ops"),  # the city projected into the twin (twin.city)
-    models=("citybase.twin.models", "citybase.twin.sources.models"),
+    models=("citybase.twin.models", "citybase.twin.sources.models", *subscriptions.MODELS),
     root_routers=_root_routers,
-    events={**EVENTS, **SOURCE_EVENTS},
+    events={**EVENTS, **SOURCE_EVENTS, **subscriptions.EVENTS},
     settings=TwinSettings,
-    consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident),),
-    timers=(TimerSpec("twin-retention", 3600.0, _prune),),
-    caches={"twin.contexts": _forget_contexts},
+    consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident), *subscriptions.CONSUMERS),
+    timers=(TimerSpec("twin-retention", 3600.0, _prune), *subscriptions.TIMERS),
+    caches={"twin.contexts": _forget_contexts, **subscriptions.CACHES},
     cli=_cli,
 )

@@ -1,0 +1,267 @@
+"""Which subscriptions an entity change fires, decided in memory: each subscription compiled once (its type
+expressions, idPattern, q, scopeQ and geoQ parsed), and per tenant an index from entity id, entity type and
+watched attribute to the subscriptions that can match, so a change looks at a handful of candidates, not at
+every subscription of the tenant. The index may over-select, never under-select: every candidate is then
+evaluated exactly (:func:`selects`, :func:`trigger_of`).
+
+What the change was is read from the entity as it is now (``twin.events`` carries names, not values): an
+attribute the change named that the entity no longer has was deleted; one whose every instance was created
+at the change's time was created; any other was updated."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from citybase.twin import geoquery
+from citybase.twin import query as ql
+from citybase.twin.ldcontext import Resolver
+from citybase.twin.representation import VALUE_KEY, compact_entity
+from citybase.twin.subscriptions.payload import TOKEN, parse_geoq
+
+NULL = "urn:ngsi-ld:null"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One member of ``entities``: a type expression, and an id or an idPattern."""
+
+    types: ql.QNode
+    type_iris: frozenset[str]  # every type the expression names (the index's keys)
+    id: str | None = None
+    pattern: re.Pattern[str] | None = None
+
+    def holds(self, doc: dict[str, Any]) -> bool:
+        if self.id is not None and doc["id"] != self.id:
+            return False
+        if self.id is None and self.pattern is not None and not self.pattern.search(doc["id"]):
+            return False
+        return ql.matches(self.types, doc)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A subscription ready to be matched."""
+
+    pk: int
+    sub_id: str
+    selectors: tuple[Selector, ...]  # empty: any entity (watchedAttributes alone)
+    watched: frozenset[str] | None
+    triggers: frozenset[str]
+    q: ql.QNode | None = None
+    scope: ql.QNode | None = None
+    geo: geoquery.GeoQuery | None = None
+    active: bool = True
+    expires_at: datetime | None = None
+    throttling: float | None = None
+    periodic: bool = False
+
+    def live(self, now: datetime) -> bool:
+        return self.active and (self.expires_at is None or self.expires_at > now)
+
+
+def compile_subscription(pk: int, spec: dict[str, Any], *, active: bool, expires_at: datetime | None,
+                         throttling: float | None, resolve: Callable[[Any], Resolver]) -> Compiled:
+    """Parse what a stored subscription's matching needs (its names are IRIs already, but for ``q``, read in
+    its own @context through ``resolve``)."""
+    selectors = []
+    for e in spec.get("entities") or ():
+        types = ql.parse_type_query(e["type"], lambda name: name)
+        selectors.append(Selector(types, frozenset(TOKEN.findall(e["type"])), e.get("id"),
+                                  re.compile(e["idPattern"]) if e.get("idPattern") else None))
+    q = spec.get("q")
+    return Compiled(
+        pk=pk, sub_id=spec["id"], selectors=tuple(selectors),
+        watched=frozenset(spec["watchedAttributes"]) if spec.get("watchedAttributes") else None,
+        triggers=frozenset(spec.get("notificationTrigger") or ()),
+        q=ql.parse_q(q["text"], resolve(q["context"]).expand) if q else None,
+        scope=ql.parse_scope_query(spec["scopeQ"]) if spec.get("scopeQ") else None,
+        geo=parse_geoq(spec["geoQ"]) if spec.get("geoQ") else None,
+        active=active, expires_at=expires_at, throttling=throttling, periodic="timeInterval" in spec)
+
+
+@dataclass
+class TenantIndex:
+    """The change-driven subscriptions of one tenant, by entity id, type and (without entities) watched
+    attribute; ``revision`` is the tenant's subscription revision it was built from."""
+
+    revision: int
+    by_id: dict[str, list[Compiled]] = field(default_factory=dict)
+    by_type: dict[str, list[Compiled]] = field(default_factory=dict)
+    by_attr: dict[str, list[Compiled]] = field(default_factory=dict)
+    size: int = 0
+
+    @classmethod
+    def of(cls, revision: int, subs: Iterable[Compiled]) -> TenantIndex:
+        idx = cls(revision)
+        for sub in subs:
+            if sub.periodic:
+                continue
+            idx.size += 1
+            if not sub.selectors:
+                for attr in sub.watched or ():
+                    idx.by_attr.setdefault(attr, []).append(sub)
+            for sel in sub.selectors:
+                if sel.id is not None:
+                    idx.by_id.setdefault(sel.id, []).append(sub)
+                else:
+                    for t in sel.type_iris:
+                        idx.by_type.setdefault(t, []).append(sub)
+        return idx
+
+    def candidates(self, entity_id: str, types: Iterable[str], attrs: Iterable[str]) -> list[Compiled]:
+        """Every subscription that may match a change of this entity, once each."""
+        seen: dict[int, Compiled] = {}
+        for sub in self.by_id.get(entity_id, ()):
+            seen.setdefault(sub.pk, sub)
+        for t in types:
+            for sub in self.by_type.get(t, ()):
+                seen.setdefault(sub.pk, sub)
+        for a in attrs:
+            for sub in self.by_attr.get(a, ()):
+                seen.setdefault(sub.pk, sub)
+        return list(seen.values())
+
+
+class IndexCache:
+    """The process's indexes, one per tenant, each checked against the tenant's revision before use and
+    rebuilt when it is behind; :meth:`forget` drops them all (``Domain.caches``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantIndex] = {}
+
+    def get(self, tenant: str, revision: int, build: Callable[[], TenantIndex]) -> TenantIndex:
+        with self._lock:
+            idx = self._tenants.get(tenant)
+        if idx is not None and idx.revision == revision:
+            return idx
+        idx = build()
+        with self._lock:
+            self._tenants[tenant] = idx
+        return idx
+
+    def forget(self) -> None:
+        with self._lock:
+            self._tenants.clear()
+
+
+# ------------------------------------------------------------------------------------------ a change
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``entity_changed`` event, its attributes sorted by what happened to them."""
+
+    op: str  # create, update, replace, delete
+    at: str  # the change's modifiedAt
+    attrs: frozenset[str]
+    created: frozenset[str] = frozenset()
+    updated: frozenset[str] = frozenset()
+    deleted: frozenset[str] = frozenset()
+
+
+def classify(op: str, attrs: Iterable[str], doc: dict[str, Any] | None, at: str) -> Change:
+    """Sort the change's attributes (see the module doc); ``doc`` is the entity now (None once deleted)."""
+    names = frozenset(attrs)
+    if op == "create":
+        return Change(op, at, names, created=names)
+    if op == "delete" or doc is None:
+        return Change(op, at, names, deleted=names)
+    created, updated, deleted = set(), set(), set()
+    for a in names:
+        instances = doc["attrs"].get(a)
+        if not instances:
+            deleted.add(a)
+        elif all(str(i.get("createdAt", "")) >= at for i in instances):
+            created.add(a)
+        else:
+            updated.add(a)
+    return Change(op, at, names, frozenset(created), frozenset(updated), frozenset(deleted))
+
+
+def trigger_of(sub: Compiled, change: Change) -> str | None:
+    """The notificationTrigger this change fires for the subscription (its triggerReason), or None."""
+    relevant = change.attrs if sub.watched is None else change.attrs & sub.watched
+    t = sub.triggers
+    if change.op == "create":
+        if "entityCreated" in t:
+            return "entityCreated"
+        return "attributeCreated" if "attributeCreated" in t and relevant else None
+    if change.op == "delete":
+        return "entityDeleted" if "entityDeleted" in t else None
+    for reason, group in (("attributeCreated", change.created), ("attributeUpdated", change.updated),
+                          ("attributeDeleted", change.deleted)):
+        if reason in t and group & relevant:
+            return reason
+    if "entityUpdated" in t and (relevant or (not change.attrs and sub.watched is None)):
+        return "entityUpdated"
+    return None
+
+
+def selects(sub: Compiled, doc: dict[str, Any], *, deleted: bool = False) -> bool:
+    """Whether the entity is one the subscription follows: its entities (any member), and unless the entity
+    is gone (nothing left to test) its q, scopeQ and geoQ."""
+    if sub.selectors and not any(sel.holds(doc) for sel in sub.selectors):
+        return False
+    if deleted:
+        return True
+    if sub.q is not None and not ql.matches(sub.q, doc):
+        return False
+    if sub.scope is not None and not ql.matches(sub.scope, doc):
+        return False
+    return sub.geo is None or geoquery.geo_matches(sub.geo, doc)
+
+
+# ------------------------------------------------------------------------------------------ what is sent
+
+PREVIOUS = {kind: "previous" + key[0].upper() + key[1:] for kind, key in VALUE_KEY.items()}
+
+
+def shown_entity(spec: dict[str, Any], doc: dict[str, Any], change: Change | None, r: Resolver,
+                 previous: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The entity as the notification carries it: in the subscription's @context and format, only
+    ``notification.attributes`` when given; a deleted entity is its id, type and deletedAt; deleted attributes
+    are shown as ``urn:ngsi-ld:null`` with their deletedAt; ``previous`` (showChanges) adds each changed
+    instance's previous value."""
+    n = spec["notification"]
+    if change is not None and change.op == "delete":
+        types = [r.compact(t) for t in doc.get("type", [])]
+        return {"id": doc["id"], "type": types[0] if len(types) == 1 else types, "deletedAt": change.at}
+    wanted = n.get("attributes")
+    out = compact_entity(doc, r, fmt=n["format"], sys_attrs=n["sysAttrs"], attrs=wanted, lang=spec.get("lang"))
+    if change is not None:
+        for a in sorted(change.deleted):
+            if wanted is None or a in wanted:
+                out[r.compact(a)] = NULL if n["format"] == "keyValues" else \
+                    {"type": "Property", "value": NULL, "deletedAt": change.at}
+    if previous and n["format"] != "keyValues":
+        for iri, old in previous.items():
+            name = r.compact(iri)
+            if name in out and old:
+                out[name] = _with_previous(out[name], doc["attrs"].get(iri) or [], old, r)
+    return out
+
+
+def _with_previous(shown: Any, now: list[dict[str, Any]], old: list[dict[str, Any]], r: Resolver) -> Any:
+    items = shown if isinstance(shown, list) else [shown]
+    out = []
+    for item, inst in zip(items, now, strict=False):
+        before = next((o for o in old if o.get("datasetId") == inst.get("datasetId")), None)
+        if before is None or before.get("type") not in PREVIOUS:
+            out.append(item)
+            continue
+        value = before.get(VALUE_KEY[before["type"]])
+        if before["type"] == "VocabProperty":
+            value = [r.compact(v) for v in value] if isinstance(value, list) else r.compact(value)
+        item = item if isinstance(item, dict) and not _is_geojson(item) else {"value": item}
+        out.append({**item, PREVIOUS[before["type"]]: value})
+    return out[0] if not isinstance(shown, list) else out
+
+
+def _is_geojson(item: dict[str, Any]) -> bool:
+    return "coordinates" in item and "type" in item and "value" not in item

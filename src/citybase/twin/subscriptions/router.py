@@ -1,0 +1,114 @@
+"""The NGSI-LD subscription API (CIM 009 v1.8 §5.8, §6.10) at /ngsi-ld/v1/subscriptions: create, query (paged),
+retrieve, update and delete, per NGSILD-Tenant, answered and failing as the rest of the twin's API (the route
+class, the access declarations and the request readers are the twin router's)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.orm import Session
+
+from citybase.security.deps import get_session
+from citybase.twin.errors import BadRequestData
+from citybase.twin.router import (
+    PREFIX,
+    READ,
+    WRITE,
+    Incoming,
+    NgsiRoute,
+    answer,
+    call_of,
+    contexts_of,
+    no_content,
+    read_body,
+    read_merge,
+    read_query,
+)
+from citybase.twin.settings import twin_settings
+from citybase.twin.subscriptions import service
+from citybase.twin.subscriptions.schemas import SubscriptionRead
+
+router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD subscriptions"])
+
+
+def _int(request: Request, name: str, default: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or len(raw.strip()) > 10:
+        raise BadRequestData(f"{name} must be a whole number, not {raw[:20]!r}")
+    v = int(raw)
+    if v > high:
+        raise BadRequestData(f"{name} must be at most {high}")
+    return v
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false")
+    return raw.lower() == "true"
+
+
+def _sys_attrs(request: Request) -> bool:
+    opts = {o.strip() for v in request.query_params.getlist("options") for o in v.split(",") if o.strip()}
+    unknown = opts - {"sysAttrs"}
+    if unknown:
+        raise BadRequestData(f"unknown options {', '.join(sorted(unknown))}; subscriptions know sysAttrs")
+    return "sysAttrs" in opts
+
+
+@router.post("/subscriptions", status_code=201, summary="Create a subscription")
+def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    call = call_of(request, inc)
+    sid = service.create_subscription(session=session, call=call, body=inc.body, contexts=contexts_of(request),
+                                      base_url=str(request.base_url))
+    return no_content(inc, 201, {"Location": f"{PREFIX}/subscriptions/{quote(sid, safe=':/')}"})
+
+
+@router.get("/subscriptions", summary="Query subscriptions (limit, offset, count)",
+            responses={200: {"model": list[SubscriptionRead]}})
+def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    call = call_of(request, inc)
+    limit = _int(request, "limit", 20, twin_settings().max_limit)
+    offset = _int(request, "offset", 0, 10**9)
+    subs, total = service.list_subscriptions(session=session, call=call, limit=limit, offset=offset,
+                                             count=_flag(request, "count"), sys_attrs=_sys_attrs(request))
+    return answer(call, inc, subs, headers={"NGSILD-Results-Count": str(total)} if total is not None else None)
+
+
+@router.get("/subscriptions/{sub_id:path}", summary="Retrieve a subscription",
+            responses={200: {"model": SubscriptionRead}})
+def get_subscription(sub_id: str, request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
+                     session: Session = Depends(get_session, scope="function")) -> Response:
+    call = call_of(request, inc)
+    if not sub_id:  # …/subscriptions/ : the query, with a trailing slash
+        return query_subscriptions(request, _, inc, session)
+    return answer(call, inc, service.get_subscription(session=session, call=call, sub_id=sub_id,
+                                                      sys_attrs=_sys_attrs(request)))
+
+
+@router.patch("/subscriptions/{sub_id:path}", status_code=204, summary="Update a subscription (a fragment)")
+def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    service.update_subscription(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body,
+                                contexts=contexts_of(request), base_url=str(request.base_url))
+    return no_content(inc)
+
+
+@router.delete("/subscriptions/{sub_id:path}", status_code=204, summary="Delete a subscription")
+def delete_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_query),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    service.delete_subscription(session=session, call=call_of(request, inc), sub_id=sub_id)
+    return no_content(inc)
+
+
+# …/subscriptions/ as …/subscriptions: NGSI-LD clients build URLs with a trailing slash (see twin.router)
+router.add_api_route("/subscriptions/", create_subscription, methods=["POST"], status_code=201,
+                     include_in_schema=False)
