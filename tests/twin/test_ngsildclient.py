@@ -1,6 +1,6 @@
 """A real NGSI-LD client from PyPI (ngsildclient 0.5.2, in .venv-ngsild: its pins clash with the test tools')
 works against citybase unchanged: a real `citybase` server process on each engine, the client in its own
-Python, speaking HTTP with a data officer's token."""
+Python, speaking HTTP with a data officer's token, receiving notifications on a server of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from tests.conftest import unavailable
+import pytest
+
+from citybase.demo.accounts import create_demo_users
+from citybase.storage.migrate import upgrade
+from tests.conftest import ENGINES, unavailable
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,12 +21,16 @@ PYTHON = ROOT / ".venv-ngsild" / "bin" / "python"
 SCRIPT = Path(__file__).with_name("clients") / "ngsildclient_run.py"
 
 
-def test_ngsildclient_creates_queries_and_reads_history(city, tmp_path):
+@pytest.mark.parametrize("empty_db", ENGINES, indirect=True)
+def test_ngsildclient_creates_queries_subscribes_and_reads_history(empty_db, tmp_path):
     if not PYTHON.exists():
         unavailable(f"{PYTHON} is missing: `./run test` creates it from requirements-ngsild.lock")
-    with serve(city.db.url, tmp_path) as server:
+    upgrade(empty_db.engine)
+    tokens = create_demo_users(empty_db.engine, tmp_path)
+    # a database of its own: this server runs the consumers and timers (subscriptions are matched and notified)
+    with serve(empty_db.url, tmp_path, CITYBASE_WORKERS="1") as server:
         tenant = f"ngc{uuid.uuid4().hex[:8]}"
-        r = subprocess.run([str(PYTHON), str(SCRIPT), server.base, city.tokens["dataofficer"], tenant],
+        r = subprocess.run([str(PYTHON), str(SCRIPT), server.base, tokens["dataofficer"], tenant],
                            capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     seen = json.loads(r.stdout.strip().splitlines()[-1])
@@ -34,3 +42,5 @@ def test_ngsildclient_creates_queries_and_reads_history(city, tmp_path):
     values = seen["history"][0]["pm25"]["values"] if isinstance(seen["history"], list) else seen["history"]["pm25"]["values"]
     assert [v for v, _ in values] == [40, 61.0, 62.0, 66.0]
     assert seen["aggregated"]["max"][0][0] == 66.0 and round(seen["aggregated"]["avg"][0][0], 2) == 57.25
+    assert seen["subscription"] == "urn:ngsi-ld:Subscription:ngc-1"
+    assert seen["notified"] == [["urn:ngsi-ld:AirQualityObserved:XH-3", 88.0]]  # only the change that matched q

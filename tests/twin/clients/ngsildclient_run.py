@@ -7,6 +7,9 @@ Prints one JSON object of what it saw; exits non-zero on any client error."""
 
 import json
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlparse
 
 import requests
@@ -44,6 +47,37 @@ for minute, value in ((1, 61.0), (2, 62.0), (3, 66.0)):
     got = client.get("urn:ngsi-ld:AirQualityObserved:XH-1")
     got.prop("pm25", value, observedat=f"2026-12-01T08:0{minute}:00Z")
     client.update(got)
+
+# subscribe and receive: a notification server of the client's own
+received = []
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's name
+        received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = HTTPServer(("127.0.0.1", 0), Receiver)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sub_id = client.subscriptions.create({
+    "id": "urn:ngsi-ld:Subscription:ngc-1", "type": "Subscription", "entities": [{"type": "AirQualityObserved"}],
+    "watchedAttributes": ["pm25"], "q": "pm25>70",
+    "notification": {"format": "keyValues", "endpoint": {"uri": f"http://127.0.0.1:{server.server_port}/notify",
+                                                         "accept": "application/json"}},
+    "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"}, raise_on_conflict=False)
+seen["subscription"] = sub_id
+got = client.get("urn:ngsi-ld:AirQualityObserved:XH-3")
+got.prop("pm25", 88.0, observedat="2026-12-01T08:10:00Z")
+client.update(got)
+deadline = time.monotonic() + 60
+while not received and time.monotonic() < deadline:
+    time.sleep(0.2)
+seen["notified"] = [(e["id"], e["pm25"]) for n in received for e in n["data"]]
 
 history = client.temporal.get("urn:ngsi-ld:AirQualityObserved:XH-1", attrs=["pm25"])
 seen["history"] = history
