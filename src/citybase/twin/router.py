@@ -451,13 +451,6 @@ def _bool(request: Request, name: str) -> bool:
     return raw.lower() == "true"
 
 
-def _projection(request: Request, call: service.Call) -> tuple[set[str] | None, set[str] | None]:
-    pick, omit = _names(request, "pick"), _names(request, "omit")
-    if pick and omit:
-        raise BadRequestData("pick and omit cannot be used together")
-    return (set(pick) if pick else None), (set(omit) if omit else None)
-
-
 def _query(request: Request, call: service.Call, body: dict[str, Any] | None = None) -> service.Query:
     """An entity query from the URL's parameters (or a POST /entityOperations/query body)."""
     from citybase.twin import geoquery

@@ -18,6 +18,8 @@ from citybase.twin.router import (
     WRITE,
     Incoming,
     NgsiRoute,
+    _bool,
+    _int,
     answer,
     call_of,
     contexts_of,
@@ -31,27 +33,6 @@ from citybase.twin.subscriptions import service
 from citybase.twin.subscriptions.schemas import SubscriptionRead
 
 router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD subscriptions"])
-
-
-def _int(request: Request, name: str, default: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.strip().isdigit() or len(raw.strip()) > 10:
-        raise BadRequestData(f"{name} must be a whole number, not {raw[:20]!r}")
-    v = int(raw)
-    if v > high:
-        raise BadRequestData(f"{name} must be at most {high}")
-    return v
-
-
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return False
-    if raw.lower() not in ("true", "false"):
-        raise BadRequestData(f"{name} must be true or false")
-    return raw.lower() == "true"
 
 
 def _sys_attrs(request: Request) -> bool:
@@ -76,10 +57,10 @@ def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming
 def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                         session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
-    limit = _int(request, "limit", 20, twin_settings().max_limit)
-    offset = _int(request, "offset", 0, 10**9)
+    limit = _int(request, "limit", 20, high=twin_settings().max_limit) or 0
+    offset = _int(request, "offset", 0) or 0
     subs, total = service.list_subscriptions(session=session, call=call, limit=limit, offset=offset,
-                                             count=_flag(request, "count"), sys_attrs=_sys_attrs(request))
+                                             count=_bool(request, "count"), sys_attrs=_sys_attrs(request))
     return answer(call, inc, subs, headers={"NGSILD-Results-Count": str(total)} if total is not None else None)
 
 
