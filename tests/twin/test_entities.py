@@ -266,3 +266,29 @@ def test_a_query_needs_a_selector_and_known_parameters(ngsi):
     _err(ngsi.get("/entities", type="Building", attrs="id,type"), 400, "BadRequestData")
     _err(ngsi.get("/entities/urn:ngsi-ld:Building:B80", attrs="height", pick="id"), 400, "BadRequestData")
     _err(ngsi.get("/entities/urn:ngsi-ld:Building:B80", attrs="nothingLikeIt"), 404, "ResourceNotFound")
+
+
+def test_a_database_fault_mid_batch_is_a_503_and_stores_nothing(ngsi, monkeypatch):
+    """The database failing inside a batch (SQLite's 'database is locked', a PostgreSQL restart) is answered
+    503 with Retry-After, and the batch's other entities are not committed afterwards (which would also turn
+    the answer into a 500)."""
+    from sqlalchemy.exc import OperationalError
+
+    from citybase.twin import service
+
+    real = service.create_entity
+    calls = {"n": 0}
+
+    def flaky(**kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("INSERT …", {}, Exception("database is locked"))
+        return real(**kw)
+
+    monkeypatch.setattr(service, "create_entity", flaky)
+    r = ngsi.post("/entityOperations/create", [building(90), building(91), building(92)])
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/json" and r.headers["retry-after"]
+    monkeypatch.setattr(service, "create_entity", real)
+    # nothing of the batch was kept: not the first entity, not even the tenant its first write would create
+    _err(ngsi.get("/entities/urn:ngsi-ld:Building:B90"), 404, "NonexistentTenant")

@@ -29,6 +29,7 @@ def get_session(request: Request) -> Iterator[Session]:
     """One session per request; committed when the handler returns, rolled back when it raises. Events the
     request queues (``kernel.outbox.queue``) carry its context: the request id and the caller."""
     session = request.app.state.sessions()
+    request.state.session = session  # a route class that answers errors itself rolls it back (twin.router)
     outbox.bind_context(session, lambda: request_context(request))
     try:
         yield session

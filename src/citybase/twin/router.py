@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
@@ -119,6 +120,11 @@ class NgsiRoute(APIRoute):
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - every error is turned into the standard's answer
+                # the request's session ends after this answer: what failed must not be committed then (a
+                # failed flush would make that commit raise, and the 503 said here become a 500)
+                session = getattr(request.state, "session", None)
+                if session is not None:
+                    await run_in_threadpool(session.rollback)
                 return error_response(exc)
 
         return route

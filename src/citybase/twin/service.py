@@ -475,24 +475,30 @@ def _batch(items: Any, what: str) -> list[Any]:
 
 
 def _each(session: Session, items: list[Any], one: Callable[[Any], str | None]) -> BatchResult:
-    """Run ``one`` per item in its own savepoint, so one bad entity fails alone."""
+    """Run ``one`` per item so that one bad entity fails alone: in its own savepoint on PostgreSQL. On SQLite
+    there is none (pysqlite's RELEASE of an outermost SAVEPOINT commits, so a later fault of the request could
+    no longer be rolled back); there every refusal of ``one`` comes before it writes the entity."""
     out = BatchResult()
+    pg = session.get_bind().dialect.name == "postgresql"
     for item in items:
         eid = item.get("id") if isinstance(item, dict | Refused) else item if isinstance(item, str) else None
-        sp = session.begin_nested()
+        sp = session.begin_nested() if pg else None
         try:
             if isinstance(item, Refused):
                 raise BadRequestData(item.reason)
             made = one(item)
-            sp.commit()
+            if sp is not None:
+                sp.commit()
             out.success.append(eid)
             if made:
                 out.created.append(made)
         except Partial as exc:
-            sp.commit()
+            if sp is not None:
+                sp.commit()
             out.errors.append((eid if isinstance(eid, str) else None, exc))
         except NgsiError as exc:
-            sp.rollback()
+            if sp is not None:
+                sp.rollback()
             out.errors.append((eid if isinstance(eid, str) else None, exc))
     return out
 
