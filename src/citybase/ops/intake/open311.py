@@ -200,6 +200,10 @@ class Open311Route(APIRoute):
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - every error is turned into the spec's answer
+                # the request's session ends after this answer: what failed must not be committed then
+                session = getattr(request.state, "session", None)
+                if session is not None:
+                    await run_in_threadpool(session.rollback)
                 return error_response(request, exc)
 
         return route
