@@ -292,3 +292,28 @@ def test_a_database_fault_mid_batch_is_a_503_and_stores_nothing(ngsi, monkeypatc
     monkeypatch.setattr(service, "create_entity", real)
     # nothing of the batch was kept: not the first entity, not even the tenant its first write would create
     _err(ngsi.get("/entities/urn:ngsi-ld:Building:B90"), 404, "NonexistentTenant")
+
+
+def test_two_first_writes_to_a_new_tenant_at_once_both_succeed(city, monkeypatch):
+    """Two requests creating the same new tenant at once: the second, whose check ran before the first's row
+    was committed, must not fail on the unique key (it was a 500, found by bench/twin.py with two loaders)."""
+    import uuid as _uuid
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from citybase.storage.db import make_sessionmaker
+    from citybase.twin.models import TwinTenant
+    from citybase.twin.repository import TwinRepository
+
+    name = f"race{_uuid.uuid4().hex[:8]}"
+    sessions = make_sessionmaker(city.engine)
+    with sessions() as first:
+        TwinRepository(first).ensure_tenant(name, datetime.now(UTC))
+        first.commit()
+    with sessions() as second:
+        monkeypatch.setattr(second, "get", lambda *a, **k: None)  # its check saw no tenant yet
+        TwinRepository(second).ensure_tenant(name, datetime.now(UTC))
+        second.commit()
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TwinTenant).where(TwinTenant.name == name)) == 1

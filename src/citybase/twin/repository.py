@@ -57,9 +57,15 @@ class TwinRepository:
         return name == "" or self.s.get(TwinTenant, name) is not None
 
     def ensure_tenant(self, name: str, now: datetime) -> None:
-        if name and self.s.get(TwinTenant, name) is None:
-            self.s.add(TwinTenant(name=name, created_at=now))
-            self.s.flush()
+        """The tenant exists after this: created by the first write, once even when two first writes race
+        (INSERT … ON CONFLICT DO NOTHING, which both engines have)."""
+        if not name or self.s.get(TwinTenant, name) is not None:
+            return
+        if self.pg:
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        self.s.execute(upsert(TwinTenant).values(name=name, created_at=now).on_conflict_do_nothing(index_elements=["name"]))
 
     def tenants(self) -> list[str]:
         return list(self.s.scalars(select(TwinTenant.name).order_by(TwinTenant.name)))
