@@ -432,11 +432,11 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             bus = connect(bus_url)
             bus.delete_streams()
             bus.close()
-        if drop:
-            drop()
         if args.keep_data:
-            print(f"[{kind}] data kept in {data}")
+            print(f"[{kind}] data kept in {data}, database {db_url}")
         else:
+            if drop:
+                drop()
             shutil.rmtree(data, ignore_errors=True)
     return {"engine": kind, "entities": args.entities, "temporal_entities": args.temporal_entities,
             "results": bench.results}
@@ -485,7 +485,7 @@ def main() -> None:
     ap.add_argument("--nats", default="nats://127.0.0.1:4222")
     ap.add_argument("--profile", help="a folder: py-spy samples the server during each phase (raw stacks there), "
                                       "and the top functions are printed")
-    ap.add_argument("--keep-data", action="store_true", help="keep the data folder (server logs, SQLite file)")
+    ap.add_argument("--keep-data", action="store_true", help="keep the data folder (server logs, SQLite file) and the PostgreSQL database")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.profile:
