@@ -17,7 +17,13 @@ trivial endpoint (`GET /api/v1/health`) measured in the same run with the same n
    ``limit=100`` (``--type-runs`` times, each given ``--slow-timeout`` seconds).
 
 usage: python bench/twin.py [--engines sqlite,postgresql] [--entities 100000] [--temporal-entities 1000]
-                            [--seconds 20] [--clients 50] [--json out.json]
+                            [--seconds 20] [--clients 50] [--load-clients 1] [--profile DIR] [--json out.json]
+
+Loading is one batch at a time by default (``--load-clients``): SQLite admits one writer, and concurrent
+batches there mostly measure failures. A loading request answered 5xx (or whose connection was lost) is
+sent again, up to ``--retries`` times, so that every entity is stored for the later phases; the answers
+are counted and printed all the same. ``--profile DIR`` samples the server with py-spy during each phase
+and prints the functions its time went to.
 
 The server runs with ``CITYBASE_TWIN_ANONYMOUS=write`` (no token) on a fresh database (``citybase db
 upgrade``, no demo city): sqlite is the embedded default (SQLite file, ``memory://`` bus); postgresql a new
