@@ -17,7 +17,13 @@ trivial endpoint (`GET /api/v1/health`) measured in the same run with the same n
    ``limit=100`` (``--type-runs`` times, each given ``--slow-timeout`` seconds).
 
 usage: python bench/twin.py [--engines sqlite,postgresql] [--entities 100000] [--temporal-entities 1000]
-                            [--seconds 20] [--clients 50] [--json out.json]
+                            [--seconds 20] [--clients 50] [--load-clients 1] [--profile DIR] [--json out.json]
+
+Loading is one batch at a time by default (``--load-clients``): SQLite admits one writer, and concurrent
+batches there mostly measure failures. A loading request answered 5xx (or whose connection was lost) is
+sent again, up to ``--retries`` times, so that every entity is stored for the later phases; the answers
+are counted and printed all the same. ``--profile DIR`` samples the server with py-spy during each phase
+and prints the functions its time went to.
 
 The server runs with ``CITYBASE_TWIN_ANONYMOUS=write`` (no token) on a fresh database (``citybase db
 upgrade``, no demo city): sqlite is the embedded default (SQLite file, ``memory://`` bus); postgresql a new
@@ -114,6 +120,8 @@ class Stats:
     units: int = 0
     codes: Counter = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)  # the first few failures' answers
+    retried: int = 0  # requests sent again after a 5xx or a lost connection (``drive(retries=…)``)
+    given_up: int = 0  # requests that failed every time
 
     @property
     def rps(self) -> float:
@@ -131,7 +139,8 @@ class Stats:
         return {"requests": len(self.latencies), "seconds": round(self.wall, 2), "requests_per_s": round(self.rps, 1),
                 "units": self.units, "units_per_s": round(self.ups, 1), "p50_ms": round(pct(self.latencies, 50), 2),
                 "p95_ms": round(pct(self.latencies, 95), 2), "p99_ms": round(pct(self.latencies, 99), 2),
-                "codes": {str(c): n for c, n in sorted(self.codes.items(), key=str)}, "failures": self.samples}
+                "codes": {str(c): n for c, n in sorted(self.codes.items(), key=str)}, "retried": self.retried,
+                "given_up": self.given_up, "failures": self.samples}
 
 
 def _done(r: httpx.Response, units: int) -> tuple[int, str | None]:
@@ -147,9 +156,12 @@ def _done(r: httpx.Response, units: int) -> tuple[int, str | None]:
 
 
 async def drive(base: str, make: Callable[[random.Random], Request | None], clients: int, seconds: float | None,
-                headers: dict[str, str] | None = None, timeout: float = 120, progress: str | None = None) -> Stats:
+                headers: dict[str, str] | None = None, timeout: float = 120, progress: str | None = None,
+                retries: int = 0) -> Stats:
     """``clients`` workers, each sending ``make``'s next request as soon as its last is answered, until
-    ``seconds`` have passed or ``make`` returns None."""
+    ``seconds`` have passed or ``make`` returns None. With ``retries``, a request answered 5xx or whose
+    connection was lost is sent again (after its Retry-After, else 1 s) up to that many times: a load of a
+    fixed set of entities then stores them all, and the failures are still counted."""
     st = Stats()
     start = time.perf_counter()
     stop = start + seconds if seconds else math.inf
@@ -165,18 +177,29 @@ async def drive(base: str, make: Callable[[random.Random], Request | None], clie
                 if req is None:
                     return
                 method, path, kw, units = req
-                t = time.perf_counter()
-                try:
-                    r = await client.request(method, path, **kw)
-                    st.codes[r.status_code] += 1
-                    done, failure = _done(r, units)
-                    st.units += done
-                except httpx.HTTPError as exc:
-                    st.codes[type(exc).__name__] += 1
-                    failure = f"{type(exc).__name__}: {exc}"
-                st.latencies.append(time.perf_counter() - t)
-                if failure and len(st.samples) < 3:
-                    st.samples.append(f"{method} {path[:120]} → {failure}")
+                for attempt in range(retries + 1):
+                    t = time.perf_counter()
+                    pause = 1.0
+                    try:
+                        r = await client.request(method, path, **kw)
+                        st.codes[r.status_code] += 1
+                        done, failure = _done(r, units)
+                        st.units += done
+                        again = r.status_code >= 500
+                        pause = float(r.headers.get("retry-after", pause))
+                    except httpx.HTTPError as exc:
+                        st.codes[type(exc).__name__] += 1
+                        failure, again = f"{type(exc).__name__}: {exc}", True
+                    st.latencies.append(time.perf_counter() - t)
+                    if failure and len(st.samples) < 3:
+                        st.samples.append(f"{method} {path[:120]} → {failure}")
+                    if not again:
+                        break
+                    if attempt < retries:
+                        st.retried += 1
+                        await asyncio.sleep(pause)
+                    elif retries:
+                        st.given_up += 1
 
     async def report() -> None:
         while True:
@@ -269,7 +292,8 @@ class Bench:
                               "health_p50_ms": round(pct(h.latencies, 50), 2),
                               "health_p95_ms": round(pct(h.latencies, 95), 2), **extra}
         print(f"  {name}: {st.ups:,.1f} {unit}/s ({st.rps:,.1f} requests/s, p50 {pct(st.latencies, 50):.1f} ms, "
-              f"p95 {pct(st.latencies, 95):.1f} ms, p99 {pct(st.latencies, 99):.1f} ms; answers {dict(st.codes)})",
+              f"p95 {pct(st.latencies, 95):.1f} ms, p99 {pct(st.latencies, 99):.1f} ms; answers {dict(st.codes)}"
+              + (f"; {st.retried} sent again, {st.given_up} given up" if st.retried or st.given_up else "") + ")",
               flush=True)
 
     # ------------------------------------------------------------------------------------------ phases
@@ -286,12 +310,30 @@ class Bench:
 
         print(f"[{self.kind}] 1. loading {n:,} entities in batches of {size:,}, {self.args.load_clients} at a time …",
               flush=True)
-        st = self.run(feed(batches()), self.args.load_clients, None, profile="load", progress="entities")
+        st = self.run(feed(batches()), self.args.load_clients, None, profile="load", progress="entities",
+                      retries=self.args.retries)
         self.record("load (batch upsert, create)", st, self.args.load_clients, "entities", batch=size)
         count = httpx.get(f"{self.base}{NGSI}/entities", params={"type": TYPE, "count": "true", "limit": 1},
                           timeout=600).headers.get("NGSILD-Results-Count")
         print(f"  stored: {count} entities of type {TYPE}", flush=True)
+        if self.kind == "postgresql":
+            self.analyze()
         self.results["load (batch upsert, create)"]["stored"] = int(count) if count else None
+
+    def analyze(self) -> None:
+        """ANALYZE the twin's tables, as autovacuum would after a load this size: the shared test server runs
+        with autovacuum off, and without statistics the planner sorts every match of a query by pk instead of
+        walking pk and stopping at ``limit``."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.server.env["CITYBASE_DATABASE_URL"], isolation_level="AUTOCOMMIT")
+        with engine.connect() as c:
+            auto = c.execute(text("SHOW autovacuum")).scalar()
+            t = time.perf_counter()
+            c.execute(text("ANALYZE twin_entities"))
+            c.execute(text("ANALYZE twin_history"))
+        engine.dispose()
+        print(f"  ANALYZE twin_entities, twin_history: {time.perf_counter() - t:.1f} s (autovacuum is {auto})", flush=True)
 
     def queries(self) -> None:
         c, secs = self.args.clients, self.args.seconds
@@ -359,7 +401,7 @@ class Bench:
                 yield "POST", f"{NGSI}/temporal/entities", {"json": body}, 1440
 
         st = self.run(feed(bodies()), self.args.load_clients, None, profile="temporal-load", headers=headers,
-                      progress="instances")
+                      progress="instances", retries=self.args.retries)
         self.record("temporal load (1,440 instances a request)", st, self.args.load_clients, "instances")
 
         params = {"options": "aggregatedValues", "aggrMethods": "avg", "aggrPeriodDuration": "PT1H",
@@ -432,11 +474,11 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             bus = connect(bus_url)
             bus.delete_streams()
             bus.close()
-        if drop:
-            drop()
         if args.keep_data:
-            print(f"[{kind}] data kept in {data}")
+            print(f"[{kind}] data kept in {data}, database {db_url}")
         else:
+            if drop:
+                drop()
             shutil.rmtree(data, ignore_errors=True)
     return {"engine": kind, "entities": args.entities, "temporal_entities": args.temporal_entities,
             "results": bench.results}
@@ -450,20 +492,23 @@ ANCHORS = {
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| engine | figure | clients | ours | p50 / p95 / p99 ms | health beside it (req/s, p50 ms) | anchor |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| engine | figure | clients | ours | p50 / p95 / p99 ms | health beside it (req/s, p50 ms) | "
+             "answers not 2xx | anchor |", "|---|---|---|---|---|---|---|---|"]
     for res in results:
         for name, r in res["results"].items():
             if "runs_s" in r:
                 ours = f"{r['median_s']} s (median of {len(r['runs_s'])})" if r["runs_s"] else r["outcome"]
-                lines.append(f"| {res['engine']} | {name} | 1 | {ours} | | | |")
+                lines.append(f"| {res['engine']} | {name} | 1 | {ours} | | | {r['outcome']} | |")
                 continue
             ours = f"{r['units_per_s']:,.1f} {r['unit']}/s"
+            bad = ", ".join(f"{n} × {c}" for c, n in r["codes"].items() if not c.startswith("2")) or "0"
+            if r["retried"] or r["given_up"]:
+                bad += f" ({r['retried']} sent again, {r['given_up']} given up)"
             if r["unit"] != "queries":
                 ours += f" ({r['requests_per_s']:,.1f} requests/s)"
             lines.append(f"| {res['engine']} | {name} | {r['clients']} | {ours} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} / "
                          f"{r['p99_ms']:.1f} | {r['health_requests_per_s']:,.0f}/s, {r['health_p50_ms']:.1f} | "
-                         f"{ANCHORS.get(name, '')} |")
+                         f"{bad} | {ANCHORS.get(name, '')} |")
     return "\n".join(lines)
 
 
@@ -474,6 +519,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="entities per upsert when loading")
     ap.add_argument("--load-clients", type=int, default=1,
                     help="batches in flight at once (loading, batch updates, temporal loading)")
+    ap.add_argument("--retries", type=int, default=5,
+                    help="times a loading request answered 5xx (or lost) is sent again; counted in the figures")
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients of queries and PATCH")
     ap.add_argument("--seconds", type=float, default=20, help="length of each timed phase")
     ap.add_argument("--temporal-entities", type=int, default=1000)
@@ -485,7 +532,7 @@ def main() -> None:
     ap.add_argument("--nats", default="nats://127.0.0.1:4222")
     ap.add_argument("--profile", help="a folder: py-spy samples the server during each phase (raw stacks there), "
                                       "and the top functions are printed")
-    ap.add_argument("--keep-data", action="store_true", help="keep the data folder (server logs, SQLite file)")
+    ap.add_argument("--keep-data", action="store_true", help="keep the data folder (server logs, SQLite file) and the PostgreSQL database")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.profile:
