@@ -6,10 +6,12 @@ Every route takes exactly one ``Allow`` dependency; the app refuses to start oth
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -125,6 +127,29 @@ class AllowOpen(Allow):
             request.state.principal = ANONYMOUS
             return ANONYMOUS
         return super().__call__(request, credentials)
+
+
+class AnsweringRoute(APIRoute):
+    """A route of a standard API that answers every failure, dependencies included, in its own format
+    (``answer``); the request's session is rolled back first, because ``get_session`` ends it after the answer
+    and would otherwise commit what failed (a failed flush would make that commit raise)."""
+
+    def answer(self, request: Request, exc: Exception) -> Response:
+        raise NotImplementedError
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every error is turned into the standard's answer
+                session = getattr(request.state, "session", None)
+                if session is not None:
+                    await run_in_threadpool(session.rollback)
+                return self.answer(request, exc)
+
+        return route
 
 
 Params = Callable[[Request], Awaitable[list[tuple[str, str]]]]

@@ -11,12 +11,11 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
@@ -26,7 +25,7 @@ from citybase.core.errors import CitybaseError, Unauthenticated
 from citybase.core.errors import Forbidden as CoreForbidden
 from citybase.core.i18n import render
 from citybase.kernel import faults
-from citybase.security.deps import allow_open, get_session
+from citybase.security.deps import AnsweringRoute, allow_open, get_session
 from citybase.security.roles import STAFF
 from citybase.twin import service
 from citybase.twin.errors import (
@@ -110,24 +109,11 @@ def error_response(exc: BaseException) -> Response:
     return Response(body, status_code=err.status, media_type=JSON, headers=headers)
 
 
-class NgsiRoute(APIRoute):
+class NgsiRoute(AnsweringRoute):
     """A route whose every failure, dependencies included, is answered as an NGSI-LD error."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:  # noqa: BLE001 - every error is turned into the standard's answer
-                # the request's session ends after this answer: what failed must not be committed then (a
-                # failed flush would make that commit raise, and the 503 said here become a 500)
-                session = getattr(request.state, "session", None)
-                if session is not None:
-                    await run_in_threadpool(session.rollback)
-                return error_response(exc)
-
-        return route
+    def answer(self, request: Request, exc: Exception) -> Response:
+        return error_response(exc)
 
 
 router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD twin"])
@@ -186,9 +172,14 @@ def _check_text(request: Request) -> None:
             raise BadRequestData(f"{k} holds a control character or an unpaired surrogate; send plain UTF-8 text")
 
 
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _check_body(text: str, data: Any) -> None:
     if "\\u0000" in text or "\x00" in text:
         raise BadRequestData("the body holds a NUL character (\\u0000), which cannot be stored")
+    if not SURROGATE_ESCAPE.search(text):  # decoded UTF-8 holds none: only an escape can make one
+        return
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -54,7 +54,7 @@ from citybase.ops.workflow.repository import IncidentRepository
 from citybase.ops.workflow.service import Actor
 from citybase.ops.workflow.states import DONE, Status
 from citybase.registry import service as registry
-from citybase.security.deps import allow, allow_key, request_id
+from citybase.security.deps import AnsweringRoute, allow, allow_key, request_id
 from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.service import Principal
 
@@ -189,24 +189,11 @@ def error_response(request: Request, exc: Exception) -> Response:
     return response
 
 
-class Open311Route(APIRoute):
+class Open311Route(AnsweringRoute):
     """A route whose every failure, dependencies included, is answered in the Open311 error format."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap FastAPI's handler so that no exception leaves the route."""
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:  # noqa: BLE001 - every error is turned into the spec's answer
-                # the request's session ends after this answer: what failed must not be committed then
-                session = getattr(request.state, "session", None)
-                if session is not None:
-                    await run_in_threadpool(session.rollback)
-                return error_response(request, exc)
-
-        return route
+    def answer(self, request: Request, exc: Exception) -> Response:
+        return error_response(request, exc)
 
 
 def _format(fmt: str) -> str:
