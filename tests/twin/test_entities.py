@@ -317,3 +317,12 @@ def test_two_first_writes_to_a_new_tenant_at_once_both_succeed(city, monkeypatch
         second.commit()
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(TwinTenant).where(TwinTenant.name == name)) == 1
+
+
+def test_unpaired_surrogates_are_refused_and_escaped_pairs_kept(ngsi):
+    h = {**ngsi.headers, "NGSILD-Tenant": ngsi.tenant, "Content-Type": "application/json"}
+    lone = b'{"id": "urn:ngsi-ld:Sensor:U1", "type": "Sensor", "label": {"type": "Property", "value": "a\\ud800b"}}'
+    _err(ngsi.client.post("/ngsi-ld/v1/entities", content=lone, headers=h), 400, "BadRequestData")
+    pair = b'{"id": "urn:ngsi-ld:Sensor:U2", "type": "Sensor", "label": {"type": "Property", "value": "\\ud83d\\ude00"}}'
+    assert ngsi.client.post("/ngsi-ld/v1/entities", content=pair, headers=h).status_code == 201
+    assert ngsi.get("/entities/urn:ngsi-ld:Sensor:U2").json()["label"]["value"] == "\U0001f600"

@@ -183,12 +183,22 @@ def get_entities(*, session: Session, call: Call, ids: list[str]) -> dict[str, d
     return {i: doc_of(r) for i, r in TwinRepository(session).get_many(call.tenant, ids).items()}
 
 
-def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
-    """Replace every attribute (and the type, when given) of an existing entity."""
+def _add_types(doc: dict[str, Any], types: list[str]) -> None:
+    """The entity's types with these added (an entity keeps the types it had)."""
+    doc["type"].extend(t for t in types if t not in doc["type"])
+
+
+def _entity_body(body: Any, entity_id: str, what: str) -> None:
+    """A body for an existing entity: an object whose id, if it names one, is the entity's."""
     if not isinstance(body, dict):
-        raise BadRequestData("the body must be a JSON object (an NGSI-LD entity)")
+        raise BadRequestData(f"the body must be a JSON object ({what})")
     if "id" in body and body["id"] != entity_id:
         raise BadRequestData(f"the body's id {str(body['id'])[:80]} is not the entity's id {entity_id}")
+
+
+def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
+    """Replace every attribute (and the type, when given) of an existing entity."""
+    _entity_body(body, entity_id, "an NGSI-LD entity")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
@@ -266,9 +276,7 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
-    for t in types:
-        if t not in doc["type"]:
-            doc["type"].append(t)
+    _add_types(doc, types)
     if scope is not None and not (no_overwrite and doc.get("scope")):
         doc["scope"] = scope
     out, written = Outcome(), {}
@@ -401,18 +409,13 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
 def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
     """PATCH an entity (merge-patch): given attributes merged into the existing ones, new ones added,
     ``urn:ngsi-ld:null`` deletes."""
-    if not isinstance(body, dict):
-        raise BadRequestData("the body must be a JSON object (an entity fragment)")
-    if "id" in body and body["id"] != entity_id:
-        raise BadRequestData(f"the body's id {str(body['id'])[:80]} is not the entity's id {entity_id}")
+    _entity_body(body, entity_id, "an entity fragment")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
     if "type" in body:
-        for t in expand_types(body["type"], call.resolver):
-            if t not in doc["type"]:
-                doc["type"].append(t)
+        _add_types(doc, expand_types(body["type"], call.resolver))
     attrs = dict(doc["attrs"])
     written: dict[str, list[dict[str, Any]]] = {}
     body, nulls = _split_nulls(body, call.resolver)  # urn:ngsi-ld:null deletes (the instance of its datasetId)
