@@ -1,0 +1,1002 @@
+"""一网通办's promises: the versioned catalogue, 一件事 bundles, applications that never ask for what the
+government holds, each department's part worked through the one table in ``states``, 好差评 and the KPIs.
+
+Functions take ``session`` keyword-only and never commit. Every step of an application appends a timeline
+entry and queues an event in the transactional outbox (``citybase.kernel.outbox.queue``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from citybase.core.i18n import Msg, from_json, render, to_json
+from citybase.core.timeutil import SHANGHAI, utcnow
+from citybase.kernel import outbox
+from citybase.registry import service as registry
+from citybase.services import events, forms, states, workdays
+from citybase.services.forms import Member
+from citybase.services.models import (
+    Application,
+    Bundle,
+    Item,
+    ItemVersion,
+    Part,
+    Rating,
+    Rectification,
+    TimelineEntry,
+)
+from citybase.services.repository import ServicesRepository
+from citybase.services.states import PartStatus as S
+
+KINDS = {"licensing": "行政许可", "confirmation": "行政确认", "payment": "行政给付", "award": "行政奖励",
+         "other_power": "其他行政权力", "public_service": "公共服务"}
+ONLINE_LEVELS = {"full": "全程网办", "partial": "网上办理、一次到场", "offline": "窗口办理"}
+APPLICANT_KINDS = ("person", "entity")
+CHANNELS = ("online", "window")
+GRADES = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
+RATING_CHANNELS = ("online", "window", "app", "sms")
+BAD = 2  # a grade at or below this opens a rectification
+RECTIFY_DAYS = 5  # working days a department has to rectify after a bad rating
+STAFF_READERS = frozenset({"admin", "window_clerk", "analyst"})  # read any application
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who takes a step: the signed-in caller, with the person or legal entity they are linked to."""
+
+    name: str
+    user_id: int | None = None
+    roles: frozenset[str] = frozenset()
+    department_id: int | None = None
+    person_id: int | None = None
+    legal_entity_id: int | None = None
+
+
+SYSTEM = Actor("system")
+
+
+# ---------------------------------------------------------------- the licences seam
+
+
+@dataclass(frozen=True)
+class LicenceProof:
+    """What the licence library answers: the holder holds a valid licence of this type."""
+
+    licence_type: str
+    number: str  # the licence's identifier (GB/T 36903 in the licences domain)
+    issuer: str
+    valid_until: str | None = None
+    source: str = "licences"  # licences | registry (the stand-in below)
+
+
+@dataclass(frozen=True)
+class LicenceQuery:
+    """Who asks the licence library, for which application and with which consent (it logs the use)."""
+
+    holder_kind: str  # person | entity
+    holder_id: int
+    licence_type: str
+    application_code: str | None = None
+    department_ids: tuple[int, ...] = ()
+    consented: bool = False  # False: a preview for the applicant, no use to log
+
+
+LicenceLookup = Callable[[Session, LicenceQuery], "LicenceProof | None"]
+
+
+def _registry_stand_in(session: Session, q: LicenceQuery) -> LicenceProof | None:
+    """Until ``citybase.licences`` is wired in: the licences the base registries themselves prove (a person's
+    ID card and household register, a firm's business licence from the 法人库); nothing else."""
+    if q.holder_kind == "person":
+        try:
+            p = registry.get_person(session=session, person_id=q.holder_id)
+        except NotFound:
+            return None
+        if q.licence_type == "id_card":
+            return LicenceProof("id_card", p.id_number[:6] + "…" + p.id_number[-4:], "公安分局", source="registry")
+        if q.licence_type == "household_register" and p.household_no:
+            return LicenceProof("household_register", p.household_no, "公安分局", source="registry")
+        return None
+    try:
+        e = registry.get_entity(session=session, entity_id=q.holder_id)
+    except NotFound:
+        return None
+    if q.licence_type == "business_licence" and e.status == "active":
+        return LicenceProof("business_licence", e.uscc, "市场监管局", source="registry")
+    return None
+
+
+_licence_lookup: LicenceLookup = _registry_stand_in
+
+
+def set_licence_lookup(fn: LicenceLookup | None) -> None:
+    """Wire the seam to the licence library (``citybase.licences.service``); None restores the stand-in."""
+    global _licence_lookup
+    _licence_lookup = fn or _registry_stand_in
+
+
+def holds_licence(*, session: Session, query: LicenceQuery) -> LicenceProof | None:
+    """Does the holder hold a valid licence of this type? The one place services asks the licences domain."""
+    return _licence_lookup(session, query)
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    return json.loads(text) if text else default
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _invalid(problems: Sequence[tuple[str, Msg]], fix: Msg) -> InvalidInput:
+    errors = [{"where": f"body parameter '{w}'", "problem": render(m)} for w, m in problems]
+    return InvalidInput(Msg('the item is not valid: {problem}', problem=render(problems[0][1])), fix=fix,
+                        errors=errors)
+
+
+def _check_spec(session: Session, spec: Mapping[str, Any]) -> int:
+    """The department id of a valid item spec; InvalidInput naming each wrong part."""
+    bad = forms.check_schema(spec.get("form")) + forms.check_materials(spec.get("materials"))
+    if spec.get("kind") not in KINDS:
+        bad.append(("kind", Msg('kind must be one of: {items}', items=", ".join(KINDS))))
+    if spec.get("online_level") not in ONLINE_LEVELS:
+        bad.append(("online_level", Msg('online_level must be one of: {items}', items=", ".join(ONLINE_LEVELS))))
+    kinds = spec.get("applicant_kinds") or []
+    if not kinds or any(k not in APPLICANT_KINDS for k in kinds):
+        bad.append(("applicant_kinds", Msg('applicant_kinds must be some of: {items}', items=", ".join(APPLICANT_KINDS))))
+    if int(spec.get("committed_days", 0)) > int(spec.get("statutory_days", 0)):
+        bad.append(("committed_days", Msg('the committed time limit cannot exceed the statutory one')))
+    if bad:
+        raise _invalid(bad, Msg('Correct the listed parts of the item; GET /api/v1/services/items/{{code}} shows a valid one.'))
+    return registry.get_department(session=session, code=spec["department"]).id
+
+
+def _version_row(item: Item, version: int, spec: Mapping[str, Any], department_id: int, actor: str) -> ItemVersion:
+    return ItemVersion(
+        item_id=item.id, version=version, name=spec["name"], department_id=department_id, kind=spec["kind"],
+        legal_basis=spec.get("legal_basis", ""), conditions=spec.get("conditions", ""),
+        applicant_kinds=",".join(spec["applicant_kinds"]), form_schema=_dumps(spec["form"]),
+        materials=_dumps(spec["materials"]), fee=float(spec.get("fee", 0)),
+        statutory_days=int(spec["statutory_days"]), committed_days=int(spec["committed_days"]),
+        instant=bool(spec.get("instant", False)), max_visits=int(spec.get("max_visits", 0)),
+        online_level=spec["online_level"], steps=_dumps(spec.get("steps") or ["受理", "审查", "决定", "办结"]),
+        result_licence_type=spec.get("result_licence_type"), created_at=utcnow(), created_by=actor)
+
+
+def create_item(*, session: Session, spec: Mapping[str, Any], actor: str) -> tuple[Item, ItemVersion]:
+    """A new catalogue item at version 1 (``spec['department']`` is the department's GB 32100 code).
+    Conflict if the code is taken; InvalidInput naming each wrong part. Flushes, never commits."""
+    repo = ServicesRepository(session)
+    dept = _check_spec(session, spec)
+    if repo.item_by_code(spec["code"]):
+        raise Conflict(Msg('item {code} exists', code=spec["code"]),
+                       fix=Msg('Edit it with PUT /api/v1/services/items/{{code}} (a new version).'))
+    item = repo.add(Item(code=spec["code"], current_version=1, active=True, created_at=utcnow()))
+    v = repo.add(_version_row(item, 1, spec, dept, actor))
+    return item, v
+
+
+def update_item(*, session: Session, code: str, spec: Mapping[str, Any], actor: str) -> tuple[Item, ItemVersion]:
+    """An admin's edit: the item's next version (the earlier ones stay, and applications keep theirs)."""
+    item, _ = get_item(session=session, code=code)
+    dept = _check_spec(session, spec)
+    item.current_version += 1
+    v = ServicesRepository(session).add(_version_row(item, item.current_version, spec, dept, actor))
+    return item, v
+
+
+def get_item(*, session: Session, code: str, version: int | None = None) -> tuple[Item, ItemVersion]:
+    """An item and one of its versions (the current one by default); NotFound otherwise."""
+    repo = ServicesRepository(session)
+    item = repo.item_by_code(code)
+    v = repo.version_of(item.id, version or item.current_version) if item else None
+    if item is None or v is None:
+        raise NotFound(Msg('no service item {code}', code=code) if item is None
+                       else Msg('item {code} has no version {version}', code=code, version=version),
+                       fix=Msg('List items with GET /api/v1/services/items.'))
+    return item, v
+
+
+def item_versions(*, session: Session, code: str) -> list[ItemVersion]:
+    """Every version of an item, oldest first."""
+    item, _ = get_item(session=session, code=code)
+    return ServicesRepository(session).versions_of(item.id)
+
+
+def list_items(*, session: Session, department: str | None = None, kind: str | None = None, name: str | None = None,
+               online_level: str | None = None, page: int = 1, page_size: int = 50,
+               ) -> tuple[list[tuple[Item, ItemVersion]], int]:
+    """One page of the catalogue (current versions, by code) and how many match."""
+    dept = registry.get_department(session=session, code=department).id if department else None
+    repo = ServicesRepository(session)
+    rows, total = repo.page_rows(repo.items_query(department_id=dept, kind=kind, name=name,
+                                                  online_level=online_level), page, page_size)
+    return [(r[0], r[1]) for r in rows], total
+
+
+def member_of(v: ItemVersion, code: str, after: Sequence[str] = ()) -> Member:
+    """An item version as the form and bundle arithmetic sees it."""
+    return Member(code=code, name=v.name, department_id=v.department_id, form=_loads(v.form_schema),
+                  materials=_loads(v.materials), committed_days=v.committed_days,
+                  statutory_days=v.statutory_days, max_visits=v.max_visits, after=tuple(after))
+
+
+def create_bundle(*, session: Session, code: str, name: str, description: str, applicant_kind: str,
+                  members: Sequence[Mapping[str, Any]]) -> Bundle:
+    """A 一件事 bundle of catalogue items with their dependencies; InvalidInput for an unknown item or a
+    cycle, Conflict if the code is taken."""
+    repo = ServicesRepository(session)
+    if repo.bundle_by_code(code):
+        raise Conflict(Msg('bundle {code} exists', code=code), fix=Msg('Choose another code.'))
+    if applicant_kind not in (*APPLICANT_KINDS, "any"):
+        raise InvalidInput(Msg('applicant_kind must be one of: {items}', items="person, entity, any"),
+                           fix=Msg('Say who applies.'))
+    ms = []
+    for m in members:
+        _, v = get_item(session=session, code=m["item"])
+        ms.append(member_of(v, m["item"], m.get("after", [])))
+    try:
+        forms.check_dependencies(ms)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), fix=Msg('Each item may depend only on items of the bundle, without cycles.')) from None
+    return repo.add(Bundle(code=code, name=name, description=description, applicant_kind=applicant_kind,
+                           members=_dumps([{"item": m["item"], "after": list(m.get("after", []))} for m in members]),
+                           created_at=utcnow()))
+
+
+def get_bundle(*, session: Session, code: str) -> Bundle:
+    """The bundle with this code; NotFound otherwise."""
+    b = ServicesRepository(session).bundle_by_code(code)
+    if b is None:
+        raise NotFound(Msg('no bundle {code}', code=code), fix=Msg('List bundles with GET /api/v1/services/bundles.'))
+    return b
+
+
+def list_bundles(*, session: Session) -> list[Bundle]:
+    """Every bundle, by id."""
+    return ServicesRepository(session).bundles()
+
+
+def bundle_members(*, session: Session, bundle: Bundle) -> list[tuple[Member, ItemVersion]]:
+    """The bundle's items at their current versions, with their dependencies."""
+    out = []
+    for m in _loads(bundle.members):
+        _, v = get_item(session=session, code=m["item"])
+        out.append((member_of(v, m["item"], m["after"]), v))
+    return out
+
+
+def bundle_plan(*, session: Session, bundle: Bundle) -> dict[str, Any]:
+    """What the bundle's page shows: merged form, deduplicated materials, stages run in parallel, the promised
+    time (critical path) and what is saved against doing the items one by one."""
+    ms = [m for m, _ in bundle_members(session=session, bundle=bundle)]
+    days, chain = forms.critical_path(ms)
+    return {"form": forms.merge_forms(ms), "materials": forms.merge_materials(ms),
+            "groups": forms.parallel_groups(ms), "promised_days": days, "critical_path": chain,
+            "savings": forms.savings(ms)}
+
+
+def load_catalogue(*, session: Session, data: Mapping[str, Any], actor: str = "system",
+                   aliases: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Load items and bundles (the demo's ``data/catalogue.json``), naming departments by short name
+    (``aliases`` maps a name the registry lacks to one it has); items and bundles already there are kept."""
+    depts = {d.short_name: d.code for d in registry.list_departments(session=session)}
+    aliases = aliases or {}
+    repo = ServicesRepository(session)
+    added = {"items": 0, "bundles": 0}
+    for spec in data["items"]:
+        if repo.item_by_code(spec["code"]):
+            continue
+        short = spec["department"]
+        code = depts.get(short) or depts.get(aliases.get(short, ""))
+        if code is None:
+            raise InvalidInput(Msg('no department {name} in the registry', name=short),
+                               fix=Msg('Give an alias to a department the registry has.'))
+        create_item(session=session, spec={**spec, "department": code}, actor=actor)
+        added["items"] += 1
+    for b in data.get("bundles", []):
+        if repo.bundle_by_code(b["code"]):
+            continue
+        create_bundle(session=session, code=b["code"], name=b["name"], description=b.get("description", ""),
+                      applicant_kind=b["applicant_kind"], members=b["members"])
+        added["bundles"] += 1
+    return added
+
+
+def load_demo_catalogue(*, session: Session) -> dict[str, int]:
+    """The shipped demo catalogue of Xuhui's items and bundles (the registry has no 税务局: its items go to the
+    财政局 in the demo)."""
+    from importlib.resources import files
+
+    data = json.loads(files("citybase.services").joinpath("data/catalogue.json").read_text(encoding="utf-8"))
+    return load_catalogue(session=session, data=data, aliases={"税务局": "财政局"})
+
+
+# ---------------------------------------------------------------- applications
+
+
+def _holder(app: Application) -> tuple[str, int]:
+    return (app.applicant_kind, app.person_id if app.applicant_kind == "person" else app.legal_entity_id)  # type: ignore[return-value]
+
+
+def _members_of(session: Session, app: Application) -> list[tuple[Member, ItemVersion]]:
+    """The application's items at the versions it keeps."""
+    repo = ServicesRepository(session)
+    out = []
+    for m in _loads(app.members):
+        v = repo.version_by_id(m["version_id"])
+        out.append((member_of(v, m["item"], m["after"]), v))  # type: ignore[arg-type]
+    return out
+
+
+def owns(actor: Actor, app: Application) -> bool:
+    """Whether ``actor`` is the applicant (the person, the firm's account) or the account that filed it."""
+    if app.applicant_kind == "person" and actor.person_id is not None and app.person_id == actor.person_id:
+        return True
+    if app.applicant_kind == "entity" and actor.legal_entity_id is not None \
+            and app.legal_entity_id == actor.legal_entity_id:
+        return True
+    return actor.user_id is not None and app.owner_user_id == actor.user_id
+
+
+def _may_read(session: Session, actor: Actor, app: Application) -> bool:
+    if actor.roles & STAFF_READERS or owns(actor, app):
+        return True
+    if "clerk" in actor.roles and actor.department_id is not None:
+        return any(p.department_id == actor.department_id for p in ServicesRepository(session).parts_of(app.id))
+    return False
+
+
+def get_application(*, session: Session, actor: Actor, application_id: int, for_update: bool = False) -> Application:
+    """The application, if ``actor`` may see it (its applicant, a clerk of one of its departments, a window
+    clerk, an admin); NotFound otherwise — another person's application is not shown to exist."""
+    app = ServicesRepository(session).application(application_id, for_update=for_update)
+    if app is None or not _may_read(session, actor, app):
+        raise NotFound(Msg('no application #{application_id} of yours', application_id=application_id),
+                       fix=Msg('List your applications with GET /api/v1/services/applications.'))
+    return app
+
+
+def _prefill(session: Session, kind: str, holder_id: int, form: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's answers the base registries hold for the applicant (x-prefill)."""
+    values: dict[str, Any] = {}
+    person = entity = None
+    if kind == "person":
+        person = registry.get_person(session=session, person_id=holder_id)
+    else:
+        entity = registry.get_entity(session=session, entity_id=holder_id)
+    sources: dict[str, Any] = {}
+    if person is not None:
+        sources = {"person.name": person.name, "person.id_number": person.id_number, "person.phone": person.phone,
+                   "person.household_no": person.household_no, "person.address": person.registered_address,
+                   "person.sex": "男" if person.sex == "M" else "女", "person.birth_date": person.birth_date.isoformat()}
+    if entity is not None:
+        sources = {"entity.name": entity.name, "entity.uscc": entity.uscc, "entity.address": entity.address,
+                   "entity.legal_rep_name": entity.legal_rep_name}
+    for key, prop in form.get("properties", {}).items():
+        value = sources.get(prop.get("x-prefill", ""))
+        if value:
+            values[key] = value
+    return values
+
+
+def start(*, session: Session, actor: Actor, bundle: str | None = None, item: str | None = None,
+          applicant_kind: str | None = None, person_id: int | None = None, legal_entity_id: int | None = None,
+          ) -> Application:
+    """A draft application for a bundle or one item, its form prefilled from the base registries; the item
+    versions it will be processed under are kept with it. A citizen applies for the person (or the firm) they
+    are linked to; a window clerk files for the person or firm named (一窗受理). Flushes, never commits."""
+    if (bundle is None) == (item is None):
+        raise InvalidInput(Msg('give either bundle or item'), fix=Msg('Name the 一件事 bundle or the single item.'))
+    window = "window_clerk" in actor.roles or "admin" in actor.roles
+    if window and (person_id or legal_entity_id):
+        pid, eid = person_id, legal_entity_id
+    else:
+        pid, eid = actor.person_id, actor.legal_entity_id
+    kind = applicant_kind or ("entity" if eid and not pid else "person")
+    if kind not in APPLICANT_KINDS:
+        raise InvalidInput(Msg('applicant_kind must be one of: {items}', items="person, entity"),
+                           fix=Msg('Apply as a person or for your firm.'))
+    holder = pid if kind == "person" else eid
+    if holder is None:
+        raise Forbidden(Msg('your account is not linked to a {kind} in the registry', kind=kind),
+                        fix=Msg('Sign in through the unified identity service, or ask a window clerk to file for you.'))
+    holder_id: int = holder
+    b = get_bundle(session=session, code=bundle) if bundle else None
+    if b is not None:
+        pairs = bundle_members(session=session, bundle=b)
+        if b.applicant_kind not in ("any", kind):
+            raise InvalidInput(Msg('{name} is applied for by a {kind}', name=b.name, kind=b.applicant_kind),
+                               fix=Msg('Choose a bundle for your kind of applicant.'))
+    else:
+        _, v = get_item(session=session, code=item)  # type: ignore[arg-type]
+        pairs = [(member_of(v, item), v)]  # type: ignore[arg-type]
+    for _, v in pairs:
+        if kind not in v.applicant_kinds.split(","):
+            raise InvalidInput(Msg('{name} is not for a {kind}', name=v.name, kind=kind),
+                               fix=Msg('Apply as the kind of applicant the item serves.'))
+    ms = [m for m, _ in pairs]
+    merged = forms.merge_forms(ms)
+    answers = _prefill(session, kind, holder_id, merged)
+    now = utcnow()
+    repo = ServicesRepository(session)
+    app = repo.add(Application(
+        code=repo.next_code(f"XH{now.astimezone(SHANGHAI):%Y%m%d}"), status="draft", bundle_id=b.id if b else None,
+        item_version_id=None if b else pairs[0][1].id, applicant_kind=kind,
+        person_id=pid if kind == "person" else None, legal_entity_id=eid if kind == "entity" else None,
+        owner_user_id=None if window else actor.user_id, filed_by=actor.name,
+        channel="window" if window else "online",
+        members=_dumps([{"item": m.code, "version_id": v.id, "after": list(m.after)} for m, v in pairs]),
+        form=_dumps(answers), prefilled=_dumps(sorted(answers)), exemptions="[]", consent="[]", provided="[]",
+        promised_days=forms.critical_path(ms)[0], created_at=now, updated_at=now))
+    _log(session, app, None, actor, "draft", None, "draft")
+    return app
+
+
+def form_of(*, session: Session, app: Application) -> dict[str, Any]:
+    """The application's merged form schema (the versions it keeps)."""
+    return forms.merge_forms([m for m, _ in _members_of(session, app)])
+
+
+def _field_errors(errors: list[dict[str, Any]]) -> InvalidInput:
+    first = errors[0]
+    return InvalidInput(Msg('{count} field(s) of the form need correcting: {problem}', count=len(errors),
+                            problem=first["problem"]),
+                        fix=Msg('Correct the fields listed in errors; your draft is kept.'), errors=errors)
+
+
+def save_draft(*, session: Session, actor: Actor, application_id: int, form: Mapping[str, Any] | None = None,
+               consent: Sequence[str] | None = None, provided: Sequence[str] | None = None) -> Application:
+    """Keep answers of a draft (a null answer clears a field), the licence types the applicant consents to
+    fetch and the materials they attached. The answers given are checked field by field; missing ones may wait
+    until submitting. Nothing is kept when a field is refused (InvalidInput lists every one)."""
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    _require_editor(actor, app)
+    if app.status != "draft":
+        raise Conflict(Msg('application {code} is no longer a draft', code=app.code),
+                       fix=Msg('Follow it with GET /api/v1/services/applications/{{id}}.'))
+    if form:
+        schema = form_of(session=session, app=app)
+        answers = {**_loads(app.form, {}), **form}
+        answers = {k: v for k, v in answers.items() if v is not None}
+        errors = forms.validate(schema, {k: v for k, v in form.items() if v is not None}, complete=False)
+        if errors:
+            raise _field_errors(errors)
+        app.form = _dumps(answers)
+    if consent is not None:
+        app.consent = _dumps(sorted(set(consent)))
+    if provided is not None:
+        app.provided = _dumps(sorted(set(provided)))
+    app.updated_at = utcnow()
+    return app
+
+
+def _require_editor(actor: Actor, app: Application) -> None:
+    if owns(actor, app) or "window_clerk" in actor.roles or "admin" in actor.roles:
+        return
+    raise Forbidden(Msg('only the applicant (or a window clerk for them) may change application {code}', code=app.code),
+                    fix=Msg('Sign in as the applicant.'))
+
+
+def materials_view(*, session: Session, app: Application) -> list[dict[str, Any]]:
+    """Each material of the application (deduplicated over the bundle) with where it comes from: a licence the
+    applicant holds (a preview, fetched only with consent), a registry field, another item's result, or the
+    applicant. Nothing is fetched for use here."""
+    ms = [m for m, _ in _members_of(session, app)]
+    kind, holder_id = _holder(app)
+    consent = set(_loads(app.consent, []))
+    provided = set(_loads(app.provided, []))
+    form = _loads(app.form, {})
+    out = []
+    for mat in forms.merge_materials(ms):
+        src = mat["source"]
+        row = {**mat, "status": "to_bring", "consented": False, "provided": mat["key"] in provided, "proof": None}
+        if src["kind"] == "licence":
+            proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"]))
+            row["consented"] = src["type"] in consent
+            if proof is not None:
+                row["proof"] = {"number": proof.number, "issuer": proof.issuer, "valid_until": proof.valid_until,
+                                "source": proof.source}
+                row["status"] = "from_licence" if row["consented"] else "needs_consent"
+        elif src["kind"] == "registry":
+            row["status"] = "from_registry" if _registry_has(session, kind, holder_id, src["field"], form) else "to_bring"
+        elif mat["internal"]:
+            row["status"] = "from_item"
+        if row["status"] == "to_bring" and row["provided"]:
+            row["status"] = "provided"
+        out.append(row)
+    return out
+
+
+def _registry_has(session: Session, kind: str, holder_id: int, field_: str, form: Mapping[str, Any]) -> bool:
+    if field_.startswith(kind if kind == "entity" else "person"):
+        fake = {"properties": {"x": {"x-prefill": field_}}}
+        return bool(_prefill(session, kind, holder_id, fake).get("x"))
+    return False
+
+
+def submit(*, session: Session, actor: Actor, application_id: int) -> Application:
+    """Submit a draft: every required field answered and valid, every required material proven (a licence
+    with consent, a registry field, another item of the bundle) or attached. The exempted materials are
+    recorded with their source; each item becomes a department's part (those waiting for another item wait).
+    Queues ``citybase.services.application.submitted`` and a ``part.release`` per part sent on."""
+    app = get_application(session=session, actor=actor, application_id=application_id, for_update=True)
+    _require_editor(actor, app)
+    if app.status != "draft":
+        raise Conflict(Msg('application {code} is no longer a draft', code=app.code),
+                       fix=Msg('Follow it with GET /api/v1/services/applications/{{id}}.'))
+    schema = form_of(session=session, app=app)
+    errors = forms.validate(schema, _loads(app.form, {}), complete=True)
+    view = materials_view(session=session, app=app)
+    for row in view:
+        if row["required"] and row["status"] in ("to_bring", "needs_consent"):
+            msg = (Msg('{name}: consent to fetching it from your licence, or attach it', name=row["name"])
+                   if row["status"] == "needs_consent" else Msg('{name} is required: attach it', name=row["name"]))
+            errors.append({"where": f"materials.{row['key']}", "field": row["key"], "label": row["name"],
+                           "problem": render(msg), "input": None})
+    if errors:
+        raise _field_errors(errors)
+    kind, holder_id = _holder(app)
+    pairs = _members_of(session, app)
+    code = app.code
+    depts = tuple(sorted({m.department_id for m, _ in pairs}))
+    exemptions = []
+    for row in view:
+        src = row["source"]
+        entry = {"key": row["key"], "name": row["name"], "items": row["items"], "status": row["status"]}
+        if row["status"] == "from_licence":
+            proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"], code, depts, True))
+            entry["proof"] = None if proof is None else {"number": proof.number, "issuer": proof.issuer,
+                                                         "source": proof.source}
+        exemptions.append(entry)
+    now = utcnow()
+    app.exemptions = _dumps(exemptions)
+    app.status = "processing"
+    app.submitted_at = now
+    app.updated_at = now
+    repo = ServicesRepository(session)
+    parts = []
+    for m, v in pairs:
+        parts.append(repo.add(Part(application_id=app.id, item_version_id=v.id, item_code=m.code,
+                                   department_id=v.department_id, status=S.WAITING if m.after else S.PENDING,
+                                   after=_dumps(list(m.after)), committed_days=v.committed_days, corrections=0)))
+    _log(session, app, None, actor, "submit", "draft", "processing")
+    outbox.queue(session, events.APPLICATION_SUBMITTED, _app_event(session, app).model_dump())
+    for p, (_, v) in zip(parts, pairs, strict=True):
+        if p.status == S.PENDING:
+            _part_event(session, app, p, v, actor, "release")
+    return app
+
+
+def withdraw(*, session: Session, actor: Actor, application_id: int) -> Application:
+    """Drop a draft (it stays, marked withdrawn); Conflict once submitted."""
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    _require_editor(actor, app)
+    if app.status != "draft":
+        raise Conflict(Msg('application {code} is no longer a draft', code=app.code),
+                       fix=Msg('A submitted application is decided by its departments.'))
+    app.status = "withdrawn"
+    app.updated_at = utcnow()
+    _log(session, app, None, actor, "withdraw", "draft", "withdrawn")
+    return app
+
+
+def list_applications(*, session: Session, actor: Actor, status: str | None = None, mine: bool = False,
+                      page: int = 1, page_size: int = 50) -> tuple[list[Application], int]:
+    """One page of the applications ``actor`` may see (newest first): a citizen's own, a clerk's department's,
+    everything for admins, window clerks and analysts (``mine`` keeps only one's own)."""
+    repo = ServicesRepository(session)
+    staff = bool(actor.roles & STAFF_READERS) and not mine
+    dept = actor.department_id if "clerk" in actor.roles and not staff and not mine else None
+    own = not staff and dept is None
+    q = repo.applications_query(person_id=actor.person_id, legal_entity_id=actor.legal_entity_id,
+                                owner_user_id=actor.user_id, status=status, department_id=dept, mine=own)
+    return repo.page(q, page, page_size)
+
+
+def parts_of(*, session: Session, app: Application) -> list[Part]:
+    """The application's parts, in the order of its items."""
+    return ServicesRepository(session).parts_of(app.id)
+
+
+def timeline(*, session: Session, app: Application) -> list[TimelineEntry]:
+    """The application's timeline, oldest first."""
+    return ServicesRepository(session).timeline(app.id)
+
+
+def _log(session: Session, app: Application, part: Part | None, actor: Actor, action: str, before: str | None,
+         after: str | None, note: str | Msg | None = None) -> None:
+    session.add(TimelineEntry(application_id=app.id, part_id=part.id if part else None, at=utcnow(), actor=actor.name,
+                              action=action, from_status=before, to_status=after,
+                              note=_dumps(to_json(note)) if note is not None else None))
+
+
+def note_of(entry: TimelineEntry) -> str | None:
+    """A timeline entry's note in the reader's language."""
+    return render(from_json(json.loads(entry.note))) if entry.note else None
+
+
+def reason_of(part: Part) -> str | None:
+    """A part's reason (refusal, non-acceptance, correction asked) in the reader's language."""
+    return render(from_json(json.loads(part.reason))) if part.reason else None
+
+
+def _app_event(session: Session, app: Application) -> events.ApplicationEvent:
+    b = ServicesRepository(session).bundle_by_id(app.bundle_id) if app.bundle_id else None
+    return events.ApplicationEvent(
+        application_id=app.id, code=app.code, bundle=b.code if b else None, applicant_kind=app.applicant_kind,
+        person_id=app.person_id, legal_entity_id=app.legal_entity_id, channel=app.channel, status=app.status,
+        outcome=app.outcome, departments=sorted({v.department_id for _, v in _members_of(session, app)}))
+
+
+def _part_event(session: Session, app: Application, part: Part, v: ItemVersion, actor: Actor, action: str) -> None:
+    approved = part.status == S.COMPLETED and part.decision == "approve"
+    outbox.queue(session, events.part_subject(action), events.PartStep(
+        application_id=app.id, part_id=part.id, code=app.code, item_code=part.item_code,
+        department_id=part.department_id, status=S(part.status), decision=part.decision,
+        result_licence_type=v.result_licence_type if approved else None, holder_kind=app.applicant_kind,
+        person_id=app.person_id, legal_entity_id=app.legal_entity_id, actor=actor.name,
+        deadline_at=part.deadline_at.isoformat() if part.deadline_at else None).model_dump(mode="json"))
+
+
+# ---------------------------------------------------------------- approvals: each department's part
+
+
+def _check(part: Part, action: str, app: Application) -> None:
+    if part.status not in states.allowed_from(action):
+        raise Conflict(Msg('cannot {action} part {item} of {code}: it is {status}', action=action,
+                           item=part.item_code, code=app.code, status=part.status),
+                       fix=Msg('{action} is possible only when the part is {items}.', action=action,
+                               items=", ".join(states.allowed_from(action))))
+
+
+def _require_department(actor: Actor, part: Part) -> None:
+    if "admin" in actor.roles:
+        return
+    if "clerk" in actor.roles and actor.department_id == part.department_id:
+        return
+    raise Forbidden(Msg('this part belongs to another department'),
+                    fix=Msg("Work the parts of your own department's queue (GET /api/v1/services/parts)."))
+
+
+def act(*, session: Session, actor: Actor, application_id: int, part_id: int, action: str,
+        reason: str | None = None, form: Mapping[str, Any] | None = None, provided: Sequence[str] | None = None,
+        now: datetime | None = None) -> Part:
+    """Take ``action`` on one department's part (the table in ``states`` says where it is allowed and where it
+    leads): 受理 starts the committed time in working days, 补正 stops it until the applicant corrects, 决定
+    and 办结 finish it; a completed approval sends on the parts that waited for it, a failure voids them.
+    Appends a timeline entry and queues ``citybase.services.part.<action>``; flushes, never commits."""
+    t = states.TRANSITIONS.get(action)
+    if t is None or not t.roles:
+        raise NotFound(Msg('no action {action}', action=action), fix=Msg('See GET /api/v1/services/workflow.'))
+    now = now or utcnow()
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    repo = ServicesRepository(session)
+    part = repo.part(part_id)
+    if part is None or part.application_id != app.id:
+        raise NotFound(Msg('application {code} has no part #{part_id}', code=app.code, part_id=part_id),
+                       fix=Msg('See the parts in GET /api/v1/services/applications/{{id}}.'))
+    if action == "correct":
+        _require_editor(actor, app)
+    else:
+        _require_department(actor, part)
+    _check(part, action, app)
+    if t.needs_reason and not (reason and reason.strip()):
+        raise InvalidInput(Msg('{action} needs a reason', action=action),
+                           fix=Msg('Say why, in words the applicant understands.'), errors=[
+                               {"where": "body parameter 'reason'", "problem": render(Msg('a reason is required'))}])
+    v = repo.version_by_id(part.item_version_id)
+    before = part.status
+    if action == "accept":
+        part.status = S.ACCEPTED
+        part.accepted_at = now
+        part.deadline_at = workdays.due(now, part.committed_days)
+        part.warn_at = workdays.warn(now, part.committed_days)
+    elif action == "not-accept":
+        part.status, part.done_at = S.NOT_ACCEPTED, now
+        part.reason = _dumps(reason)
+    elif action == "request-correction":
+        part.paused_from, part.paused_at = part.status, now
+        part.status = S.CORRECTION
+        part.corrections += 1
+        part.reason = _dumps(reason)
+    elif action == "correct":
+        if form:
+            schema = form_of(session=session, app=app)
+            answers = {**_loads(app.form, {}), **{k: x for k, x in form.items() if x is not None}}
+            errors = forms.validate(schema, answers, complete=True)
+            if errors:
+                raise _field_errors(errors)
+            app.form = _dumps(answers)
+        if provided:
+            app.provided = _dumps(sorted(set(_loads(app.provided, [])) | set(provided)))
+        if part.deadline_at is not None and part.paused_at is not None:
+            part.deadline_at = workdays.shift(part.deadline_at, paused_at=part.paused_at, resumed_at=now)
+            part.warn_at = workdays.shift(part.warn_at or part.deadline_at, paused_at=part.paused_at, resumed_at=now)
+        part.status, part.paused_at = S(part.paused_from or S.ACCEPTED), None
+        part.paused_from = None
+    elif action == "review":
+        part.status = S.REVIEWING
+    elif action in ("approve", "refuse"):
+        part.status = S.APPROVED if action == "approve" else S.REFUSED
+        part.decision, part.decided_at = action, now
+        if reason:
+            part.reason = _dumps(reason)
+    elif action == "complete":
+        part.status, part.done_at = S.COMPLETED, now
+    _log(session, app, part, actor, action, before, part.status, reason)
+    session.flush()
+    _part_event(session, app, part, v, actor, action)  # type: ignore[arg-type]
+    if part.status in states.TERMINAL:
+        _after_part(session, app, part)
+    _recompute(session, app, now)
+    return part
+
+
+def _after_part(session: Session, app: Application, done: Part) -> None:
+    """Send on the parts whose items are all completed and approved; void those that can no longer be."""
+    repo = ServicesRepository(session)
+    parts = repo.parts_of(app.id)
+    by_code = {p.item_code: p for p in parts}
+    changed = True
+    while changed:
+        changed = False
+        for p in parts:
+            if p.status != S.WAITING:
+                continue
+            deps = [by_code[c] for c in _loads(p.after, []) if c in by_code]
+            failed = any(d.status in (S.NOT_ACCEPTED, S.VOID) or (d.status == S.COMPLETED and d.decision != "approve")
+                         for d in deps)
+            ready = all(d.status == S.COMPLETED and d.decision == "approve" for d in deps)
+            if failed or ready:
+                action = "void" if failed else "release"
+                p.status = S.VOID if failed else S.PENDING
+                if failed:
+                    p.done_at = utcnow()
+                _log(session, app, p, SYSTEM, action, S.WAITING, p.status)
+                session.flush()
+                _part_event(session, app, p, repo.version_by_id(p.item_version_id), SYSTEM, action)  # type: ignore[arg-type]
+                changed = True
+
+
+def _recompute(session: Session, app: Application, now: datetime) -> None:
+    parts = ServicesRepository(session).parts_of(app.id)
+    if all(p.status in states.TERMINAL for p in parts):
+        approved = [p for p in parts if p.status == S.COMPLETED and p.decision == "approve"]
+        outcome = "approved" if len(approved) == len(parts) else ("refused" if not approved else "partly")
+        if app.status != "done":
+            app.status, app.outcome, app.done_at = "done", outcome, now
+            _log(session, app, None, SYSTEM, "done", "processing", "done", outcome)
+            outbox.queue(session, events.APPLICATION_DONE, _app_event(session, app).model_dump())
+        return
+    status = "correction" if any(p.status == S.CORRECTION for p in parts) else "processing"
+    if app.status != status:
+        app.status = status
+
+
+def department_queue(*, session: Session, actor: Actor, department_id: int | None = None,
+                     statuses: Sequence[str] | None = None, page: int = 1, page_size: int = 50,
+                     ) -> tuple[list[Part], int]:
+    """A department's parts to work (a clerk sees their own department's), nearest deadline first."""
+    if "admin" not in actor.roles:
+        department_id = actor.department_id
+    bad = [s for s in statuses or () if s not in S.__members__.values()]
+    if bad:
+        raise InvalidInput(Msg('unknown status {value}', value=bad[0]),
+                           fix=Msg('Use one of: {items}.', items=", ".join(S)))
+    wanted = tuple(statuses) if statuses else tuple(s for s in states.OPEN if s != S.WAITING)
+    repo = ServicesRepository(session)
+    return repo.page(repo.parts_query(department_id=department_id, statuses=wanted), page, page_size)
+
+
+def light_of(part: Part, now: datetime | None = None) -> str:
+    """The part's light: green, yellow, red, or grey once finished (or before 受理)."""
+    return workdays.light(now or utcnow(), warn_at=part.warn_at, deadline_at=part.deadline_at,
+                          open_=part.status in states.OPEN, paused_at=part.paused_at)
+
+
+def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[Part]:
+    """督办: each part past its deadline with its clock running is raised once to its department (a timeline
+    entry and ``citybase.services.part.supervise``). Never commits."""
+    now = now or utcnow()
+    repo = ServicesRepository(session)
+    out = []
+    for part in repo.overdue_parts(now, tuple(states.CLOCK_RUNS)):
+        part.supervised_at = now
+        app = repo.application(part.application_id)
+        _log(session, app, part, SYSTEM, "supervise", part.status, part.status,  # type: ignore[arg-type]
+             Msg('overdue since {deadline}', deadline=f"{part.deadline_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"))  # type: ignore[union-attr]
+        session.flush()
+        _part_event(session, app, part, repo.version_by_id(part.item_version_id), SYSTEM, "supervise")  # type: ignore[arg-type]
+        out.append(part)
+    return out
+
+
+# ---------------------------------------------------------------- 好差评
+
+
+def rate(*, session: Session, actor: Actor, application_id: int, grade: int, channel: str,
+         comment: str | None = None, department_id: int | None = None) -> Rating:
+    """The applicant's one rating of a finished application (5 非常满意 … 1 非常不满意) on a channel; a bad
+    one (≤ 2) opens a rectification (整改) for the department named (or the one that finished last) with a
+    deadline of ``RECTIFY_DAYS`` working days. Conflict for a second rating."""
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    _require_editor(actor, app)
+    if grade not in GRADES:
+        raise InvalidInput(Msg('grade must be 1 to 5'), fix=Msg('5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意.'))
+    if channel not in RATING_CHANNELS:
+        raise InvalidInput(Msg('channel must be one of: {items}', items=", ".join(RATING_CHANNELS)),
+                           fix=Msg('Say where the rating was given.'))
+    if app.status != "done":
+        raise Conflict(Msg('application {code} is not finished yet', code=app.code),
+                       fix=Msg('Rate it once every department has finished.'))
+    repo = ServicesRepository(session)
+    if repo.rating_of(app.id):
+        raise Conflict(Msg('application {code} is already rated', code=app.code),
+                       fix=Msg('Each application is rated once.'))
+    now = utcnow()
+    r = repo.add(Rating(application_id=app.id, grade=grade, channel=channel, comment=comment, by=actor.name, at=now))
+    rect = None
+    parts = repo.parts_of(app.id)
+    if grade <= BAD:
+        depts = {p.department_id for p in parts}
+        if department_id is not None and department_id not in depts:
+            raise InvalidInput(Msg('department {department_id} had no part in this application',
+                                   department_id=department_id),
+                               fix=Msg('Name one of the departments that worked it, or leave it out.'))
+        if department_id is None:
+            failed = [p for p in parts if p.status in (S.NOT_ACCEPTED,) or p.decision == "refuse"]
+            last = max(failed or parts, key=lambda p: (p.done_at or now, p.id))
+            department_id = last.department_id
+        rect = repo.add(Rectification(rating_id=r.id, application_id=app.id, department_id=department_id,
+                                      status="open", deadline_at=workdays.due(now, RECTIFY_DAYS), created_at=now))
+        outbox.queue(session, events.RECTIFICATION_OPENED, _rect_event(rect).model_dump())
+    _log(session, app, None, actor, "rate", app.status, app.status, f"{grade} {GRADES[grade]}")
+    outbox.queue(session, events.RATED, events.RatingGiven(
+        application_id=app.id, code=app.code, grade=grade, channel=channel,
+        rectification_id=rect.id if rect else None).model_dump())
+    return r
+
+
+def _rect_event(rect: Rectification) -> events.RectificationStep:
+    return events.RectificationStep(rectification_id=rect.id, application_id=rect.application_id,
+                                    department_id=rect.department_id, status=rect.status,
+                                    deadline_at=rect.deadline_at.isoformat())
+
+
+def rating_of(*, session: Session, app: Application) -> tuple[Rating | None, Rectification | None]:
+    """The application's rating and the rectification it opened, if any."""
+    repo = ServicesRepository(session)
+    return repo.rating_of(app.id), repo.rectification_of(app.id)
+
+
+def rectify(*, session: Session, actor: Actor, rectification_id: int, action_taken: str, callback_note: str,
+            ) -> Rectification:
+    """The department's rectification done, with the call-back to the applicant (回访); visible to them."""
+    repo = ServicesRepository(session)
+    rect = repo.rectification(rectification_id)
+    if rect is None:
+        raise NotFound(Msg('no rectification #{rectification_id}', rectification_id=rectification_id),
+                       fix=Msg('List them with GET /api/v1/services/rectifications.'))
+    if "admin" not in actor.roles and actor.department_id != rect.department_id:
+        raise Forbidden(Msg('this rectification belongs to another department'),
+                        fix=Msg("Work your own department's rectifications."))
+    if rect.status != "open":
+        raise Conflict(Msg('rectification #{rectification_id} is already done', rectification_id=rect.id),
+                       fix=Msg('Nothing more to do.'))
+    if not action_taken.strip() or not callback_note.strip():
+        raise InvalidInput(Msg('say what was rectified and what the applicant said on the call-back'),
+                           fix=Msg('Fill action_taken and callback_note.'))
+    now = utcnow()
+    rect.status, rect.action_taken, rect.callback_note = "done", action_taken, callback_note
+    rect.callback_at = rect.done_at = now
+    app = repo.application(rect.application_id)
+    _log(session, app, None, actor, "rectify", app.status, app.status, action_taken)  # type: ignore[arg-type]
+    outbox.queue(session, events.RECTIFICATION_DONE, _rect_event(rect).model_dump())
+    return rect
+
+
+def list_rectifications(*, session: Session, actor: Actor, status: str | None = None, page: int = 1,
+                        page_size: int = 50) -> tuple[list[Rectification], int]:
+    """Rectifications, newest first: a clerk's department's, every one for admins and analysts."""
+    dept = None if actor.roles & {"admin", "analyst"} else actor.department_id
+    repo = ServicesRepository(session)
+    return repo.page(repo.rectifications_query(department_id=dept, status=status), page, page_size)
+
+
+# ---------------------------------------------------------------- KPIs
+
+
+@dataclass
+class _Tally:
+    items: int = 0
+    full_online_items: int = 0
+    statutory: int = 0
+    committed: int = 0
+    parts: int = 0
+    online_parts: int = 0
+    instant_parts: int = 0
+    done_days: list[int] = field(default_factory=list)
+
+
+def _rate(n: float, d: float) -> float | None:
+    return round(n / d, 4) if d else None
+
+
+def kpis(*, session: Session, since: datetime | None = None, until: datetime | None = None,
+         department: str | None = None, item: str | None = None) -> dict[str, Any]:
+    """The seeds' indicators, computed live from the platform's own rows for a period, a department, an item:
+    全程网办率 (items offered fully online), 实际网办率 (parts filed online for such items), 材料减免率,
+    时限压缩率 (1 − committed/statutory), 即办率, 一次办成率 (done, approved, no correction), 好评率, 差评整改率,
+    average handling days (working days from 受理 to 办结); and the same by department."""
+    dept_id = registry.get_department(session=session, code=department).id if department else None
+    repo = ServicesRepository(session)
+    cat = [(i, v) for i, v in repo.current_versions()
+           if (dept_id is None or v.department_id == dept_id) and (item is None or i.code == item)]
+    rows = repo.kpi_rows(since=since, until=until, department_id=dept_id, item_code=item)
+    apps = {a.id: a for _, _, a in rows}
+    by_app: dict[int, list[Part]] = {}
+    for p, _, a in rows:
+        by_app.setdefault(a.id, []).append(p)
+    corrected = repo.timeline_actions(set(apps), "request-correction")
+    total_mat = exempt_mat = 0
+    for a in apps.values():
+        for e in _loads(a.exemptions, []):
+            total_mat += 1
+            exempt_mat += e["status"] in ("from_licence", "from_registry", "from_item")
+    done = [a for a in apps.values() if a.status == "done"]
+    first_time = [a for a in done if a.outcome == "approved" and a.id not in corrected]
+    ratings = repo.ratings_for(set(apps))
+    rects = repo.rectifications_for(set(apps))
+    names = {d.id: d.name for d in registry.list_departments(session=session)}
+    tallies: dict[int, _Tally] = {}
+    for _, v in cat:
+        t = tallies.setdefault(v.department_id, _Tally())
+        t.items += 1
+        t.full_online_items += v.online_level == "full"
+        t.statutory += v.statutory_days
+        t.committed += v.committed_days
+    for p, v, a in rows:
+        t = tallies.setdefault(p.department_id, _Tally())
+        t.parts += 1
+        t.online_parts += a.channel == "online" and v.online_level == "full"
+        t.instant_parts += v.instant
+        if p.status == S.COMPLETED and p.accepted_at and p.done_at:
+            t.done_days.append(workdays.working_days_between(workdays.local_date(p.accepted_at),
+                                                             workdays.local_date(p.done_at)))
+
+    def indicators(ts: Sequence[_Tally]) -> dict[str, Any]:
+        items_ = sum(t.items for t in ts)
+        parts_ = sum(t.parts for t in ts)
+        days = [d for t in ts for d in t.done_days]
+        return {"items": items_, "parts": parts_,
+                "full_online_rate": _rate(sum(t.full_online_items for t in ts), items_),
+                "actual_online_rate": _rate(sum(t.online_parts for t in ts), parts_),
+                "time_cut_rate": _rate(sum(t.statutory - t.committed for t in ts), sum(t.statutory for t in ts)),
+                "instant_rate": _rate(sum(t.instant_parts for t in ts), parts_),
+                "average_handling_days": round(sum(days) / len(days), 2) if days else None}
+
+    overall = indicators(list(tallies.values()))
+    good = sum(r.grade >= 4 for r in ratings)
+    bad = [r for r in ratings if r.grade <= BAD]
+    overall.update({
+        "applications": len(apps), "done": len(done),
+        "material_exemption_rate": _rate(exempt_mat, total_mat),
+        "once_done_rate": _rate(len(first_time), len(done)),
+        "ratings": len(ratings), "good_rating_rate": _rate(good, len(ratings)),
+        "bad_ratings": len(bad), "rectification_rate": _rate(sum(x.status == "done" for x in rects), len(bad)),
+        "overdue_open_parts": sum(1 for p, _, _ in rows if light_of(p) == "red"),
+    })
+    return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
+            "department": department, "item": item, "overall": overall,
+            "by_department": [{"department_id": d, "department": names.get(d, str(d)), **indicators([t])}
+                              for d, t in sorted(tallies.items())]}
