@@ -17,10 +17,12 @@ ALLOWED = {
     "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
     "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
     "twin": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},  # city.py projects them
-    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},
+    "services": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
+    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "services"},
     "web": {"core", "kernel", "security"},
-    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "web"},
-    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "demo", "api"},
+    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "web"},
+    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "demo",
+            "api"},
 }
 KERNEL = {"core", "storage", "bus", "kernel"}
 # Inside a domain: router -> service -> repository -> models. What each layer must not import of its own domain.

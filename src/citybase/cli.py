@@ -293,6 +293,9 @@ def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
     if not (settings.data_dir / MODEL_FILE).exists():
         _train(settings, engine, corpus=150, seed=seed)
     tokens = create_demo_users(engine, settings.data_dir)
+    from citybase.demo.services import load_services_demo
+
+    tokens.update(load_services_demo(engine, settings.data_dir))  # 一网通办: catalogue, bundles, clerks
     table = Table("user", "token", title=f"Demo tokens (also in {settings.data_dir / 'demo-tokens.json'})")
     for user, token in tokens.items():
         table.add_row(user, token)

@@ -402,7 +402,11 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
         pid, eid = person_id, legal_entity_id
     else:
         pid, eid = actor.person_id, actor.legal_entity_id
-    kind = applicant_kind or ("entity" if eid and not pid else "person")
+    b = get_bundle(session=session, code=bundle) if bundle else None
+    if applicant_kind is None:
+        serves = ([b.applicant_kind] if b else get_item(session=session, code=item)[1].applicant_kinds.split(","))  # type: ignore[arg-type]
+        applicant_kind = "person" if serves == ["person"] else "entity" if serves == ["entity"] or eid else "person"
+    kind = applicant_kind
     if kind not in APPLICANT_KINDS:
         raise InvalidInput(Msg('applicant_kind must be one of: {items}', items="person, entity"),
                            fix=Msg('Apply as a person or for your firm.'))
@@ -411,7 +415,6 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
         raise Forbidden(Msg('your account is not linked to a {kind} in the registry', kind=kind),
                         fix=Msg('Sign in through the unified identity service, or ask a window clerk to file for you.'))
     holder_id: int = holder
-    b = get_bundle(session=session, code=bundle) if bundle else None
     if b is not None:
         pairs = bundle_members(session=session, bundle=b)
         if b.applicant_kind not in ("any", kind):

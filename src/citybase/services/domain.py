@@ -1,0 +1,39 @@
+"""一网通办 (services) as the platform sees it: its tables, its router under ``/api/v1/services``, the 督办 timer
+for overdue parts and the typed events it publishes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from citybase.kernel.domain import Domain, TimerSpec
+from citybase.services.events import EVENTS
+
+
+def _routers() -> list[Any]:
+    from citybase.services.router import router
+
+    return [router]
+
+
+def _supervise(runtime: Any) -> None:
+    """services-supervision: 督办 for each overdue part (its events through the outbox)."""
+    from citybase.bus import Context
+    from citybase.kernel import outbox
+    from citybase.services import service
+
+    with runtime.sessions() as session:
+        outbox.bind_context(session, Context(user_id=None))
+        service.supervise_overdue(session=session)
+        session.commit()
+
+
+DOMAIN = Domain(
+    name="services",
+    title="一网通办 — services done once",
+    depends=("registry",),
+    models=("citybase.services.models",),
+    routers=_routers,
+    roles={},  # clerk, window_clerk and citizen are the platform's roles (security.roles)
+    events=EVENTS,
+    timers=(TimerSpec("services-supervision", 300.0, _supervise),),
+)
