@@ -372,15 +372,17 @@ def _prefill(session: Session, kind: str, holder_id: int, form: Mapping[str, Any
     person = entity = None
     if kind == "person":
         person = registry.get_person(session=session, person_id=holder_id)
-    else:
+    else:  # a firm: its own fields, and its legal representative's for the applicant's
         entity = registry.get_entity(session=session, entity_id=holder_id)
+        reps, _ = registry.list_persons(session=session, id_number=entity.legal_rep_id_number, page_size=1)
+        person = reps[0] if reps else None
     sources: dict[str, Any] = {}
     if person is not None:
         sources = {"person.name": person.name, "person.id_number": person.id_number, "person.phone": person.phone,
                    "person.household_no": person.household_no, "person.address": person.registered_address,
                    "person.sex": "男" if person.sex == "M" else "女", "person.birth_date": person.birth_date.isoformat()}
     if entity is not None:
-        sources = {"entity.name": entity.name, "entity.uscc": entity.uscc, "entity.address": entity.address,
+        sources |= {"entity.name": entity.name, "entity.uscc": entity.uscc, "entity.address": entity.address,
                    "entity.legal_rep_name": entity.legal_rep_name}
     for key, prop in form.get("properties", {}).items():
         value = sources.get(prop.get("x-prefill", ""))
