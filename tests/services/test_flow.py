@@ -267,3 +267,29 @@ def test_a_clerk_sees_their_departments_queue_and_kpis_filter_by_department(api)
     assert k["overall"]["items"] >= 80 and 0 < k["overall"]["time_cut_rate"] < 1
     assert k["by_department"]
     assert api("GET", "/kpis", "citizen").status_code == 403
+
+
+def test_an_overdue_part_raises_supervision_once(api, city):  # noqa: ANN001
+    from datetime import timedelta
+
+    from citybase.core.timeutil import utcnow
+    from citybase.services import service
+    from citybase.services.service import Actor
+
+    app = api("POST", "/applications", "citizen", json={"item": "XH-GA-006"}).json()
+    api("PATCH", f"/applications/{app['id']}", "citizen", json={"form": {"reason": "出国留学"}, "consent": ["id_card"]})
+    app = api("POST", f"/applications/{app['id']}/submit", "citizen").json()
+    part = app["parts"][0]
+    admin = Actor("user:admin", roles=frozenset({"admin"}))
+    with Session(city.engine) as s:
+        service.act(session=s, actor=admin, application_id=app["id"], part_id=part["id"], action="accept",
+                    now=utcnow() - timedelta(days=30))
+        s.commit()
+    seen = api("GET", f"/applications/{app['id']}", "citizen").json()
+    assert seen["parts"][0]["light"] == "red"
+    r = api("POST", "/supervision/sweep", "admin")
+    assert r.status_code == 200 and part["id"] in r.json()["part_ids"]
+    assert part["id"] not in api("POST", "/supervision/sweep", "admin").json()["part_ids"]
+    timeline = api("GET", f"/applications/{app['id']}/timeline", "citizen").json()
+    assert [e["action"] for e in timeline].count("supervise") == 1
+    assert api("GET", f"/applications/{app['id']}", "citizen").json()["parts"][0]["supervised_at"]
