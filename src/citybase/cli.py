@@ -197,6 +197,16 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
 
         Simulation(app_.state.engine, app_.state.bus, rate=simulate, classifier=app_.state.classifier).start()
         console.print(f"Living demo: about {simulate:g} reports a minute at the daily peak, departments at work.")
+        from sqlalchemy.orm import Session
+
+        from citybase.demo.services_simulation import ServicesSimulation
+        from citybase.services import service as services
+
+        with Session(app_.state.engine) as session:
+            has_bundles = bool(services.list_bundles(session=session))
+        if has_bundles:  # 一网通办 loaded (citybase demo): applications arrive and clerks work them
+            ServicesSimulation(app_.state.engine, rate=simulate / 2).start()
+            console.print(f"一网通办: about {simulate / 2:g} applications a minute, departments' clerks at work.")
     console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")
     uvicorn.run(app_, host=h, port=p, log_config=None)  # logs through kernel.logs, set up at start
 

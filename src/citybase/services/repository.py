@@ -151,6 +151,11 @@ class ServicesRepository:
         return list(self.session.scalars(select(TimelineEntry).where(TimelineEntry.application_id == application_id)
                                          .order_by(TimelineEntry.id)))
 
+    def unrated_done(self, limit: int) -> list[int]:
+        return list(self.session.scalars(select(Application.id).where(
+            Application.status == "done", ~Application.id.in_(select(Rating.application_id)))
+            .order_by(Application.done_at).limit(limit)))
+
     # --- ratings
 
     def rating_of(self, application_id: int) -> Rating | None:

@@ -826,6 +826,11 @@ def supervise_overdue(*, session: Session, now: datetime | None = None) -> list[
     return out
 
 
+def unrated_done(*, session: Session, limit: int = 20) -> list[int]:
+    """Finished applications nobody has rated yet, the longest finished first (for the living demo)."""
+    return ServicesRepository(session).unrated_done(limit)
+
+
 # ---------------------------------------------------------------- 好差评
 
 
