@@ -46,6 +46,10 @@ CLERKS = ("clerk", "admin")
 KPI_READERS = ("analyst", "admin", "clerk", "window_clerk")
 
 
+def _names(session: Session) -> dict[int, str]:
+    return service.department_names(session=session)
+
+
 def actor_of(p: Principal) -> Actor:
     """The services actor a signed-in principal acts as (with the registry person and entity it is linked to)."""
     return Actor(name=p.actor, user_id=p.user_id, roles=p.roles, department_id=p.department_id,
@@ -63,7 +67,8 @@ def list_items(department: FilterText | None = Query(None, description="departme
                session: Session = Depends(get_session, scope="function")) -> Page[ItemSummary]:
     rows, total = service.list_items(session=session, department=department, kind=kind, name=name,
                                      online_level=online_level, page=page, page_size=page_size)
-    return Page(items=[ItemSummary.of(i, v) for i, v in rows], total=total, page=page, page_size=page_size)
+    names = _names(session)
+    return Page(items=[ItemSummary.of(i, v, names) for i, v in rows], total=total, page=page, page_size=page_size)
 
 
 @router.get("/items/{code}", response_model=ItemRead, summary="One item (its current version, or ?version=)")
@@ -94,7 +99,8 @@ def update_item(code: FilterText, body: ItemWrite, p: Principal = Depends(allow(
 
 def _bundle_read(session: Session, b, *, detail: bool) -> BundleRead:  # noqa: ANN001
     members = service.bundle_members(session=session, bundle=b)
-    return BundleRead.of(b, members, service.bundle_plan(session=session, bundle=b), detail=detail)
+    return BundleRead.of(b, members, service.bundle_plan(session=session, bundle=b), detail=detail,
+                         names=_names(session))
 
 
 @router.get("/bundles", response_model=list[BundleRead], summary="一件事 bundles, with what each saves")
@@ -124,13 +130,16 @@ def _detail(request: Request, session: Session, p: Principal, app) -> Applicatio
                      action="read.services_application.form", subject_type="services_application",
                      subject_ids=[app.id], fields=["form"], request_id=request_id(request))
     rating, rect = service.rating_of(session=session, app=app)
+    names = _names(session)
+    items = service.item_names(session=session, app=app)
     return ApplicationRead(
         **ApplicationSummary.of(app).model_dump(), person_id=app.person_id, legal_entity_id=app.legal_entity_id,
         filed_by=app.filed_by, members=json.loads(app.members), form_schema=service.form_of(session=session, app=app),
         form=json.loads(app.form), prefilled=json.loads(app.prefilled),
         materials=service.materials_view(session=session, app=app) if app.status == "draft" else [],
         exemptions=json.loads(app.exemptions), consent=json.loads(app.consent),
-        parts=[PartRead.of(x, service.light_of(x)) for x in service.parts_of(session=session, app=app)],
+        parts=[PartRead.of(x, service.light_of(x), names, items.get(x.item_code))
+               for x in service.parts_of(session=session, app=app)],
         timeline=[TimelineRead.of(e) for e in service.timeline(session=session, app=app)],
         rating=RatingRead.of(rating, rect, service.GRADES[rating.grade]) if rating else None)
 
@@ -216,7 +225,8 @@ def department_queue(status: list[FilterText] | None = Query(None), department_i
                      session: Session = Depends(get_session, scope="function")) -> Page[PartRead]:
     rows, total = service.department_queue(session=session, actor=actor_of(p), department_id=department_id,
                                            statuses=status, page=page, page_size=page_size)
-    return Page(items=[PartRead.of(x, service.light_of(x)) for x in rows], total=total, page=page,
+    names = _names(session)
+    return Page(items=[PartRead.of(x, service.light_of(x), names) for x in rows], total=total, page=page,
                 page_size=page_size)
 
 

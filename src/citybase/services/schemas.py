@@ -106,6 +106,7 @@ class ItemSummary(BaseModel):
     version: int
     name: str
     department_id: int
+    department: str | None = None
     kind: str
     statutory_days: int
     committed_days: int
@@ -114,8 +115,9 @@ class ItemSummary(BaseModel):
     online_level: str
 
     @classmethod
-    def of(cls, item: Item, v: ItemVersion) -> ItemSummary:
-        return cls(code=item.code, version=v.version, name=v.name, department_id=v.department_id, kind=v.kind,
+    def of(cls, item: Item, v: ItemVersion, names: dict[int, str] | None = None) -> ItemSummary:
+        return cls(code=item.code, version=v.version, name=v.name, department_id=v.department_id,
+                   department=(names or {}).get(v.department_id), kind=v.kind,
                    statutory_days=v.statutory_days, committed_days=v.committed_days, instant=v.instant,
                    max_visits=v.max_visits, online_level=v.online_level)
 
@@ -124,6 +126,7 @@ class BundleMember(BaseModel):
     item: str
     name: str
     department_id: int
+    department: str | None = None
     committed_days: int
     after: list[str]
 
@@ -142,9 +145,11 @@ class BundleRead(BaseModel):
     savings: dict[str, Any]
 
     @classmethod
-    def of(cls, b: Bundle, members: list[tuple[Any, ItemVersion]], plan: dict[str, Any], *, detail: bool) -> BundleRead:
+    def of(cls, b: Bundle, members: list[tuple[Any, ItemVersion]], plan: dict[str, Any], *, detail: bool,
+           names: dict[int, str] | None = None) -> BundleRead:
         return cls(code=b.code, name=b.name, description=b.description, applicant_kind=b.applicant_kind,
                    members=[BundleMember(item=m.code, name=m.name, department_id=m.department_id,
+                                         department=(names or {}).get(m.department_id),
                                          committed_days=m.committed_days, after=list(m.after)) for m, _ in members],
                    groups=plan["groups"], promised_days=plan["promised_days"], critical_path=plan["critical_path"],
                    form=plan["form"] if detail else None, materials=plan["materials"] if detail else None,
@@ -178,7 +183,9 @@ class PartRead(BaseModel):
     id: int
     application_id: int
     item_code: str
+    item_name: str | None = None
     department_id: int
+    department: str | None = Field(None, description="the department's short name")
     status: PartStatus
     after: list[str]
     committed_days: int
@@ -193,8 +200,9 @@ class PartRead(BaseModel):
     supervised_at: datetime | None
 
     @classmethod
-    def of(cls, p: Part, light: str) -> PartRead:
-        return cls(id=p.id, application_id=p.application_id, item_code=p.item_code, department_id=p.department_id,
+    def of(cls, p: Part, light: str, names: dict[int, str] | None = None, item_name: str | None = None) -> PartRead:
+        return cls(id=p.id, application_id=p.application_id, item_code=p.item_code, item_name=item_name,
+                   department_id=p.department_id, department=(names or {}).get(p.department_id),
                    status=PartStatus(p.status), after=json.loads(p.after), committed_days=p.committed_days,
                    accepted_at=p.accepted_at, deadline_at=p.deadline_at, light=light, paused_at=p.paused_at,
                    corrections=p.corrections, decision=p.decision,

@@ -447,6 +447,16 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
     return app
 
 
+def item_names(*, session: Session, app: Application) -> dict[str, str]:
+    """The names of the application's items (at the versions it keeps), by code."""
+    return {m.code: m.name for m, _ in _members_of(session, app)}
+
+
+def department_names(*, session: Session) -> dict[int, str]:
+    """Department short names by id (the pages name departments, not ids)."""
+    return {d.id: d.short_name for d in registry.list_departments(session=session)}
+
+
 def form_of(*, session: Session, app: Application) -> dict[str, Any]:
     """The application's merged form schema (the versions it keeps)."""
     return forms.merge_forms([m for m, _ in _members_of(session, app)])
