@@ -226,7 +226,8 @@ def department_queue(status: list[FilterText] | None = Query(None), department_i
     rows, total = service.department_queue(session=session, actor=actor_of(p), department_id=department_id,
                                            statuses=status, page=page, page_size=page_size)
     names = _names(session)
-    return Page(items=[PartRead.of(x, service.light_of(x), names) for x in rows], total=total, page=page,
+    items = service.part_item_names(session=session, parts=rows)
+    return Page(items=[PartRead.of(x, service.light_of(x), names, items[x.id]) for x in rows], total=total, page=page,
                 page_size=page_size)
 
 

@@ -452,6 +452,12 @@ def item_names(*, session: Session, app: Application) -> dict[str, str]:
     return {m.code: m.name for m, _ in _members_of(session, app)}
 
 
+def part_item_names(*, session: Session, parts: Sequence[Part]) -> dict[int, str]:
+    """The item name of each part (at the version it keeps), by part id."""
+    repo = ServicesRepository(session)
+    return {p.id: repo.version_by_id(p.item_version_id).name for p in parts}  # type: ignore[union-attr]
+
+
 def department_names(*, session: Session) -> dict[int, str]:
     """Department short names by id (the pages name departments, not ids)."""
     return {d.id: d.short_name for d in registry.list_departments(session=session)}

@@ -158,6 +158,101 @@ _NAMES: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
+# 一网通办's pages: the citizen's home, the apply wizard (and the window clerk's counter), the clerk's workbench.
+_SERVICES = {
+    "zh": {
+        "sv_home": "一网通办", "sv_events": "我的一件事", "sv_events_hint": "一次申请、一表填报，部门并联审批",
+        "sv_mine": "我的办件", "sv_none": "暂无办件", "sv_apply": "我要办理", "sv_saved": "比逐项办理节省",
+        "sv_fields": "填写项", "sv_materials": "材料", "sv_visits": "跑动次数", "sv_days": "办理时间（工作日）",
+        "sv_one_by_one": "逐项", "sv_bundle": "一件事", "sv_prefilled": "已预填 {n} 项",
+        "sv_from_sources": "{n} 份由证照库或基础库提供", "sv_promised": "承诺 {n} 个工作日",
+        "sv_stages": "并联办理", "sv_apply_title": "在线申请", "sv_counter_title": "综合窗口 · 一窗受理",
+        "sv_counter_hint": "为来办事的群众或企业代为申请：填写其在基础库中的编号。",
+        "sv_person_id": "自然人编号", "sv_entity_id": "法人编号", "sv_start": "开始填报",
+        "sv_form": "申请表（一次填写，多个事项共用）", "sv_prefill_tag": "已从基础库预填",
+        "sv_items_using": "用于 {n} 个事项", "sv_materials_title": "申请材料（两个免于提交）",
+        "sv_consent": "同意调取", "sv_attach": "已上传", "sv_save": "保存草稿", "sv_submit": "提交申请",
+        "sv_draft_saved": "草稿已保存", "sv_submitted": "已提交，办件编号 {c}",
+        "sv_status_from_licence": "从电子证照调取", "sv_status_needs_consent": "可从电子证照调取（需您同意）",
+        "sv_status_from_registry": "从基础库核验", "sv_status_from_item": "由前序事项结果共享",
+        "sv_status_to_bring": "需上传", "sv_status_provided": "已上传", "sv_optional": "（按情形提交）",
+        "sv_preview": "证照预览", "sv_detail": "办件详情", "sv_parts": "部门办理环节", "sv_exempted": "免交材料",
+        "sv_timeline": "办理过程", "sv_rate": "好差评", "sv_rate_send": "提交评价", "sv_comment": "意见建议（可选）",
+        "sv_rated": "已评价：{g}", "sv_rect": "整改", "sv_rect_deadline": "整改期限 {d}",
+        "sv_rect_done": "已整改：{a}；回访：{b}", "sv_correct": "补正", "sv_correct_send": "提交补正",
+        "sv_workbench": "审批工作台", "sv_queue": "本部门待办", "sv_pick": "在左侧选择一个办件",
+        "sv_reason": "理由（不予受理、补正、不予许可时必填）", "sv_kpis": "本部门指标", "sv_applicant": "申请人",
+        "sv_form_answers": "申请表", "sv_deadline": "办结期限", "sv_waiting": "等待前序事项",
+        "sv_counter_link": "综合窗口代办", "sv_workbench_link": "审批工作台",
+        "kpi_full_online_rate": "全程网办率", "kpi_actual_online_rate": "实际网办率",
+        "kpi_material_exemption_rate": "材料减免率", "kpi_time_cut_rate": "时限压缩率", "kpi_instant_rate": "即办率",
+        "kpi_once_done_rate": "一次办成率", "kpi_good_rating_rate": "好评率", "kpi_rectification_rate": "差评整改率",
+        "kpi_average_handling_days": "平均办理天数", "kpi_applications": "办件量",
+        "sv_act_accept": "受理", "sv_act_not_accept": "不予受理", "sv_act_request_correction": "要求补正",
+        "sv_act_correct": "补正", "sv_act_review": "审查", "sv_act_approve": "准予", "sv_act_refuse": "不予许可",
+        "sv_act_complete": "办结",
+    },
+    "en": {
+        "sv_home": "One-stop services", "sv_events": "Life and business events",
+        "sv_events_hint": "Apply once, one form, departments approve in parallel", "sv_mine": "My applications",
+        "sv_none": "No applications yet", "sv_apply": "Apply", "sv_saved": "Saved against one by one",
+        "sv_fields": "Fields", "sv_materials": "Materials", "sv_visits": "Visits", "sv_days": "Working days",
+        "sv_one_by_one": "one by one", "sv_bundle": "bundle", "sv_prefilled": "{n} prefilled",
+        "sv_from_sources": "{n} from licences or registries", "sv_promised": "{n} working days promised",
+        "sv_stages": "In parallel", "sv_apply_title": "Apply online", "sv_counter_title": "Service window (一窗受理)",
+        "sv_counter_hint": "File for the person or firm at the counter: give their registry id.",
+        "sv_person_id": "Person id", "sv_entity_id": "Legal entity id", "sv_start": "Start",
+        "sv_form": "Application form (asked once for every item)", "sv_prefill_tag": "prefilled from the registries",
+        "sv_items_using": "used by {n} items", "sv_materials_title": "Materials (never asked twice)",
+        "sv_consent": "I consent to fetching it", "sv_attach": "attached", "sv_save": "Save draft",
+        "sv_submit": "Submit", "sv_draft_saved": "Draft saved", "sv_submitted": "Submitted: application {c}",
+        "sv_status_from_licence": "fetched from the electronic licence",
+        "sv_status_needs_consent": "can be fetched from your licence (needs your consent)",
+        "sv_status_from_registry": "checked in the base registries", "sv_status_from_item": "passed on from an earlier item",
+        "sv_status_to_bring": "to attach", "sv_status_provided": "attached", "sv_optional": "(when it applies)",
+        "sv_preview": "Licence preview", "sv_detail": "Application", "sv_parts": "Departments' parts",
+        "sv_exempted": "Materials not asked for", "sv_timeline": "Timeline", "sv_rate": "Rate the service",
+        "sv_rate_send": "Send rating", "sv_comment": "Comment (optional)", "sv_rated": "Rated: {g}",
+        "sv_rect": "Rectification", "sv_rect_deadline": "due {d}", "sv_rect_done": "Rectified: {a}; call-back: {b}",
+        "sv_correct": "Correction", "sv_correct_send": "Send correction", "sv_workbench": "Approvals workbench",
+        "sv_queue": "My department's parts", "sv_pick": "Pick an application on the left",
+        "sv_reason": "Reason (needed to refuse, not accept or ask for a correction)", "sv_kpis": "My department's KPIs",
+        "sv_applicant": "Applicant", "sv_form_answers": "Form", "sv_deadline": "Due", "sv_waiting": "waits for",
+        "sv_counter_link": "Service window", "sv_workbench_link": "Approvals workbench",
+        "kpi_full_online_rate": "Fully online items", "kpi_actual_online_rate": "Filed online",
+        "kpi_material_exemption_rate": "Materials exempted", "kpi_time_cut_rate": "Time limits cut",
+        "kpi_instant_rate": "Instant items", "kpi_once_done_rate": "Done first time",
+        "kpi_good_rating_rate": "Good ratings", "kpi_rectification_rate": "Bad ratings rectified",
+        "kpi_average_handling_days": "Average working days", "kpi_applications": "Applications",
+        "sv_act_accept": "Accept", "sv_act_not_accept": "Not accept", "sv_act_request_correction": "Ask for correction",
+        "sv_act_correct": "Correct", "sv_act_review": "Review", "sv_act_approve": "Approve", "sv_act_refuse": "Refuse",
+        "sv_act_complete": "Complete",
+    },
+}
+_SERVICES_NAMES = {
+    "zh": {
+        "app_status": {"draft": "草稿", "processing": "办理中", "correction": "待补正", "done": "已办结",
+                       "withdrawn": "已撤回"},
+        "outcome": {"approved": "全部准予", "partly": "部分准予", "refused": "未准予"},
+        "part_status": {"waiting": "等待前序", "pending": "待受理", "accepted": "已受理", "correction": "补正中",
+                        "reviewing": "审查中", "approved": "已准予", "refused": "不予许可", "completed": "已办结",
+                        "not_accepted": "不予受理", "void": "无需办理"},
+        "grade": {"5": "非常满意", "4": "满意", "3": "基本满意", "2": "不满意", "1": "非常不满意"},
+    },
+    "en": {
+        "app_status": {"draft": "draft", "processing": "processing", "correction": "awaiting correction",
+                       "done": "done", "withdrawn": "withdrawn"},
+        "outcome": {"approved": "approved", "partly": "partly approved", "refused": "refused"},
+        "part_status": {"waiting": "waiting", "pending": "to accept", "accepted": "accepted",
+                        "correction": "correction asked", "reviewing": "in review", "approved": "approved",
+                        "refused": "refused", "completed": "completed", "not_accepted": "not accepted",
+                        "void": "not needed"},
+        "grade": {"5": "very satisfied", "4": "satisfied", "3": "fairly satisfied", "2": "dissatisfied",
+                  "1": "very dissatisfied"},
+    },
+}
+
+
 def texts(lang: str) -> dict[str, str]:
     return _TEXTS.get(lang, _TEXTS["zh"])
 
@@ -165,4 +260,4 @@ def texts(lang: str) -> dict[str, str]:
 def page_texts(lang: str) -> dict[str, Any]:
     """Every text of the incident-loop pages, with the names of the API's codes under ``names``."""
     lang = lang if lang in LANGS else "zh"
-    return {**_TEXTS[lang], **_OPS[lang], "names": _NAMES[lang]}
+    return {**_TEXTS[lang], **_OPS[lang], **_SERVICES[lang], "names": {**_NAMES[lang], **_SERVICES_NAMES[lang]}}

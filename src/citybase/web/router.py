@@ -74,6 +74,24 @@ def report(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC)
     return _page(request, "report.html", lang, "report", leaflet=True)
 
 
+@router.get("/services", response_class=HTMLResponse)
+def services_home(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """一网通办: my applications, services for my life events (一件事), ratings."""
+    return _page(request, "services_home.html", lang, "services_home")
+
+
+@router.get("/services/apply", response_class=HTMLResponse)
+def services_apply(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """The apply wizard (?bundle= or ?item=; ?counter=1 for the window clerk's counter, 一窗受理)."""
+    return _page(request, "services_apply.html", lang, "services_apply")
+
+
+@router.get("/services/workbench", response_class=HTMLResponse)
+def services_workbench(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """The approvals clerk's workbench: the department's parts, with lights, and the KPIs."""
+    return _page(request, "services_workbench.html", lang, "services_workbench")
+
+
 @router.get("/assets/{package}/{path:path}")
 def asset(package: str, path: str, _: object = Depends(allow(PUBLIC))) -> FileResponse:
     base = ASSET_DIRS.get(package)
