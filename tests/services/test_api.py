@@ -36,5 +36,5 @@ class TestItems(PagedListTests, DetailTests, CreateTests):
 class TestApplications(PagedListTests):
     endpoint = "/api/v1/services/applications"
     schema = ApplicationSummary
-    roles = {"list": ("citizen", "window_clerk", "clerk", "admin", "analyst")}
+    roles = {"list": ("citizen", "window_clerk", "clerk", "admin")}
     invalid_query = {"mine": "perhaps"}

@@ -267,6 +267,11 @@ def test_a_clerk_sees_their_departments_queue_and_kpis_filter_by_department(api)
     assert k["overall"]["items"] >= 80 and 0 < k["overall"]["time_cut_rate"] < 1
     assert k["by_department"]
     assert api("GET", "/kpis", "citizen").status_code == 403
+    assert api("GET", f"/applications/{app['id']}", "analyst").status_code == 403  # KPIs, not personal data
+    later = api("GET", "/kpis", "analyst", params={"since": "2099-01-01"}).json()["overall"]
+    assert later["applications"] == 0 and later["items"] == k["overall"]["items"]
+    one = api("GET", "/kpis", "analyst", params={"item": "XH-WJW-001"}).json()
+    assert one["overall"]["items"] == 1 and len(one["by_department"]) == 1
 
 
 def test_an_overdue_part_raises_supervision_once(api, city):  # noqa: ANN001

@@ -41,7 +41,7 @@ from citybase.services.service import Actor
 
 router = APIRouter(prefix="/services", tags=["一网通办 services"])
 APPLICANTS = ("citizen", "window_clerk", "admin")
-READERS = ("citizen", "window_clerk", "clerk", "admin", "analyst")
+READERS = ("citizen", "window_clerk", "clerk", "admin")
 CLERKS = ("clerk", "admin")
 KPI_READERS = ("analyst", "admin", "clerk", "window_clerk")
 

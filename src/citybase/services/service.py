@@ -43,7 +43,7 @@ GRADES = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: 
 RATING_CHANNELS = ("online", "window", "app", "sms")
 BAD = 2  # a grade at or below this opens a rectification
 RECTIFY_DAYS = 5  # working days a department has to rectify after a bad rating
-STAFF_READERS = frozenset({"admin", "window_clerk", "analyst"})  # read any application
+STAFF_READERS = frozenset({"admin", "window_clerk"})  # read any application (audited); analysts get the KPIs
 
 
 @dataclass(frozen=True)
@@ -614,7 +614,7 @@ def withdraw(*, session: Session, actor: Actor, application_id: int) -> Applicat
 def list_applications(*, session: Session, actor: Actor, status: str | None = None, mine: bool = False,
                       page: int = 1, page_size: int = 50) -> tuple[list[Application], int]:
     """One page of the applications ``actor`` may see (newest first): a citizen's own, a clerk's department's,
-    everything for admins, window clerks and analysts (``mine`` keeps only one's own)."""
+    everything for admins and window clerks (``mine`` keeps only one's own)."""
     repo = ServicesRepository(session)
     staff = bool(actor.roles & STAFF_READERS) and not mine
     dept = actor.department_id if "clerk" in actor.roles and not staff and not mine else None
