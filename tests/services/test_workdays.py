@@ -24,6 +24,7 @@ def test_the_deadline_is_17_00_on_the_last_working_day_and_acceptance_day_does_n
     due = workdays.due(sh(2025, 9, 30), 3)
     assert due.astimezone(SHANGHAI) == sh(2025, 10, 11, 17)
     assert workdays.due(sh(2025, 12, 1), 0).astimezone(SHANGHAI) == sh(2025, 12, 1, 17)  # 即办: the same day
+    assert workdays.due(sh(2025, 12, 5, 20), 0).astimezone(SHANGHAI) == sh(2025, 12, 8, 17)  # Friday night: Monday
 
 
 def test_the_light_turns_yellow_on_the_last_day_red_after_the_deadline_and_stands_still_while_paused():

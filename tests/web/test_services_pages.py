@@ -91,3 +91,49 @@ def test_english_labels_on_the_services_home(visit: Callable[[str], Visit], toke
     v = sign_in(visit, tokens["citizen"], "/services?lang=en")
     assert "Life and business events" in v.page.locator("h2").first.inner_text()
     assert_clean(v)
+
+
+def test_a_finished_application_is_rated_and_a_bad_rating_shows_its_rectification(visit, site: Site, tokens) -> None:
+    from tests.web.test_ops_pages import call
+
+    base = "/api/v1/services/applications"
+    app = call(site, tokens["citizen"], "POST", base, {"item": "XH-GA-007"})
+    call(site, tokens["citizen"], "PATCH", f"{base}/{app['id']}", {"consent": ["id_card"]})
+    app = call(site, tokens["citizen"], "POST", f"{base}/{app['id']}/submit")
+    part = app["parts"][0]["id"]
+    for action in ("accept", "review", "approve", "complete"):
+        app = call(site, tokens["clerk-ga"], "POST", f"{base}/{app['id']}/parts/{part}/{action}", {})
+    assert app["status"] == "done"
+    v = sign_in(visit, tokens["citizen"], f"/services?id={app['id']}")
+    page = v.page
+    page.wait_for_function(f"() => document.body.dataset.detail === '{app['id']}'")
+    page.locator("#rate-form input[value='2']").check()
+    page.locator("#rate-form input[name='comment']").fill("窗口告知不清楚")
+    with page.expect_response(lambda r: r.url.endswith("/rating")):
+        page.locator("#rate-form button[type='submit']").click()
+    page.wait_for_selector("#rectification[data-status='open']")
+    assert "不满意" in page.locator("#rating").inner_text()
+    settle(v)
+    v.screenshot("services-rated.png")
+    assert_clean(v)
+
+
+def test_the_window_clerk_files_for_a_person_at_the_counter(visit, site: Site, tokens) -> None:
+    from tests.web.test_ops_pages import call
+
+    person = call(site, tokens["dataofficer"], "GET", "/api/v1/persons?page=3&page_size=1")["items"][0]
+    v = sign_in(visit, tokens["window"], "/services/apply?item=XH-GA-007&counter=1")
+    page = v.page
+    assert page.locator("#counter").is_visible()
+    page.locator("#counter-person").fill(str(person["id"]))
+    page.locator("#counter button[type='submit']").click()
+    page.wait_for_function("() => document.body.dataset.step === 'started'")
+    assert page.locator("#f-applicant_name").input_value() == person["name"]
+    assert "综合窗口" in page.locator("#apply-title").inner_text()
+    page.locator("input.consent").first.check()
+    with page.expect_response(lambda r: r.url.endswith("/submit")):
+        page.locator("#submit").click()
+    page.wait_for_function("() => document.body.dataset.step === 'submitted'")
+    settle(v)
+    v.screenshot("services-counter.png")
+    assert_clean(v)

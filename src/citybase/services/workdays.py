@@ -54,15 +54,21 @@ def working_days_between(a: date, b: date) -> int:
     return n
 
 
+def _counted_from(at: datetime, days: int) -> date:
+    """The day a limit counts from: a 即办 item (0 days) taken in after hours is due the next working day."""
+    local = as_utc(at).astimezone(SHANGHAI)
+    return local.date() + timedelta(days=1) if days == 0 and local.time() >= DUE_AT else local.date()
+
+
 def due(at: datetime, days: int) -> datetime:
     """The deadline (UTC) of a limit of ``days`` working days counted from acceptance at ``at``."""
-    return as_utc(datetime.combine(add_working_days(local_date(at), days), DUE_AT, SHANGHAI))
+    return as_utc(datetime.combine(add_working_days(_counted_from(at, days), days), DUE_AT, SHANGHAI))
 
 
 def warn(at: datetime, days: int) -> datetime:
     """When the light turns yellow: the start of the last working day, or of the last fifth of the limit."""
     before = max(1, round(days * 0.2))
-    start_day = add_working_days(local_date(at), max(0, days - before))
+    start_day = add_working_days(_counted_from(at, days), max(0, days - before))
     return as_utc(datetime.combine(start_day, time(0, 0), SHANGHAI))
 
 

@@ -238,6 +238,10 @@ _SERVICES_NAMES = {
                         "reviewing": "审查中", "approved": "已准予", "refused": "不予许可", "completed": "已办结",
                         "not_accepted": "不予受理", "void": "无需办理"},
         "grade": {"5": "非常满意", "4": "满意", "3": "基本满意", "2": "不满意", "1": "非常不满意"},
+        "sv_action": {"draft": "起草", "submit": "提交申请", "withdraw": "撤回", "release": "转入部门", "accept": "受理",
+                      "not-accept": "不予受理", "request-correction": "要求补正", "correct": "补正", "review": "审查",
+                      "approve": "准予", "refuse": "不予许可", "complete": "办结", "void": "无需办理",
+                      "supervise": "督办", "done": "全部办结", "rate": "评价", "rectify": "整改回访"},
     },
     "en": {
         "app_status": {"draft": "draft", "processing": "processing", "correction": "awaiting correction",
@@ -249,6 +253,11 @@ _SERVICES_NAMES = {
                         "void": "not needed"},
         "grade": {"5": "very satisfied", "4": "satisfied", "3": "fairly satisfied", "2": "dissatisfied",
                   "1": "very dissatisfied"},
+        "sv_action": {"draft": "drafted", "submit": "submitted", "withdraw": "withdrawn", "release": "sent on",
+                      "accept": "accepted", "not-accept": "not accepted", "request-correction": "correction asked",
+                      "correct": "corrected", "review": "review", "approve": "approved", "refuse": "refused",
+                      "complete": "completed", "void": "not needed", "supervise": "supervised", "done": "all done",
+                      "rate": "rated", "rectify": "rectified"},
     },
 }
 

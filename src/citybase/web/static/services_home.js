@@ -78,6 +78,11 @@
     el("button", { type: "submit", class: "primary" }, T.sv_rate_send));
   }
 
+  function partName(app, partId) {
+    const p = app.parts.find((x) => x.id === partId);
+    return p ? `${p.item_name || p.item_code}（${p.department || ""}）` : "";
+  }
+
   async function show(id) {
     const app = await get("/api/v1/services/applications/" + id);
     document.querySelectorAll("#apps li").forEach((li) => li.classList.toggle("selected", li.dataset.id === String(id)));
@@ -101,7 +106,9 @@
     if (rb) box.appendChild(rb);
     box.appendChild(el("h3", {}, T.sv_timeline));
     box.appendChild(el("ol", { class: "timeline" }, app.timeline.map((e) =>
-      el("li", {}, el("span", { class: "tag" }, when(e.at)), " ", e.action, e.to_status ? " → " + e.to_status : "", e.note ? " · " + e.note : ""))));
+      el("li", { dataset: { action: e.action } }, el("span", { class: "tag" }, when(e.at)), " ",
+        el("b", {}, name("sv_action", e.action)), " ", partName(app, e.part_id),
+        e.note ? " · " + (e.action === "done" ? name("outcome", e.note) : e.note) : ""))));
     document.body.dataset.detail = String(id);
   }
 
