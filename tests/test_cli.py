@@ -26,13 +26,14 @@ def test_demo_without_serving_sets_up_the_city_and_tokens_once(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "Demo city generated" in first.stdout and "persons" in first.stdout
     tokens = json.loads((tmp_path / "demo-tokens.json").read_text())
-    assert set(tokens) >= {"admin", "dispatcher", "dataofficer", "citizen"}
+    assert set(tokens) >= {"admin", "dispatcher", "dataofficer", "citizen", "clerk", "window", "clerk-wjw"}
     assert oct((tmp_path / "demo-tokens.json").stat().st_mode)[-3:] == "600"
     again = _cli(["demo", "--size", "small", "--no-serve"], tmp_path)
     assert again.returncode == 0 and "already there" in again.stdout
     engine = create_engine(f"sqlite:///{tmp_path / 'citybase.sqlite3'}")
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM areas WHERE level = 'district'")).scalar() == 1
+        assert c.execute(text("SELECT count(*) FROM services_items")).scalar() >= 80  # 一网通办's catalogue
 
 
 def test_generate_refuses_to_overwrite_a_city_unless_reset(tmp_path):
