@@ -298,3 +298,41 @@ def test_an_overdue_part_raises_supervision_once(api, city):  # noqa: ANN001
     timeline = api("GET", f"/applications/{app['id']}/timeline", "citizen").json()
     assert [e["action"] for e in timeline].count("supervise") == 1
     assert api("GET", f"/applications/{app['id']}", "citizen").json()["parts"][0]["supervised_at"]
+
+
+def test_two_clerks_taking_the_same_step_at_once_store_it_once(api, city):  # noqa: ANN001
+    import threading
+
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from citybase.core.errors import Conflict
+    from citybase.services import service
+    from citybase.services.service import Actor
+    from citybase.storage.db import make_sessionmaker
+
+    sessions = make_sessionmaker(city.engine)  # as the app makes them (SQLite: one writer at a time)
+    app = api("POST", "/applications", "citizen", json={"item": "XH-GA-006"}).json()
+    api("PATCH", f"/applications/{app['id']}", "citizen", json={"form": {"reason": "签证"}, "consent": ["id_card"]})
+    app = api("POST", f"/applications/{app['id']}/submit", "citizen").json()
+    part = app["parts"][0]["id"]
+    clerk = Actor("user:a", roles=frozenset({"admin"}))
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        with sessions() as s:
+            try:
+                service.act(session=s, actor=clerk, application_id=app["id"], part_id=part, action="accept")
+                s.commit()
+                outcome.append(None)
+            except (StaleDataError, Conflict) as exc:
+                outcome.append(exc)
+
+    with sessions() as first:
+        service.act(session=first, actor=clerk, application_id=app["id"], part_id=part, action="accept")
+        t = threading.Thread(target=second)
+        t.start()
+        first.commit()
+    t.join()
+    assert outcome and outcome[0] is not None  # the later one stored nothing
+    actions = [e["action"] for e in api("GET", f"/applications/{app['id']}/timeline", "citizen").json()]
+    assert actions.count("accept") == 1
