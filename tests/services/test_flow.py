@@ -6,6 +6,8 @@ counter; nobody sees another person's application."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -336,3 +338,20 @@ def test_two_clerks_taking_the_same_step_at_once_store_it_once(api, city):  # no
     assert outcome and outcome[0] is not None  # the later one stored nothing
     actions = [e["action"] for e in api("GET", f"/applications/{app['id']}/timeline", "citizen").json()]
     assert actions.count("accept") == 1
+
+
+def test_staff_reads_of_an_applicants_form_are_audited_and_the_applicants_own_are_not(api, city):  # noqa: ANN001
+    from citybase.security.models import AuditEntry
+
+    app = api("POST", "/applications", "citizen", json={"item": "XH-GA-007"}).json()
+
+    def reads() -> int:
+        with Session(city.engine) as s:
+            return len([e for e in s.scalars(select(AuditEntry).where(
+                AuditEntry.action == "read.services_application.form")) if app["id"] in json.loads(e.subject_ids)])
+
+    before = reads()
+    assert api("GET", f"/applications/{app['id']}", "citizen").status_code == 200
+    assert reads() == before
+    assert api("GET", f"/applications/{app['id']}", "window").status_code == 200
+    assert reads() == before + 1
