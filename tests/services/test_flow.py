@@ -96,6 +96,9 @@ def test_newborn_one_application_three_departments_in_parallel_with_a_correction
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     fields = {e["field"]: e["problem"] for e in r.json()["errors"]}
     assert set(fields) == {"child_sex", "child_birth_date"} and "新生儿性别" in fields["child_sex"]
+    # who applies is what the registries say: the ID number cannot be typed over
+    r = api("PATCH", f"/applications/{app['id']}", "citizen", json={"form": {"id_number": "11010519491231002X"}})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "id_number"
     # submitting too early lists what is missing, the draft stays
     r = api("POST", f"/applications/{app['id']}/submit", "citizen")
     assert r.status_code == 422
@@ -194,8 +197,9 @@ def test_newborn_one_application_three_departments_in_parallel_with_a_correction
 def test_a_firm_starts_a_business_fanning_out_to_five_departments(api, city):  # noqa: ANN001
     app = api("POST", "/applications", "firm", json={"bundle": "business-start"}).json()
     assert app["applicant_kind"] == "entity" and app["form"]["entity_name"] and app["form"]["entity_address"]
+    rep = {"applicant_name": "张三", "id_number": "11010519491231002X"}  # when the registry has no such person
     r = api("PATCH", f"/applications/{app['id']}", "firm", json={
-        "form": {"applicant_name": "张三", "id_number": "11010519491231002X", "registered_capital": 100,
+        "form": {**{k: v for k, v in rep.items() if k not in app["form"]}, "registered_capital": 100,
                  "business_scope": "软件开发；信息技术咨询服务", "employees": 5, "bank_account": "6222020200112233445"},
         "consent": ["id_card", "business_licence"], "provided": ["applicant:公司章程", "applicant:住所使用证明",
                                                                 "licence:id_card"]})

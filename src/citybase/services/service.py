@@ -490,6 +490,7 @@ def save_draft(*, session: Session, actor: Actor, application_id: int, form: Map
         answers = {**_loads(app.form, {}), **form}
         answers = {k: v for k, v in answers.items() if v is not None}
         errors = forms.validate(schema, {k: v for k, v in form.items() if v is not None}, complete=False)
+        errors += _identity_changes(session, app, schema, form)
         if errors:
             raise _field_errors(errors)
         app.form = _dumps(answers)
@@ -499,6 +500,25 @@ def save_draft(*, session: Session, actor: Actor, application_id: int, form: Map
         app.provided = _dumps(sorted(set(provided)))
     app.updated_at = utcnow()
     return app
+
+
+IDENTITY = ("person.id_number", "person.name", "entity.uscc")  # who applies: as the registries say, never typed
+
+
+def _identity_changes(session: Session, app: Application, schema: Mapping[str, Any],
+                      form: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A refusal for each answer that would change who applies (the registries' name, ID number, credit code)."""
+    kind, holder_id = _holder(app)
+    fixed = {k: p for k, p in schema.get("properties", {}).items() if p.get("x-prefill") in IDENTITY}
+    truth = _prefill(session, kind, holder_id, {"properties": fixed})
+    out = []
+    for key, value in form.items():
+        if key in truth and value != truth[key]:
+            title = fixed[key].get("title", key)
+            out.append({"where": f"form.{key}", "field": key, "label": title, "input": None,
+                        "problem": render(Msg('{label} is taken from the base registries and cannot be changed here',
+                                              label=title))})
+    return out
 
 
 def _require_editor(actor: Actor, app: Application) -> None:
@@ -734,7 +754,7 @@ def act(*, session: Session, actor: Actor, application_id: int, part_id: int, ac
         if form:
             schema = form_of(session=session, app=app)
             answers = {**_loads(app.form, {}), **{k: x for k, x in form.items() if x is not None}}
-            errors = forms.validate(schema, answers, complete=True)
+            errors = forms.validate(schema, answers, complete=True) + _identity_changes(session, app, schema, form)
             if errors:
                 raise _field_errors(errors)
             app.form = _dumps(answers)
