@@ -357,3 +357,21 @@ def test_staff_reads_of_an_applicants_form_are_audited_and_the_applicants_own_ar
     assert reads() == before
     assert api("GET", f"/applications/{app['id']}", "window").status_code == 200
     assert reads() == before + 1
+
+
+def test_the_result_of_an_item_done_earlier_is_not_asked_for_again(api):  # noqa: ANN001
+    # 设立登记's result (the business licence) is what 公章刻制备案 needs, applied for on its own afterwards
+    app = api("POST", "/applications", "firm", json={"item": "XH-SCJG-001", "applicant_kind": "entity"}).json()
+    rep = {"applicant_name": "张三", "id_number": "11010519491231002X"}
+    api("PATCH", f"/applications/{app['id']}", "firm", json={
+        "form": {**{k: v for k, v in rep.items() if k not in app["form"]}, "registered_capital": 10,
+                 "business_scope": "软件开发"},
+        "provided": ["applicant:公司章程", "applicant:住所使用证明", "licence:id_card"]})
+    app = api("POST", f"/applications/{app['id']}/submit", "firm").json()
+    assert app["status"] == "processing", app
+    seal = api("POST", "/applications", "firm", json={"item": "XH-GA-010", "applicant_kind": "entity"}).json()
+    assert {m["key"]: m["status"] for m in seal["materials"]}["item:XH-SCJG-001"] == "to_bring"  # not yet done
+    app = _finish(api, app, "XH-SCJG-001", "clerk")
+    seal = api("GET", f"/applications/{seal['id']}", "firm").json()
+    done = {m["key"]: m for m in seal["materials"]}["item:XH-SCJG-001"]
+    assert done["status"] == "from_item" and done["proof"]["number"] == app["code"]

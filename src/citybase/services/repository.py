@@ -131,6 +131,15 @@ class ServicesRepository:
     def parts_of(self, application_id: int) -> list[Part]:
         return list(self.session.scalars(select(Part).where(Part.application_id == application_id).order_by(Part.id)))
 
+    def earlier_result(self, *, kind: str, holder_id: int, item_code: str) -> str | None:
+        """The code of the holder's latest application whose part of ``item_code`` was approved and completed."""
+        holder = Application.person_id if kind == "person" else Application.legal_entity_id
+        return self.session.scalar(
+            select(Application.code).join(Part, Part.application_id == Application.id)
+            .where(holder == holder_id, Application.applicant_kind == kind, Part.item_code == item_code,
+                   Part.status == "completed", Part.decision == "approve")
+            .order_by(Application.id.desc()).limit(1))
+
     def part(self, part_id: int) -> Part | None:
         return self.session.get(Part, part_id)
 

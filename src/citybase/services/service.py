@@ -552,6 +552,11 @@ def materials_view(*, session: Session, app: Application) -> list[dict[str, Any]
             row["status"] = "from_registry" if _registry_has(session, kind, holder_id, src["field"], form) else "to_bring"
         elif mat["internal"]:
             row["status"] = "from_item"
+        elif src["kind"] == "item":  # the result of an item the applicant obtained earlier on the platform
+            earlier = ServicesRepository(session).earlier_result(kind=kind, holder_id=holder_id, item_code=src["item"])
+            if earlier:
+                row["status"], row["proof"] = "from_item", {"number": earlier, "issuer": src["item"],
+                                                            "valid_until": None, "source": "services"}
         if row["status"] == "to_bring" and row["provided"]:
             row["status"] = "provided"
         out.append(row)
@@ -594,6 +599,8 @@ def submit(*, session: Session, actor: Actor, application_id: int) -> Applicatio
     for row in view:
         src = row["source"]
         entry = {"key": row["key"], "name": row["name"], "items": row["items"], "status": row["status"]}
+        if row["status"] == "from_item" and row["proof"]:
+            entry["proof"] = row["proof"]
         if row["status"] == "from_licence":
             proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"], code, depts, True))
             entry["proof"] = None if proof is None else {"number": proof.number, "issuer": proof.issuer,
