@@ -17,7 +17,8 @@ ALLOWED = {
     "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
     "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
     "twin": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},  # city.py projects them
-    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},
+    "licences": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
+    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "licences"},
     "web": {"core", "kernel", "security"},
     "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "web"},
     "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "demo", "api"},
