@@ -70,6 +70,8 @@ def test_users_create_prints_a_token_that_signs_in(tmp_path):
     assert created["username"] == "ana" and created["token"].startswith("cb_")
     again = _cli(["users", "create", "ana", "--roles", "analyst"], tmp_path)
     assert again.returncode == 1 and "taken" in again.stdout
+    ghost = _cli(["users", "create", "bo", "--roles", "citizen", "--person-id", "424242"], tmp_path)
+    assert ghost.returncode == 1 and "person_id 424242 does not exist" in ghost.stdout
     app = create_app(load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'citybase.sqlite3'}"),
                      bus=InProcessBus())
     with TestClient(app) as client:

@@ -359,7 +359,10 @@ def audit_checkpoint() -> None:
 
 @users_app.command("create")
 def users_create(username: str, roles: Annotated[str, typer.Option(help="comma-separated roles")],
-                 display_name: Annotated[str | None, typer.Option()] = None) -> None:
+                 display_name: Annotated[str | None, typer.Option()] = None,
+                 person_id: Annotated[int | None, typer.Option(help="the registry person this account is")] = None,
+                 legal_entity_id: Annotated[int | None, typer.Option(help="the legal entity it acts for")] = None,
+                 ) -> None:
     """Create a user and print a new token for it."""
     from citybase.core.errors import CitybaseError
     from citybase.security import service
@@ -369,7 +372,8 @@ def users_create(username: str, roles: Annotated[str, typer.Option(help="comma-s
     try:
         with Session(engine) as s, s.begin():
             user = service.create_user(session=s, username=username, display_name=display_name or username,
-                                       roles=[r.strip() for r in roles.split(",") if r.strip()])
+                                       roles=[r.strip() for r in roles.split(",") if r.strip()],
+                                       person_id=person_id, legal_entity_id=legal_entity_id)
             _, secret = service.issue_token(session=s, user=user, name="cli")
             s.flush()
             user_id = user.id  # read before the commit expires the instance

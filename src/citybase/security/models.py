@@ -17,6 +17,10 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(64))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
+    # 统一身份认证: a citizen's account is linked to their person in the registry (自然人库); a firm's account
+    # acts for a legal entity (法人库) and is signed in by its legal representative (person_id, when registered).
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), unique=True)
+    legal_entity_id: Mapped[int | None] = mapped_column(ForeignKey("legal_entities.id"), index=True)
     roles: Mapped[str] = mapped_column(String(200))  # comma-separated role names
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import column, func, select, table
 from sqlalchemy.orm import Session
 
 from citybase.security.models import ApiToken, AuditEntry, User
@@ -26,6 +26,15 @@ class SecurityRepository:
 
     def user_by_id(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
+
+    def person_has_account(self, person_id: int) -> bool:
+        return self.session.scalar(select(User.id).where(User.person_id == person_id)) is not None
+
+    def referenced_row_exists(self, table_name: str, row_id: int) -> bool:
+        """Whether the row a user's foreign key would point at exists (departments, persons, legal entities:
+        tables of the domains above security, named only as the keys' targets, never imported)."""
+        t = table(table_name, column("id"))
+        return self.session.scalar(select(t.c.id).where(t.c.id == row_id)) is not None
 
     def username_taken(self, username: str) -> bool:
         return self.session.scalar(select(User.id).where(User.username == username)) is not None

@@ -20,12 +20,15 @@ class UserRead(BaseModel):
     username: str
     display_name: str
     department_id: int | None
+    person_id: int | None = Field(None, description="the registry person this account is (统一身份认证)")
+    legal_entity_id: int | None = Field(None, description="the legal entity this account acts for (a firm)")
     roles: list[str]
     active: bool
 
     @classmethod
     def of(cls, u: User) -> UserRead:
         return cls(id=u.id, username=u.username, display_name=u.display_name, department_id=u.department_id,
+                   person_id=u.person_id, legal_entity_id=u.legal_entity_id,
                    roles=[r for r in u.roles.split(",") if r], active=u.active)
 
 
@@ -34,6 +37,8 @@ class UserCreate(BaseModel):
     display_name: str = Field(..., min_length=1, max_length=64)
     roles: list[str] = Field(..., min_length=1)
     department_id: Id | None = None
+    person_id: Id | None = Field(None, description="link the account to this registry person (a citizen)")
+    legal_entity_id: Id | None = Field(None, description="the legal entity the account acts for (a firm)")
 
 
 class TokenCreate(BaseModel):

@@ -30,6 +30,8 @@ class Principal:
     username: str
     roles: frozenset[str]
     department_id: int | None = None
+    person_id: int | None = None  # the registry person this account is (a citizen, a firm's representative)
+    legal_entity_id: int | None = None  # the legal entity this account acts for (a firm's account)
 
     @property
     def sees_pii(self) -> bool:
@@ -51,8 +53,10 @@ def hash_token(secret: str) -> str:
 
 
 def create_user(*, session: Session, username: str, display_name: str, roles: list[str],
-                department_id: int | None = None) -> User:
-    """Add a user (flushes, does not commit); Conflict if the username is taken."""
+                department_id: int | None = None, person_id: int | None = None,
+                legal_entity_id: int | None = None) -> User:
+    """Add a user (flushes, does not commit); Conflict if the username is taken or the person already has an
+    account. ``person_id``/``legal_entity_id`` link the account to the registry (the caller checks they exist)."""
     try:
         check_roles(roles)
     except ValueError as exc:
@@ -60,8 +64,18 @@ def create_user(*, session: Session, username: str, display_name: str, roles: li
     repo = SecurityRepository(session)
     if repo.username_taken(username):
         raise Conflict(Msg('username {username!r} is taken', username=username), fix=Msg('Choose another username.'))
+    for name, table_name, value in (("department_id", "departments", department_id),
+                                    ("person_id", "persons", person_id),
+                                    ("legal_entity_id", "legal_entities", legal_entity_id)):
+        if value is not None and not repo.referenced_row_exists(table_name, value):
+            raise InvalidInput(Msg('{field} {value} does not exist', field=name, value=value),
+                               fix=Msg('Use the id of an existing row (GET /api/v1/registry/...).'))
+    if person_id is not None and repo.person_has_account(person_id):
+        raise Conflict(Msg('person {person_id} already has an account', person_id=person_id),
+                       fix=Msg('Sign in with that account, or link this one to another person.'))
     user = User(username=username, display_name=display_name, roles=",".join(roles),
-                department_id=department_id, active=True, created_at=utcnow())
+                department_id=department_id, person_id=person_id, legal_entity_id=legal_entity_id,
+                active=True, created_at=utcnow())
     repo.add(user)
     return user
 
@@ -101,7 +115,8 @@ def authenticate(session: Session, secret: str) -> Principal:
         raise Unauthenticated(Msg('the bearer token has expired'), fix=fix)
     if not user.active:
         raise Unauthenticated(Msg('the user is deactivated'), fix=Msg('Ask an admin to reactivate the account.'))
-    return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id)
+    return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id,
+                     user.person_id, user.legal_entity_id)
 
 
 def list_users(*, session: Session) -> list[User]:
