@@ -43,16 +43,6 @@ def _fail(value: str, detail: Msg, fix: Msg, position: int | None = None) -> Inv
     return InvalidIdentifier(detail, fix=fix, kind="licence_identifier", value=value, position=position)
 
 
-def validate_type_code(code: str) -> str:
-    """A GB/T 36902 type code (18-character GB 32100 code of the defining department and 3 digits), upper-cased."""
-    c = (code or "").strip().upper()
-    if not TYPE_CODE.fullmatch(c):
-        raise _fail(code, Msg('licence type code {code!r} is not 18 characters of a GB 32100 code and 3 digits', code=code),
-                    Msg('Use the code from the licence catalogue, e.g. 11310104MB2F00000X001.'))
-    validate_uscc(c[:18])
-    return c
-
-
 def make_identifier(type_code: str, issuer_code: str, serial: str, version: int = 1) -> str:
     """The identifier of a licence from its parts, with its check character."""
     ver = f"{version:03d}"

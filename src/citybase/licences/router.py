@@ -30,14 +30,15 @@ from citybase.security.roles import PUBLIC
 from citybase.security.service import Principal
 
 router = APIRouter(prefix="/licences", tags=["licences"])
-STAFF = ("admin", "handler", "data_officer")  # clerks who check licences in an application, and the stewards
-ISSUERS = ("admin", "data_officer")
+# the clerks who check licences in an application (审批, 综合窗口) and the stewards of the registries
+STAFF = ("admin", "clerk", "window_clerk", "data_officer")
+ISSUERS = ("admin", "clerk", "data_officer")
 READERS = ("citizen", *STAFF)
 
 
 def _holder(p: Principal) -> tuple[int | None, int | None]:
     """The registry person and legal entity a signed-in account stands for (a citizen, a firm's account)."""
-    return getattr(p, "person_id", None), getattr(p, "legal_entity_id", None)
+    return p.person_id, p.legal_entity_id
 
 
 def _is_staff(p: Principal) -> bool:
