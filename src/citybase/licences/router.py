@@ -24,6 +24,7 @@ from citybase.licences.schemas import (
     VerifyRequest,
     VerifyResult,
 )
+from citybase.registry import service as registry
 from citybase.security import audit
 from citybase.security.deps import allow, get_session, request_id
 from citybase.security.roles import PUBLIC
@@ -68,6 +69,10 @@ def _audit(request: Request, p: Principal, ids: list[int]) -> None:
         audit.record(request.app.state.engine, actor=p.actor, roles=",".join(sorted(p.roles)),
                      action="read.licence.unmasked", subject_type="licence", subject_ids=ids, fields=LICENCE_PII,
                      request_id=request_id(request))
+
+
+def _departments(session: Session) -> dict[int, str]:
+    return {d.id: d.name for d in registry.list_departments(session=session)}
 
 
 def _reads(request: Request, session: Session, p: Principal, rows: list) -> list[LicenceRead]:
@@ -137,7 +142,8 @@ def holder_uses(person_id: Id | None = None, legal_entity_id: Id | None = None, 
         pid, eid = _holder(p)
     ids = service.holder_licence_ids(session=session, person_id=pid, legal_entity_id=eid)
     rows, total = service.list_uses(session=session, licence_ids=ids, page=page, page_size=page_size)
-    return Page(items=[LicenceUseRead.of(u) for u in rows], total=total, page=page, page_size=page_size)
+    depts = _departments(session)
+    return Page(items=[LicenceUseRead.of(u, depts) for u in rows], total=total, page=page, page_size=page_size)
 
 
 @router.get("/lookup", response_model=LicenceRead, summary="A licence by its GB/T 36904 identifier")
@@ -186,7 +192,8 @@ def uses(licence_id: Id, page: PageNo = 1, page_size: PageSize = 50, p: Principa
          session: Session = Depends(get_session, scope="function")) -> Page[LicenceUseRead]:
     lic = _visible(session, p, licence_id)
     rows, total = service.list_uses(session=session, licence_ids=[lic.id], page=page, page_size=page_size)
-    return Page(items=[LicenceUseRead.of(u) for u in rows], total=total, page=page, page_size=page_size)
+    depts = _departments(session)
+    return Page(items=[LicenceUseRead.of(u, depts) for u in rows], total=total, page=page, page_size=page_size)
 
 
 @router.post("/{licence_id}/uses", response_model=LicenceUseRead, status_code=201,
@@ -195,4 +202,4 @@ def record_use(licence_id: Id, body: LicenceUseCreate, p: Principal = Depends(al
                session: Session = Depends(get_session, scope="function")) -> LicenceUseRead:
     u = service.use(session=session, licence_id=licence_id, by_department_id=p.department_id, purpose=body.purpose,
                     application_ref=body.application_ref, consent_ref=body.consent_ref, actor=p.actor)
-    return LicenceUseRead.of(u)
+    return LicenceUseRead.of(u, _departments(session))

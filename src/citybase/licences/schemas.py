@@ -118,6 +118,7 @@ class LicenceUseRead(BaseModel):
     id: int
     licence_id: int
     department_id: int | None
+    department_name: str | None
     purpose: str
     application_ref: str | None
     consent_ref: str | None
@@ -125,8 +126,9 @@ class LicenceUseRead(BaseModel):
     used_at: datetime
 
     @classmethod
-    def of(cls, u: LicenceUse) -> LicenceUseRead:
-        return cls(id=u.id, licence_id=u.licence_id, department_id=u.department_id, purpose=u.purpose,
+    def of(cls, u: LicenceUse, departments: dict[int, str]) -> LicenceUseRead:
+        return cls(id=u.id, licence_id=u.licence_id, department_id=u.department_id,
+                   department_name=departments.get(u.department_id) if u.department_id else None, purpose=u.purpose,
                    application_ref=u.application_ref, consent_ref=u.consent_ref, actor=u.actor, used_at=u.used_at)
 
 
