@@ -51,11 +51,11 @@ def offline_library(tokens: list[str], keys: dict, rounds: int) -> float:
 def offline_browser(tokens: list[str], keys_json: list[dict]) -> float | None:
     if not Path("/usr/bin/chromium").exists():
         return None
-    from playwright.sync_api import sync_playwright
-
     # WebCrypto needs a secure context: a page of a 127.0.0.1 server
     import http.server
     import threading
+
+    from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="cb-lic-web-"))
     (tmp / "index.html").write_text("<!doctype html><title>bench</title>")
