@@ -145,3 +145,12 @@ def test_a_lookup_by_identifier_checks_the_check_character(client, city):
 
 def test_staff_must_name_the_holder_of_a_use_log(client, city):
     assert_problem(client.get("/api/v1/licences/uses", headers=city.auth("clerk")), 422, naming=["holder"])
+
+
+def test_a_firms_account_sees_its_entitys_licences(client, city):
+    with Session(city.engine) as s:
+        firm = s.scalars(select(User).where(User.username == "firm")).one()
+        held = s.scalar(select(Licence.id).where(Licence.legal_entity_id == firm.legal_entity_id).limit(1))
+    items = client.get("/api/v1/licences", params={"page_size": 500}, headers=city.auth("firm")).json()["items"]
+    assert items and all(i["legal_entity_id"] == firm.legal_entity_id or i["person_id"] == firm.person_id for i in items)
+    assert held is not None and held in {i["id"] for i in items}

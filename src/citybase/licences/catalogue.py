@@ -37,6 +37,9 @@ TYPES: dict[str, tuple[str, str, str, str, str, list[tuple[str, str, str, bool]]
     "public_health_licence": ("002", "公共场所卫生许可证", "Public-venue hygiene licence", "卫健委", "entity", [
         ("venue", "场所名称", "Venue", False), ("premises", "地址", "Premises", False),
         ("items", "许可项目", "Items", False)], 4),
+    "social_org_certificate": ("002", "社会团体法人登记证书", "Social organisation registration certificate", "民政局",
+                               "entity", [("legal_rep", "法定代表人", "Legal representative", True),
+                                          ("address", "住所", "Address", False), ("scope", "业务范围", "Scope", False)], 5),
     "retirement_certificate": ("002", "退休证", "Retirement certificate", "人社局", "person", [
         ("retired_on", "退休日期", "Retired on", False), ("employer", "原工作单位", "Former employer", False)], None),
 }

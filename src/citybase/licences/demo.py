@@ -21,8 +21,8 @@ from citybase.licences.identifiers import make_identifier
 from citybase.registry import service as registry
 from citybase.storage.db import bulk_insert
 
-MAX_PERSONS = 50_000  # a district-sized demo issues to the first ones only, so it stays quick to load
-MAX_ENTITIES = 20_000
+MAX_PERSONS = 20_000  # a district-sized demo issues to the first ones only, so it stays quick to load
+MAX_ENTITIES = 10_000
 COLUMNS = ("identifier", "type_id", "holder_kind", "person_id", "legal_entity_id", "holder_name", "holder_code",
            "fields", "issuer_department_id", "issued_on", "expires_on", "application_ref", "status", "revoked_at",
            "revoke_reason", "token", "key_id", "created_at")
@@ -128,7 +128,14 @@ def seed_demo(engine: Engine, *, seed: int = 2026, today: date = date(2026, 11, 
             if i % 5000 == 0:
                 progress("licences", i, len(persons) + len(entities))
         for j, e in enumerate(entities):
-            if e.status != "active" or e.entity_type not in ENTITY_KINDS:
+            if e.status != "active":
+                continue
+            if e.entity_type == "social_org":
+                yield licence("social_org_certificate", e, {"legal_rep": e.legal_rep_name, "address": e.address,
+                                                            "scope": e.industry},
+                              today - timedelta(days=rnd.randint(30, 4 * 365)))
+                continue
+            if e.entity_type not in ENTITY_KINDS:
                 continue
             yield licence("business_licence", e, {
                 "entity_type": ENTITY_KINDS[e.entity_type], "legal_rep": e.legal_rep_name,

@@ -169,7 +169,7 @@ def token(request: Request, licence_id: Id, p: Principal = Depends(allow(*READER
     return LicenceToken(token=lic.token, link=service.verifier_link(lic.token, str(request.base_url)))
 
 
-@router.get("/{licence_id}/qr.svg", summary="The licence's QR code (亮证), verifiable offline",
+@router.get("/{licence_id}/qr.svg", summary="The licence's QR code (亮证), verifiable offline", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG image"}})
 def qr(request: Request, licence_id: Id, p: Principal = Depends(allow(*READERS)),
        session: Session = Depends(get_session, scope="function")) -> Response:

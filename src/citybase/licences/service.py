@@ -1,5 +1,13 @@
 """The licences' promises: a catalogue of types, licences issued and signed, found, verified, revoked, and
-every use of one logged for its holder. This is the seam other domains (``services``) call.
+every use of one logged for its holder. This is the seam other domains (``services``) call:
+
+* ``list_types`` / ``get_type(key=…)``: the catalogue (keys such as ``business_licence``, ``birth_certificate``);
+* ``issue(type_key=…, person_id=… | legal_entity_id=…, fields=…, issuer_department_id=…, application_ref=…)``:
+  a signed licence when an approval needs one;
+* ``find_valid(type_key=…, person_id=… | legal_entity_id=…)``: what a holder can attach instead of a copy;
+* ``use(licence_id=…, by_department_id=…, purpose=…, application_ref=…, consent_ref=…, actor=…)``: the use,
+  logged for the holder;
+* ``verify(token=…)``: signature, revocation and expiry.
 
 Functions take ``session`` keyword-only and never commit."""
 
