@@ -119,6 +119,19 @@ def test_the_qr_code_is_an_svg_for_the_holder(client, city):
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml") and "<svg" in r.text
 
 
+@pytest.mark.parametrize("role", EVERY_CALLER)
+def test_the_token_of_someone_elses_licence_is_only_for_the_stewards(client, city, role):
+    # the token holds every field in full: a clerk who sees them masked does not get it
+    r = client.get(f"/api/v1/licences/{someone_elses_licence(city)}/token",
+                   headers=city.auth(DEMO_USERS[role][0]) if role else {})
+    if role == "data_officer":
+        assert r.status_code == 200
+    elif role == "citizen":
+        assert_problem(r, 404)
+    else:
+        assert_problem(r, 403 if role else 401)
+
+
 def test_a_clerks_use_is_in_the_holders_log(client, city):
     lic = own_licence(city)
     r = client.post(f"/api/v1/licences/{lic}/uses", headers=city.auth("clerk"),

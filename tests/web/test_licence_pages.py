@@ -83,7 +83,7 @@ def test_a_revoked_licence_verifies_offline_but_fails_online(visit, site: Site, 
     made = call(site, tokens["admin"], "POST", "/api/v1/licences",
                 {"type_key": "retirement_certificate", "person_id": pid,
                  "fields": {"retired_on": "2026-06-30", "employer": "徐汇区某单位"}})
-    token = call(site, tokens["admin"], "GET", f"/api/v1/licences/{made['id']}/token")["token"]
+    token = call(site, tokens["dataofficer"], "GET", f"/api/v1/licences/{made['id']}/token")["token"]
     call(site, tokens["admin"], "POST", f"/api/v1/licences/{made['id']}/revoke", {"reason": "测试注销"})
     v = visit("/licences/verify?lang=en#" + token)
     page = v.page

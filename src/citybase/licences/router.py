@@ -35,6 +35,8 @@ router = APIRouter(prefix="/licences", tags=["licences"])
 STAFF = ("admin", "clerk", "window_clerk", "data_officer")
 ISSUERS = ("admin", "clerk", "data_officer")
 READERS = ("citizen", *STAFF)
+# the signed token holds the content in full: only the holder, and the stewards who see personal data in full
+FULL_SIGHT = ("citizen", "data_officer")
 
 
 def _holder(p: Principal) -> tuple[int | None, int | None]:
@@ -161,7 +163,7 @@ def get_licence(request: Request, licence_id: Id, p: Principal = Depends(allow(*
 
 
 @router.get("/{licence_id}/token", response_model=LicenceToken, summary="The signed token of a licence (亮证)")
-def token(request: Request, licence_id: Id, p: Principal = Depends(allow(*READERS)),
+def token(request: Request, licence_id: Id, p: Principal = Depends(allow(*FULL_SIGHT)),
           session: Session = Depends(get_session, scope="function")) -> LicenceToken:
     lic = _visible(session, p, licence_id)
     if not _owns(p, lic):
@@ -171,7 +173,7 @@ def token(request: Request, licence_id: Id, p: Principal = Depends(allow(*READER
 
 @router.get("/{licence_id}/qr.svg", summary="The licence's QR code (亮证), verifiable offline", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG image"}})
-def qr(request: Request, licence_id: Id, p: Principal = Depends(allow(*READERS)),
+def qr(request: Request, licence_id: Id, p: Principal = Depends(allow(*FULL_SIGHT)),
        session: Session = Depends(get_session, scope="function")) -> Response:
     lic = _visible(session, p, licence_id)
     if not _owns(p, lic):
