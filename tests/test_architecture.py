@@ -17,8 +17,9 @@ ALLOWED = {
     "registry": {"core", "storage", "bus", "kernel", "security", "geo"},
     "ops": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
     "twin": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},  # city.py projects them
-    "services": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
-    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "services"},
+    "licences": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
+    "services": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "licences"},
+    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "licences", "services"},
     "web": {"core", "kernel", "security"},
     "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "web"},
     "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "demo",

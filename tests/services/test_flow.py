@@ -23,9 +23,15 @@ NEWBORN = {"child_name": "王小宝", "child_sex": "女", "child_birth_date": "2
 def api(client, city, services_tokens):  # noqa: ANN001
     def call(method: str, path: str, user: str, **kw):  # noqa: ANN202
         headers = {**city.auth(user), **kw.pop("headers", {})}
-        return client.request(method, BASE + path, headers=headers, **kw)
+        return client.request(method, path if path.startswith("/api/") else BASE + path, headers=headers, **kw)
 
     return call
+
+
+def api_uses(api, code: str) -> list[dict]:  # noqa: ANN001
+    r = api("GET", "/api/v1/licences/uses", "citizen", params={"page_size": 500})
+    assert r.status_code == 200, r.text
+    return [u for u in r.json()["items"] if u["application_ref"] == code]
 
 
 def _part(app: dict, item: str) -> dict:
@@ -116,6 +122,10 @@ def test_newborn_one_application_three_departments_in_parallel_with_a_correction
     assert app["status"] == "processing"
     ex = {e["key"]: e for e in app["exemptions"]}
     assert ex["licence:id_card"]["status"] == "from_licence" and ex["licence:id_card"]["proof"]["number"]
+    assert ex["licence:id_card"]["proof"]["source"] == "licences"  # from the licence library, GB/T 36904 id
+    # the holder sees every use: which department, for which application, with which consent
+    uses = api_uses(api, app["code"])
+    assert uses and all(u["consent_ref"] and u["department_name"] for u in uses)
     assert ex["item:XH-WJW-001"]["status"] == "from_item"
     status = {p["item_code"]: p["status"] for p in app["parts"]}
     assert status["XH-WJW-001"] == "pending" and status["XH-GA-001"] == "waiting"

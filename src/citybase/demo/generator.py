@@ -150,6 +150,7 @@ class CityGenerator:
         self._persons()
         self._entities()
         self._operations()
+        self._licences()
         self._finish()
         return self.report
 
@@ -462,6 +463,12 @@ class CityGenerator:
 
         with Session(self.engine) as session, session.begin():
             self.report.counts["incident_categories"] = seed_catalogue(session=session)
+
+    def _licences(self) -> None:
+        """The licence catalogue, and licences issued (signed) to the persons and firms."""
+        from citybase.licences.demo import seed_demo
+
+        self.report.counts.update(seed_demo(self.engine, seed=self.seed, progress=self.progress))
 
     def _finish(self) -> None:
         self.progress("indexes", 0, 1)

@@ -30,7 +30,7 @@ def _supervise(runtime: Any) -> None:
 DOMAIN = Domain(
     name="services",
     title="一网通办 — services done once",
-    depends=("registry",),
+    depends=("registry", "licences"),  # persons and firms apply; licences prove materials
     models=("citybase.services.models",),
     routers=_routers,
     roles={},  # clerk, window_clerk and citizen are the platform's roles (security.roles)

@@ -18,6 +18,7 @@ from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from citybase.core.i18n import Msg, from_json, render, to_json
 from citybase.core.timeutil import SHANGHAI, utcnow
 from citybase.kernel import outbox
+from citybase.licences import service as licences
 from citybase.registry import service as registry
 from citybase.services import events, forms, states, workdays
 from citybase.services.forms import Member
@@ -85,14 +86,15 @@ class LicenceQuery:
     application_code: str | None = None
     department_ids: tuple[int, ...] = ()
     consented: bool = False  # False: a preview for the applicant, no use to log
+    actor: str = "services"
 
 
 LicenceLookup = Callable[[Session, LicenceQuery], "LicenceProof | None"]
 
 
 def _registry_stand_in(session: Session, q: LicenceQuery) -> LicenceProof | None:
-    """Until ``citybase.licences`` is wired in: the licences the base registries themselves prove (a person's
-    ID card and household register, a firm's business licence from the 法人库); nothing else."""
+    """What the base registries themselves prove when the licence library holds nothing: a person's ID card and
+    household register, a firm's business licence from the 法人库; nothing else."""
     if q.holder_kind == "person":
         try:
             p = registry.get_person(session=session, person_id=q.holder_id)
@@ -112,13 +114,36 @@ def _registry_stand_in(session: Session, q: LicenceQuery) -> LicenceProof | None
     return None
 
 
-_licence_lookup: LicenceLookup = _registry_stand_in
+def _licence_library(session: Session, q: LicenceQuery) -> LicenceProof | None:
+    """The licence library (``citybase.licences``): the holder's newest valid licence of the type; with consent each
+    department's use of it is logged for the holder. A type the library does not hold falls back to what the
+    base registries prove."""
+    holder = {"person_id": q.holder_id} if q.holder_kind == "person" else {"legal_entity_id": q.holder_id}
+    try:
+        found = licences.find_valid(session=session, type_key=q.licence_type, **holder)
+    except NotFound:
+        found = []
+    if not found:
+        return _registry_stand_in(session, q)
+    lic = found[0]
+    if q.consented:
+        for dept in q.department_ids or (None,):
+            licences.use(session=session, licence_id=lic.id, by_department_id=dept,
+                         purpose=f"一网通办 {q.application_code}：免于提交{lic.identifier}",
+                         application_ref=q.application_code, consent_ref=f"consent:{q.application_code}:{q.licence_type}",
+                         actor=q.actor)
+    issuer = registry.get_department_by_id(session=session, department_id=lic.issuer_department_id).short_name
+    return LicenceProof(q.licence_type, lic.identifier, issuer,
+                        lic.expires_on.isoformat() if lic.expires_on else None, source="licences")
+
+
+_licence_lookup: LicenceLookup = _licence_library
 
 
 def set_licence_lookup(fn: LicenceLookup | None) -> None:
-    """Wire the seam to the licence library (``citybase.licences.service``); None restores the stand-in."""
+    """Answer the seam another way (a city's own licence library); None restores ``citybase.licences``."""
     global _licence_lookup
-    _licence_lookup = fn or _registry_stand_in
+    _licence_lookup = fn or _licence_library
 
 
 def holds_licence(*, session: Session, query: LicenceQuery) -> LicenceProof | None:
@@ -602,9 +627,11 @@ def submit(*, session: Session, actor: Actor, application_id: int) -> Applicatio
         if row["status"] == "from_item" and row["proof"]:
             entry["proof"] = row["proof"]
         if row["status"] == "from_licence":
-            proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"], code, depts, True))
+            users = tuple(sorted({m.department_id for m, _ in pairs if m.code in row["items"]})) or depts
+            proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"], code, users, True,
+                                                                      actor.name))
             entry["proof"] = None if proof is None else {"number": proof.number, "issuer": proof.issuer,
-                                                         "source": proof.source}
+                                                         "source": proof.source, "valid_until": proof.valid_until}
         exemptions.append(entry)
     now = utcnow()
     app.exemptions = _dumps(exemptions)

@@ -117,6 +117,48 @@ _OPS = {
     },
 }
 
+# The licence pages (电子证照): the verifier (亮证核验) and the holder's 我的证照.
+_LICENCES = {
+    "zh": {
+        "nav_licences": "我的证照", "nav_verify": "证照核验",
+        "verify_title": "电子证照核验", "verify_intro": "扫描证照二维码会打开本页；也可粘贴证照码或核验链接。签名在本机浏览器中用平台公布的公钥验证，不经过服务器。",
+        "verify_token": "证照码或核验链接", "verify_button": "离线验签", "verify_online": "在线核验状态",
+        "sig_valid": "签名有效：证面内容未被篡改（Ed25519，密钥 {kid}）", "sig_bad_signature": "签名无效：证面内容已被改动或不是本平台签发",
+        "sig_unknown_key": "未知签名密钥 {kid}：请联网后重新打开本页以获取公钥", "sig_malformed": "不是电子证照码",
+        "sig_no_crypto": "此浏览器无法验签：请通过 HTTPS 或本机地址打开本页，并使用较新的浏览器",
+        "expired_offline": "证面有效期已过（{d}）", "online_valid": "在线核验：证照有效", "online_revoked": "在线核验：证照已注销（{r}）",
+        "online_expired": "在线核验：证照已过期", "online_unknown": "在线核验：证照库中没有此证照",
+        "online_failed": "无法在线核验（离线？）", "keys_cached": "已缓存 {n} 个公钥，可离线验签", "keys_missing": "尚无公钥：请联网打开一次本页",
+        "lic_identifier": "证照标识", "lic_type": "证照类型", "lic_holder": "持证主体", "lic_holder_code": "证件号码/统一社会信用代码",
+        "lic_issuer": "颁发机构", "lic_issued": "颁发日期", "lic_expires": "有效期至", "long_term": "长期",
+        "mine_title": "我的证照", "mine_intro": "您的电子证照。出示二维码即可亮证，对方手机扫码离线核验。",
+        "mine_empty": "暂无电子证照", "mine_not_linked": "当前账号未关联自然人或法人，看不到证照",
+        "show_qr": "亮证", "hide_qr": "收起", "open_verifier": "在核验页打开", "uses_title": "用证记录",
+        "uses_empty": "尚无用证记录", "use_when": "时间", "use_department": "用证部门", "use_purpose": "用途",
+        "use_application": "办件", "use_consent": "授权", "lic_status_valid": "有效", "lic_status_expired": "已过期",
+        "lic_status_revoked": "已注销",
+    },
+    "en": {
+        "nav_licences": "My licences", "nav_verify": "Verify a licence",
+        "verify_title": "Verify an electronic licence", "verify_intro": "Scanning a licence's QR code opens this page; you can also paste the licence code or link. The signature is checked in your browser with the published public key, without the server.",
+        "verify_token": "Licence code or link", "verify_button": "Verify offline", "verify_online": "Check status online",
+        "sig_valid": "Signature valid: the licence is as issued (Ed25519, key {kid})", "sig_bad_signature": "Signature invalid: the licence was altered or not issued here",
+        "sig_unknown_key": "Unknown signing key {kid}: open this page once online to fetch the public keys", "sig_malformed": "Not an electronic licence code",
+        "sig_no_crypto": "This browser cannot verify: open the page over HTTPS (or localhost) in a recent browser",
+        "expired_offline": "Past its printed validity ({d})", "online_valid": "Online: the licence is valid", "online_revoked": "Online: the licence was revoked ({r})",
+        "online_expired": "Online: the licence has expired", "online_unknown": "Online: the register does not hold this licence",
+        "online_failed": "Could not check online (offline?)", "keys_cached": "{n} public key(s) kept: verification works offline", "keys_missing": "No public keys yet: open this page once online",
+        "lic_identifier": "Identifier", "lic_type": "Type", "lic_holder": "Holder", "lic_holder_code": "ID number / credit code",
+        "lic_issuer": "Issued by", "lic_issued": "Issued", "lic_expires": "Valid until", "long_term": "long-term",
+        "mine_title": "My licences", "mine_intro": "Your electronic licences. Show the QR code; the other side verifies it offline with a phone.",
+        "mine_empty": "No electronic licences yet", "mine_not_linked": "This account is not linked to a person or a firm, so it holds no licences",
+        "show_qr": "Show", "hide_qr": "Hide", "open_verifier": "Open in the verifier", "uses_title": "Who used my licences",
+        "uses_empty": "No use recorded yet", "use_when": "When", "use_department": "Department", "use_purpose": "Purpose",
+        "use_application": "Application", "use_consent": "Consent", "lic_status_valid": "valid", "lic_status_expired": "expired",
+        "lic_status_revoked": "revoked",
+    },
+}
+
 # Codes the API returns, named for people.
 _NAMES: dict[str, dict[str, dict[str, str]]] = {
     "zh": {
@@ -269,4 +311,5 @@ def texts(lang: str) -> dict[str, str]:
 def page_texts(lang: str) -> dict[str, Any]:
     """Every text of the incident-loop pages, with the names of the API's codes under ``names``."""
     lang = lang if lang in LANGS else "zh"
-    return {**_TEXTS[lang], **_OPS[lang], **_SERVICES[lang], "names": {**_NAMES[lang], **_SERVICES_NAMES[lang]}}
+    return {**_TEXTS[lang], **_OPS[lang], **_LICENCES[lang], **_SERVICES[lang],
+            "names": {**_NAMES[lang], **_SERVICES_NAMES[lang]}}

@@ -27,7 +27,8 @@ LANG = Query("zh", pattern="^(zh|en)$")
 
 # The header's links between pages: (path, text key).
 NAV = (("/", "nav_map"), ("/report", "nav_report"), ("/ops/workbench", "nav_workbench"),
-       ("/ops/tasks", "nav_tasks"), ("/login", "nav_login"))
+       ("/ops/tasks", "nav_tasks"), ("/licences/mine", "nav_licences"), ("/licences/verify", "nav_verify"),
+       ("/login", "nav_login"))
 
 
 def _lang_links(request: Request) -> dict[str, str]:
@@ -90,6 +91,18 @@ def services_apply(request: Request, lang: str = LANG, _: object = Depends(allow
 def services_workbench(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
     """The approvals clerk's workbench: the department's parts, with lights, and the KPIs."""
     return _page(request, "services_workbench.html", lang, "services_workbench")
+
+
+@router.get("/licences/verify", response_class=HTMLResponse)
+def licence_verifier(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """亮证 verification: the token (from the QR code's link fragment, or pasted) is checked in the browser."""
+    return _page(request, "licences_verify.html", lang, "licences_verify")
+
+
+@router.get("/licences/mine", response_class=HTMLResponse)
+def my_licences(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """我的证照: the signed-in holder's licences, their QR codes and who used them."""
+    return _page(request, "licences_mine.html", lang, "licences_mine")
 
 
 @router.get("/assets/{package}/{path:path}")

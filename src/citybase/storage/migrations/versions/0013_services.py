@@ -1,15 +1,15 @@
 """一网通办 (services): catalogue items and their versions, bundles, applications and their parts, the
 append-only timeline, ratings (好差评) and rectifications (整改).
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
