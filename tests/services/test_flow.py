@@ -148,6 +148,18 @@ def test_newborn_one_application_three_departments_in_parallel_with_a_correction
         app = _step(api, app, "XH-WJW-001", action, "clerk-wjw")
     status = {p["item_code"]: p["status"] for p in app["parts"]}
     assert status["XH-GA-001"] == status["XH-WJW-002"] == status["XH-YB-002"] == "pending"  # released together
+    # the approval issued the 出生医学证明 as a signed electronic licence, and it verifies offline
+    from citybase.licences import service as licences
+
+    mine = api("GET", "/api/v1/licences", "citizen", params={"page_size": 200}).json()["items"]
+    birth = [x for x in mine if x["type_key"] == "birth_certificate" and x.get("application_ref") == app["code"]]
+    assert len(birth) == 1 and birth[0]["identifier"]
+    token = api("GET", f"/api/v1/licences/{birth[0]['id']}/token", "citizen").json()["token"]
+    with Session(city.engine) as s:
+        keys = licences.published_keys(session=s)
+    checked = licences.verify_offline(token, keys)
+    assert checked.ok and checked.content["f"]["mother_name"] == "李梅"
+    assert "issue" in [e["action"] for e in api("GET", f"/applications/{app['id']}/timeline", "citizen").json()]
     assert status["XH-YB-001"] == status["XH-RS-001"] == "waiting"  # wait for 户口
 
     # three departments in parallel; 公安 asks for a correction (the clock stops)
@@ -224,7 +236,11 @@ def test_a_firm_starts_a_business_fanning_out_to_five_departments(api, city):  #
     with Session(city.engine) as s:
         done = [e for e in s.scalars(select(OutboxEvent).where(OutboxEvent.subject == "citybase.services.part.complete"))
                 if "\"business_licence\"" in e.data]
-    assert done  # the licences domain hears which licence to issue
+    assert done  # which licence the approval issued, and its identifier (GB/T 36904)
+    import json
+
+    issued = [json.loads(e.data)["licence_identifier"] for e in done]
+    assert any(i and i.startswith("1.2.156.") for i in issued)
 
 
 def test_a_refused_item_voids_what_waits_for_it(api):  # noqa: ANN001

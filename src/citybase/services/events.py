@@ -50,6 +50,7 @@ class PartStep(BaseModel):
     status: PartStatus
     decision: str | None = None
     result_licence_type: str | None = None
+    licence_identifier: str | None = None  # the licence the completed approval issued (GB/T 36904)
     holder_kind: str
     person_id: int | None
     legal_entity_id: int | None

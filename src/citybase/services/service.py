@@ -20,7 +20,7 @@ from citybase.core.timeutil import SHANGHAI, utcnow
 from citybase.kernel import outbox
 from citybase.licences import service as licences
 from citybase.registry import service as registry
-from citybase.services import events, forms, states, workdays
+from citybase.services import events, forms, results, states, workdays
 from citybase.services.forms import Member
 from citybase.services.models import (
     Application,
@@ -713,9 +713,10 @@ def _app_event(session: Session, app: Application) -> events.ApplicationEvent:
         outcome=app.outcome, departments=sorted({v.department_id for _, v in _members_of(session, app)}))
 
 
-def _part_event(session: Session, app: Application, part: Part, v: ItemVersion, actor: Actor, action: str) -> None:
+def _part_event(session: Session, app: Application, part: Part, v: ItemVersion, actor: Actor, action: str,
+                licence: str | None = None) -> None:
     approved = part.status == S.COMPLETED and part.decision == "approve"
-    outbox.queue(session, events.part_subject(action), events.PartStep(
+    outbox.queue(session, events.part_subject(action), events.PartStep(licence_identifier=licence,
         application_id=app.id, part_id=part.id, code=app.code, item_code=part.item_code,
         department_id=part.department_id, status=S(part.status), decision=part.decision,
         result_licence_type=v.result_licence_type if approved else None, holder_kind=app.applicant_kind,
@@ -810,11 +811,32 @@ def act(*, session: Session, actor: Actor, application_id: int, part_id: int, ac
         part.status, part.done_at = S.COMPLETED, now
     _log(session, app, part, actor, action, before, part.status, reason)
     session.flush()
-    _part_event(session, app, part, v, actor, action)  # type: ignore[arg-type]
+    issued = _issue_result(session, app, part, v, actor) if action == "complete" else None  # type: ignore[arg-type]
+    _part_event(session, app, part, v, actor, action, issued)  # type: ignore[arg-type]
     if part.status in states.TERMINAL:
         _after_part(session, app, part)
     _recompute(session, app, now)
     return part
+
+
+def _issue_result(session: Session, app: Application, part: Part, v: ItemVersion, actor: Actor) -> str | None:
+    """The electronic licence a completed approval issues (``citybase.licences``), when the item's result is one and
+    its holder is of the applicant's kind; its GB/T 36904 identifier, on the timeline."""
+    if part.decision != "approve" or not v.result_licence_type:
+        return None
+    fields = results.licence_fields(v.result_licence_type, _loads(app.form, {}), app.code)
+    try:
+        t = licences.get_type(session=session, key=v.result_licence_type)
+    except NotFound:
+        return None
+    if fields is None or t.holder_kind != app.applicant_kind:
+        return None
+    holder = {"person_id": app.person_id} if app.applicant_kind == "person" else {"legal_entity_id": app.legal_entity_id}
+    lic = licences.issue(session=session, type_key=v.result_licence_type, fields=fields,
+                         issuer_department_id=part.department_id, application_ref=app.code, **holder)
+    _log(session, app, part, actor, "issue", part.status, part.status,
+         Msg('licence {identifier} issued', identifier=lic.identifier))
+    return lic.identifier
 
 
 def _after_part(session: Session, app: Application, done: Part) -> None:
