@@ -29,6 +29,7 @@ def test_a_citizen_applies_for_a_newborn_and_the_clerk_accepts_it(visit: Callabl
     assert page.locator("#bundles article").count() == 6
     newborn = page.locator("article[data-bundle='newborn']")
     assert "13" in newborn.inner_text()  # the promised working days (critical path)
+    assert page.locator("#licences li[data-type='id_card']").count() == 1  # 我的证照, from the licence library
     settle(v)
     v.screenshot("services-home.png")
     newborn.locator("a.button").click()
@@ -68,6 +69,7 @@ def test_a_citizen_applies_for_a_newborn_and_the_clerk_accepts_it(visit: Callabl
     assert page.locator("#parts li").count() == 6
     assert page.locator("#parts li[data-item='XH-WJW-001'][data-status='pending']").count() == 1
     assert page.locator("#exempted li").count() >= 3
+    assert page.locator("#licences li[data-type='birth_certificate']").count() == 0  # issued once 卫健委 approves
     settle(v)
     v.screenshot("services-my-application.png")
     assert_clean(v)

@@ -203,7 +203,7 @@ _NAMES: dict[str, dict[str, dict[str, str]]] = {
 # 一网通办's pages: the citizen's home, the apply wizard (and the window clerk's counter), the clerk's workbench.
 _SERVICES = {
     "zh": {
-        "sv_home": "一网通办", "sv_events": "我的一件事", "sv_events_hint": "一次申请、一表填报，部门并联审批",
+        "sv_home": "一网通办", "sv_licences": "我的证照", "sv_licences_all": "亮证与用证记录", "sv_events": "我的一件事", "sv_events_hint": "一次申请、一表填报，部门并联审批",
         "sv_mine": "我的办件", "sv_none": "暂无办件", "sv_apply": "我要办理", "sv_saved": "比逐项办理节省",
         "sv_fields": "填写项", "sv_materials": "材料", "sv_visits": "跑动次数", "sv_days": "办理时间（工作日）",
         "sv_one_by_one": "逐项", "sv_bundle": "一件事", "sv_prefilled": "已预填 {n} 项",
@@ -235,7 +235,8 @@ _SERVICES = {
         "sv_act_complete": "办结",
     },
     "en": {
-        "sv_home": "One-stop services", "sv_events": "Life and business events",
+        "sv_home": "One-stop services", "sv_licences": "My licences", "sv_licences_all": "QR codes and uses",
+        "sv_events": "Life and business events",
         "sv_events_hint": "Apply once, one form, departments approve in parallel", "sv_mine": "My applications",
         "sv_none": "No applications yet", "sv_apply": "Apply", "sv_saved": "Saved against one by one",
         "sv_fields": "Fields", "sv_materials": "Materials", "sv_visits": "Visits", "sv_days": "Working days",
@@ -280,6 +281,7 @@ _SERVICES_NAMES = {
                         "reviewing": "审查中", "approved": "已准予", "refused": "不予许可", "completed": "已办结",
                         "not_accepted": "不予受理", "void": "无需办理"},
         "grade": {"5": "非常满意", "4": "满意", "3": "基本满意", "2": "不满意", "1": "非常不满意"},
+        "lic_status": {"valid": "有效", "expired": "已过期", "revoked": "已吊销"},
         "sv_action": {"draft": "起草", "submit": "提交申请", "withdraw": "撤回", "release": "转入部门", "accept": "受理",
                       "not-accept": "不予受理", "request-correction": "要求补正", "correct": "补正", "review": "审查",
                       "approve": "准予", "refuse": "不予许可", "complete": "办结", "void": "无需办理",
@@ -295,6 +297,7 @@ _SERVICES_NAMES = {
                         "void": "not needed"},
         "grade": {"5": "very satisfied", "4": "satisfied", "3": "fairly satisfied", "2": "dissatisfied",
                   "1": "very dissatisfied"},
+        "lic_status": {"valid": "valid", "expired": "expired", "revoked": "revoked"},
         "sv_action": {"draft": "drafted", "submit": "submitted", "withdraw": "withdrawn", "release": "sent on",
                       "accept": "accepted", "not-accept": "not accepted", "request-correction": "correction asked",
                       "correct": "corrected", "review": "review", "approve": "approved", "refuse": "refused",

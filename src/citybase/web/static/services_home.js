@@ -116,6 +116,12 @@
     const bundles = await get("/api/v1/services/bundles", { anonymous: true });
     $("bundles").innerHTML = "";
     bundles.forEach((b) => $("bundles").appendChild(bundleCard(b)));
+    const lic = await get("/api/v1/licences?page_size=20");
+    $("licences").innerHTML = "";
+    for (const l of lic.items) {
+      $("licences").appendChild(el("li", { dataset: { type: l.type_key } }, el("b", {}, l.type_name),
+        el("span", { class: "st " + (l.status === "valid" ? "from_licence" : "") }, name("lic_status", l.status)), el("span", { class: "proof" }, l.identifier)));
+    }
     const apps = await get("/api/v1/services/applications?mine=true&page_size=50");
     const list = $("apps");
     list.innerHTML = "";
