@@ -120,7 +120,7 @@
     $("licences").innerHTML = "";
     for (const l of lic.items) {
       $("licences").appendChild(el("li", { dataset: { type: l.type_key } }, el("b", {}, l.type_name),
-        el("span", { class: "st " + (l.status === "valid" ? "from_licence" : "") }, name("lic_status", l.status)), el("span", { class: "proof" }, l.identifier)));
+        el("span", { class: "st " + (l.status === "valid" ? "from_licence" : "") }, T["lic_status_" + l.status] || l.status), el("span", { class: "proof" }, l.identifier)));
     }
     const apps = await get("/api/v1/services/applications?mine=true&page_size=50");
     const list = $("apps");
