@@ -120,7 +120,7 @@ _OPS = {
 # The licence pages (电子证照): the verifier (亮证核验) and the holder's 我的证照.
 _LICENCES = {
     "zh": {
-        "nav_licences": "我的证照", "nav_verify": "证照核验",
+        "nav_services": "一网通办", "nav_licences": "我的证照", "nav_verify": "证照核验",
         "verify_title": "电子证照核验", "verify_intro": "扫描证照二维码会打开本页；也可粘贴证照码或核验链接。签名在本机浏览器中用平台公布的公钥验证，不经过服务器。",
         "verify_token": "证照码或核验链接", "verify_button": "离线验签", "verify_online": "在线核验状态",
         "sig_valid": "签名有效：证面内容未被篡改（Ed25519，密钥 {kid}）", "sig_bad_signature": "签名无效：证面内容已被改动或不是本平台签发",
@@ -139,7 +139,7 @@ _LICENCES = {
         "lic_status_revoked": "已注销",
     },
     "en": {
-        "nav_licences": "My licences", "nav_verify": "Verify a licence",
+        "nav_services": "Services", "nav_licences": "My licences", "nav_verify": "Verify a licence",
         "verify_title": "Verify an electronic licence", "verify_intro": "Scanning a licence's QR code opens this page; you can also paste the licence code or link. The signature is checked in your browser with the published public key, without the server.",
         "verify_token": "Licence code or link", "verify_button": "Verify offline", "verify_online": "Check status online",
         "sig_valid": "Signature valid: the licence is as issued (Ed25519, key {kid})", "sig_bad_signature": "Signature invalid: the licence was altered or not issued here",

@@ -27,8 +27,8 @@ LANG = Query("zh", pattern="^(zh|en)$")
 
 # The header's links between pages: (path, text key).
 NAV = (("/", "nav_map"), ("/report", "nav_report"), ("/ops/workbench", "nav_workbench"),
-       ("/ops/tasks", "nav_tasks"), ("/licences/mine", "nav_licences"), ("/licences/verify", "nav_verify"),
-       ("/login", "nav_login"))
+       ("/ops/tasks", "nav_tasks"), ("/services", "nav_services"), ("/licences/mine", "nav_licences"),
+       ("/licences/verify", "nav_verify"), ("/login", "nav_login"))
 
 
 def _lang_links(request: Request) -> dict[str, str]:
