@@ -14,6 +14,7 @@ from sqlalchemy import Select, and_, delete, func, insert, literal_column, or_, 
 from sqlalchemy.orm import Session
 
 from citybase.storage.db import is_postgres
+from citybase.twin.caching import TENANTS
 from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
 
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
@@ -54,13 +55,19 @@ class TwinRepository:
 
     # -- tenants
     def tenant_exists(self, name: str) -> bool:
-        return name == "" or self.s.get(TwinTenant, name) is not None
+        if name == "" or TENANTS.known(self.s, name):
+            return True
+        if self.s.get(TwinTenant, name) is None:
+            return False
+        TENANTS.seen(self.s, name)
+        return True
 
     def ensure_tenant(self, name: str, now: datetime) -> None:
         """The tenant exists after this: created by the first write, once even when two first writes race
         (INSERT … ON CONFLICT DO NOTHING, which both engines have)."""
-        if not name or self.s.get(TwinTenant, name) is not None:
+        if not name or self.tenant_exists(name):
             return
+        TENANTS.made(self.s, name)
         if self.pg:
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
@@ -92,6 +99,69 @@ class TwinRepository:
                                                                TwinEntity.entity_id.in_(chunk))):
                 out[row.entity_id] = row
         return out
+
+    def lock_many(self, tenant: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The rows of these entities (pk, entity_id, types, scopes, attrs, created_at, modified_at), held for
+        this transaction's update as :meth:`lock` holds one; read as plain rows, not ORM objects."""
+        t = TwinEntity.__table__
+        out: dict[str, Any] = {}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            where = (t.c.tenant == tenant, t.c.entity_id.in_(chunk))
+            q = select(t.c.pk, t.c.entity_id, t.c.types, t.c.scopes, t.c.attrs, t.c.created_at,
+                       t.c.modified_at).where(*where)
+            if self.pg:
+                q = q.with_for_update()
+            else:  # the database's writer lock first, as lock() takes it
+                self.s.execute(update(t).where(*where).values(pk=t.c.pk))
+            for row in self.s.execute(q):
+                out[row.entity_id] = row
+        return out
+
+    def insert_many(self, tenant: str, items: Sequence[tuple[dict[str, Any], tuple | None, str | None]],
+                    at: datetime) -> None:
+        """New entities (doc, bbox, GeoJSON) in one statement, their geometries in a second on PostgreSQL."""
+        if not items:
+            return
+        t = TwinEntity.__table__
+        self.s.execute(insert(t), [self._columns(tenant, doc, bbox, at) | {"created_at": at} for doc, bbox, _ in items])
+        self._set_geoms(tenant, [(doc["id"], g) for doc, _, g in items if g is not None])
+
+    def update_many(self, tenant: str, items: Sequence[tuple[int, dict[str, Any], tuple | None, str | None]],
+                    at: datetime) -> None:
+        """Existing entities (pk, doc, bbox, GeoJSON) written in one executemany, their geometries after."""
+        if not items:
+            return
+        from sqlalchemy import bindparam
+
+        t = TwinEntity.__table__
+        cols = ("types", "scopes", "attrs", "modified_at", "min_lon", "min_lat", "max_lon", "max_lat")
+        stmt = update(t).where(t.c.pk == bindparam("b_pk")).values({c: bindparam("b_" + c) for c in cols})
+        rows = []
+        for pk, doc, bbox, _ in items:
+            values = self._columns(tenant, doc, bbox, at)
+            rows.append({"b_pk": pk, **{"b_" + c: values[c] for c in cols}})
+        self.s.execute(stmt, rows)
+        if self.pg:
+            self._set_geoms(tenant, [(doc["id"], g) for _, doc, _, g in items])
+
+    @staticmethod
+    def _columns(tenant: str, doc: dict[str, Any], bbox: tuple | None, at: datetime) -> dict[str, Any]:
+        min_lon, min_lat, max_lon, max_lat = bbox if bbox else (None, None, None, None)
+        return {"tenant": tenant, "entity_id": doc["id"], "types": list(doc["type"]), "scopes": doc.get("scope"),
+                "attrs": doc["attrs"], "modified_at": at, "min_lon": min_lon, "min_lat": min_lat,
+                "max_lon": max_lon, "max_lat": max_lat}
+
+    def _set_geoms(self, tenant: str, geoms: Sequence[tuple[str, str | None]]) -> None:
+        """Every entity's ``geom`` from its GeoJSON (None: no geometry), in one statement (PostgreSQL)."""
+        if not self.pg or not geoms:
+            return
+        self.s.execute(text(
+            "UPDATE twin_entities e SET geom = CASE WHEN v.g IS NULL THEN NULL "
+            "ELSE ST_SetSRID(ST_GeomFromGeoJSON(v.g), 4326) END "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:gs AS text[])) AS v(eid, g) "
+            "WHERE e.tenant = :t AND e.entity_id = v.eid"),
+            {"ids": [i for i, _ in geoms], "gs": [g for _, g in geoms], "t": tenant})
 
     def add(self, tenant: str, doc: dict[str, Any], created: datetime, bbox: tuple | None, geojson: str | None) -> TwinEntity:
         row = TwinEntity(tenant=tenant, entity_id=doc["id"], types=doc["type"], scopes=doc.get("scope"),
@@ -189,8 +259,8 @@ class TwinRepository:
                 for r in rows:
                     copy.write_row([json.dumps(r[c], ensure_ascii=False) if c in ("types", "instance") else r[c]
                                     for c in HISTORY_COLUMNS])
-        else:
-            self.s.execute(insert(TwinHistory), rows)
+        else:  # the table's INSERT (executemany), not the ORM's bulk insert, which costs more than the writing
+            self.s.execute(insert(TwinHistory.__table__), rows)
         return len(rows)
 
     def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
