@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from citybase.storage.db import is_postgres
 from citybase.twin.caching import TENANTS
+from citybase.twin.ldcontext import NGSI
 from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
 
+LOCATION = NGSI + "location"
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
 
@@ -127,9 +129,10 @@ class TwinRepository:
         self.s.execute(insert(t), [self._columns(tenant, doc, bbox, at) | {"created_at": at} for doc, bbox, _ in items])
         self._set_geoms(tenant, [(doc["id"], g) for doc, _, g in items if g is not None])
 
-    def update_many(self, tenant: str, items: Sequence[tuple[int, dict[str, Any], tuple | None, str | None]],
+    def update_many(self, tenant: str, items: Sequence[tuple[int, dict[str, Any], tuple | None, str | None, bool]],
                     at: datetime) -> None:
-        """Existing entities (pk, doc, bbox, GeoJSON) written in one executemany, their geometries after."""
+        """Existing entities (pk, doc, bbox, GeoJSON, whether the location changed) written in one
+        executemany, the geometries that changed after."""
         if not items:
             return
         from sqlalchemy import bindparam
@@ -138,12 +141,12 @@ class TwinRepository:
         cols = ("types", "scopes", "attrs", "modified_at", "min_lon", "min_lat", "max_lon", "max_lat")
         stmt = update(t).where(t.c.pk == bindparam("b_pk")).values({c: bindparam("b_" + c) for c in cols})
         rows = []
-        for pk, doc, bbox, _ in items:
+        for pk, doc, bbox, _, _ in items:
             values = self._columns(tenant, doc, bbox, at)
             rows.append({"b_pk": pk, **{"b_" + c: values[c] for c in cols}})
         self.s.execute(stmt, rows)
         if self.pg:
-            self._set_geoms(tenant, [(doc["id"], g) for _, doc, _, g in items])
+            self._set_geoms(tenant, [(doc["id"], g) for _, doc, _, g, moved in items if moved])
 
     @staticmethod
     def _columns(tenant: str, doc: dict[str, Any], bbox: tuple | None, at: datetime) -> dict[str, Any]:
@@ -174,13 +177,15 @@ class TwinRepository:
 
     def save(self, row: TwinEntity, doc: dict[str, Any], modified: datetime, bbox: tuple | None,
              geojson: str | None) -> None:
+        moved = (row.attrs or {}).get(LOCATION) != doc["attrs"].get(LOCATION)
         row.types = list(doc["type"])
         row.scopes = doc.get("scope")
         row.attrs = dict(doc["attrs"])  # a new object: SQLAlchemy sees the change
         row.modified_at = modified
         self._set_bbox(row, bbox)
         self.s.flush()
-        self._set_geom(row, geojson)
+        if moved:  # the geometry is written again only when the location changed
+            self._set_geom(row, geojson)
 
     @staticmethod
     def _set_bbox(row: TwinEntity, bbox: tuple | None) -> None:

@@ -559,6 +559,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
     ids = list(dict.fromkeys(i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)))
     current: dict[str, dict[str, Any]] = {}  # id -> the entity as it stands (read, or made by this batch)
     pks: dict[str, int] = {}
+    stored: dict[str, Any] = {}  # id -> its location as read
     new: set[str] = set()
     history: list[dict[str, Any]] = []
     changes: list[tuple[dict[str, Any], str, list[str]]] = []
@@ -575,6 +576,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
                 _tenant(repo, call, write=True)
                 for i, row in repo.lock_many(call.tenant, ids).items():
                     pks[i] = row.pk
+                    stored[i] = (row.attrs or {}).get(LOCATION)
                     current[i] = {"id": row.entity_id, "type": list(row.types or []), "attrs": row.attrs or {},
                                   "createdAt": iso(row.created_at), "modifiedAt": iso(row.modified_at),
                                   **({"scope": list(row.scopes)} if row.scopes else {})}
@@ -611,7 +613,8 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
         touched = list(dict.fromkeys(doc["id"] for doc, _, _ in changes))
         located = {i: _location(current[i]) for i in touched}
         repo.insert_many(call.tenant, [(current[i], *located[i]) for i in touched if i in new], call.at)
-        repo.update_many(call.tenant, [(pks[i], current[i], *located[i]) for i in touched if i not in new], call.at)
+        repo.update_many(call.tenant, [(pks[i], current[i], *located[i], stored[i] != current[i]["attrs"].get(LOCATION))
+                                       for i in touched if i not in new], call.at)
         repo.append_history(history)
         for doc, op, attrs in changes:
             _changed(session, call, doc, op, attrs)
