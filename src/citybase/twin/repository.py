@@ -107,15 +107,15 @@ class TwinRepository:
         this transaction's update as :meth:`lock` holds one; read as plain rows, not ORM objects."""
         t = TwinEntity.__table__
         out: dict[str, Any] = {}
+        if ids and not self.pg:  # the database's writer lock first, as lock() takes it (one row's write takes
+            # it for all; rewriting every row of the batch would cost as much as writing them)
+            self.s.execute(update(t).where(t.c.tenant == tenant, t.c.entity_id == ids[0]).values(pk=t.c.pk))
         for i in range(0, len(ids), 500):
             chunk = list(ids[i:i + 500])
-            where = (t.c.tenant == tenant, t.c.entity_id.in_(chunk))
             q = select(t.c.pk, t.c.entity_id, t.c.types, t.c.scopes, t.c.attrs, t.c.created_at,
-                       t.c.modified_at).where(*where)
+                       t.c.modified_at).where(t.c.tenant == tenant, t.c.entity_id.in_(chunk))
             if self.pg:
                 q = q.with_for_update()
-            else:  # the database's writer lock first, as lock() takes it
-                self.s.execute(update(t).where(*where).values(pk=t.c.pk))
             for row in self.s.execute(q):
                 out[row.entity_id] = row
         return out
