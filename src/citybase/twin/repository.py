@@ -202,17 +202,18 @@ class TwinRepository:
         self.s.flush()
 
     def query(self, tenant: str, where: Sequence[Any], *, limit: int, offset: int, count: bool,
-              refine: Any = None) -> tuple[list[TwinEntity], int | None]:
+              refine: Any = None) -> tuple[list[Any], int | None]:
         """Entities matching every clause, in creation order; ``refine`` (a Python predicate on rows) filters
         what SQL could only narrow down (geoQ on SQLite), so paging happens after it."""
         if not self.pg:
             self._sqlite_functions()
-        q: Select = select(TwinEntity).where(TwinEntity.tenant == tenant, *where).order_by(TwinEntity.pk)
+        t = TwinEntity.__table__  # plain rows (read only): ORM objects would cost more than the query
+        q: Select = select(t).where(TwinEntity.tenant == tenant, *where).order_by(TwinEntity.pk)
         if refine is None:
             total = self.s.scalar(select(func.count()).select_from(q.order_by(None).subquery())) if count else None
-            rows = list(self.s.scalars(q.limit(limit).offset(offset))) if limit else []
+            rows = list(self.s.execute(q.limit(limit).offset(offset))) if limit else []
             return rows, total
-        matched = [r for r in self.s.scalars(q) if refine(r)]
+        matched = [r for r in self.s.execute(q) if refine(r)]
         return matched[offset:offset + limit] if limit else [], len(matched) if count else None
 
     def ids_only(self, tenant: str, where: Sequence[Any]) -> list[str]:
