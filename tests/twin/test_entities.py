@@ -326,3 +326,58 @@ def test_unpaired_surrogates_are_refused_and_escaped_pairs_kept(ngsi):
     pair = b'{"id": "urn:ngsi-ld:Sensor:U2", "type": "Sensor", "label": {"type": "Property", "value": "\\ud83d\\ude00"}}'
     assert ngsi.client.post("/ngsi-ld/v1/entities", content=pair, headers=h).status_code == 201
     assert ngsi.get("/entities/urn:ngsi-ld:Sensor:U2").json()["label"]["value"] == "\U0001f600"
+
+
+def test_a_batch_upsert_written_at_once_does_what_one_entity_at_a_time_did(ngsi, client, monkeypatch):
+    """batch_upsert works every entity out in memory and writes the batch with a few statements; the same
+    batches sent one entity at a time (``_batch_upsert_each``, the former way) to another tenant must leave the
+    same answers, entities (geometry included), history and events."""
+    from citybase.twin import service
+    from tests.twin.conftest import Ngsi
+
+    B = "urn:ngsi-ld:Building:B"
+    batches = [
+        ("replace", [building(1), building(2), {"id": "bad", "type": "Building"}, "not an entity",
+                     {"type": "Building"}, building(1, height={"type": "Property", "value": 5})]),
+        ("update", [{"id": B + "1", "type": "Building", "height": {"type": "Property", "value": 6},
+                     "name": "urn:ngsi-ld:null"},
+                    building(3), {"id": B + "2", "type": "Tower", "scope": "/a/b"},
+                    {"id": B + "2", "height": {"type": "Property", "value": 7, "datasetId": "urn:ds:1"}},
+                    {"id": B + "4", "height": {"type": "Property", "value": 1}}]),  # new without a type
+        ("replace", [{"id": B + "2", "height": {"type": "Property", "value": 8}},
+                     {"id": B + "3", "type": "Building", "location": {"type": "GeoProperty", "value": {
+                         "type": "Point", "coordinates": [121.5, 31.3]}}}]),
+    ]
+    other = Ngsi(ngsi.client, ngsi.headers, ngsi.tenant + "x", linked=True)
+    sub = client.app.state.bus.subscribe("citybase.twin.entity_changed", durable=f"twin-{ngsi.tenant}")
+    answers = {}
+    for caller, way in ((ngsi, service.batch_upsert), (other, service._batch_upsert_each)):
+        monkeypatch.setattr(service, "batch_upsert", way)
+        answers[caller.tenant] = [(r.status_code, r.text) for r in (
+            caller.send("POST", f"/entityOperations/upsert?options={opts}", body) for opts, body in batches)]
+    assert answers[ngsi.tenant] == answers[other.tenant]
+    assert [s for s, _ in answers[ngsi.tenant]] == [207, 207, 204]
+
+    def state(caller):
+        entities = caller.get("/entities", type="Building,Tower", limit=100, options="sysAttrs").json()
+        near = caller.get("/entities", type="Building,Tower", georel="near;maxDistance==2000", geometry="Point",
+                          coordinates="[121.5,31.3]").json()
+        history = {}
+        for e in entities:
+            h = caller.get(f"/temporal/entities/{e['id']}", options="temporalValues").json()
+            history[e["id"]] = {k: v for k, v in h.items() if k not in ("id", "type", "@context")}
+        for e in entities:
+            for k in ("createdAt", "modifiedAt"):
+                e.pop(k)
+            for instances in e.values():
+                for i in instances if isinstance(instances, list) else [instances]:
+                    if isinstance(i, dict):
+                        i.pop("createdAt", None), i.pop("modifiedAt", None)
+        return entities, [e["id"] for e in near], history
+
+    assert state(ngsi) == state(other)
+    events = {}
+    for d in sub.fetch(batch=10_000, timeout=0.5):
+        events.setdefault(d.event.data["tenant"], []).append((d.event.data["id"], d.event.data["op"],
+                                                              d.event.data["attrs"], d.event.data["types"]))
+    assert events[ngsi.tenant] == events[other.tenant] and len(events[ngsi.tenant]) == 9

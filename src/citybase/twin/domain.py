@@ -50,6 +50,12 @@ def _city_incident(session: Any, delivery: Any, runtime: Any) -> None:
     on_incident_event(session, delivery, runtime)
 
 
+def _forget_registrations(runtime: Any) -> None:
+    from citybase.twin.caching import REGISTRATIONS
+
+    REGISTRATIONS.forget()
+
+
 def _forget_contexts(runtime: Any) -> None:
     store = getattr(runtime.state, "twin_contexts", None)
     if store is not None:
@@ -66,6 +72,6 @@ DOMAIN = Domain(
     settings=TwinSettings,
     consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident), *subscriptions.CONSUMERS),
     timers=(TimerSpec("twin-retention", 3600.0, _prune), *subscriptions.TIMERS),
-    caches={"twin.contexts": _forget_contexts, **subscriptions.CACHES},
+    caches={"twin.contexts": _forget_contexts, "twin.sources": _forget_registrations, **subscriptions.CACHES},
     cli=_cli,
 )

@@ -269,7 +269,14 @@ def geo_to_sql(gq: GeoQuery, *, dialect: str, geom: Any = None, bbox: Any = None
         if gq.georel == "near":
             there, here = cast(geom, _Geography()), cast(q, _Geography())
             if gq.max_distance is not None:
-                return func.ST_DWithin(there, here, gq.max_distance)
+                within = func.ST_DWithin(there, here, gq.max_distance)
+                x0, y0, x1, y1 = _near_box(gq)
+                if x0 < -180.0 or x1 > 180.0:  # across the antimeridian: no box in degrees holds it
+                    return within
+                # the box in degrees first: ``&&`` on the geometry is what its GiST index serves (the
+                # geography cast is not), and every geometry within maxDistance meets the grown box
+                box = func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
+                return and_(geom.op("&&")(box), within)
             return func.ST_Distance(there, here) >= gq.min_distance
         fn = {"within": func.ST_Within, "contains": func.ST_Contains, "intersects": func.ST_Intersects,
               "equals": func.ST_Equals, "disjoint": func.ST_Disjoint, "overlaps": func.ST_Overlaps}[gq.georel]

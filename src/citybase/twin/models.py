@@ -46,6 +46,7 @@ class TwinEntity(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "entity_id", name="uq_twin_entities_tenant_entity_id"),
         Index("ix_twin_entities_bbox", "tenant", "min_lon", "max_lon", "min_lat", "max_lat"),
+        Index("ix_twin_entities_tenant_pk", "tenant", "pk"),  # a tenant's entities in creation order
     )
 
     pk: Mapped[int] = mapped_column(BIGID, primary_key=True)

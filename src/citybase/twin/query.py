@@ -1036,6 +1036,11 @@ def _each(arg: Any) -> Any:
     return func.json_each(arg).table_valued("key", "value", "type")
 
 
+def _each2(arg: Any, path: Any) -> Any:
+    """``json_each(arg, path)``: the rows of what the path reaches in ``arg``."""
+    return func.json_each(arg, path).table_valued("key", "value", "type")
+
+
 def _wrapped(row: Any) -> ColumnElement[Any]:
     """A row's value as an array to step into: an array itself, an object as ``[object]``, else NULL."""
     return case((row.c.type == "array", row.c.value),
@@ -1071,12 +1076,49 @@ class _Chain:
 
 def _sqlite_any_item(row: Any, test: _ItemTest) -> ColumnElement[bool]:
     """Some item of the target passes: the target itself, or one element of it when it is an array."""
-    inner = _each(case((row.c.type == "array", row.c.value)))
-    return or_(and_(row.c.type != "array", test.sqlite(row.c.type, row.c.value)),
-               select(literal(1)).select_from(inner).where(test.sqlite(inner.c.type, inner.c.value)).exists())
+    return _sqlite_any_of(row.c.type, row.c.value, test)
+
+
+def _sqlite_any_of(type_: Any, value: Any, test: _ItemTest) -> ColumnElement[bool]:
+    """:func:`_sqlite_any_item` of a target given by its JSON type and SQL value (``json_type``/``json_extract``
+    or a ``json_each`` row's columns, which follow the same conventions)."""
+    inner = _each(case((type_ == "array", value)))
+    return or_(and_(type_ != "array", test.sqlite(type_, value)),
+               and_(type_ == "array",  # the subquery is run only for an array (AND stops at a false operand)
+                    select(literal(1)).select_from(inner).where(test.sqlite(inner.c.type, inner.c.value)).exists()))
+
+
+def _json_path(key: str) -> str | None:
+    """SQLite's JSON path of one member, or None when the name cannot be written in one (a ``"`` or ``\\``)."""
+    return None if '"' in key or "\\" in key or key == "*" else f'$."{key}"'
+
+
+def _sqlite_direct_spec(mode: str, spec: _Spec, element: Any, where: str) -> ColumnElement[bool]:
+    """:func:`_sqlite_spec` when the target is one member of the element: read with ``json_type`` and
+    ``json_extract`` on the element rather than through a ``json_each`` of its members (the same rows, read
+    several times faster)."""
+    t, v = func.json_type(element.c.value, where), func.json_extract(element.c.value, where)
+    present = t.is_not(None)
+    if mode == "exists":
+        pred: ColumnElement[bool] = present
+    else:
+        assert spec.test is not None
+        hit = _sqlite_any_of(t, v, spec.test)
+        missed = func.coalesce(hit, 0) == 0  # NOT EXISTS in the general form: an unknown (NULL) is no hit
+        if mode == "some":
+            pred = hit
+        elif mode == "nomatch":
+            pred = and_(_sqlite_any_of(t, v, _IS_STRING), missed)
+        else:
+            pred = and_(present, missed)
+    if spec.types is None:
+        return pred
+    return and_(func.json_extract(element.c.value, "$.type").in_(spec.types), pred)
 
 
 def _sqlite_spec(mode: str, spec: _Spec, element: Any) -> ColumnElement[bool]:
+    if len(spec.seed) == 1 and (where := _json_path(spec.seed[0])) is not None:
+        return _sqlite_direct_spec(mode, spec, element, where)
     def target() -> tuple[_Chain, Any]:
         chain = _Chain()
         row = chain.each(element.c.value)
@@ -1104,11 +1146,22 @@ def _sqlite_spec(mode: str, spec: _Spec, element: Any) -> ColumnElement[bool]:
 def _sqlite_term(term: Term, attrs: Any) -> ColumnElement[bool]:
     path, plan = term.path, term.plan
     chain = _Chain()
-    attr = chain.each(attrs)
-    chain.where.append(attr.c.key == path.attr)
-    if not plan.specs and not path.subattrs:
-        return chain.exists(or_(attr.c.type != "array", func.json_array_length(attr.c.value) > 0))
-    row = chain.each(_wrapped(attr))
+    where = _json_path(path.attr)
+    if where is None:
+        attr = chain.each(attrs)
+        chain.where.append(attr.c.key == path.attr)
+        if not plan.specs and not path.subattrs:
+            return chain.exists(or_(attr.c.type != "array", func.json_array_length(attr.c.value) > 0))
+        row = chain.each(_wrapped(attr))
+    else:  # the attribute read by its path, not found among every attribute by a json_each
+        t, v = func.json_type(attrs, where), func.json_extract(attrs, where)
+        if not plan.specs and not path.subattrs:
+            return and_(t.is_not(None), or_(t != "array", func.json_array_length(attrs, where) > 0))
+        # json_each at the path: an array's elements (the stored form), an object wrapped as [object]; a scalar
+        # gives one row that no later step takes
+        obj = t == "object"
+        row = _each2(case((obj, func.json_array(func.json(v))), else_=attrs), case((obj, "$"), else_=where))
+        chain.froms.append(row)
     for sub in path.subattrs:
         row = chain.member(row, sub)
     if not plan.specs:

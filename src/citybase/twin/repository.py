@@ -14,8 +14,11 @@ from sqlalchemy import Select, and_, delete, func, insert, literal_column, or_, 
 from sqlalchemy.orm import Session
 
 from citybase.storage.db import is_postgres
+from citybase.twin.caching import TENANTS
+from citybase.twin.ldcontext import NGSI
 from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
 
+LOCATION = NGSI + "location"
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
 
@@ -54,13 +57,19 @@ class TwinRepository:
 
     # -- tenants
     def tenant_exists(self, name: str) -> bool:
-        return name == "" or self.s.get(TwinTenant, name) is not None
+        if name == "" or TENANTS.known(self.s, name):
+            return True
+        if self.s.get(TwinTenant, name) is None:
+            return False
+        TENANTS.seen(self.s, name)
+        return True
 
     def ensure_tenant(self, name: str, now: datetime) -> None:
         """The tenant exists after this: created by the first write, once even when two first writes race
         (INSERT … ON CONFLICT DO NOTHING, which both engines have)."""
-        if not name or self.s.get(TwinTenant, name) is not None:
+        if not name or self.tenant_exists(name):
             return
+        TENANTS.made(self.s, name)
         if self.pg:
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
@@ -93,6 +102,70 @@ class TwinRepository:
                 out[row.entity_id] = row
         return out
 
+    def lock_many(self, tenant: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The rows of these entities (pk, entity_id, types, scopes, attrs, created_at, modified_at), held for
+        this transaction's update as :meth:`lock` holds one; read as plain rows, not ORM objects."""
+        t = TwinEntity.__table__
+        out: dict[str, Any] = {}
+        if ids and not self.pg:  # the database's writer lock first, as lock() takes it (one row's write takes
+            # it for all; rewriting every row of the batch would cost as much as writing them)
+            self.s.execute(update(t).where(t.c.tenant == tenant, t.c.entity_id == ids[0]).values(pk=t.c.pk))
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            q = select(t.c.pk, t.c.entity_id, t.c.types, t.c.scopes, t.c.attrs, t.c.created_at,
+                       t.c.modified_at).where(t.c.tenant == tenant, t.c.entity_id.in_(chunk))
+            if self.pg:
+                q = q.with_for_update()
+            for row in self.s.execute(q):
+                out[row.entity_id] = row
+        return out
+
+    def insert_many(self, tenant: str, items: Sequence[tuple[dict[str, Any], tuple | None, str | None]],
+                    at: datetime) -> None:
+        """New entities (doc, bbox, GeoJSON) in one statement, their geometries in a second on PostgreSQL."""
+        if not items:
+            return
+        t = TwinEntity.__table__
+        self.s.execute(insert(t), [self._columns(tenant, doc, bbox, at) | {"created_at": at} for doc, bbox, _ in items])
+        self._set_geoms(tenant, [(doc["id"], g) for doc, _, g in items if g is not None])
+
+    def update_many(self, tenant: str, items: Sequence[tuple[int, dict[str, Any], tuple | None, str | None, bool]],
+                    at: datetime) -> None:
+        """Existing entities (pk, doc, bbox, GeoJSON, whether the location changed) written in one
+        executemany, the geometries that changed after."""
+        if not items:
+            return
+        from sqlalchemy import bindparam
+
+        t = TwinEntity.__table__
+        cols = ("types", "scopes", "attrs", "modified_at", "min_lon", "min_lat", "max_lon", "max_lat")
+        stmt = update(t).where(t.c.pk == bindparam("b_pk")).values({c: bindparam("b_" + c) for c in cols})
+        rows = []
+        for pk, doc, bbox, _, _ in items:
+            values = self._columns(tenant, doc, bbox, at)
+            rows.append({"b_pk": pk, **{"b_" + c: values[c] for c in cols}})
+        self.s.execute(stmt, rows)
+        if self.pg:
+            self._set_geoms(tenant, [(doc["id"], g) for _, doc, _, g, moved in items if moved])
+
+    @staticmethod
+    def _columns(tenant: str, doc: dict[str, Any], bbox: tuple | None, at: datetime) -> dict[str, Any]:
+        min_lon, min_lat, max_lon, max_lat = bbox if bbox else (None, None, None, None)
+        return {"tenant": tenant, "entity_id": doc["id"], "types": list(doc["type"]), "scopes": doc.get("scope"),
+                "attrs": doc["attrs"], "modified_at": at, "min_lon": min_lon, "min_lat": min_lat,
+                "max_lon": max_lon, "max_lat": max_lat}
+
+    def _set_geoms(self, tenant: str, geoms: Sequence[tuple[str, str | None]]) -> None:
+        """Every entity's ``geom`` from its GeoJSON (None: no geometry), in one statement (PostgreSQL)."""
+        if not self.pg or not geoms:
+            return
+        self.s.execute(text(
+            "UPDATE twin_entities e SET geom = CASE WHEN v.g IS NULL THEN NULL "
+            "ELSE ST_SetSRID(ST_GeomFromGeoJSON(v.g), 4326) END "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:gs AS text[])) AS v(eid, g) "
+            "WHERE e.tenant = :t AND e.entity_id = v.eid"),
+            {"ids": [i for i, _ in geoms], "gs": [g for _, g in geoms], "t": tenant})
+
     def add(self, tenant: str, doc: dict[str, Any], created: datetime, bbox: tuple | None, geojson: str | None) -> TwinEntity:
         row = TwinEntity(tenant=tenant, entity_id=doc["id"], types=doc["type"], scopes=doc.get("scope"),
                          attrs=doc["attrs"], created_at=created, modified_at=created)
@@ -104,13 +177,15 @@ class TwinRepository:
 
     def save(self, row: TwinEntity, doc: dict[str, Any], modified: datetime, bbox: tuple | None,
              geojson: str | None) -> None:
+        moved = (row.attrs or {}).get(LOCATION) != doc["attrs"].get(LOCATION)
         row.types = list(doc["type"])
         row.scopes = doc.get("scope")
         row.attrs = dict(doc["attrs"])  # a new object: SQLAlchemy sees the change
         row.modified_at = modified
         self._set_bbox(row, bbox)
         self.s.flush()
-        self._set_geom(row, geojson)
+        if moved:  # the geometry is written again only when the location changed
+            self._set_geom(row, geojson)
 
     @staticmethod
     def _set_bbox(row: TwinEntity, bbox: tuple | None) -> None:
@@ -127,17 +202,18 @@ class TwinRepository:
         self.s.flush()
 
     def query(self, tenant: str, where: Sequence[Any], *, limit: int, offset: int, count: bool,
-              refine: Any = None) -> tuple[list[TwinEntity], int | None]:
+              refine: Any = None) -> tuple[list[Any], int | None]:
         """Entities matching every clause, in creation order; ``refine`` (a Python predicate on rows) filters
         what SQL could only narrow down (geoQ on SQLite), so paging happens after it."""
         if not self.pg:
             self._sqlite_functions()
-        q: Select = select(TwinEntity).where(TwinEntity.tenant == tenant, *where).order_by(TwinEntity.pk)
+        t = TwinEntity.__table__  # plain rows (read only): ORM objects would cost more than the query
+        q: Select = select(t).where(TwinEntity.tenant == tenant, *where).order_by(TwinEntity.pk)
         if refine is None:
             total = self.s.scalar(select(func.count()).select_from(q.order_by(None).subquery())) if count else None
-            rows = list(self.s.scalars(q.limit(limit).offset(offset))) if limit else []
+            rows = list(self.s.execute(q.limit(limit).offset(offset))) if limit else []
             return rows, total
-        matched = [r for r in self.s.scalars(q) if refine(r)]
+        matched = [r for r in self.s.execute(q) if refine(r)]
         return matched[offset:offset + limit] if limit else [], len(matched) if count else None
 
     def ids_only(self, tenant: str, where: Sequence[Any]) -> list[str]:
@@ -189,16 +265,18 @@ class TwinRepository:
                 for r in rows:
                     copy.write_row([json.dumps(r[c], ensure_ascii=False) if c in ("types", "instance") else r[c]
                                     for c in HISTORY_COLUMNS])
-        else:
-            self.s.execute(insert(TwinHistory), rows)
+        else:  # the table's INSERT (executemany), not the ORM's bulk insert, which costs more than the writing
+            self.s.execute(insert(TwinHistory.__table__), rows)
         return len(rows)
 
     def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
                 start: datetime | None, end: datetime | None, last_n: int | None,
-                dataset_ids: Sequence[str] | None = None) -> list[TwinHistory]:
+                dataset_ids: Sequence[str] | None = None) -> list[Any]:
         col = {"observedAt": TwinHistory.observed_at, "modifiedAt": TwinHistory.recorded_at,
                "createdAt": TwinHistory.recorded_at, "deletedAt": TwinHistory.recorded_at}[time_column]
-        q = select(TwinHistory).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id)
+        # plain rows (read only): a day of one-minute values is 1,440 of them, which as ORM objects cost more
+        # than reading them
+        q = select(TwinHistory.__table__).where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id)
         if time_column != "deletedAt":  # deletions are shown only when asked for by their time
             q = q.where(TwinHistory.deleted.is_(False))
         if attrs is not None:
@@ -214,9 +292,9 @@ class TwinRepository:
             q = q.where(col < end)
         if start is not None or end is not None:
             q = q.where(col.is_not(None))
-        rows = list(self.s.scalars(q.order_by(col, TwinHistory.id)))
+        rows = list(self.s.execute(q.order_by(col, TwinHistory.id)))
         if last_n:
-            by_attr: dict[tuple[str, str | None], list[TwinHistory]] = {}
+            by_attr: dict[tuple[str, str | None], list[Any]] = {}
             for r in rows:
                 by_attr.setdefault((r.attr, r.dataset_id), []).append(r)
             rows = [r for group in by_attr.values() for r in group[-last_n:]]

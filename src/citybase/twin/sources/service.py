@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from citybase.kernel import outbox
+from citybase.twin.caching import REGISTRATIONS
 from citybase.twin.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from citybase.twin.representation import check_name, check_uri, iso, parse_time
 from citybase.twin.service import Call
@@ -151,6 +155,7 @@ def delete(*, session: Session, call: Call, registration_id: str) -> None:
 
 
 def _changed(session: Session, call: Call, rid: str, op: str, endpoint: str) -> None:
+    REGISTRATIONS.changed(session)  # every process's copy of the registrations dropped
     outbox.queue(session, events.REGISTRATION_CHANGED,
                  events.RegistrationChanged(tenant=call.tenant, id=rid, op=op, endpoint=endpoint).model_dump())
 
@@ -184,12 +189,31 @@ def shown(row: TwinRegistration, call: Call) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Registered:
+    """What matching and forwarding read of a registration, kept in the process (``twin.sources``)."""
+
+    registration_id: str
+    endpoint: str
+    mode: str
+    body: dict[str, Any]
+    expires_at: datetime | None
+
+
+def _registered(session: Session, tenant: str) -> list[Registered]:
+    """The tenant's registrations, read once per process until one changes (most tenants have none, and every
+    query would otherwise read them)."""
+    return REGISTRATIONS.get(session, tenant, lambda: [
+        Registered(r.registration_id, r.endpoint, r.mode, copy.deepcopy(r.body), r.expires_at)
+        for r in RegistrationRepository(session).all(tenant)])
+
+
 def matching(*, session: Session, call: Call, types: Iterable[str] | None, ids: Iterable[str] | None,
-             attrs: Iterable[str] | None) -> list[TwinRegistration]:
+             attrs: Iterable[str] | None) -> list[Registered]:
     """The live registrations of the tenant that may hold entities of these types or ids (and attributes)."""
     types, ids, attrs = set(types or ()), set(ids or ()), set(attrs or ())
     out = []
-    for row in RegistrationRepository(session).all(call.tenant):
+    for row in _registered(session, call.tenant):
         if row.expires_at is not None and row.expires_at.replace(tzinfo=call.at.tzinfo) <= call.at:
             continue
         if row.mode == "auxiliary" and (ids and not types):
