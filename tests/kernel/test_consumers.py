@@ -96,3 +96,27 @@ def test_a_failed_handler_leaves_no_record_and_is_retried_after_its_delay(empty_
     assert consumer.run_once(timeout=3) == 1
     assert calls == [1, 2]
     assert _count(empty_db.engine, ProcessedEvent) == 1 and _count(empty_db.engine, OutboxEvent) == 1
+
+
+@pytest.mark.parametrize("empty_db", ENGINES, indirect=True)
+def test_events_the_consumer_has_nothing_to_do_with_are_acked_without_a_write(empty_db):
+    upgrade(empty_db.engine)
+    bus = InProcessBus()
+    runs, asked = [], []
+
+    def handle(session, d):
+        runs.append(d.event.data["n"])
+
+    def skip(session, event):
+        asked.append(session.get_bind() is not None)  # it reads with a session of its own
+        return event.data["n"] % 2 == 0
+
+    consumer = Consumer("skip-test", bus, "citybase.test.order", make_sessionmaker(empty_db.engine), handle,
+                        skip=skip)
+    for n in range(4):
+        bus.publish_event(Event(subject="citybase.test.order", data={"n": n}, context=Context(user_id=None)))
+    assert consumer.run_once(timeout=1) == 4
+    assert runs == [1, 3] and consumer.skipped == 2 and len(asked) == 4
+    assert _count(empty_db.engine, ProcessedEvent) == 2  # only the handled ones are recorded
+    assert consumer.run_once(timeout=0.3) == 0  # the skipped were acked, not left to come back
+    assert bus.dead_letters() == []

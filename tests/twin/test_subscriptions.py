@@ -238,6 +238,22 @@ def test_invalid_updates_and_ids(ngsi):
 # ------------------------------------------------------------------------------------------ notifications
 
 
+def test_changes_of_a_tenant_never_subscribed_are_skipped_without_a_write_until_it_subscribes(
+        ngsi, client, receiver, pump):
+    matcher = consumers_of(client.app)[0]
+    assert matcher.consumer == "twin-subscriptions"
+    skipped, handled = matcher.skipped, matcher.handled
+    assert ngsi.post("/entities", building(1)).status_code == 201
+    patch(ngsi, B1, height={"type": "Property", "value": 11})
+    pump()
+    assert matcher.skipped - skipped == 2 and matcher.handled - handled >= 2  # acked after one read each
+    subscribe(ngsi, receiver.url)
+    patch(ngsi, B1, height={"type": "Property", "value": 12})
+    pump()
+    assert matcher.skipped - skipped == 2  # the tenant has a subscription now: matched, and notified
+    assert [g["body"]["data"][0]["height"]["value"] for g in receiver.got] == [12]
+
+
 def test_a_subscription_fires_on_create_and_update_with_its_format_and_attributes(ngsi, receiver, pump):
     sid = subscribe(ngsi, receiver.url, notification={
         "attributes": ["height"], "format": "keyValues",

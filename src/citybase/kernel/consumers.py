@@ -5,7 +5,11 @@ already recorded for this consumer is acked and skipped (a redelivery after a lo
 relay that crashed before marking, two processes racing on one event). Events the handler queues with
 ``kernel.outbox.queue`` carry the delivery's child context. A message wrong in itself (:class:`Reject`) goes
 to the dead letters with its reason; any other failure is nak'ed for redelivery (after ``retry_delay``),
-dead-lettered by the bus after ``max_deliver`` attempts."""
+dead-lettered by the bus after ``max_deliver`` attempts.
+
+A consumer may say which events it has nothing to do with (``skip(session, event)``, a read-only check such as
+"the tenant has no subscriptions"): those are acked after that read alone, with no write transaction and no
+``kernel_processed`` row, so a busy stream of events nobody needs does not queue on the database's writer."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from citybase.bus import Bus, Delivery
+from citybase.bus import Bus, Delivery, Event
 from citybase.core.timeutil import utcnow
 from citybase.kernel import outbox
 from citybase.kernel.models import ProcessedEvent
@@ -43,15 +47,18 @@ class Consumer(threading.Thread):
 
     def __init__(self, name: str, bus: Bus, subjects: str, sessions: sessionmaker[Session],
                  handle: Callable[[Session, Delivery], None], ack_wait: float = 30.0,
-                 retry_delay: Callable[[int], float] | None = None) -> None:
+                 retry_delay: Callable[[int], float] | None = None,
+                 skip: Callable[[Session, Event], bool] | None = None) -> None:
         super().__init__(name=f"citybase-{name}", daemon=True)
         self.consumer = name
         self.bus, self.sessions, self.handle = bus, sessions, handle
         self.retry_delay = retry_delay or (lambda attempt: 0.0)
+        self.skip = skip
         self.sub = bus.subscribe(subjects, durable=name, ack_wait=ack_wait)
         self.stop_event = threading.Event()
         self.handled = 0  # deliveries settled (handled, skipped, rejected or nak'ed)
         self.duplicates = 0  # deliveries skipped because the event was already processed
+        self.skipped = 0  # deliveries acked because the handler has nothing to do with them (``skip``)
 
     def run_once(self, timeout: float = 0.5) -> int:
         """Fetch and handle one batch; returns how many deliveries were settled."""
@@ -68,6 +75,11 @@ class Consumer(threading.Thread):
         session = self.sessions()
         outbox.bind_context(session, event.context.child())
         try:
+            if self.skip is not None and self.skip(session, event):
+                session.rollback()
+                self.skipped += 1
+                delivery.ack()
+                return
             if already_processed(session, self.consumer, event.id):
                 session.rollback()
                 self.duplicates += 1

@@ -23,6 +23,9 @@ class ConsumerSpec:
     handle: Callable[..., None]
     ack_wait: float = 30.0
     retry_delay: Callable[[int], float] | None = None  # seconds before a failed delivery comes back (attempt -> s)
+    # skip(session, event, runtime) -> True when handle would do nothing with the event (a read-only check):
+    # such a delivery is acked without a write transaction or a processed record (see kernel.consumers)
+    skip: Callable[..., bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ class DomainConsumer(Consumer):
     def __init__(self, spec: ConsumerSpec, runtime: Runtime) -> None:
         super().__init__(spec.name, runtime.bus, spec.subjects, runtime.sessions,
                          lambda session, delivery: spec.handle(session, delivery, runtime), ack_wait=spec.ack_wait,
-                         retry_delay=spec.retry_delay)
+                         retry_delay=spec.retry_delay,
+                         skip=(lambda session, event: spec.skip(session, event, runtime)) if spec.skip else None)
 
     def process(self, delivery: Delivery) -> None:
         with logs.bound(context_id=delivery.event.context.id):

@@ -219,6 +219,13 @@ def _queue(session: Session, row: TwinSubscription, data: list[dict[str, Any]], 
         trigger_reason=reason, context=row.context, data=data).model_dump())
 
 
+def never_subscribed(*, session: Session, change: Any) -> bool:
+    """Whether the tenant of this ``entity_changed`` event never had a subscription (a read, no write): such
+    a change fires nothing. Anything malformed answers False, so that :func:`match_change` rejects it."""
+    tenant = change.get("tenant") if isinstance(change, dict) else None
+    return isinstance(tenant, str) and SubscriptionRepository(session).revision(tenant) == 0
+
+
 def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache, contexts: ContextStore,
                  now: datetime | None = None) -> int:
     """Queue a notification for every live subscription of the tenant that this ``entity_changed`` event

@@ -82,6 +82,14 @@ def match(session: Any, delivery: Any, runtime: Any) -> None:
         raise Reject(f"not an entity_changed event: {str(exc)[:300]}") from None
 
 
+def never_subscribed(session: Any, event: Any, runtime: Any) -> bool:
+    """twin-subscriptions skips (acks after one read, writes nothing) the changes of a tenant that never had a
+    subscription: the bulk of a twin's changes when nobody subscribes."""
+    from citybase.twin.subscriptions import service
+
+    return service.never_subscribed(session=session, change=event.data)
+
+
 class DeliveryFailed(Exception):
     """A notification attempt failed and more are left: the delivery comes back after the back-off."""
 
@@ -116,7 +124,7 @@ def periodic(runtime: Any) -> None:
 
 
 CONSUMERS = (
-    ConsumerSpec("twin-subscriptions", ENTITY_CHANGED, match),
+    ConsumerSpec("twin-subscriptions", ENTITY_CHANGED, match, skip=never_subscribed),
     ConsumerSpec("twin-notify", NOTIFICATION, deliver, ack_wait=60.0, retry_delay=exponential(1.0, 60.0)),
 )
 TIMERS = (TimerSpec("twin-subscriptions-periodic", 1.0, periodic),)
