@@ -110,3 +110,64 @@ def test_history_partitions_and_retention(empty_db):
         assert s.scalar(select(func.count()).select_from(TwinHistory)) == 1
         if TwinRepository(s).pg:
             assert s.scalar(text("SELECT to_regclass('twin_history_2020_03')")) is None  # dropped whole
+
+
+@pytest.fixture
+def small_temporal_limit(monkeypatch):
+    """Temporal pagination at 10 instances of an attribute (the ETSI suite's setting), for one test."""
+    from citybase.twin.settings import twin_settings
+
+    monkeypatch.setenv("CITYBASE_TWIN_TEMPORAL_LIMIT", "10")
+    twin_settings.cache_clear()
+    yield
+    monkeypatch.delenv("CITYBASE_TWIN_TEMPORAL_LIMIT")
+    twin_settings.cache_clear()
+
+
+def _vehicle(ngsi, n: int, minutes: range, *, fuel_offset: int = 0) -> str:
+    eid = f"urn:ngsi-ld:Sensor:V{n}"
+    body = {"id": eid, "type": "Sensor",
+            "temperature": [{"type": "Property", "value": m, "observedAt": f"2026-01-01T01:{m:02d}:00Z"} for m in minutes],
+            "height": [{"type": "Property", "value": m, "observedAt": f"2026-01-01T01:{m + fuel_offset:02d}:00Z"}
+                       for m in minutes]}
+    assert ngsi.post("/temporal/entities", body).status_code == 201
+    return eid
+
+
+def test_temporal_pagination_cuts_by_time(ngsi, small_temporal_limit):
+    """More than the limit of instances: 206 with Content-Range date-time <start>-<end>/<size> (§6.3.10); the
+    range ends where the first attribute is cut, so that no other attribute loses an instance inside it."""
+    eid = _vehicle(ngsi, 1, range(1, 21))
+    r = ngsi.get(f"/temporal/entities/{eid}")
+    assert r.status_code == 206, r.text
+    assert r.headers["content-range"] == "date-time 2026-01-01T01:01:00Z-2026-01-01T01:10:00Z/*"
+    assert [i["value"] for i in r.json()["temperature"]] == list(range(1, 11))
+    after = ngsi.get(f"/temporal/entities/{eid}", timerel="after", timeAt="2026-01-01T00:00:00Z",
+                     options="temporalValues")
+    assert after.status_code == 206
+    assert after.headers["content-range"] == "date-time 2026-01-01T00:00:00Z-2026-01-01T01:10:00Z/*"
+    assert len(after.json()["height"]["values"]) == 10
+    last = ngsi.get(f"/temporal/entities/{eid}", lastN="15", timerel="before", timeAt="2026-01-01T02:00:00Z")
+    assert last.status_code == 206
+    assert last.headers["content-range"] == "date-time 2026-01-01T02:00:00Z-2026-01-01T01:11:00Z/15"
+    assert [i["value"] for i in last.json()["temperature"]] == list(range(11, 21))
+    small = ngsi.get(f"/temporal/entities/{eid}", lastN="5")  # lastN within the limit is the limit asked for
+    assert small.status_code == 200 and "content-range" not in small.headers
+
+
+def test_temporal_pagination_keeps_emptied_attributes_and_spans_entities(ngsi, small_temporal_limit):
+    early = _vehicle(ngsi, 2, range(1, 21), fuel_offset=30)  # height starts after temperature's 20 minutes
+    late = _vehicle(ngsi, 3, range(40, 43))
+    one = ngsi.get(f"/temporal/entities/{early}", timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert one.status_code == 206 and one.json()["height"] == []
+    q = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert q.status_code == 206
+    assert q.headers["content-range"] == "date-time 2026-01-01T00:00:00Z-2026-01-01T01:10:00Z/*"
+    by_id = {e["id"]: e for e in q.json()}
+    assert by_id[late]["temperature"] == [] and by_id[late]["height"] == []
+    post = ngsi.post("/temporal/entityOperations/query", {
+        "type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "before", "timeAt": "2026-01-01T03:00:00Z"}})
+    assert post.status_code == 206 and post.headers["content-range"].startswith("date-time ")
+    few = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T01:45:00Z")
+    assert few.status_code == 200 and "content-range" not in few.headers

@@ -55,7 +55,7 @@ from citybase.twin.ldcontext import (
     parse_link,
 )
 from citybase.twin.settings import twin_settings
-from citybase.twin.temporal import check_request, render_temporal
+from citybase.twin.temporal import Page, check_request, paginate, render_temporal
 
 log = logging.getLogger("citybase.twin")
 PREFIX = "/ngsi-ld/v1"
@@ -1041,6 +1041,24 @@ def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
     return tq
 
 
+def _temporal_page(request: Request, tq: service.TimeQuery, rows: list[list[Any]]) -> Page:
+    """Temporal pagination (§6.3.10) of the rows found, unless they are aggregated (periods, not instances)."""
+    p = request.query_params
+    opts = {o.strip() for v in p.getlist("options") for o in v.split(",")}
+    if p.get("format") == "aggregatedValues" or (p.get("format") is None and "aggregatedValues" in opts):
+        return Page(rows, [{} for _ in rows])
+    return paginate(rows, prop=tq.timeproperty, last_n=tq.last_n, timerel=tq.timerel, time_at=tq.time_at,
+                    end_time_at=tq.end_time_at, limit=twin_settings().temporal_limit)
+
+
+def _temporal_answer(call: service.Call, inc: Incoming, data: Any, page: Page,
+                     headers: dict[str, str] | None = None) -> Response:
+    """200, or 206 with the Content-Range of the time range shown when pagination cut the answer."""
+    if page.content_range is None:
+        return answer(call, inc, data, headers=headers)
+    return answer(call, inc, data, status=206, headers={**(headers or {}), "Content-Range": page.content_range})
+
+
 @router.post("/temporal/entities", summary="Create or add to a temporal entity")
 def temporal_create(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
                     session: Session = Depends(get_session, scope="function")) -> Response:
@@ -1066,14 +1084,14 @@ def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     tq = _time_query(request, call)
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
     total = len(ids)
-    out = []
     ds = _names(request, "datasetId")
-    for eid in ids[query.offset:query.offset + query.limit]:
-        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
-                                              dataset_ids=ds)
-        out.append(render_temporal(ident, rows, call.resolver, request, pick, omit))
+    found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
+                                     dataset_ids=ds) for eid in ids[query.offset:query.offset + query.limit]]
+    page = _temporal_page(request, tq, [rows for _, rows in found])
+    out = [render_temporal(ident, rows, call.resolver, request, pick, omit, emptied)
+           for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]
     headers = {"NGSILD-Results-Count": str(total)} if query.count else {}
-    return answer(call, inc, out, headers=headers)
+    return _temporal_answer(call, inc, out, page, headers)
 
 
 @router.get("/temporal/entities/{entity_id}", summary="The temporal evolution of an entity")
@@ -1093,10 +1111,11 @@ def temporal_get(entity_id: str, request: Request, _: Any = Depends(READ), inc: 
                                           dataset_ids=ds)
     if attrs and not rows:
         raise ResourceNotFound(f"entity {entity_id} has no history of the attributes asked for")
-    shown = render_temporal(ident, rows, call.resolver, request, pick, omit)
+    page = _temporal_page(request, tq, [rows])
+    shown = render_temporal(ident, page.rows[0], call.resolver, request, pick, omit, page.emptied[0])
     if (pick or omit) and not shown:
         raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
-    return answer(call, inc, shown)
+    return _temporal_answer(call, inc, shown, page)
 
 
 @router.delete("/temporal/entities/{entity_id}", status_code=204, summary="Delete a temporal entity")
@@ -1162,12 +1181,17 @@ def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming
             tq.time_at = parse_time(temporal.get("timeAt", ""), "timeAt")
             if temporal.get("endTimeAt"):
                 tq.end_time_at = parse_time(temporal["endTimeAt"], "endTimeAt")
+        if temporal.get("timeproperty") in ("observedAt", "modifiedAt", "createdAt", "deletedAt"):
+            tq.timeproperty = temporal["timeproperty"]
+        if isinstance(temporal.get("lastN"), int) and not isinstance(temporal["lastN"], bool) and temporal["lastN"] > 0:
+            tq.last_n = temporal["lastN"]
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
-    out = []
-    for eid in ids[query.offset:query.offset + query.limit]:
-        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
-        out.append(render_temporal(ident, rows, call.resolver, request))
-    return answer(call, inc, out)
+    found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
+             for eid in ids[query.offset:query.offset + query.limit]]
+    page = _temporal_page(request, tq, [rows for _, rows in found])
+    out = [render_temporal(ident, rows, call.resolver, request, emptied=emptied)
+           for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]
+    return _temporal_answer(call, inc, out, page)
 
 
 # ------------------------------------------------------------------------------------------ @contexts
