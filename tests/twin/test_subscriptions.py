@@ -141,7 +141,7 @@ def test_create_retrieve_query_update_delete(ngsi):
     assert s["entities"] == [{"type": "Building"}]  # compacted in the caller's @context
     assert s["watchedAttributes"] == ["height"] and s["q"] == "height>5"
     assert s["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]  # the default, shown
-    assert s["isActive"] is True and s["status"] == "active"
+    assert "isActive" not in s and s["status"] == "active"  # echoed only when the subscriber set it
     assert s["jsonldContext"].startswith("http://testserver/ngsi-ld/v1/jsonldContexts/")  # the inline @context
     n = s["notification"]
     assert n["attributes"] == ["height"] and n["format"] == "keyValues" and n["timesSent"] == 0
@@ -163,7 +163,7 @@ def test_create_retrieve_query_update_delete(ngsi):
     s = sub(ngsi, sid)
     assert s["notification"]["format"] == "normalized" and s["notification"]["attributes"] == ["height"]
     assert s["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/n"  # notification merged member by member
-    assert s["status"] == "paused" and "q" not in s
+    assert s["status"] == "paused" and "q" not in s and s["isActive"] is False
 
     _err(ngsi.post("/subscriptions", {"id": sid, "type": "Subscription", "entities": [{"type": "Building"}],
                                       "notification": {"endpoint": {"uri": "http://x.org/n"}}}), 409, "AlreadyExists")
@@ -281,6 +281,7 @@ def test_normalized_concise_and_ld_json_notifications(ngsi, receiver, pump):
     assert concise["body"]["@context"].startswith("http://testserver/ngsi-ld/v1/jsonldContexts/")
     assert concise["body"]["data"][0]["height"] == {"value": 20, "unitCode": "MTR"}
     assert concise["body"]["data"][0]["name"] == "徐汇2号楼"
+    assert concise["body"]["data"][0]["@context"] == concise["body"]["@context"]  # each entity is JSON-LD too
 
 
 def test_watched_attributes_q_and_geoq_filter(ngsi, receiver, pump):
@@ -330,7 +331,7 @@ def test_entity_and_attribute_triggers_and_show_changes(ngsi, receiver, pump):
     pump()
     [gone] = receiver.got
     assert gone["path"] == "/notify/deleted" and gone["body"]["triggerReason"] == "attributeDeleted"
-    assert gone["body"]["data"][0]["name"]["value"] == "urn:ngsi-ld:null"
+    assert gone["body"]["data"][0]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
     receiver.got.clear()
     assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B4").status_code == 204
     pump()
@@ -526,3 +527,41 @@ def test_a_subscription_survives_a_restart(ngsi, receiver, pump, city):
     assert fresh.get(f"/ngsi-ld/v1/subscriptions/{sid}", headers=h).json()["notification"]["timesSent"] == 2
     assert [g["body"]["data"][0]["height"]["value"] for g in receiver.got] == [10, 77]
     assert receiver.got[1]["body"]["subscriptionId"] == sid
+
+
+def test_deleted_attributes_keep_their_type_and_show_previous_values(ngsi, receiver, pump):
+    subscribe(ngsi, receiver.url + "/changes", notificationTrigger=["attributeDeleted", "entityDeleted"],
+              notification={"showChanges": True, "endpoint": {"uri": receiver.url + "/changes"}})
+    subscribe(ngsi, receiver.url + "/sys", notificationTrigger=["attributeDeleted", "entityDeleted"],
+              notification={"sysAttrs": True, "endpoint": {"uri": receiver.url + "/sys"}})
+    subscribe(ngsi, receiver.url + "/watched", watchedAttributes=["name"], notificationTrigger=["attributeDeleted"])
+    body = building(5, owner={"type": "Relationship", "object": "urn:ngsi-ld:Person:P1"},
+                    name={"type": "LanguageProperty", "languageMap": {"zh": "徐汇5号楼", "en": "Xuhui 5"}})
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B5/attrs/owner").status_code == 204
+    pump()
+    by = {g["path"]: g["body"]["data"][0] for g in receiver.got}
+    assert by["/notify/changes"]["owner"] == {"type": "Relationship", "object": "urn:ngsi-ld:null",
+                                              "previousObject": "urn:ngsi-ld:Person:P1"}
+    sys = by["/notify/sys"]["owner"]
+    assert sys["type"] == "Relationship" and sys["object"] == "urn:ngsi-ld:null"
+    assert sys["createdAt"].endswith("Z") and sys["deletedAt"] >= sys["createdAt"]
+    assert "/notify/watched" not in by  # not name
+    receiver.got.clear()
+    assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B5").status_code == 204
+    pump()
+    by = {g["path"]: g["body"] for g in receiver.got}
+    changes = by["/notify/changes"]["data"][0]
+    assert changes["name"] == {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"},
+                               "previousLanguageMap": {"zh": "徐汇5号楼", "en": "Xuhui 5"}}
+    assert changes["height"]["previousValue"] == 50 and "owner" not in changes  # gone before
+    assert set(by["/notify/sys"]["data"][0]) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+    watched = by["/notify/watched"]  # the entity's deletion deletes its watched attribute
+    assert watched["triggerReason"] == "attributeDeleted"
+    assert set(watched["data"][0]) == {"id", "type", "deletedAt", "name"}
+
+
+def test_patch_or_delete_without_a_subscription_id_is_not_an_operation(ngsi):
+    _err(ngsi.send("DELETE", "/subscriptions/"), 405, "OperationNotSupported")
+    _err(ngsi.send("PATCH", "/subscriptions/", {"isActive": False}), 405, "OperationNotSupported")

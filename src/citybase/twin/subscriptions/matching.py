@@ -193,7 +193,9 @@ def trigger_of(sub: Compiled, change: Change) -> str | None:
             return "entityCreated"
         return "attributeCreated" if "attributeCreated" in t and relevant else None
     if change.op == "delete":
-        return "entityDeleted" if "entityDeleted" in t else None
+        if "entityDeleted" in t:
+            return "entityDeleted"
+        return "attributeDeleted" if "attributeDeleted" in t and relevant else None  # its attributes went too
     for reason, group in (("attributeCreated", change.created), ("attributeUpdated", change.updated),
                           ("attributeDeleted", change.deleted)):
         if reason in t and group & relevant:
@@ -223,28 +225,78 @@ PREVIOUS = {kind: "previous" + key[0].upper() + key[1:] for kind, key in VALUE_K
 
 
 def shown_entity(spec: dict[str, Any], doc: dict[str, Any], change: Change | None, r: Resolver,
-                 previous: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+                 previous: dict[str, list[dict[str, Any]]] | None = None, reason: str | None = None) -> dict[str, Any]:
     """The entity as the notification carries it: in the subscription's @context and format, only
-    ``notification.attributes`` when given; a deleted entity is its id, type and deletedAt; deleted attributes
-    are shown as ``urn:ngsi-ld:null`` with their deletedAt; ``previous`` (showChanges) adds each changed
-    instance's previous value."""
+    ``notification.attributes`` when given. ``previous`` holds the instances of the changed and deleted attributes
+    as they were before the change. A deleted attribute is shown with its own type and ``urn:ngsi-ld:null`` as its
+    value (a LanguageProperty as ``{"@none": "urn:ngsi-ld:null"}``), its createdAt, modifiedAt and deletedAt with
+    sysAttrs; a deleted entity is its id, type and deletedAt (and its createdAt and modifiedAt with sysAttrs),
+    with its attributes as deleted ones when the subscription shows changes or watched them for
+    attributeDeleted. showChanges adds each changed or deleted instance's previous value."""
     n = spec["notification"]
+    wanted = n.get("attributes")
+    old = previous or {}
     if change is not None and change.op == "delete":
         types = [r.compact(t) for t in doc.get("type", [])]
-        return {"id": doc["id"], "type": types[0] if len(types) == 1 else types, "deletedAt": change.at}
-    wanted = n.get("attributes")
+        out: dict[str, Any] = {"id": doc["id"], "type": types[0] if len(types) == 1 else types}
+        if n["sysAttrs"]:
+            created = [i["createdAt"] for v in old.values() for i in v if isinstance(i.get("createdAt"), str)]
+            modified = [i["modifiedAt"] for v in old.values() for i in v if isinstance(i.get("modifiedAt"), str)]
+            if created:
+                out["createdAt"] = min(created)
+            if modified or created:
+                out["modifiedAt"] = max(modified or created)
+        out["deletedAt"] = change.at
+        shown: frozenset[str] = frozenset()
+        if n["showChanges"]:
+            shown = change.deleted
+        elif reason == "attributeDeleted":
+            shown = change.deleted & frozenset(spec.get("watchedAttributes") or change.deleted)
+        for a in sorted(shown):
+            if wanted is None or a in wanted:
+                out[r.compact(a)] = _deleted(old.get(a), n, change.at, r)
+        return out
     out = compact_entity(doc, r, fmt=n["format"], sys_attrs=n["sysAttrs"], attrs=wanted, lang=spec.get("lang"))
     if change is not None:
         for a in sorted(change.deleted):
             if wanted is None or a in wanted:
-                out[r.compact(a)] = NULL if n["format"] == "keyValues" else \
-                    {"type": "Property", "value": NULL, "deletedAt": change.at}
+                out[r.compact(a)] = _deleted(old.get(a), n, change.at, r)
     if previous and n["format"] != "keyValues":
-        for iri, old in previous.items():
+        for iri, before in previous.items():
             name = r.compact(iri)
-            if name in out and old:
-                out[name] = _with_previous(out[name], doc["attrs"].get(iri) or [], old, r)
+            if change is not None and iri in change.deleted:
+                continue
+            if name in out and before:
+                out[name] = _with_previous(out[name], doc["attrs"].get(iri) or [], before, r)
     return out
+
+
+def _previous_value(inst: dict[str, Any], r: Resolver) -> Any:
+    value = inst.get(VALUE_KEY[inst["type"]])
+    if inst["type"] == "VocabProperty":
+        value = [r.compact(v) for v in value] if isinstance(value, list) else r.compact(value)
+    return value
+
+
+def _deleted(before: list[dict[str, Any]] | None, n: dict[str, Any], at: str, r: Resolver) -> Any:
+    """A deleted attribute in a notification (each instance it had, with datasetId)."""
+    if n["format"] == "keyValues":
+        return NULL
+    out = []
+    for inst in before or [{"type": "Property"}]:
+        kind = inst.get("type") if inst.get("type") in VALUE_KEY else "Property"
+        item: dict[str, Any] = {"type": kind, VALUE_KEY[kind]: {"@none": NULL} if kind == "LanguageProperty" else NULL}
+        if inst.get("datasetId"):
+            item["datasetId"] = inst["datasetId"]
+        if n["showChanges"] and VALUE_KEY[kind] in inst:
+            item[PREVIOUS[kind]] = _previous_value(inst, r)
+        if n["sysAttrs"]:
+            for member in ("createdAt", "modifiedAt"):
+                if isinstance(inst.get(member), str):
+                    item[member] = inst[member]
+            item["deletedAt"] = at
+        out.append(item)
+    return out[0] if len(out) == 1 else out
 
 
 def _with_previous(shown: Any, now: list[dict[str, Any]], old: list[dict[str, Any]], r: Resolver) -> Any:
@@ -255,9 +307,7 @@ def _with_previous(shown: Any, now: list[dict[str, Any]], old: list[dict[str, An
         if before is None or before.get("type") not in PREVIOUS:
             out.append(item)
             continue
-        value = before.get(VALUE_KEY[before["type"]])
-        if before["type"] == "VocabProperty":
-            value = [r.compact(v) for v in value] if isinstance(value, list) else r.compact(value)
+        value = _previous_value(before, r)
         item = item if isinstance(item, dict) and not _is_geojson(item) else {"value": item}
         out.append({**item, PREVIOUS[before["type"]]: value})
     return out[0] if not isinstance(shown, list) else out

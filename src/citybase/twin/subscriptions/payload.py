@@ -269,6 +269,8 @@ def expand(body: Any, r: Resolver, now: datetime, *, old: dict[str, Any] | None 
         "timeInterval": lambda v: _seconds(v, "timeInterval"), "throttling": lambda v: _seconds(v, "throttling"),
         "isActive": lambda v: _bool(v, "isActive"),
     }
+    if "isActive" in body:
+        spec["isActiveGiven"] = True  # echoed when read back only when the subscriber set it
     for member, parse in parsers.items():
         if member in body:
             if body[member] is None and old is not None and member not in ("entities", "isActive"):
@@ -336,7 +338,8 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
     for member in ("scopeQ", "throttling", "expiresAt", "lang"):
         if member in spec:
             out[member] = spec[member]
-    out["isActive"] = spec["isActive"]
+    if spec.get("isActiveGiven") or not spec["isActive"]:
+        out["isActive"] = spec["isActive"]
     out["status"] = record["status"]
     out["jsonldContext"] = record["jsonldContext"]
     n = spec["notification"]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from citybase.security.deps import get_session
-from citybase.twin.errors import BadRequestData
+from citybase.twin.errors import BadRequestData, OperationNotSupported
 from citybase.twin.router import (
     PREFIX,
     READ,
@@ -41,6 +41,14 @@ def _sys_attrs(request: Request) -> bool:
     if unknown:
         raise BadRequestData(f"unknown options {', '.join(sorted(unknown))}; subscriptions know sysAttrs")
     return "sysAttrs" in opts
+
+
+def _no_id(request: Request, sub_id: str) -> None:
+    """PATCH or DELETE on …/subscriptions/ names no subscription: not an operation there (405)."""
+    if not sub_id:
+        err = OperationNotSupported(f"{request.method} needs a subscription id: …/subscriptions/{{id}}")
+        err.status = 405
+        raise err
 
 
 @router.post("/subscriptions", status_code=201, summary="Create a subscription")
@@ -78,6 +86,7 @@ def get_subscription(sub_id: str, request: Request, _: Any = Depends(READ), inc:
 @router.patch("/subscriptions/{sub_id:path}", status_code=204, summary="Update a subscription (a fragment)")
 def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
                         session: Session = Depends(get_session, scope="function")) -> Response:
+    _no_id(request, sub_id)
     service.update_subscription(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body,
                                 contexts=contexts_of(request), base_url=str(request.base_url))
     return no_content(inc)
@@ -86,6 +95,7 @@ def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), 
 @router.delete("/subscriptions/{sub_id:path}", status_code=204, summary="Delete a subscription")
 def delete_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_query),
                         session: Session = Depends(get_session, scope="function")) -> Response:
+    _no_id(request, sub_id)
     service.delete_subscription(session=session, call=call_of(request, inc), sub_id=sub_id)
     return no_content(inc)
 

@@ -251,11 +251,10 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
         sub, reason = fired[row.pk]
         if not row.active or (sub.throttling and not repo.claim(row.pk, now, sub.throttling)):
             continue  # paused meanwhile, or throttled
-        previous = None
-        if row.spec["notification"].get("showChanges") and what.updated:
-            previous = repo.previous_instances(ev.tenant, ev.id, sorted(what.updated),
-                                               datetime.fromisoformat(ev.modified_at.replace("Z", "+00:00")))
-        shown = shown_entity(row.spec, doc, what, _resolver(contexts, row.context), previous)
+        before = what.deleted | (what.updated if row.spec["notification"].get("showChanges") else frozenset())
+        previous = repo.previous_instances(ev.tenant, ev.id, sorted(before), datetime.fromisoformat(
+            ev.modified_at.replace("Z", "+00:00"))) if before else None
+        shown = shown_entity(row.spec, doc, what, _resolver(contexts, row.context), previous, reason)
         _queue(session, row, [shown], reason)
         queued += 1
     return queued
