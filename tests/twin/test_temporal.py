@@ -171,3 +171,35 @@ def test_temporal_pagination_keeps_emptied_attributes_and_spans_entities(ngsi, s
     assert post.status_code == 206 and post.headers["content-range"].startswith("date-time ")
     few = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T01:45:00Z")
     assert few.status_code == 200 and "content-range" not in few.headers
+
+
+def test_temporal_query_rules(ngsi):
+    """What a temporal query must name (§5.7.4), how bad options are answered (InvalidRequest), and that an
+    entity with nothing in the range asked for is left out of the answer."""
+    early = _vehicle(ngsi, 4, range(1, 4))
+    late = _vehicle(ngsi, 5, range(40, 43))
+    r = ngsi.get("/temporal/entities", id=early, timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")  # ids alone are not a query
+    for params in ({"options": "temporalValues,bogus"}, {"format": "bogus"}):
+        r = ngsi.get("/temporal/entities", type="Sensor", **params)
+        assert r.status_code == 400 and r.json()["type"].endswith("InvalidRequest"), params
+    r = ngsi.get("/temporal/entities", type="Sensor", attrs="height", pick="height")
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")
+    r = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T01:30:00Z")
+    assert [e["id"] for e in r.json()] == [late]
+    r = ngsi.post("/temporal/entityOperations/query", {
+        "type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "before", "timeAt": "2026-01-01T01:30:00Z"}})
+    assert [e["id"] for e in r.json()] == [early]
+    r = ngsi.get("/temporal/entities", type="Sensor", attrs="height", datasetId="urn:ngsi-ld:Dataset:none")
+    assert r.status_code == 200 and r.json() == []
+
+
+def test_timeproperty_deleted_at_shows_the_deletions_only(ngsi):
+    eid = _vehicle(ngsi, 6, range(1, 4))
+    assert ngsi.send("DELETE", f"/entities/{eid}/attrs/height").status_code == 204
+    r = ngsi.get(f"/temporal/entities/{eid}", timeproperty="deletedAt")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"id", "type", "height"}
+    assert len(body["height"]) == 1 and body["height"][0]["deletedAt"].endswith("Z")

@@ -1078,8 +1078,10 @@ def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     check_request(request)
     pick, omit = _temporal_projection(request)
     p = request.query_params
-    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "id", "idPattern", "local")):
-        raise BadRequestData("a temporal query needs at least one of type, id, idPattern, attrs, q or a geo-query")
+    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "local")):  # ids alone are not (§5.7.4)
+        raise BadRequestData("a temporal query needs at least one of type, attrs, q or a geo-query")
+    if p.get("attrs") and (pick or omit):
+        raise BadRequestData("attrs cannot be combined with pick or omit")
     query = _query(request, call)
     tq = _time_query(request, call)
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
@@ -1087,6 +1089,8 @@ def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     ds = _names(request, "datasetId")
     found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
                                      dataset_ids=ds) for eid in ids[query.offset:query.offset + query.limit]]
+    if tq.timerel or tq.last_n or query.attrs or ds:  # an entity with nothing in what was asked for is left out
+        found = [(ident, rows) for ident, rows in found if rows]
     page = _temporal_page(request, tq, [rows for _, rows in found])
     out = [render_temporal(ident, rows, call.resolver, request, pick, omit, emptied)
            for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]
@@ -1188,6 +1192,8 @@ def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
     found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
              for eid in ids[query.offset:query.offset + query.limit]]
+    if tq.timerel or tq.last_n or query.attrs:
+        found = [(ident, rows) for ident, rows in found if rows]
     page = _temporal_page(request, tq, [rows for _, rows in found])
     out = [render_temporal(ident, rows, call.resolver, request, emptied=emptied)
            for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]

@@ -737,6 +737,8 @@ def temporal_entity(*, session: Session, call: Call, entity_id: str, attrs: Sequ
     start, end = tq.bounds()
     hist = repo.history(call.tenant, entity_id, attrs=attrs, time_column=tq.timeproperty, start=start, end=end,
                         last_n=tq.last_n, dataset_ids=dataset_ids)
+    if tq.timeproperty == "deletedAt":  # by the time of their deletion: the deletions only
+        hist = [h for h in hist if h.deleted]
     ident = doc_of(row) if row is not None else {"id": entity_id, "type": hist[0].types if hist else [], "attrs": {}}
     return ident, hist
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 
 from citybase.core.timeutil import as_utc
-from citybase.twin.errors import BadRequestData
+from citybase.twin.errors import BadRequestData, InvalidRequest
 from citybase.twin.ldcontext import Resolver
 from citybase.twin.models import TwinHistory
 from citybase.twin.representation import compact_instance, iso
@@ -52,9 +52,9 @@ def check_request(request: Request) -> None:
     p = request.query_params
     opts = {o.strip() for v in p.getlist("options") for o in v.split(",") if o.strip()}
     if opts - OPTIONS:
-        raise BadRequestData(f"unknown options {', '.join(sorted(opts - OPTIONS))[:100]} for a temporal query")
+        raise InvalidRequest(f"unknown options {', '.join(sorted(opts - OPTIONS))[:100]} for a temporal query")
     if p.get("format") is not None and p["format"] not in FORMATS:
-        raise BadRequestData(f"format must be one of {', '.join(FORMATS)}")
+        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
 
 
 @dataclass
