@@ -565,3 +565,39 @@ def test_deleted_attributes_keep_their_type_and_show_previous_values(ngsi, recei
 def test_patch_or_delete_without_a_subscription_id_is_not_an_operation(ngsi):
     _err(ngsi.send("DELETE", "/subscriptions/"), 405, "OperationNotSupported")
     _err(ngsi.send("PATCH", "/subscriptions/", {"isActive": False}), 405, "OperationNotSupported")
+
+
+def test_dataset_ids_pick_omit_and_joined_entities_in_notifications(ngsi, receiver, pump):
+    fr = "urn:ngsi-ld:Dataset:fr"
+    sid = subscribe(ngsi, receiver.url + "/ds", datasetId=[fr])
+    assert sub(ngsi, sid)["datasetId"] == [fr]
+    subscribe(ngsi, receiver.url + "/pick", notification={"pick": ["id", "name"],
+                                                          "endpoint": {"uri": receiver.url + "/pick"}})
+    subscribe(ngsi, receiver.url + "/omit", notification={"omit": ["type", "name", "height", "location"],
+                                                          "endpoint": {"uri": receiver.url + "/omit"}})
+    flat = subscribe(ngsi, receiver.url + "/flat", notification={"join": "flat", "joinLevel": 1,
+                                                                 "endpoint": {"uri": receiver.url + "/flat"}})
+    assert sub(ngsi, flat)["notification"]["join"] == "flat" and sub(ngsi, flat)["notification"]["joinLevel"] == 1
+    subscribe(ngsi, receiver.url + "/inline", notification={"join": "inline",
+                                                            "endpoint": {"uri": receiver.url + "/inline"}})
+    owner = {"id": "urn:ngsi-ld:Sensor:O1", "type": "Sensor", "temperature": 20}
+    assert ngsi.post("/entities", owner).status_code == 201
+    pump()
+    receiver.got.clear()
+    body = building(6, owner={"type": "Relationship", "object": "urn:ngsi-ld:Sensor:O1"},
+                    name=[{"type": "Property", "value": "徐汇6号楼"},
+                          {"type": "Property", "value": "Xuhui six", "datasetId": fr}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    by = {g["path"]: g["body"]["data"] for g in receiver.got}
+    assert by["/notify/ds"] == [{"id": "urn:ngsi-ld:Building:B6", "type": "Building",
+                                 "name": {"type": "Property", "value": "Xuhui six", "datasetId": fr}}]
+    assert by["/notify/pick"][0]["id"] == "urn:ngsi-ld:Building:B6" and set(by["/notify/pick"][0]) == {"id", "name"}
+    assert set(by["/notify/omit"][0]) == {"id", "owner"}
+    assert [e["id"] for e in by["/notify/flat"]] == ["urn:ngsi-ld:Building:B6", "urn:ngsi-ld:Sensor:O1"]
+    assert by["/notify/flat"][1]["temperature"]["value"] == 20
+    [inline] = by["/notify/inline"]
+    assert inline["owner"]["entity"]["id"] == "urn:ngsi-ld:Sensor:O1"
+    r = ngsi.post("/subscriptions", {"type": "Subscription", "entities": [{"type": "Building"}],
+                                     "notification": {"join": "sideways", "endpoint": {"uri": receiver.url}}})
+    _err(r, 400, "BadRequestData")

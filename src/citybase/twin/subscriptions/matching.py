@@ -21,7 +21,7 @@ from citybase.twin import geoquery
 from citybase.twin import query as ql
 from citybase.twin.ldcontext import Resolver
 from citybase.twin.representation import VALUE_KEY, compact_entity
-from citybase.twin.subscriptions.payload import TOKEN, parse_geoq
+from citybase.twin.subscriptions.payload import MEMBERS, TOKEN, parse_geoq
 
 NULL = "urn:ngsi-ld:null"
 
@@ -256,7 +256,16 @@ def shown_entity(spec: dict[str, Any], doc: dict[str, Any], change: Change | Non
             if wanted is None or a in wanted:
                 out[r.compact(a)] = _deleted(old.get(a), n, change.at, r)
         return out
-    out = compact_entity(doc, r, fmt=n["format"], sys_attrs=n["sysAttrs"], attrs=wanted, lang=spec.get("lang"))
+    if spec.get("datasetId"):  # only the instances of these datasets (@none: those without one)
+        keep = spec["datasetId"]
+        doc = {**doc, "attrs": {a: kept for a, v in doc["attrs"].items()
+                                if (kept := [i for i in v if i.get("datasetId", "@none") in keep])}}
+    pick, omit = n.get("pick"), n.get("omit")
+    if pick:
+        wanted = [x for x in pick if x not in MEMBERS]
+    out = compact_entity(doc, r, fmt=n["format"], sys_attrs=n["sysAttrs"], attrs=wanted, lang=spec.get("lang"),
+                         pick={x if x in MEMBERS else r.compact(x) for x in pick} if pick else None,
+                         omit={x if x in MEMBERS else r.compact(x) for x in omit} if omit else None)
     if change is not None:
         for a in sorted(change.deleted):
             if wanted is None or a in wanted:
@@ -268,6 +277,79 @@ def shown_entity(spec: dict[str, Any], doc: dict[str, Any], change: Change | Non
                 continue
             if name in out and before:
                 out[name] = _with_previous(out[name], doc["attrs"].get(iri) or [], before, r)
+    return out
+
+
+def joined(spec: dict[str, Any], doc: dict[str, Any], shown: dict[str, Any], r: Resolver,
+           fetch: Callable[[list[str]], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The notification's data for one entity: with ``notification.join`` (flat or inline, to joinLevel) the
+    entities its shown Relationships point at, appended after it (flat) or in an ``entity`` member of each
+    Relationship (inline), in the subscription's format."""
+    n = spec["notification"]
+    join, depth = n.get("join"), n.get("joinLevel", 1)
+    if join not in ("flat", "inline") or "deletedAt" in shown:
+        return [shown]
+    root = {**doc, "attrs": {a: v for a, v in doc["attrs"].items() if r.compact(a) in shown}}
+    known, frontier = {doc["id"]: root}, [root]
+    for _ in range(depth):  # the linked entities, level by level
+        targets = [t for d in frontier for _, t in _links(d) if t not in known]
+        if not targets:
+            break
+        found = fetch(list(dict.fromkeys(targets)))
+        known.update(found)
+        frontier = list(found.values())
+
+    def one(d: dict[str, Any]) -> dict[str, Any]:
+        return compact_entity(d, r, fmt=n["format"], sys_attrs=n["sysAttrs"], lang=spec.get("lang"))
+
+    if join == "flat":
+        out, seen, frontier = [shown], {doc["id"]}, [root]
+        for _ in range(depth):
+            nxt = []
+            for d in frontier:
+                for _, t in _links(d):
+                    if t in known and t not in seen:
+                        seen.add(t)
+                        out.append(one(known[t]))
+                        nxt.append(known[t])
+            frontier = nxt
+        return out
+
+    def inline(d: dict[str, Any], view: dict[str, Any], level: int) -> dict[str, Any]:
+        if level <= 0:
+            return view
+        view = dict(view)
+        for iri, instances in d["attrs"].items():
+            name = r.compact(iri)
+            for i, inst in enumerate(instances):
+                target = inst.get("object") if inst.get("type") == "Relationship" else None
+                if name not in view or not isinstance(target, str) or target not in known:
+                    continue
+                linked = inline(known[target], one(known[target]), level - 1)
+                value = view[name]
+                if n["format"] == "keyValues":
+                    view[name] = linked
+                elif isinstance(value, list):
+                    value = [dict(v) for v in value]
+                    value[i]["entity"] = linked
+                    view[name] = value
+                elif isinstance(value, dict):
+                    view[name] = {**value, "entity": linked}
+        return view
+
+    return [inline(root, shown, depth)]
+
+
+def _links(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(attribute IRI, id) for every entity the entity's Relationships point at."""
+    out = []
+    for iri, instances in doc["attrs"].items():
+        for inst in instances:
+            if inst.get("type") == "Relationship":
+                objs = inst.get("object")
+                out.extend((iri, o) for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
+            elif inst.get("type") == "ListRelationship":
+                out.extend((iri, o) for o in inst.get("objectList", []) if isinstance(o, str))
     return out
 
 

@@ -37,9 +37,12 @@ ACCEPTS = ("application/json", "application/ld+json")
 SCHEMES = ("http", "https", "mqtt", "mqtts")
 TOP = frozenset({"@context", "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
                  "notificationTrigger", "q", "geoQ", "scopeQ", "timeInterval", "throttling", "expiresAt",
-                 "isActive", "notification", "lang", "jsonldContext"})
+                 "isActive", "notification", "lang", "jsonldContext", "datasetId"})
 READ_ONLY = frozenset({"status", "createdAt", "modifiedAt"})  # answered by the broker; ignored when sent back
-NOTIFICATION = frozenset({"attributes", "format", "showChanges", "sysAttrs", "endpoint"})
+NOTIFICATION = frozenset({"attributes", "format", "showChanges", "sysAttrs", "endpoint", "join", "joinLevel", "pick",
+                          "omit"})
+JOINS = ("flat", "inline", "@none")
+MEMBERS = ("id", "type", "scope")  # entity members pick/omit may name besides attributes
 NOTIFICATION_READ_ONLY = frozenset({"status", "timesSent", "timesFailed", "lastNotification", "lastSuccess",
                                     "lastFailure"})
 ENDPOINT = frozenset({"uri", "accept", "receiverInfo", "notifierInfo"})
@@ -239,7 +242,32 @@ def _notification(value: Any, r: Resolver, old: dict[str, Any] | None = None) ->
     for flag in ("showChanges", "sysAttrs"):
         if flag in value:
             out[flag] = _bool(value[flag], f"notification.{flag}")
+    if "join" in value:
+        if value["join"] not in JOINS:
+            raise BadRequestData("notification.join must be flat, inline or @none")
+        out["join"] = value["join"]
+    if "joinLevel" in value:
+        level = value["joinLevel"]
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
+            raise BadRequestData("notification.joinLevel must be a whole number from 1 to 10")
+        out["joinLevel"] = level
+    for member in ("pick", "omit"):
+        if member in value:
+            names = value[member].split(",") if isinstance(value[member], str) else value[member]
+            if not isinstance(names, list) or not names or not all(isinstance(x, str) and x for x in names):
+                raise BadRequestData(f"notification.{member} must be a non-empty list of entity member names")
+            out[member] = [x if x in MEMBERS else r.expand(check_name(x, f"notification.{member}")) for x in names]
+    if "pick" in out and "omit" in out:
+        raise BadRequestData("notification.pick and notification.omit cannot be used together")
+    if "attributes" in out and ("pick" in out or "omit" in out):
+        raise BadRequestData("notification.attributes cannot be combined with pick or omit")
     return out
+
+
+def _datasets(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or len(value) > 100:
+        raise BadRequestData('datasetId must be a non-empty list of dataset URIs (or "@none")')
+    return [v if v == "@none" else check_uri(v, "datasetId") for v in value]
 
 
 def expand(body: Any, r: Resolver, now: datetime, *, old: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -267,7 +295,7 @@ def expand(body: Any, r: Resolver, now: datetime, *, old: dict[str, Any] | None 
         "entities": lambda v: _entities(v, r), "watchedAttributes": lambda v: _names(v, "watchedAttributes", r),
         "notificationTrigger": _triggers, "q": lambda v: _q(v, r), "scopeQ": _scope, "geoQ": lambda v: _geoq(v, r),
         "timeInterval": lambda v: _seconds(v, "timeInterval"), "throttling": lambda v: _seconds(v, "throttling"),
-        "isActive": lambda v: _bool(v, "isActive"),
+        "isActive": lambda v: _bool(v, "isActive"), "datasetId": _datasets,
     }
     if "isActive" in body:
         spec["isActiveGiven"] = True  # echoed when read back only when the subscriber set it
@@ -335,7 +363,7 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
         g = spec["geoQ"]
         out["geoQ"] = {"geometry": g["geometry"], "coordinates": g["coordinates"], "georel": g["georel"],
                        "geoproperty": r.compact(g["geoproperty"])}
-    for member in ("scopeQ", "throttling", "expiresAt", "lang"):
+    for member in ("scopeQ", "throttling", "expiresAt", "lang", "datasetId"):
         if member in spec:
             out[member] = spec[member]
     if spec.get("isActiveGiven") or not spec["isActive"]:
@@ -346,6 +374,12 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
     shown: dict[str, Any] = {}
     if "attributes" in n:
         shown["attributes"] = [r.compact(a) for a in n["attributes"]]
+    for member in ("pick", "omit"):
+        if member in n:
+            shown[member] = [x if x in MEMBERS else r.compact(x) for x in n[member]]
+    for member in ("join", "joinLevel"):
+        if member in n:
+            shown[member] = n[member]
     shown.update(format=n["format"], showChanges=n["showChanges"], sysAttrs=n["sysAttrs"], endpoint=n["endpoint"],
                  timesSent=record["timesSent"], timesFailed=record["timesFailed"])
     if record["lastStatus"]:

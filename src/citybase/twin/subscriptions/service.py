@@ -38,6 +38,7 @@ from citybase.twin.subscriptions.matching import (
     TenantIndex,
     classify,
     compile_subscription,
+    joined,
     selects,
     shown_entity,
     trigger_of,
@@ -219,6 +220,12 @@ def _queue(session: Session, row: TwinSubscription, data: list[dict[str, Any]], 
         trigger_reason=reason, context=row.context, data=data).model_dump())
 
 
+def _fetch(session: Session, tenant: str, r: Resolver, now: datetime) -> Callable[[list[str]], dict[str, Any]]:
+    """The entities of the tenant by id, for the linked entities of a notification (notification.join)."""
+    call = twin.Call(tenant=tenant, resolver=r, at=now)
+    return lambda ids: twin.get_entities(session=session, call=call, ids=ids)
+
+
 def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache, contexts: ContextStore,
                  now: datetime | None = None) -> int:
     """Queue a notification for every live subscription of the tenant that this ``entity_changed`` event
@@ -254,8 +261,9 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
         before = what.deleted | (what.updated if row.spec["notification"].get("showChanges") else frozenset())
         previous = repo.previous_instances(ev.tenant, ev.id, sorted(before), datetime.fromisoformat(
             ev.modified_at.replace("Z", "+00:00"))) if before else None
-        shown = shown_entity(row.spec, doc, what, _resolver(contexts, row.context), previous, reason)
-        _queue(session, row, [shown], reason)
+        r = _resolver(contexts, row.context)
+        shown = shown_entity(row.spec, doc, what, r, previous, reason)
+        _queue(session, row, joined(row.spec, doc, shown, r, _fetch(session, ev.tenant, r, now)), reason)
         queued += 1
     return queued
 
@@ -289,7 +297,9 @@ def notify_periodic(*, session: Session, contexts: ContextStore, now: datetime |
         except NonexistentTenant:
             found = {}
         if found:
-            _queue(session, row, [shown_entity(spec, d, None, r) for d in list(found.values())[:limit]], None)
+            fetch = _fetch(session, row.tenant, r, now)
+            _queue(session, row, [e for d in list(found.values())[:limit]
+                                  for e in joined(spec, d, shown_entity(spec, d, None, r), r, fetch)], None)
     return len(rows)
 
 
