@@ -464,7 +464,7 @@ def test_periodic_notifications(ngsi, receiver, pump, client):
     from citybase.twin.subscriptions.wiring import periodic
 
     sid = subscribe(ngsi, receiver.url, timeInterval=3600, q="height<25")
-    assert "notificationTrigger" not in sub(ngsi, sid)
+    assert sub(ngsi, sid)["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]  # shown, as set by default
     for n in (1, 2, 3):
         assert ngsi.post("/entities", building(n)).status_code == 201
     pump()
@@ -601,3 +601,40 @@ def test_dataset_ids_pick_omit_and_joined_entities_in_notifications(ngsi, receiv
     r = ngsi.post("/subscriptions", {"type": "Subscription", "entities": [{"type": "Building"}],
                                      "notification": {"join": "sideways", "endpoint": {"uri": receiver.url}}})
     _err(r, 400, "BadRequestData")
+
+
+def test_read_back_as_written_and_paged_with_links(ngsi):
+    sid = subscribe(ngsi, "http://127.0.0.1:9/n", timeInterval=5, notification={"format": "keyValues",
+                                                                                "endpoint": {"uri": "http://127.0.0.1:9/n"}})
+    s = sub(ngsi, sid)
+    assert s["timeInterval"] == 5 and isinstance(s["timeInterval"], int)  # 5 stays 5
+    assert s["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
+    assert "showChanges" not in s["notification"] and "sysAttrs" not in s["notification"]  # defaults not echoed
+    shown = subscribe(ngsi, "http://127.0.0.1:9/n", notification={"showChanges": False,
+                                                                  "endpoint": {"uri": "http://127.0.0.1:9/n"}})
+    assert sub(ngsi, shown)["notification"]["showChanges"] is False  # set, so echoed
+    subscribe(ngsi, "http://127.0.0.1:9/n")
+    r = ngsi.get("/subscriptions", limit="1", offset="1")
+    links = {part.split(";")[1].strip(): part.split(";")[0].strip() for part in r.headers["link"].split(", ")
+             if "json-ld#context" not in part}
+    assert links == {'rel="prev"': "</ngsi-ld/v1/subscriptions?limit=1&offset=0>",
+                     'rel="next"': "</ngsi-ld/v1/subscriptions?limit=1&offset=2>"}
+    assert "json-ld#context" in r.headers["link"]  # the @context link is still there
+    last = ngsi.get("/subscriptions", limit="1", offset="2")
+    assert 'rel="next"' not in last.headers["link"] and 'rel="prev"' in last.headers["link"]
+
+
+def test_percent_encoded_q_and_a_whole_multi_instance_attribute_deleted(ngsi, receiver, pump):
+    subscribe(ngsi, receiver.url + "/q", q='name=="Xuhui%20seven"', watchedAttributes=["height"])
+    subscribe(ngsi, receiver.url + "/del", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    body = building(7, name=[{"type": "Property", "value": "Xuhui seven"},
+                             {"type": "Property", "value": "Sieben", "datasetId": "urn:ngsi-ld:Dataset:de"}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    assert [g["path"] for g in receiver.got] == ["/notify/q"]
+    receiver.got.clear()
+    r = ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B7/attrs/name", params={"deleteAll": "true"})
+    assert r.status_code == 204, r.text
+    pump()
+    [gone] = receiver.got
+    assert gone["body"]["data"][0]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}

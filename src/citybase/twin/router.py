@@ -339,7 +339,8 @@ def answer(call: service.Call, inc: Incoming, data: Any, *, status: int = 200,
         elif isinstance(data, dict):
             data = {**data, "@context": ctx}
     elif media == JSON:
-        h["Link"] = f'<{call.resolver.link}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+        link = f'<{call.resolver.link}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+        h["Link"] = f"{h['Link']}, {link}" if h.get("Link") else link  # after any paging links
     elif media == GEO and isinstance(data, dict):  # GeoJSON carries its @context in the body (CIM 009 §4.5.16)
         data = {**data, "@context": call.resolver.context if call.resolver.context is not None else CORE_URL}
     return Response(_dumps(data), status_code=status, media_type=media, headers=h)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from citybase.twin import geoquery
 from citybase.twin import query as ql
@@ -64,6 +65,11 @@ class Compiled:
         return self.active and (self.expires_at is None or self.expires_at > now)
 
 
+def unquoted(text: str) -> str:
+    """A q as clients write it in a URL, percent-encoded (name=="Eiffel%20Tower"), read as the query it encodes."""
+    return unquote(text) if "%" in text else text
+
+
 def compile_subscription(pk: int, spec: dict[str, Any], *, active: bool, expires_at: datetime | None,
                          throttling: float | None, resolve: Callable[[Any], Resolver]) -> Compiled:
     """Parse what a stored subscription's matching needs (its names are IRIs already, but for ``q``, read in
@@ -78,7 +84,7 @@ def compile_subscription(pk: int, spec: dict[str, Any], *, active: bool, expires
         pk=pk, sub_id=spec["id"], selectors=tuple(selectors),
         watched=frozenset(spec["watchedAttributes"]) if spec.get("watchedAttributes") else None,
         triggers=frozenset(spec.get("notificationTrigger") or ()),
-        q=ql.parse_q(q["text"], resolve(q["context"]).expand) if q else None,
+        q=ql.parse_q(unquoted(q["text"]), resolve(q["context"]).expand) if q else None,
         scope=ql.parse_scope_query(spec["scopeQ"]) if spec.get("scopeQ") else None,
         geo=parse_geoq(spec["geoQ"]) if spec.get("geoQ") else None,
         active=active, expires_at=expires_at, throttling=throttling, periodic="timeInterval" in spec)
@@ -365,7 +371,10 @@ def _deleted(before: list[dict[str, Any]] | None, n: dict[str, Any], at: str, r:
     if n["format"] == "keyValues":
         return NULL
     out = []
-    for inst in before or [{"type": "Property"}]:
+    instances = before or [{"type": "Property"}]
+    if len(instances) > 1:  # the whole attribute went: shown once, by its default instance
+        instances = [next((i for i in instances if not i.get("datasetId")), instances[0])]
+    for inst in instances:
         kind = inst.get("type") if inst.get("type") in VALUE_KEY else "Property"
         item: dict[str, Any] = {"type": kind, VALUE_KEY[kind]: {"@none": NULL} if kind == "LanguageProperty" else NULL}
         if inst.get("datasetId"):
@@ -378,7 +387,7 @@ def _deleted(before: list[dict[str, Any]] | None, n: dict[str, Any], at: str, r:
                     item[member] = inst[member]
             item["deletedAt"] = at
         out.append(item)
-    return out[0] if len(out) == 1 else out
+    return out[0]
 
 
 def _with_previous(shown: Any, now: list[dict[str, Any]], old: list[dict[str, Any]], r: Resolver) -> Any:

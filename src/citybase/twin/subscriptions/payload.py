@@ -59,7 +59,7 @@ def _text(value: Any, what: str, limit: int = 1024) -> str:
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS:
         raise BadRequestData(f"{what} must be a positive number of seconds (at most ten years), not {str(value)[:40]}")
-    return float(value)
+    return value  # as given: 5 stays 5 when read back
 
 
 def _names(value: Any, what: str, r: Resolver) -> list[str]:
@@ -242,6 +242,7 @@ def _notification(value: Any, r: Resolver, old: dict[str, Any] | None = None) ->
     for flag in ("showChanges", "sysAttrs"):
         if flag in value:
             out[flag] = _bool(value[flag], f"notification.{flag}")
+            out["given"] = sorted({*out.get("given", []), flag})  # echoed when read back only when set
     if "join" in value:
         if value["join"] not in JOINS:
             raise BadRequestData("notification.join must be flat, inline or @none")
@@ -355,8 +356,7 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
         out["watchedAttributes"] = [r.compact(a) for a in spec["watchedAttributes"]]
     if "timeInterval" in spec:
         out["timeInterval"] = spec["timeInterval"]
-    else:
-        out["notificationTrigger"] = spec["notificationTrigger"]
+    out["notificationTrigger"] = spec["notificationTrigger"]
     if "q" in spec:
         out["q"] = spec["q"]["text"]
     if "geoQ" in spec:
@@ -380,8 +380,11 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
     for member in ("join", "joinLevel"):
         if member in n:
             shown[member] = n[member]
-    shown.update(format=n["format"], showChanges=n["showChanges"], sysAttrs=n["sysAttrs"], endpoint=n["endpoint"],
-                 timesSent=record["timesSent"], timesFailed=record["timesFailed"])
+    shown["format"] = n["format"]
+    for flag in ("showChanges", "sysAttrs"):
+        if flag in n.get("given", ()) or n[flag]:
+            shown[flag] = n[flag]
+    shown.update(endpoint=n["endpoint"], timesSent=record["timesSent"], timesFailed=record["timesFailed"])
     if record["lastStatus"]:
         shown["status"] = record["lastStatus"]
     for member in ("lastNotification", "lastSuccess", "lastFailure"):

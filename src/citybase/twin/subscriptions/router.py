@@ -68,8 +68,17 @@ def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming 
     limit = _int(request, "limit", 20, high=twin_settings().max_limit) or 0
     offset = _int(request, "offset", 0) or 0
     subs, total = service.list_subscriptions(session=session, call=call, limit=limit, offset=offset,
-                                             count=_bool(request, "count"), sys_attrs=_sys_attrs(request))
-    return answer(call, inc, subs, headers={"NGSILD-Results-Count": str(total)} if total is not None else None)
+                                             count=True, sys_attrs=_sys_attrs(request))
+    headers = {"NGSILD-Results-Count": str(total)} if _bool(request, "count") else {}
+    links = []  # the neighbouring pages (§5.5.9)
+    if offset > 0 and limit:
+        links.append((max(0, offset - limit), "prev"))
+    if limit and total is not None and offset + limit < total:
+        links.append((offset + limit, "next"))
+    if links:
+        headers["Link"] = ", ".join(f'<{PREFIX}/subscriptions?limit={limit}&offset={o}>; rel="{rel}"; '
+                                    f'type="{inc.accept}"' for o, rel in links)
+    return answer(call, inc, subs, headers=headers or None)
 
 
 @router.get("/subscriptions/{sub_id:path}", summary="Retrieve a subscription",

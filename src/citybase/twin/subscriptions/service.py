@@ -42,6 +42,7 @@ from citybase.twin.subscriptions.matching import (
     selects,
     shown_entity,
     trigger_of,
+    unquoted,
 )
 from citybase.twin.subscriptions.models import TwinSubscription
 from citybase.twin.subscriptions.notifier import Sent
@@ -284,7 +285,7 @@ def notify_periodic(*, session: Session, contexts: ContextStore, now: datetime |
         q = spec.get("q")
         found: dict[str, dict[str, Any]] = {}
         try:
-            base = twin.Query(q=ql.parse_q(q["text"], _resolver(contexts, q["context"]).expand) if q else None,
+            base = twin.Query(q=ql.parse_q(unquoted(q["text"]), _resolver(contexts, q["context"]).expand) if q else None,
                               geo=payload.parse_geoq(spec["geoQ"]) if spec.get("geoQ") else None,
                               scope=ql.parse_scope_query(spec["scopeQ"]) if spec.get("scopeQ") else None, limit=limit)
             for sel in spec["entities"]:
