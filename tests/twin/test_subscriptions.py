@@ -638,3 +638,28 @@ def test_percent_encoded_q_and_a_whole_multi_instance_attribute_deleted(ngsi, re
     pump()
     [gone] = receiver.got
     assert gone["body"]["data"][0]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+
+
+def test_deleting_one_instance_is_attribute_deleted(ngsi, receiver, pump):
+    de = "urn:ngsi-ld:Dataset:de"
+    subscribe(ngsi, receiver.url + "/n", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    subscribe(ngsi, receiver.url + "/kv", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"],
+              notification={"format": "keyValues", "endpoint": {"uri": receiver.url + "/kv"}})
+    subscribe(ngsi, receiver.url + "/upd", notificationTrigger=["attributeUpdated"], watchedAttributes=["name"])
+    body = building(8, name=[{"type": "Property", "value": "Xuhui eight"},
+                             {"type": "Property", "value": "Acht", "datasetId": de}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    r = ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B8/attrs/name", params={"datasetId": de})
+    assert r.status_code == 204, r.text
+    pump()
+    by = {g["path"]: g["body"] for g in receiver.got}
+    assert set(by) == {"/notify/n", "/notify/kv"}  # not an update
+    assert by["/notify/n"]["triggerReason"] == "attributeDeleted"
+    assert by["/notify/n"]["data"][0]["name"] == [{"type": "Property", "value": "Xuhui eight"},
+                                                  {"type": "Property", "datasetId": de, "value": "urn:ngsi-ld:null"}]
+    assert by["/notify/kv"]["data"][0]["name"] == {"dataset": {"@none": "Xuhui eight", de: "urn:ngsi-ld:null"}}
+    receiver.got.clear()
+    patch(ngsi, "urn:ngsi-ld:Building:B8", name={"type": "Property", "value": "Xuhui 8"})  # the instance stays gone
+    pump()
+    assert [g["path"] for g in receiver.got] == ["/notify/upd"]

@@ -120,7 +120,8 @@ def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: 
 
 
 def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
-           op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = ()) -> TwinEntity:
+           op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = (),
+           removed_datasets: dict[str, list[str | None]] | None = None) -> TwinEntity:
     bbox, geojson = _location(doc)
     if row is None:
         row = repo.add(call.tenant, doc, call.at, bbox, geojson)
@@ -128,7 +129,10 @@ def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity |
         repo.save(row, doc, call.at, bbox, geojson)
     repo.append_history(_history_rows(call.tenant, doc, written, call.at))
     if removed:
-        repo.append_history(_history_rows(call.tenant, doc, {a: [{"type": "Property", "value": NULL, "deletedAt": call.now}]
+        gone = removed_datasets or {}  # the datasetIds deleted, when not the attribute's default instance
+        repo.append_history(_history_rows(call.tenant, doc, {a: [{"type": "Property", "value": NULL, "deletedAt": call.now,
+                                                                  **({"datasetId": d} if d else {})}
+                                                                 for d in gone.get(a, [None])]
                                                              for a in removed}, call.at, deleted=True))
     _changed(session, call, doc, op, [*written, *removed])
     return row
@@ -403,7 +407,8 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
     else:
         attrs.pop(iri)
     doc["attrs"] = attrs
-    _write(session, repo, call, row, doc, "update", {}, [iri])
+    _write(session, repo, call, row, doc, "update", {}, [iri],
+           {iri: list(dict.fromkeys(o.get("datasetId") for o in current if o not in keep))})
 
 
 def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:

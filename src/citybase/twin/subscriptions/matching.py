@@ -10,6 +10,7 @@ at the change's time was created; any other was updated."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -169,6 +170,23 @@ class Change:
     created: frozenset[str] = frozenset()
     updated: frozenset[str] = frozenset()
     deleted: frozenset[str] = frozenset()
+    lost: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # attribute → its instances deleted
+
+
+def with_lost_instances(change: Change, doc: dict[str, Any],
+                        latest: dict[str, list[tuple[dict[str, Any], bool]]]) -> Change:
+    """The change with the instances (datasetIds) its updated attributes lost, from each attribute's latest
+    instances before the change (``latest``: attribute → [(instance, deleted)]): a deletion of some instances
+    of an attribute is an attributeDeleted, not an attributeUpdated."""
+    lost: dict[str, list[dict[str, Any]]] = {}
+    for a in change.updated:
+        now = {i.get("datasetId") for i in doc["attrs"].get(a, [])}
+        gone = [inst for inst, deleted in latest.get(a, []) if not deleted and inst.get("datasetId") not in now]
+        if gone:
+            lost[a] = gone
+    if not lost:
+        return change
+    return dataclasses.replace(change, updated=change.updated - lost.keys(), lost=lost)
 
 
 def classify(op: str, attrs: Iterable[str], doc: dict[str, Any] | None, at: str) -> Change:
@@ -203,7 +221,7 @@ def trigger_of(sub: Compiled, change: Change) -> str | None:
             return "entityDeleted"
         return "attributeDeleted" if "attributeDeleted" in t and relevant else None  # its attributes went too
     for reason, group in (("attributeCreated", change.created), ("attributeUpdated", change.updated),
-                          ("attributeDeleted", change.deleted)):
+                          ("attributeDeleted", change.deleted | change.lost.keys())):
         if reason in t and group & relevant:
             return reason
     if "entityUpdated" in t and (relevant or (not change.attrs and sub.watched is None)):
@@ -276,6 +294,18 @@ def shown_entity(spec: dict[str, Any], doc: dict[str, Any], change: Change | Non
         for a in sorted(change.deleted):
             if wanted is None or a in wanted:
                 out[r.compact(a)] = _deleted(old.get(a), n, change.at, r)
+        for a, gone in sorted(change.lost.items()):  # instances deleted: shown after the ones left
+            if (wanted is None or a in wanted) and r.compact(a) in out:
+                name = r.compact(a)
+                for inst in gone:
+                    if n["format"] == "keyValues":
+                        cur = out[name]
+                        data = dict(cur["dataset"]) if isinstance(cur, dict) and "dataset" in cur else {"@none": cur}
+                        out[name] = {"dataset": {**data, inst["datasetId"] if inst.get("datasetId") else "@none": NULL}}
+                    else:
+                        item = _deleted([inst], n, change.at, r)
+                        cur = out[name]
+                        out[name] = [*(cur if isinstance(cur, list) else [cur]), item]
     if previous and n["format"] != "keyValues":
         for iri, before in previous.items():
             name = r.compact(iri)

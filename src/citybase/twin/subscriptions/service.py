@@ -43,6 +43,7 @@ from citybase.twin.subscriptions.matching import (
     shown_entity,
     trigger_of,
     unquoted,
+    with_lost_instances,
 )
 from citybase.twin.subscriptions.models import TwinSubscription
 from citybase.twin.subscriptions.notifier import Sent
@@ -227,6 +228,10 @@ def _fetch(session: Session, tenant: str, r: Resolver, now: datetime) -> Callabl
     return lambda ids: twin.get_entities(session=session, call=call, ids=ids)
 
 
+def _at(ev: EntityChanged) -> datetime:
+    return datetime.fromisoformat(ev.modified_at.replace("Z", "+00:00"))
+
+
 def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache, contexts: ContextStore,
                  now: datetime | None = None) -> int:
     """Queue a notification for every live subscription of the tenant that this ``entity_changed`` event
@@ -249,6 +254,8 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
             return 0  # deleted since: its deletion is matched on its own event
         doc = twin.doc_of(entity)
     what = classify(ev.op, ev.attrs, doc if ev.op != "delete" else None, ev.modified_at)
+    if what.updated and any("attributeDeleted" in s.triggers for s in candidates):  # some instances deleted?
+        what = with_lost_instances(what, doc, repo.latest_instances(ev.tenant, ev.id, sorted(what.updated), _at(ev)))
     fired = {}
     for sub in candidates:
         reason = trigger_of(sub, what)
@@ -260,8 +267,7 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
         if not row.active or (sub.throttling and not repo.claim(row.pk, now, sub.throttling)):
             continue  # paused meanwhile, or throttled
         before = what.deleted | (what.updated if row.spec["notification"].get("showChanges") else frozenset())
-        previous = repo.previous_instances(ev.tenant, ev.id, sorted(before), datetime.fromisoformat(
-            ev.modified_at.replace("Z", "+00:00"))) if before else None
+        previous = repo.previous_instances(ev.tenant, ev.id, sorted(before), _at(ev)) if before else None
         r = _resolver(contexts, row.context)
         shown = shown_entity(row.spec, doc, what, r, previous, reason)
         _queue(session, row, joined(row.spec, doc, shown, r, _fetch(session, ev.tenant, r, now)), reason)
