@@ -384,7 +384,9 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
     for flag in ("showChanges", "sysAttrs"):
         if flag in n.get("given", ()) or n[flag]:
             shown[flag] = n[flag]
-    shown.update(endpoint=n["endpoint"], timesSent=record["timesSent"], timesFailed=record["timesFailed"])
+    shown["endpoint"] = n["endpoint"]
+    if record["timesSent"] or record["timesFailed"]:  # from the first notification on
+        shown.update(timesSent=record["timesSent"], timesFailed=record["timesFailed"])
     if record["lastStatus"]:
         shown["status"] = record["lastStatus"]
     for member in ("lastNotification", "lastSuccess", "lastFailure"):
