@@ -226,6 +226,8 @@ def test_discovery_of_types_and_attributes(ngsi):
     assert {"height", "temperature", "location", "name"} <= set(attrs)
     t = ngsi.get("/attributes/temperature").json()
     assert t["typeNames"] == ["Sensor"] and t["attributeTypes"] == ["Property"]
+    detailed = {a["attributeName"]: a for a in ngsi.get("/attributes", details="true").json()}
+    assert set(detailed["temperature"]) == {"id", "type", "attributeName", "typeNames"}  # no counts in the list
     _err(ngsi.get("/types/Nothing"), 404, "ResourceNotFound")
 
 
@@ -326,3 +328,22 @@ def test_unpaired_surrogates_are_refused_and_escaped_pairs_kept(ngsi):
     pair = b'{"id": "urn:ngsi-ld:Sensor:U2", "type": "Sensor", "label": {"type": "Property", "value": "\\ud83d\\ude00"}}'
     assert ngsi.client.post("/ngsi-ld/v1/entities", content=pair, headers=h).status_code == 201
     assert ngsi.get("/entities/urn:ngsi-ld:Sensor:U2").json()["label"]["value"] == "\U0001f600"
+
+
+def test_join_in_a_query_body_flat_alone_and_picks_that_leave_nothing(ngsi):
+    city = {"id": "urn:ngsi-ld:City:HZ", "type": "City", "name": {"type": "Property", "value": "杭州"}}
+    b = building(71, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:HZ"})
+    lone = building(72, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:Nowhere"})
+    sensor = {"id": "urn:ngsi-ld:Sensor:S71", "type": "Sensor", "temperature": {"type": "Property", "value": 3}}
+    assert ngsi.post("/entityOperations/create", [city, b, lone, sensor]).status_code == 201
+    r = ngsi.post("/entityOperations/query", {"type": "Query", "entities": [{"type": "Building"}], "join": "inline"})
+    assert r.status_code == 200, r.text
+    assert {e["id"]: e["owner"].get("entity", {}).get("id") for e in r.json()} == {
+        "urn:ngsi-ld:Building:B71": "urn:ngsi-ld:City:HZ", "urn:ngsi-ld:Building:B72": None}
+    r = ngsi.post("/entityOperations/query", {"type": "Query", "entities": [{"type": "Building"}], "join": "flat"})
+    assert sorted(e["id"] for e in r.json()) == ["urn:ngsi-ld:Building:B71", "urn:ngsi-ld:Building:B72",
+                                                 "urn:ngsi-ld:City:HZ"]
+    alone = ngsi.get("/entities/urn:ngsi-ld:Building:B72", join="flat").json()  # nothing linked: the entity itself
+    assert isinstance(alone, dict) and alone["id"] == "urn:ngsi-ld:Building:B72"
+    picked = ngsi.get("/entities", type="Building,Sensor", pick="name").json()
+    assert len(picked) == 2 and all(set(e) == {"name"} for e in picked)  # the sensor has no name: left out

@@ -803,6 +803,8 @@ def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     query = _query(request, call)
     docs, total = service.query_entities(session=session, call=call, query=query)
     shown = _shown(call, request, docs, query, inc, view, session)
+    if view.pick and inc.accept != GEO:  # an entity pick leaves nothing of is not in the answer
+        shown = [e for e in shown if e]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     if p.get("local") != "true":  # and what the registered context sources hold (distributed query)
         shown, extra = _from_sources(session, call, request, query, shown, "entities")
@@ -839,7 +841,7 @@ def get_entity(entity_id: str, request: Request, _: Any = Depends(READ), inc: In
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
     if (view.pick or view.omit) and not shown:
         raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
-    if view.join == "flat":
+    if view.join == "flat" and len(every) > 1:  # the entity and those it links to; alone, it is itself
         return answer(call, inc, every)
     if inc.accept == GEO:
         return answer(call, inc, _geojson(call, request, [shown], [doc])[0])
@@ -960,7 +962,15 @@ def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depend
     query = _query(request, call, body=inc.body)
     docs, total = service.query_entities(session=session, call=call, query=query)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    shown = _shown(call, request, docs, query, inc)
+    view = View(request, call, allowed=QUERY_PARAMS)
+    if isinstance(inc.body, dict) and inc.body.get("join") is not None:  # linked entities asked for in the Query
+        if inc.body["join"] not in ("inline", "flat", "@none"):
+            raise BadRequestData("join must be inline, flat or @none")
+        level = inc.body.get("joinLevel", 1)
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
+            raise BadRequestData("joinLevel must be a whole number from 1 to 10")
+        view.join, view.join_level = inc.body["join"], level
+    shown = _shown(call, request, docs, query, inc, view, session)
     if inc.accept == GEO:
         body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
         return answer(call, inc, body, headers=headers)

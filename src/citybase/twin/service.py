@@ -680,7 +680,10 @@ def attributes(*, session: Session, call: Call, details: bool) -> Any:
     if not details:
         names = sorted(r.compact(a) for a in info)
         return {"id": _list_id("AttributeList", names), "type": "AttributeList", "attributeList": names}
-    return [_attribute_body(a, v, r) for a, v in sorted(info.items())]
+    # details=true lists each attribute as id, type, attributeName and typeNames (§5.7.8); the counts and kinds
+    # are those of one attribute's own retrieval (§5.7.10)
+    return [{k: v for k, v in _attribute_body(a, d, r).items() if k not in ("attributeCount", "attributeTypes")}
+            for a, d in sorted(info.items())]
 
 
 def attribute(*, session: Session, call: Call, name: str) -> dict[str, Any]:
