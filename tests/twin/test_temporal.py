@@ -203,3 +203,17 @@ def test_timeproperty_deleted_at_shows_the_deletions_only(ngsi):
     body = r.json()
     assert set(body) == {"id", "type", "height"}
     assert len(body["height"]) == 1 and body["height"][0]["deletedAt"].endswith("Z")
+
+
+def test_a_deletion_keeps_the_attribute_type_in_the_history(ngsi):
+    body = {"id": "urn:ngsi-ld:Sensor:D1", "type": "Sensor",
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:P1"},
+            "name": {"type": "LanguageProperty", "languageMap": {"zh": "一号", "en": "One"}}}
+    assert ngsi.post("/entities", body).status_code == 201
+    for attr in ("owner", "name"):
+        assert ngsi.send("DELETE", f"/entities/urn:ngsi-ld:Sensor:D1/attrs/{attr}").status_code == 204
+    r = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:D1", timeproperty="deletedAt").json()
+    assert r["owner"][0]["type"] == "Relationship" and r["owner"][0]["object"] == "urn:ngsi-ld:null"
+    assert r["name"][0]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
+    tv = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:D1", timeproperty="deletedAt", options="temporalValues").json()
+    assert tv["owner"]["type"] == "Relationship" and tv["owner"]["objects"][0][0] == "urn:ngsi-ld:null"

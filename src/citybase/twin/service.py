@@ -33,6 +33,7 @@ from citybase.twin.repository import TwinRepository
 from citybase.twin.representation import (
     CORE_MEMBERS,
     GEO_IRIS,
+    VALUE_KEY,
     check_name,
     check_uri,
     expand_attribute,
@@ -121,7 +122,7 @@ def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: 
 
 def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
            op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = (),
-           removed_datasets: dict[str, list[str | None]] | None = None) -> TwinEntity:
+           removed_instances: dict[str, list[dict[str, Any]]] | None = None) -> TwinEntity:
     bbox, geojson = _location(doc)
     if row is None:
         row = repo.add(call.tenant, doc, call.at, bbox, geojson)
@@ -129,13 +130,20 @@ def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity |
         repo.save(row, doc, call.at, bbox, geojson)
     repo.append_history(_history_rows(call.tenant, doc, written, call.at))
     if removed:
-        gone = removed_datasets or {}  # the datasetIds deleted, when not the attribute's default instance
-        repo.append_history(_history_rows(call.tenant, doc, {a: [{"type": "Property", "value": NULL, "deletedAt": call.now,
-                                                                  **({"datasetId": d} if d else {})}
-                                                                 for d in gone.get(a, [None])]
+        gone = removed_instances or {}  # the instances deleted, when known: their type and datasetId are kept
+        repo.append_history(_history_rows(call.tenant, doc, {a: [_deletion(i, call.now) for i in gone.get(a, [{}])]
                                                              for a in removed}, call.at, deleted=True))
     _changed(session, call, doc, op, [*written, *removed])
     return row
+
+
+def _deletion(inst: dict[str, Any], now: str) -> dict[str, Any]:
+    """The history's record of an instance deleted: its type with urn:ngsi-ld:null as its value."""
+    kind = inst.get("type") if inst.get("type") in VALUE_KEY else "Property"
+    out = {"type": kind, VALUE_KEY[kind]: {"@none": NULL} if kind == "LanguageProperty" else NULL, "deletedAt": now}
+    if inst.get("datasetId"):
+        out["datasetId"] = inst["datasetId"]
+    return out
 
 
 def _existing(repo: TwinRepository, call: Call, entity_id: str, *, lock: bool = True) -> TwinEntity:
@@ -408,7 +416,7 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
         attrs.pop(iri)
     doc["attrs"] = attrs
     _write(session, repo, call, row, doc, "update", {}, [iri],
-           {iri: list(dict.fromkeys(o.get("datasetId") for o in current if o not in keep))})
+           {iri: [o for o in current if o not in keep]})
 
 
 def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
