@@ -347,3 +347,15 @@ def test_join_in_a_query_body_flat_alone_and_picks_that_leave_nothing(ngsi):
     assert isinstance(alone, dict) and alone["id"] == "urn:ngsi-ld:Building:B72"
     picked = ngsi.get("/entities", type="Building,Sensor", pick="name").json()
     assert len(picked) == 2 and all(set(e) == {"name"} for e in picked)  # the sensor has no name: left out
+
+
+def test_flat_join_follows_only_the_relationships_shown(ngsi):
+    country = {"id": "urn:ngsi-ld:Country:C2", "type": "Country", "name": {"type": "Property", "value": "中国"}}
+    city = {"id": "urn:ngsi-ld:City:NJ", "type": "City", "name": {"type": "Property", "value": "南京"},
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Country:C2"}}
+    b = building(73, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:NJ"})
+    assert ngsi.post("/entityOperations/create", [country, city, b]).status_code == 201
+    r = ngsi.get("/entities", type="Building", join="flat", pick="id,name")
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73"]  # owner not shown: not followed
+    r = ngsi.get("/entities", type="Building", join="flat", joinLevel="2", pick="id,owner{id,name}")
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73", "urn:ngsi-ld:City:NJ"]

@@ -646,16 +646,17 @@ class View:
             level = list(found.values())
         if self.join == "flat":
             out, seen = list(shown), {d["id"] for d in docs}
-            frontier = [(d, self.pick_tree, self.omit_tree) for d in docs]
+            frontier = [(d, s, self.pick_tree, self.omit_tree) for d, s in zip(docs, shown, strict=True)]
             for _ in range(self.join_level):
                 nxt = []
-                for d, pick, omit in frontier:
+                for d, view, pick, omit in frontier:
                     for name, t in _links(d):
-                        if t in known and t not in seen:
+                        if t in known and t not in seen and self.resolver.compact(name) in view:  # links shown only
                             seen.add(t)
                             sub_pick, sub_omit = _sub(pick, self.resolver.compact(name)), _sub(omit, self.resolver.compact(name))
-                            out.append(self._one(known[t], None, sub_pick, sub_omit))
-                            nxt.append((known[t], sub_pick, sub_omit))
+                            linked = self._one(known[t], None, sub_pick, sub_omit)
+                            out.append(linked)
+                            nxt.append((known[t], linked, sub_pick, sub_omit))
                 frontier = nxt
             return out
         return [self._inline(d, s, known, self.join_level, self.pick_tree, self.omit_tree)
