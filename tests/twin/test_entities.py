@@ -359,3 +359,17 @@ def test_flat_join_follows_only_the_relationships_shown(ngsi):
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73"]  # owner not shown: not followed
     r = ngsi.get("/entities", type="Building", join="flat", joinLevel="2", pick="id,owner{id,name}")
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73", "urn:ngsi-ld:City:NJ"]
+
+
+def test_transient_attribute_instances_are_not_served_once_expired(ngsi):
+    body = building(74, temperature={"type": "Property", "value": 1, "expiresAt": "2020-01-01T00:00:00Z"},
+                    height=[{"type": "Property", "value": 5},
+                            {"type": "Property", "value": 6, "datasetId": "urn:ngsi-ld:Dataset:tmp",
+                             "expiresAt": "2020-01-01T00:00:00.5Z"}],
+                    owner={"type": "Relationship", "object": "urn:ngsi-ld:City:X", "expiresAt": "2999-01-01T00:00:00Z"})
+    assert ngsi.post("/entities", body).status_code == 201
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B74").json()
+    assert "temperature" not in e and e["height"]["value"] == 5  # the expired instances are gone
+    assert e["owner"]["expiresAt"] == "2999-01-01T00:00:00Z"  # a live one shows when it goes
+    bad = building(75, temperature={"type": "Property", "value": 1, "expiresAt": "soon"})
+    _err(ngsi.post("/entities", bad), 400, "BadRequestData")
