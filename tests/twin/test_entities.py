@@ -373,3 +373,12 @@ def test_transient_attribute_instances_are_not_served_once_expired(ngsi):
     assert e["owner"]["expiresAt"] == "2999-01-01T00:00:00Z"  # a live one shows when it goes
     bad = building(75, temperature={"type": "Property", "value": 1, "expiresAt": "soon"})
     _err(ngsi.post("/entities", bad), 400, "BadRequestData")
+
+
+def test_key_values_of_several_instances_is_a_dataset_map(ngsi):
+    body = building(76, name=[{"type": "Property", "value": "徐汇76号楼"},
+                              {"type": "Property", "value": "Xuhui 76", "datasetId": "urn:ngsi-ld:Dataset:en"}])
+    assert ngsi.post("/entities", body).status_code == 201
+    kv = ngsi.get("/entities/urn:ngsi-ld:Building:B76", options="keyValues").json()
+    assert kv["name"] == {"dataset": {"@none": "徐汇76号楼", "urn:ngsi-ld:Dataset:en": "Xuhui 76"}}
+    assert kv["height"] == 760  # one instance: its value

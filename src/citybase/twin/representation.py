@@ -397,9 +397,9 @@ def compact_entity(entity: dict[str, Any], r: Resolver, *, fmt: str = "normalize
         if not shown:
             continue
         if fmt == "keyValues" and len(shown) > 1:
-            # several datasets: keyValues shows the default instance (or the first)
-            default = next((s for s, i in zip(shown, instances, strict=True) if "datasetId" not in i), shown[0])
-            out[r.compact(iri)] = default
+            # several datasets (§4.5.4): {"dataset": {datasetId or @none: value}}
+            out[r.compact(iri)] = {"dataset": {i.get("datasetId", "@none"): v
+                                               for v, i in zip(shown, instances, strict=True)}}
         else:
             out[r.compact(iri)] = shown[0] if len(shown) == 1 else shown
     if pick:
