@@ -382,3 +382,27 @@ def test_key_values_of_several_instances_is_a_dataset_map(ngsi):
     kv = ngsi.get("/entities/urn:ngsi-ld:Building:B76", options="keyValues").json()
     assert kv["name"] == {"dataset": {"@none": "徐汇76号楼", "urn:ngsi-ld:Dataset:en": "Xuhui 76"}}
     assert kv["height"] == 760  # one instance: its value
+
+
+def test_scope_append_update_delete_and_ids_left_out_of_paths(ngsi):
+    assert ngsi.post("/entities", building(77)).status_code == 201
+    eid = "urn:ngsi-ld:Building:B77"
+    r = ngsi.send("PATCH", f"/entities/{eid}/attrs", {"scope": "/Shanghai/Xuhui"})
+    assert r.status_code == 207 and r.json()["notUpdated"][0]["attributeName"] == "scope"  # none to update
+    assert ngsi.post(f"/entities/{eid}/attrs", {"scope": "/Shanghai/Xuhui"}).status_code == 204
+    r = ngsi.post(f"/entities/{eid}/attrs?options=noOverwrite", {"scope": ["/Shanghai/Minhang"]})
+    assert r.status_code == 204, r.text
+    assert ngsi.get(f"/entities/{eid}").json()["scope"] == ["/Shanghai/Xuhui", "/Shanghai/Minhang"]  # added
+    assert ngsi.send("DELETE", f"/entities/{eid}/attrs/scope").status_code == 204
+    assert "scope" not in ngsi.get(f"/entities/{eid}").json()
+    _err(ngsi.send("DELETE", f"/entities/{eid}/attrs/scope"), 404, "ResourceNotFound")
+    _err(ngsi.send("PUT", f"/entities/{eid}/attrs/scope", {"type": "Property", "value": 1}), 400, "BadRequestData")
+    _err(ngsi.send("PUT", f"/entities/{eid}/attrs/@invalid", {"type": "Property", "value": 1}), 400,
+         "BadRequestData")
+    for method, path in (("PATCH", "/entities/"), ("PATCH", "/entities//attrs/height"), ("POST", "/entities//attrs/"),
+                         ("DELETE", "/entities//attrs/height")):
+        _err(ngsi.send(method, path, {"height": {"type": "Property", "value": 1}} if method != "DELETE" else None),
+             400, "BadRequestData")
+    r = ngsi.client.post("/ngsi-ld/v1/entities/", content="[]", headers={**ngsi.headers, "NGSILD-Tenant": ngsi.tenant,
+                                                                            "Content-Type": "application/ld+json"})
+    _err(r, 400, "InvalidRequest")  # not an entity at all

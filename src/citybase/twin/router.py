@@ -232,7 +232,9 @@ async def _read(request: Request, *, body: bool, geo: bool = False, merge: bool 
                     context = item["@context"]
         return Incoming(tenant, checked, context, accept)
     if ctype == LD:
-        if not isinstance(data, dict) or "@context" not in data:
+        if not isinstance(data, dict):  # not an object where one is expected: the request itself is wrong
+            raise InvalidRequest(f"the body must be a JSON object, not {type(data).__name__}")
+        if "@context" not in data:
             raise BadRequestData("a body sent as application/ld+json must carry an @context")
         context = data["@context"]
     elif isinstance(data, dict) and "@context" in data:
@@ -1320,12 +1322,16 @@ def no_such_operation(rest: str, request: Request, _: Any = Depends(READ)) -> Re
     """What no route above answers: a path that exists with other methods is 405, an empty id in the path
     the client's mistake (400), the rest 404."""
     path = request.url.path
+    empty_id = rest.startswith("/") or ("//" in rest and "/attrs//" not in rest) or (
+        rest in ("entities/", "temporal/entities/") and request.method in ("PATCH", "PUT", "DELETE"))
+    if empty_id:  # an entity id left out of the path: the client's mistake, whatever the method
+        raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     for route in router.routes:
         if isinstance(route, APIRoute) and route.endpoint is not no_such_operation and route.path_regex.match(path) \
                 and request.method not in route.methods:
             err = OperationNotSupported(f"{request.method} is not an operation on {path[:200]}")
             err.status = 405
             raise err
-    if rest.startswith("/") or "//" in rest or rest.rstrip("/") in ("entities", "temporal/entities") and rest.endswith("/"):
+    if "//" in rest or rest.rstrip("/") in ("entities", "temporal/entities") and rest.endswith("/"):
         raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     raise ResourceNotFound(f"there is no NGSI-LD operation at {PREFIX}/{rest[:200]} here")

@@ -272,7 +272,8 @@ def _drop(attrs: dict[str, list[dict[str, Any]]], nulls: dict[str, list[str | No
     return removed
 
 
-def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any, no_overwrite: bool) -> Outcome:
+def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any, no_overwrite: bool,
+                      update: bool = False) -> Outcome:
     """Add attributes (replacing the instance of the same datasetId unless ``no_overwrite``); a fragment whose
     value is ``urn:ngsi-ld:null`` deletes that attribute (instance); ``type`` adds types, ``scope`` replaces
     the scopes (unless ``no_overwrite`` and there are some)."""
@@ -289,9 +290,12 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
     _add_types(doc, types)
-    if scope is not None and not (no_overwrite and doc.get("scope")):
-        doc["scope"] = scope
     out, written = Outcome(), {}
+    if scope is not None and update and not doc.get("scope"):  # an update changes scopes there are
+        out.not_updated.append(("scope", "the entity has no scope to update"))
+        scope = None
+    if scope is not None:  # noOverwrite adds the scopes to those there are; otherwise they are replaced
+        doc["scope"] = list(dict.fromkeys([*doc.get("scope", []), *scope])) if no_overwrite else scope
     attrs = dict(doc["attrs"])
     removed = _drop(attrs, nulls)
     out.updated.extend(removed)
@@ -309,7 +313,7 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
             written[iri] = done
             out.updated.append(iri)
     doc["attrs"] = attrs
-    if written or removed or "type" in body or "scope" in body:
+    if written or removed or "type" in body or scope is not None:
         _write(session, repo, call, row, doc, "update", written, removed)
     return out
 
@@ -317,7 +321,8 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
 def update_attributes(*, session: Session, call: Call, entity_id: str, body: Any) -> Outcome:
     """PATCH …/attrs: since NGSI-LD v1.8 attributes given are written whether they existed or not (the
     instance of the same datasetId replaced), ``urn:ngsi-ld:null`` deletes, ``type`` adds types."""
-    return append_attributes(session=session, call=call, entity_id=entity_id, body=body, no_overwrite=False)
+    return append_attributes(session=session, call=call, entity_id=entity_id, body=body, no_overwrite=False,
+                             update=True)
 
 
 def _merge_instance(old: dict[str, Any], fragment: dict[str, Any], iri: str, call: Call) -> dict[str, Any]:
@@ -379,6 +384,8 @@ def replace_attribute(*, session: Session, call: Call, entity_id: str, attr: str
     """PUT one attribute: the instance of its datasetId replaced; ResourceNotFound when there is none."""
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
+    if attr.startswith("@") or attr in ("id", "type", "scope"):
+        raise BadRequestData(f"{attr[:80]!r} is a JSON-LD keyword or an entity member, not an attribute to replace")
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
@@ -398,6 +405,12 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
+    if attr == "scope":  # the entity's scopes, deleted like an attribute
+        if not doc.get("scope"):
+            raise ResourceNotFound(f"entity {entity_id} has no scope")
+        doc.pop("scope")
+        _write(session, repo, call, row, doc, "update", {})
+        return
     iri = call.resolver.expand(check_name(attr))
     current = list(doc["attrs"].get(iri, []))
     if delete_all:
