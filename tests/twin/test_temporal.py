@@ -217,3 +217,12 @@ def test_a_deletion_keeps_the_attribute_type_in_the_history(ngsi):
     assert r["name"][0]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
     tv = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:D1", timeproperty="deletedAt", options="temporalValues").json()
     assert tv["owner"]["type"] == "Relationship" and tv["owner"]["objects"][0][0] == "urn:ngsi-ld:null"
+
+
+def test_temporal_paths_without_an_entity_or_attribute_are_no_operation(ngsi):
+    eid = _vehicle(ngsi, 7, range(1, 3))
+    for method, path in (("DELETE", "/temporal/entities/"), ("PATCH", f"/temporal/entities/{eid}/attrs//urn:ngsi-ld:x")):
+        r = ngsi.send(method, path, {"value": 1} if method == "PATCH" else None)
+        assert r.status_code == 405 and r.json()["type"].endswith("OperationNotSupported"), (method, path, r.text)
+    r = ngsi.send("DELETE", f"/temporal/entities/{eid}/attrs/%252e%252e")  # a doubly encoded ..
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), r.text

@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -1157,6 +1157,8 @@ def temporal_append(entity_id: str, request: Request, _: Any = Depends(WRITE), i
 @router.delete("/temporal/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Delete an attribute's history")
 def temporal_delete_attr(entity_id: str, attr: str, request: Request, _: Any = Depends(WRITE),
                          inc: Incoming = Depends(read_query), session: Session = Depends(get_session, scope="function")) -> Response:
+    if unquote(attr) in (".", ".."):  # a dot segment, however often encoded, names no attribute
+        raise BadRequestData(f"{attr[:40]!r} is a dot segment, not an attribute name")
     service.delete_temporal_attribute(session=session, call=call_of(request, inc), entity_id=entity_id, attr=attr,
                                       dataset_id=request.query_params.get("datasetId"),
                                       delete_all=_bool(request, "deleteAll"))
@@ -1322,8 +1324,14 @@ def no_such_operation(rest: str, request: Request, _: Any = Depends(READ)) -> Re
     """What no route above answers: a path that exists with other methods is 405, an empty id in the path
     the client's mistake (400), the rest 404."""
     path = request.url.path
+    if rest.startswith("temporal/") and "/attrs//" in rest or rest == "temporal/entities/" and \
+            request.method in ("PATCH", "PUT", "DELETE"):  # no attribute (entity) named: no such operation there
+        err = OperationNotSupported(f"{request.method} needs the name of an attribute instance's attribute "
+                                    f"or an entity id: {path[:200]}")
+        err.status = 405
+        raise err
     empty_id = rest.startswith("/") or ("//" in rest and "/attrs//" not in rest) or (
-        rest in ("entities/", "temporal/entities/") and request.method in ("PATCH", "PUT", "DELETE"))
+        rest == "entities/" and request.method in ("PATCH", "PUT", "DELETE"))
     if empty_id:  # an entity id left out of the path: the client's mistake, whatever the method
         raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     for route in router.routes:
