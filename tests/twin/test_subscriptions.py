@@ -663,3 +663,9 @@ def test_deleting_one_instance_is_attribute_deleted(ngsi, receiver, pump):
     patch(ngsi, "urn:ngsi-ld:Building:B8", name={"type": "Property", "value": "Xuhui 8"})  # the instance stays gone
     pump()
     assert [g["path"] for g in receiver.got] == ["/notify/upd"]
+
+
+def test_the_subscription_list_refuses_unknown_parameters(ngsi):
+    subscribe(ngsi, "http://127.0.0.1:9/n")
+    _err(ngsi.get("/subscriptions", colour="red"), 400, "InvalidRequest")
+    assert ngsi.get("/subscriptions", limit="5", offset="0", count="true").status_code == 200

@@ -20,6 +20,7 @@ from citybase.twin.router import (
     NgsiRoute,
     _bool,
     _int,
+    _known_params,
     answer,
     call_of,
     contexts_of,
@@ -31,6 +32,8 @@ from citybase.twin.router import (
 from citybase.twin.settings import twin_settings
 from citybase.twin.subscriptions import service
 from citybase.twin.subscriptions.schemas import SubscriptionRead
+
+QUERY_PARAMS = frozenset({"limit", "offset", "count", "options", "local"})  # of the subscription list
 
 router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD subscriptions"])
 
@@ -65,6 +68,7 @@ def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming
 def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                         session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    _known_params(request, QUERY_PARAMS)
     limit = _int(request, "limit", 20, high=twin_settings().max_limit) or 0
     offset = _int(request, "offset", 0) or 0
     subs, total = service.list_subscriptions(session=session, call=call, limit=limit, offset=offset,
