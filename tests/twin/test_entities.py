@@ -226,6 +226,8 @@ def test_discovery_of_types_and_attributes(ngsi):
     assert {"height", "temperature", "location", "name"} <= set(attrs)
     t = ngsi.get("/attributes/temperature").json()
     assert t["typeNames"] == ["Sensor"] and t["attributeTypes"] == ["Property"]
+    detailed = {a["attributeName"]: a for a in ngsi.get("/attributes", details="true").json()}
+    assert set(detailed["temperature"]) == {"id", "type", "attributeName", "typeNames"}  # no counts in the list
     _err(ngsi.get("/types/Nothing"), 404, "ResourceNotFound")
 
 
@@ -381,3 +383,81 @@ def test_a_batch_upsert_written_at_once_does_what_one_entity_at_a_time_did(ngsi,
         events.setdefault(d.event.data["tenant"], []).append((d.event.data["id"], d.event.data["op"],
                                                               d.event.data["attrs"], d.event.data["types"]))
     assert events[ngsi.tenant] == events[other.tenant] and len(events[ngsi.tenant]) == 9
+
+
+def test_join_in_a_query_body_flat_alone_and_picks_that_leave_nothing(ngsi):
+    city = {"id": "urn:ngsi-ld:City:HZ", "type": "City", "name": {"type": "Property", "value": "杭州"}}
+    b = building(71, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:HZ"})
+    lone = building(72, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:Nowhere"})
+    sensor = {"id": "urn:ngsi-ld:Sensor:S71", "type": "Sensor", "temperature": {"type": "Property", "value": 3}}
+    assert ngsi.post("/entityOperations/create", [city, b, lone, sensor]).status_code == 201
+    r = ngsi.post("/entityOperations/query", {"type": "Query", "entities": [{"type": "Building"}], "join": "inline"})
+    assert r.status_code == 200, r.text
+    assert {e["id"]: e["owner"].get("entity", {}).get("id") for e in r.json()} == {
+        "urn:ngsi-ld:Building:B71": "urn:ngsi-ld:City:HZ", "urn:ngsi-ld:Building:B72": None}
+    r = ngsi.post("/entityOperations/query", {"type": "Query", "entities": [{"type": "Building"}], "join": "flat"})
+    assert sorted(e["id"] for e in r.json()) == ["urn:ngsi-ld:Building:B71", "urn:ngsi-ld:Building:B72",
+                                                 "urn:ngsi-ld:City:HZ"]
+    alone = ngsi.get("/entities/urn:ngsi-ld:Building:B72", join="flat").json()  # nothing linked: the entity itself
+    assert isinstance(alone, dict) and alone["id"] == "urn:ngsi-ld:Building:B72"
+    picked = ngsi.get("/entities", type="Building,Sensor", pick="name").json()
+    assert len(picked) == 2 and all(set(e) == {"name"} for e in picked)  # the sensor has no name: left out
+
+
+def test_flat_join_follows_only_the_relationships_shown(ngsi):
+    country = {"id": "urn:ngsi-ld:Country:C2", "type": "Country", "name": {"type": "Property", "value": "中国"}}
+    city = {"id": "urn:ngsi-ld:City:NJ", "type": "City", "name": {"type": "Property", "value": "南京"},
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Country:C2"}}
+    b = building(73, owner={"type": "Relationship", "object": "urn:ngsi-ld:City:NJ"})
+    assert ngsi.post("/entityOperations/create", [country, city, b]).status_code == 201
+    r = ngsi.get("/entities", type="Building", join="flat", pick="id,name")
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73"]  # owner not shown: not followed
+    r = ngsi.get("/entities", type="Building", join="flat", joinLevel="2", pick="id,owner{id,name}")
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Building:B73", "urn:ngsi-ld:City:NJ"]
+
+
+def test_transient_attribute_instances_are_not_served_once_expired(ngsi):
+    body = building(74, temperature={"type": "Property", "value": 1, "expiresAt": "2020-01-01T00:00:00Z"},
+                    height=[{"type": "Property", "value": 5},
+                            {"type": "Property", "value": 6, "datasetId": "urn:ngsi-ld:Dataset:tmp",
+                             "expiresAt": "2020-01-01T00:00:00.5Z"}],
+                    owner={"type": "Relationship", "object": "urn:ngsi-ld:City:X", "expiresAt": "2999-01-01T00:00:00Z"})
+    assert ngsi.post("/entities", body).status_code == 201
+    e = ngsi.get("/entities/urn:ngsi-ld:Building:B74").json()
+    assert "temperature" not in e and e["height"]["value"] == 5  # the expired instances are gone
+    assert e["owner"]["expiresAt"] == "2999-01-01T00:00:00Z"  # a live one shows when it goes
+    bad = building(75, temperature={"type": "Property", "value": 1, "expiresAt": "soon"})
+    _err(ngsi.post("/entities", bad), 400, "BadRequestData")
+
+
+def test_key_values_of_several_instances_is_a_dataset_map(ngsi):
+    body = building(76, name=[{"type": "Property", "value": "徐汇76号楼"},
+                              {"type": "Property", "value": "Xuhui 76", "datasetId": "urn:ngsi-ld:Dataset:en"}])
+    assert ngsi.post("/entities", body).status_code == 201
+    kv = ngsi.get("/entities/urn:ngsi-ld:Building:B76", options="keyValues").json()
+    assert kv["name"] == {"dataset": {"@none": "徐汇76号楼", "urn:ngsi-ld:Dataset:en": "Xuhui 76"}}
+    assert kv["height"] == 760  # one instance: its value
+
+
+def test_scope_append_update_delete_and_ids_left_out_of_paths(ngsi):
+    assert ngsi.post("/entities", building(77)).status_code == 201
+    eid = "urn:ngsi-ld:Building:B77"
+    r = ngsi.send("PATCH", f"/entities/{eid}/attrs", {"scope": "/Shanghai/Xuhui"})
+    assert r.status_code == 207 and r.json()["notUpdated"][0]["attributeName"] == "scope"  # none to update
+    assert ngsi.post(f"/entities/{eid}/attrs", {"scope": "/Shanghai/Xuhui"}).status_code == 204
+    r = ngsi.post(f"/entities/{eid}/attrs?options=noOverwrite", {"scope": ["/Shanghai/Minhang"]})
+    assert r.status_code == 204, r.text
+    assert ngsi.get(f"/entities/{eid}").json()["scope"] == ["/Shanghai/Xuhui", "/Shanghai/Minhang"]  # added
+    assert ngsi.send("DELETE", f"/entities/{eid}/attrs/scope").status_code == 204
+    assert "scope" not in ngsi.get(f"/entities/{eid}").json()
+    _err(ngsi.send("DELETE", f"/entities/{eid}/attrs/scope"), 404, "ResourceNotFound")
+    _err(ngsi.send("PUT", f"/entities/{eid}/attrs/scope", {"type": "Property", "value": 1}), 400, "BadRequestData")
+    _err(ngsi.send("PUT", f"/entities/{eid}/attrs/@invalid", {"type": "Property", "value": 1}), 400,
+         "BadRequestData")
+    for method, path in (("PATCH", "/entities/"), ("PATCH", "/entities//attrs/height"), ("POST", "/entities//attrs/"),
+                         ("DELETE", "/entities//attrs/height")):
+        _err(ngsi.send(method, path, {"height": {"type": "Property", "value": 1}} if method != "DELETE" else None),
+             400, "BadRequestData")
+    r = ngsi.client.post("/ngsi-ld/v1/entities/", content="[]", headers={**ngsi.headers, "NGSILD-Tenant": ngsi.tenant,
+                                                                            "Content-Type": "application/ld+json"})
+    _err(r, 400, "InvalidRequest")  # not an entity at all

@@ -141,10 +141,10 @@ def test_create_retrieve_query_update_delete(ngsi):
     assert s["entities"] == [{"type": "Building"}]  # compacted in the caller's @context
     assert s["watchedAttributes"] == ["height"] and s["q"] == "height>5"
     assert s["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]  # the default, shown
-    assert s["isActive"] is True and s["status"] == "active"
+    assert "isActive" not in s and s["status"] == "active"  # echoed only when the subscriber set it
     assert s["jsonldContext"].startswith("http://testserver/ngsi-ld/v1/jsonldContexts/")  # the inline @context
     n = s["notification"]
-    assert n["attributes"] == ["height"] and n["format"] == "keyValues" and n["timesSent"] == 0
+    assert n["attributes"] == ["height"] and n["format"] == "keyValues" and "timesSent" not in n  # none yet
     assert n["endpoint"]["receiverInfo"] == [{"key": "X-Token", "value": "t"}] and "status" not in n
     ngsi.linked = False  # without the caller's context the names are full IRIs
     assert sub(ngsi, sid)["entities"] == [{"type": EX + "Building"}]
@@ -163,7 +163,7 @@ def test_create_retrieve_query_update_delete(ngsi):
     s = sub(ngsi, sid)
     assert s["notification"]["format"] == "normalized" and s["notification"]["attributes"] == ["height"]
     assert s["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/n"  # notification merged member by member
-    assert s["status"] == "paused" and "q" not in s
+    assert s["status"] == "paused" and "q" not in s and s["isActive"] is False
 
     _err(ngsi.post("/subscriptions", {"id": sid, "type": "Subscription", "entities": [{"type": "Building"}],
                                       "notification": {"endpoint": {"uri": "http://x.org/n"}}}), 409, "AlreadyExists")
@@ -297,6 +297,7 @@ def test_normalized_concise_and_ld_json_notifications(ngsi, receiver, pump):
     assert concise["body"]["@context"].startswith("http://testserver/ngsi-ld/v1/jsonldContexts/")
     assert concise["body"]["data"][0]["height"] == {"value": 20, "unitCode": "MTR"}
     assert concise["body"]["data"][0]["name"] == "徐汇2号楼"
+    assert concise["body"]["data"][0]["@context"] == concise["body"]["@context"]  # each entity is JSON-LD too
 
 
 def test_watched_attributes_q_and_geoq_filter(ngsi, receiver, pump):
@@ -346,7 +347,7 @@ def test_entity_and_attribute_triggers_and_show_changes(ngsi, receiver, pump):
     pump()
     [gone] = receiver.got
     assert gone["path"] == "/notify/deleted" and gone["body"]["triggerReason"] == "attributeDeleted"
-    assert gone["body"]["data"][0]["name"]["value"] == "urn:ngsi-ld:null"
+    assert gone["body"]["data"][0]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
     receiver.got.clear()
     assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B4").status_code == 204
     pump()
@@ -479,7 +480,7 @@ def test_periodic_notifications(ngsi, receiver, pump, client):
     from citybase.twin.subscriptions.wiring import periodic
 
     sid = subscribe(ngsi, receiver.url, timeInterval=3600, q="height<25")
-    assert "notificationTrigger" not in sub(ngsi, sid)
+    assert sub(ngsi, sid)["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]  # shown, as set by default
     for n in (1, 2, 3):
         assert ngsi.post("/entities", building(n)).status_code == 201
     pump()
@@ -542,3 +543,145 @@ def test_a_subscription_survives_a_restart(ngsi, receiver, pump, city):
     assert fresh.get(f"/ngsi-ld/v1/subscriptions/{sid}", headers=h).json()["notification"]["timesSent"] == 2
     assert [g["body"]["data"][0]["height"]["value"] for g in receiver.got] == [10, 77]
     assert receiver.got[1]["body"]["subscriptionId"] == sid
+
+
+def test_deleted_attributes_keep_their_type_and_show_previous_values(ngsi, receiver, pump):
+    subscribe(ngsi, receiver.url + "/changes", notificationTrigger=["attributeDeleted", "entityDeleted"],
+              notification={"showChanges": True, "endpoint": {"uri": receiver.url + "/changes"}})
+    subscribe(ngsi, receiver.url + "/sys", notificationTrigger=["attributeDeleted", "entityDeleted"],
+              notification={"sysAttrs": True, "endpoint": {"uri": receiver.url + "/sys"}})
+    subscribe(ngsi, receiver.url + "/watched", watchedAttributes=["name"], notificationTrigger=["attributeDeleted"])
+    body = building(5, owner={"type": "Relationship", "object": "urn:ngsi-ld:Person:P1"},
+                    name={"type": "LanguageProperty", "languageMap": {"zh": "徐汇5号楼", "en": "Xuhui 5"}})
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B5/attrs/owner").status_code == 204
+    pump()
+    by = {g["path"]: g["body"]["data"][0] for g in receiver.got}
+    assert by["/notify/changes"]["owner"] == {"type": "Relationship", "object": "urn:ngsi-ld:null",
+                                              "previousObject": "urn:ngsi-ld:Person:P1"}
+    sys = by["/notify/sys"]["owner"]
+    assert sys["type"] == "Relationship" and sys["object"] == "urn:ngsi-ld:null"
+    assert sys["createdAt"].endswith("Z") and sys["deletedAt"] >= sys["createdAt"]
+    assert "/notify/watched" not in by  # not name
+    receiver.got.clear()
+    assert ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B5").status_code == 204
+    pump()
+    by = {g["path"]: g["body"] for g in receiver.got}
+    changes = by["/notify/changes"]["data"][0]
+    assert changes["name"] == {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"},
+                               "previousLanguageMap": {"zh": "徐汇5号楼", "en": "Xuhui 5"}}
+    assert changes["height"]["previousValue"] == 50 and "owner" not in changes  # gone before
+    assert set(by["/notify/sys"]["data"][0]) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+    watched = by["/notify/watched"]  # the entity's deletion deletes its watched attribute
+    assert watched["triggerReason"] == "attributeDeleted"
+    assert set(watched["data"][0]) == {"id", "type", "deletedAt", "name"}
+
+
+def test_patch_or_delete_without_a_subscription_id_is_not_an_operation(ngsi):
+    _err(ngsi.send("DELETE", "/subscriptions/"), 405, "OperationNotSupported")
+    _err(ngsi.send("PATCH", "/subscriptions/", {"isActive": False}), 405, "OperationNotSupported")
+
+
+def test_dataset_ids_pick_omit_and_joined_entities_in_notifications(ngsi, receiver, pump):
+    fr = "urn:ngsi-ld:Dataset:fr"
+    sid = subscribe(ngsi, receiver.url + "/ds", datasetId=[fr])
+    assert sub(ngsi, sid)["datasetId"] == [fr]
+    subscribe(ngsi, receiver.url + "/pick", notification={"pick": ["id", "name"],
+                                                          "endpoint": {"uri": receiver.url + "/pick"}})
+    subscribe(ngsi, receiver.url + "/omit", notification={"omit": ["type", "name", "height", "location"],
+                                                          "endpoint": {"uri": receiver.url + "/omit"}})
+    flat = subscribe(ngsi, receiver.url + "/flat", notification={"join": "flat", "joinLevel": 1,
+                                                                 "endpoint": {"uri": receiver.url + "/flat"}})
+    assert sub(ngsi, flat)["notification"]["join"] == "flat" and sub(ngsi, flat)["notification"]["joinLevel"] == 1
+    subscribe(ngsi, receiver.url + "/inline", notification={"join": "inline",
+                                                            "endpoint": {"uri": receiver.url + "/inline"}})
+    owner = {"id": "urn:ngsi-ld:Sensor:O1", "type": "Sensor", "temperature": 20}
+    assert ngsi.post("/entities", owner).status_code == 201
+    pump()
+    receiver.got.clear()
+    body = building(6, owner={"type": "Relationship", "object": "urn:ngsi-ld:Sensor:O1"},
+                    name=[{"type": "Property", "value": "徐汇6号楼"},
+                          {"type": "Property", "value": "Xuhui six", "datasetId": fr}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    by = {g["path"]: g["body"]["data"] for g in receiver.got}
+    assert by["/notify/ds"] == [{"id": "urn:ngsi-ld:Building:B6", "type": "Building",
+                                 "name": {"type": "Property", "value": "Xuhui six", "datasetId": fr}}]
+    assert by["/notify/pick"][0]["id"] == "urn:ngsi-ld:Building:B6" and set(by["/notify/pick"][0]) == {"id", "name"}
+    assert set(by["/notify/omit"][0]) == {"id", "owner"}
+    assert [e["id"] for e in by["/notify/flat"]] == ["urn:ngsi-ld:Building:B6", "urn:ngsi-ld:Sensor:O1"]
+    assert by["/notify/flat"][1]["temperature"]["value"] == 20
+    [inline] = by["/notify/inline"]
+    assert inline["owner"]["entity"]["id"] == "urn:ngsi-ld:Sensor:O1"
+    r = ngsi.post("/subscriptions", {"type": "Subscription", "entities": [{"type": "Building"}],
+                                     "notification": {"join": "sideways", "endpoint": {"uri": receiver.url}}})
+    _err(r, 400, "BadRequestData")
+
+
+def test_read_back_as_written_and_paged_with_links(ngsi):
+    sid = subscribe(ngsi, "http://127.0.0.1:9/n", timeInterval=5, notification={"format": "keyValues",
+                                                                                "endpoint": {"uri": "http://127.0.0.1:9/n"}})
+    s = sub(ngsi, sid)
+    assert s["timeInterval"] == 5 and isinstance(s["timeInterval"], int)  # 5 stays 5
+    assert s["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
+    assert "showChanges" not in s["notification"] and "sysAttrs" not in s["notification"]  # defaults not echoed
+    shown = subscribe(ngsi, "http://127.0.0.1:9/n", notification={"showChanges": False,
+                                                                  "endpoint": {"uri": "http://127.0.0.1:9/n"}})
+    assert sub(ngsi, shown)["notification"]["showChanges"] is False  # set, so echoed
+    subscribe(ngsi, "http://127.0.0.1:9/n")
+    r = ngsi.get("/subscriptions", limit="1", offset="1")
+    links = {part.split(";")[1].strip(): part.split(";")[0].strip() for part in r.headers["link"].split(", ")
+             if "json-ld#context" not in part}
+    assert links == {'rel="prev"': "</ngsi-ld/v1/subscriptions?limit=1&offset=0>",
+                     'rel="next"': "</ngsi-ld/v1/subscriptions?limit=1&offset=2>"}
+    assert "json-ld#context" in r.headers["link"]  # the @context link is still there
+    last = ngsi.get("/subscriptions", limit="1", offset="2")
+    assert 'rel="next"' not in last.headers["link"] and 'rel="prev"' in last.headers["link"]
+
+
+def test_percent_encoded_q_and_a_whole_multi_instance_attribute_deleted(ngsi, receiver, pump):
+    subscribe(ngsi, receiver.url + "/q", q='name=="Xuhui%20seven"', watchedAttributes=["height"])
+    subscribe(ngsi, receiver.url + "/del", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    body = building(7, name=[{"type": "Property", "value": "Xuhui seven"},
+                             {"type": "Property", "value": "Sieben", "datasetId": "urn:ngsi-ld:Dataset:de"}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    assert [g["path"] for g in receiver.got] == ["/notify/q"]
+    receiver.got.clear()
+    r = ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B7/attrs/name", params={"deleteAll": "true"})
+    assert r.status_code == 204, r.text
+    pump()
+    [gone] = receiver.got
+    assert gone["body"]["data"][0]["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+
+
+def test_deleting_one_instance_is_attribute_deleted(ngsi, receiver, pump):
+    de = "urn:ngsi-ld:Dataset:de"
+    subscribe(ngsi, receiver.url + "/n", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    subscribe(ngsi, receiver.url + "/kv", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"],
+              notification={"format": "keyValues", "endpoint": {"uri": receiver.url + "/kv"}})
+    subscribe(ngsi, receiver.url + "/upd", notificationTrigger=["attributeUpdated"], watchedAttributes=["name"])
+    body = building(8, name=[{"type": "Property", "value": "Xuhui eight"},
+                             {"type": "Property", "value": "Acht", "datasetId": de}])
+    assert ngsi.post("/entities", body).status_code == 201
+    pump()
+    r = ngsi.send("DELETE", "/entities/urn:ngsi-ld:Building:B8/attrs/name", params={"datasetId": de})
+    assert r.status_code == 204, r.text
+    pump()
+    by = {g["path"]: g["body"] for g in receiver.got}
+    assert set(by) == {"/notify/n", "/notify/kv"}  # not an update
+    assert by["/notify/n"]["triggerReason"] == "attributeDeleted"
+    assert by["/notify/n"]["data"][0]["name"] == [{"type": "Property", "value": "Xuhui eight"},
+                                                  {"type": "Property", "datasetId": de, "value": "urn:ngsi-ld:null"}]
+    assert by["/notify/kv"]["data"][0]["name"] == {"dataset": {"@none": "Xuhui eight", de: "urn:ngsi-ld:null"}}
+    receiver.got.clear()
+    patch(ngsi, "urn:ngsi-ld:Building:B8", name={"type": "Property", "value": "Xuhui 8"})  # the instance stays gone
+    pump()
+    assert [g["path"] for g in receiver.got] == ["/notify/upd"]
+
+
+def test_the_subscription_list_refuses_unknown_parameters(ngsi):
+    subscribe(ngsi, "http://127.0.0.1:9/n")
+    _err(ngsi.get("/subscriptions", colour="red"), 400, "InvalidRequest")
+    assert ngsi.get("/subscriptions", limit="5", offset="0", count="true").status_code == 200

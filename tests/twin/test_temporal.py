@@ -110,3 +110,119 @@ def test_history_partitions_and_retention(empty_db):
         assert s.scalar(select(func.count()).select_from(TwinHistory)) == 1
         if TwinRepository(s).pg:
             assert s.scalar(text("SELECT to_regclass('twin_history_2020_03')")) is None  # dropped whole
+
+
+@pytest.fixture
+def small_temporal_limit(monkeypatch):
+    """Temporal pagination at 10 instances of an attribute (the ETSI suite's setting), for one test."""
+    from citybase.twin.settings import twin_settings
+
+    monkeypatch.setenv("CITYBASE_TWIN_TEMPORAL_LIMIT", "10")
+    twin_settings.cache_clear()
+    yield
+    monkeypatch.delenv("CITYBASE_TWIN_TEMPORAL_LIMIT")
+    twin_settings.cache_clear()
+
+
+def _vehicle(ngsi, n: int, minutes: range, *, fuel_offset: int = 0) -> str:
+    eid = f"urn:ngsi-ld:Sensor:V{n}"
+    body = {"id": eid, "type": "Sensor",
+            "temperature": [{"type": "Property", "value": m, "observedAt": f"2026-01-01T01:{m:02d}:00Z"} for m in minutes],
+            "height": [{"type": "Property", "value": m, "observedAt": f"2026-01-01T01:{m + fuel_offset:02d}:00Z"}
+                       for m in minutes]}
+    assert ngsi.post("/temporal/entities", body).status_code == 201
+    return eid
+
+
+def test_temporal_pagination_cuts_by_time(ngsi, small_temporal_limit):
+    """More than the limit of instances: 206 with Content-Range date-time <start>-<end>/<size> (§6.3.10); the
+    range ends where the first attribute is cut, so that no other attribute loses an instance inside it."""
+    eid = _vehicle(ngsi, 1, range(1, 21))
+    r = ngsi.get(f"/temporal/entities/{eid}")
+    assert r.status_code == 206, r.text
+    assert r.headers["content-range"] == "date-time 2026-01-01T01:01:00Z-2026-01-01T01:10:00Z/*"
+    assert [i["value"] for i in r.json()["temperature"]] == list(range(1, 11))
+    after = ngsi.get(f"/temporal/entities/{eid}", timerel="after", timeAt="2026-01-01T00:00:00Z",
+                     options="temporalValues")
+    assert after.status_code == 206
+    assert after.headers["content-range"] == "date-time 2026-01-01T00:00:00Z-2026-01-01T01:10:00Z/*"
+    assert len(after.json()["height"]["values"]) == 10
+    last = ngsi.get(f"/temporal/entities/{eid}", lastN="15", timerel="before", timeAt="2026-01-01T02:00:00Z")
+    assert last.status_code == 206
+    assert last.headers["content-range"] == "date-time 2026-01-01T02:00:00Z-2026-01-01T01:11:00Z/15"
+    assert [i["value"] for i in last.json()["temperature"]] == list(range(11, 21))
+    small = ngsi.get(f"/temporal/entities/{eid}", lastN="5")  # lastN within the limit is the limit asked for
+    assert small.status_code == 200 and "content-range" not in small.headers
+
+
+def test_temporal_pagination_keeps_emptied_attributes_and_spans_entities(ngsi, small_temporal_limit):
+    early = _vehicle(ngsi, 2, range(1, 21), fuel_offset=30)  # height starts after temperature's 20 minutes
+    late = _vehicle(ngsi, 3, range(40, 43))
+    one = ngsi.get(f"/temporal/entities/{early}", timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert one.status_code == 206 and one.json()["height"] == []
+    q = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert q.status_code == 206
+    assert q.headers["content-range"] == "date-time 2026-01-01T00:00:00Z-2026-01-01T01:10:00Z/*"
+    by_id = {e["id"]: e for e in q.json()}
+    assert by_id[late]["temperature"] == [] and by_id[late]["height"] == []
+    post = ngsi.post("/temporal/entityOperations/query", {
+        "type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "before", "timeAt": "2026-01-01T03:00:00Z"}})
+    assert post.status_code == 206 and post.headers["content-range"].startswith("date-time ")
+    few = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T01:45:00Z")
+    assert few.status_code == 200 and "content-range" not in few.headers
+
+
+def test_temporal_query_rules(ngsi):
+    """What a temporal query must name (§5.7.4), how bad options are answered (InvalidRequest), and that an
+    entity with nothing in the range asked for is left out of the answer."""
+    early = _vehicle(ngsi, 4, range(1, 4))
+    late = _vehicle(ngsi, 5, range(40, 43))
+    r = ngsi.get("/temporal/entities", id=early, timerel="after", timeAt="2026-01-01T00:00:00Z")
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")  # ids alone are not a query
+    for params in ({"options": "temporalValues,bogus"}, {"format": "bogus"}):
+        r = ngsi.get("/temporal/entities", type="Sensor", **params)
+        assert r.status_code == 400 and r.json()["type"].endswith("InvalidRequest"), params
+    r = ngsi.get("/temporal/entities", type="Sensor", attrs="height", pick="height")
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData")
+    r = ngsi.get("/temporal/entities", type="Sensor", timerel="after", timeAt="2026-01-01T01:30:00Z")
+    assert [e["id"] for e in r.json()] == [late]
+    r = ngsi.post("/temporal/entityOperations/query", {
+        "type": "Query", "entities": [{"type": "Sensor"}],
+        "temporalQ": {"timerel": "before", "timeAt": "2026-01-01T01:30:00Z"}})
+    assert [e["id"] for e in r.json()] == [early]
+    r = ngsi.get("/temporal/entities", type="Sensor", attrs="height", datasetId="urn:ngsi-ld:Dataset:none")
+    assert r.status_code == 200 and r.json() == []
+
+
+def test_timeproperty_deleted_at_shows_the_deletions_only(ngsi):
+    eid = _vehicle(ngsi, 6, range(1, 4))
+    assert ngsi.send("DELETE", f"/entities/{eid}/attrs/height").status_code == 204
+    r = ngsi.get(f"/temporal/entities/{eid}", timeproperty="deletedAt")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"id", "type", "height"}
+    assert len(body["height"]) == 1 and body["height"][0]["deletedAt"].endswith("Z")
+
+
+def test_a_deletion_keeps_the_attribute_type_in_the_history(ngsi):
+    body = {"id": "urn:ngsi-ld:Sensor:D1", "type": "Sensor",
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:P1"},
+            "name": {"type": "LanguageProperty", "languageMap": {"zh": "一号", "en": "One"}}}
+    assert ngsi.post("/entities", body).status_code == 201
+    for attr in ("owner", "name"):
+        assert ngsi.send("DELETE", f"/entities/urn:ngsi-ld:Sensor:D1/attrs/{attr}").status_code == 204
+    r = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:D1", timeproperty="deletedAt").json()
+    assert r["owner"][0]["type"] == "Relationship" and r["owner"][0]["object"] == "urn:ngsi-ld:null"
+    assert r["name"][0]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
+    tv = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:D1", timeproperty="deletedAt", options="temporalValues").json()
+    assert tv["owner"]["type"] == "Relationship" and tv["owner"]["objects"][0][0] == "urn:ngsi-ld:null"
+
+
+def test_temporal_paths_without_an_entity_or_attribute_are_no_operation(ngsi):
+    eid = _vehicle(ngsi, 7, range(1, 3))
+    for method, path in (("DELETE", "/temporal/entities/"), ("PATCH", f"/temporal/entities/{eid}/attrs//urn:ngsi-ld:x")):
+        r = ngsi.send(method, path, {"value": 1} if method == "PATCH" else None)
+        assert r.status_code == 405 and r.json()["type"].endswith("OperationNotSupported"), (method, path, r.text)
+    r = ngsi.send("DELETE", f"/temporal/entities/{eid}/attrs/%252e%252e")  # a doubly encoded ..
+    assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), r.text

@@ -32,7 +32,8 @@ VALUE_KEY = {"Property": "value", "GeoProperty": "value", "Relationship": "objec
 CORE_MEMBERS = frozenset({"type", "value", "object", "languageMap", "vocab", "json", "valueList", "objectList",
                           "datasetId", "observedAt", "unitCode", "createdAt", "modifiedAt", "instanceId", "objectType",
                           "lang", "deletedAt", "previousValue", "previousObject", "previousLanguageMap",
-                          "previousVocab", "previousJson", "previousValueList", "previousObjectList"})
+                          "previousVocab", "previousJson", "previousValueList", "previousObjectList",
+                          "expiresAt"})
 SYSTEM = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
 GEO_IRIS = frozenset({NGSI + "location", NGSI + "observationSpace", NGSI + "operationSpace"})
 RESERVED_ENTITY = frozenset({"@context", "id", "type", "scope", "createdAt", "modifiedAt", "deletedAt"})
@@ -210,6 +211,8 @@ def expand_instance(raw: Any, iri: str, r: Resolver, now: str, *, concise_ok: bo
     if "observedAt" in raw:
         parse_time(raw["observedAt"], f"{where}: observedAt")
         out["observedAt"] = raw["observedAt"]
+    if "expiresAt" in raw and not sub:  # a transient instance (§4.22): not served once this time has passed
+        out["expiresAt"] = iso(parse_time(raw["expiresAt"], f"{where}: expiresAt"))
     if "unitCode" in raw:
         if not isinstance(raw["unitCode"], str):
             raise BadRequestData(f"{where}: unitCode must be a string (UN/CEFACT common code)")
@@ -336,7 +339,7 @@ def compact_instance(inst: dict[str, Any], r: Resolver, *, fmt: str, sys_attrs: 
     else:
         out = {"type": kind, key: main} if kind != "ListRelationship" else {
             "type": kind, "objectList": [{"object": o} for o in main]}
-    for k in ("datasetId", "observedAt", "unitCode"):
+    for k in ("datasetId", "observedAt", "unitCode", "expiresAt"):
         if k in inst:
             out[k] = inst[k]
     if "objectType" in inst:
@@ -363,6 +366,11 @@ def compact_instance(inst: dict[str, Any], r: Resolver, *, fmt: str, sys_attrs: 
     return out
 
 
+def _expired(inst: dict[str, Any], now: datetime) -> bool:
+    at = inst.get("expiresAt")
+    return isinstance(at, str) and parse_time(at, "expiresAt") <= now
+
+
 def compact_entity(entity: dict[str, Any], r: Resolver, *, fmt: str = "normalized", sys_attrs: bool = False,
                    attrs: Iterable[str] | None = None, lang: str | None = None, with_context: bool = False,
                    pick: set[str] | None = None, omit: set[str] | None = None) -> dict[str, Any]:
@@ -378,16 +386,20 @@ def compact_entity(entity: dict[str, Any], r: Resolver, *, fmt: str = "normalize
         out["createdAt"] = entity.get("createdAt")
         out["modifiedAt"] = entity.get("modifiedAt")
     wanted = set(attrs) if attrs is not None else None
+    now = None
     for iri, instances in entity.get("attrs", {}).items():
         if wanted is not None and iri not in wanted:
             continue
+        if any("expiresAt" in i for i in instances):  # transient instances whose time is up are not there
+            now = now or datetime.now(UTC)
+            instances = [i for i in instances if not _expired(i, now)]
         shown = [compact_instance(i, r, fmt=fmt, sys_attrs=sys_attrs, lang=lang) for i in instances]
         if not shown:
             continue
         if fmt == "keyValues" and len(shown) > 1:
-            # several datasets: keyValues shows the default instance (or the first)
-            default = next((s for s, i in zip(shown, instances, strict=True) if "datasetId" not in i), shown[0])
-            out[r.compact(iri)] = default
+            # several datasets (§4.5.4): {"dataset": {datasetId or @none: value}}
+            out[r.compact(iri)] = {"dataset": {i.get("datasetId", "@none"): v
+                                               for v, i in zip(shown, instances, strict=True)}}
         else:
             out[r.compact(iri)] = shown[0] if len(shown) == 1 else shown
     if pick:

@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -55,7 +55,7 @@ from citybase.twin.ldcontext import (
     parse_link,
 )
 from citybase.twin.settings import twin_settings
-from citybase.twin.temporal import check_request, render_temporal
+from citybase.twin.temporal import Page, check_request, paginate, render_temporal
 
 log = logging.getLogger("citybase.twin")
 PREFIX = "/ngsi-ld/v1"
@@ -232,7 +232,9 @@ async def _read(request: Request, *, body: bool, geo: bool = False, merge: bool 
                     context = item["@context"]
         return Incoming(tenant, checked, context, accept)
     if ctype == LD:
-        if not isinstance(data, dict) or "@context" not in data:
+        if not isinstance(data, dict):  # not an object where one is expected: the request itself is wrong
+            raise InvalidRequest(f"the body must be a JSON object, not {type(data).__name__}")
+        if "@context" not in data:
             raise BadRequestData("a body sent as application/ld+json must carry an @context")
         context = data["@context"]
     elif isinstance(data, dict) and "@context" in data:
@@ -339,7 +341,8 @@ def answer(call: service.Call, inc: Incoming, data: Any, *, status: int = 200,
         elif isinstance(data, dict):
             data = {**data, "@context": ctx}
     elif media == JSON:
-        h["Link"] = f'<{call.resolver.link}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+        link = f'<{call.resolver.link}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+        h["Link"] = f"{h['Link']}, {link}" if h.get("Link") else link  # after any paging links
     elif media == GEO and isinstance(data, dict):  # GeoJSON carries its @context in the body (CIM 009 §4.5.16)
         data = {**data, "@context": call.resolver.context if call.resolver.context is not None else CORE_URL}
     return Response(_dumps(data), status_code=status, media_type=media, headers=h)
@@ -645,16 +648,17 @@ class View:
             level = list(found.values())
         if self.join == "flat":
             out, seen = list(shown), {d["id"] for d in docs}
-            frontier = [(d, self.pick_tree, self.omit_tree) for d in docs]
+            frontier = [(d, s, self.pick_tree, self.omit_tree) for d, s in zip(docs, shown, strict=True)]
             for _ in range(self.join_level):
                 nxt = []
-                for d, pick, omit in frontier:
+                for d, view, pick, omit in frontier:
                     for name, t in _links(d):
-                        if t in known and t not in seen:
+                        if t in known and t not in seen and self.resolver.compact(name) in view:  # links shown only
                             seen.add(t)
                             sub_pick, sub_omit = _sub(pick, self.resolver.compact(name)), _sub(omit, self.resolver.compact(name))
-                            out.append(self._one(known[t], None, sub_pick, sub_omit))
-                            nxt.append((known[t], sub_pick, sub_omit))
+                            linked = self._one(known[t], None, sub_pick, sub_omit)
+                            out.append(linked)
+                            nxt.append((known[t], linked, sub_pick, sub_omit))
                 frontier = nxt
             return out
         return [self._inline(d, s, known, self.join_level, self.pick_tree, self.omit_tree)
@@ -802,6 +806,8 @@ def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     query = _query(request, call)
     docs, total = service.query_entities(session=session, call=call, query=query)
     shown = _shown(call, request, docs, query, inc, view, session)
+    if view.pick and inc.accept != GEO:  # an entity pick leaves nothing of is not in the answer
+        shown = [e for e in shown if e]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     if p.get("local") != "true":  # and what the registered context sources hold (distributed query)
         shown, extra = _from_sources(session, call, request, query, shown, "entities")
@@ -838,7 +844,7 @@ def get_entity(entity_id: str, request: Request, _: Any = Depends(READ), inc: In
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
     if (view.pick or view.omit) and not shown:
         raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
-    if view.join == "flat":
+    if view.join == "flat" and len(every) > 1:  # the entity and those it links to; alone, it is itself
         return answer(call, inc, every)
     if inc.accept == GEO:
         return answer(call, inc, _geojson(call, request, [shown], [doc])[0])
@@ -959,7 +965,15 @@ def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depend
     query = _query(request, call, body=inc.body)
     docs, total = service.query_entities(session=session, call=call, query=query)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    shown = _shown(call, request, docs, query, inc)
+    view = View(request, call, allowed=QUERY_PARAMS)
+    if isinstance(inc.body, dict) and inc.body.get("join") is not None:  # linked entities asked for in the Query
+        if inc.body["join"] not in ("inline", "flat", "@none"):
+            raise BadRequestData("join must be inline, flat or @none")
+        level = inc.body.get("joinLevel", 1)
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
+            raise BadRequestData("joinLevel must be a whole number from 1 to 10")
+        view.join, view.join_level = inc.body["join"], level
+    shown = _shown(call, request, docs, query, inc, view, session)
     if inc.accept == GEO:
         body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
         return answer(call, inc, body, headers=headers)
@@ -1041,6 +1055,24 @@ def _time_query(request: Request, call: service.Call) -> service.TimeQuery:
     return tq
 
 
+def _temporal_page(request: Request, tq: service.TimeQuery, rows: list[list[Any]]) -> Page:
+    """Temporal pagination (§6.3.10) of the rows found, unless they are aggregated (periods, not instances)."""
+    p = request.query_params
+    opts = {o.strip() for v in p.getlist("options") for o in v.split(",")}
+    if p.get("format") == "aggregatedValues" or (p.get("format") is None and "aggregatedValues" in opts):
+        return Page(rows, [{} for _ in rows])
+    return paginate(rows, prop=tq.timeproperty, last_n=tq.last_n, timerel=tq.timerel, time_at=tq.time_at,
+                    end_time_at=tq.end_time_at, limit=twin_settings().temporal_limit)
+
+
+def _temporal_answer(call: service.Call, inc: Incoming, data: Any, page: Page,
+                     headers: dict[str, str] | None = None) -> Response:
+    """200, or 206 with the Content-Range of the time range shown when pagination cut the answer."""
+    if page.content_range is None:
+        return answer(call, inc, data, headers=headers)
+    return answer(call, inc, data, status=206, headers={**(headers or {}), "Content-Range": page.content_range})
+
+
 @router.post("/temporal/entities", summary="Create or add to a temporal entity")
 def temporal_create(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
                     session: Session = Depends(get_session, scope="function")) -> Response:
@@ -1060,20 +1092,24 @@ def temporal_query(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
     check_request(request)
     pick, omit = _temporal_projection(request)
     p = request.query_params
-    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "id", "idPattern", "local")):
-        raise BadRequestData("a temporal query needs at least one of type, id, idPattern, attrs, q or a geo-query")
+    if not any(p.get(k) for k in ("type", "attrs", "q", "georel", "scopeQ", "local")):  # ids alone are not (§5.7.4)
+        raise BadRequestData("a temporal query needs at least one of type, attrs, q or a geo-query")
+    if p.get("attrs") and (pick or omit):
+        raise BadRequestData("attrs cannot be combined with pick or omit")
     query = _query(request, call)
     tq = _time_query(request, call)
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
     total = len(ids)
-    out = []
     ds = _names(request, "datasetId")
-    for eid in ids[query.offset:query.offset + query.limit]:
-        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
-                                              dataset_ids=ds)
-        out.append(render_temporal(ident, rows, call.resolver, request, pick, omit))
+    found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq,
+                                     dataset_ids=ds) for eid in ids[query.offset:query.offset + query.limit]]
+    if tq.timerel or tq.last_n or query.attrs or ds:  # an entity with nothing in what was asked for is left out
+        found = [(ident, rows) for ident, rows in found if rows]
+    page = _temporal_page(request, tq, [rows for _, rows in found])
+    out = [render_temporal(ident, rows, call.resolver, request, pick, omit, emptied)
+           for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]
     headers = {"NGSILD-Results-Count": str(total)} if query.count else {}
-    return answer(call, inc, out, headers=headers)
+    return _temporal_answer(call, inc, out, page, headers)
 
 
 @router.get("/temporal/entities/{entity_id}", summary="The temporal evolution of an entity")
@@ -1093,10 +1129,11 @@ def temporal_get(entity_id: str, request: Request, _: Any = Depends(READ), inc: 
                                           dataset_ids=ds)
     if attrs and not rows:
         raise ResourceNotFound(f"entity {entity_id} has no history of the attributes asked for")
-    shown = render_temporal(ident, rows, call.resolver, request, pick, omit)
+    page = _temporal_page(request, tq, [rows])
+    shown = render_temporal(ident, page.rows[0], call.resolver, request, pick, omit, page.emptied[0])
     if (pick or omit) and not shown:
         raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
-    return answer(call, inc, shown)
+    return _temporal_answer(call, inc, shown, page)
 
 
 @router.delete("/temporal/entities/{entity_id}", status_code=204, summary="Delete a temporal entity")
@@ -1120,6 +1157,8 @@ def temporal_append(entity_id: str, request: Request, _: Any = Depends(WRITE), i
 @router.delete("/temporal/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Delete an attribute's history")
 def temporal_delete_attr(entity_id: str, attr: str, request: Request, _: Any = Depends(WRITE),
                          inc: Incoming = Depends(read_query), session: Session = Depends(get_session, scope="function")) -> Response:
+    if unquote(attr) in (".", ".."):  # a dot segment, however often encoded, names no attribute
+        raise BadRequestData(f"{attr[:40]!r} is a dot segment, not an attribute name")
     service.delete_temporal_attribute(session=session, call=call_of(request, inc), entity_id=entity_id, attr=attr,
                                       dataset_id=request.query_params.get("datasetId"),
                                       delete_all=_bool(request, "deleteAll"))
@@ -1162,12 +1201,19 @@ def temporal_batch_query(request: Request, _: Any = Depends(READ), inc: Incoming
             tq.time_at = parse_time(temporal.get("timeAt", ""), "timeAt")
             if temporal.get("endTimeAt"):
                 tq.end_time_at = parse_time(temporal["endTimeAt"], "endTimeAt")
+        if temporal.get("timeproperty") in ("observedAt", "modifiedAt", "createdAt", "deletedAt"):
+            tq.timeproperty = temporal["timeproperty"]
+        if isinstance(temporal.get("lastN"), int) and not isinstance(temporal["lastN"], bool) and temporal["lastN"] > 0:
+            tq.last_n = temporal["lastN"]
     ids = service.temporal_candidates(session=session, call=call, query=query, tq=tq)
-    out = []
-    for eid in ids[query.offset:query.offset + query.limit]:
-        ident, rows = service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
-        out.append(render_temporal(ident, rows, call.resolver, request))
-    return answer(call, inc, out)
+    found = [service.temporal_entity(session=session, call=call, entity_id=eid, attrs=query.attrs, tq=tq)
+             for eid in ids[query.offset:query.offset + query.limit]]
+    if tq.timerel or tq.last_n or query.attrs:
+        found = [(ident, rows) for ident, rows in found if rows]
+    page = _temporal_page(request, tq, [rows for _, rows in found])
+    out = [render_temporal(ident, rows, call.resolver, request, emptied=emptied)
+           for (ident, _), rows, emptied in zip(found, page.rows, page.emptied, strict=True)]
+    return _temporal_answer(call, inc, out, page)
 
 
 # ------------------------------------------------------------------------------------------ @contexts
@@ -1278,12 +1324,22 @@ def no_such_operation(rest: str, request: Request, _: Any = Depends(READ)) -> Re
     """What no route above answers: a path that exists with other methods is 405, an empty id in the path
     the client's mistake (400), the rest 404."""
     path = request.url.path
+    if rest.startswith("temporal/") and "/attrs//" in rest or rest == "temporal/entities/" and \
+            request.method in ("PATCH", "PUT", "DELETE"):  # no attribute (entity) named: no such operation there
+        err = OperationNotSupported(f"{request.method} needs the name of an attribute instance's attribute "
+                                    f"or an entity id: {path[:200]}")
+        err.status = 405
+        raise err
+    empty_id = rest.startswith("/") or ("//" in rest and "/attrs//" not in rest) or (
+        rest == "entities/" and request.method in ("PATCH", "PUT", "DELETE"))
+    if empty_id:  # an entity id left out of the path: the client's mistake, whatever the method
+        raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     for route in router.routes:
         if isinstance(route, APIRoute) and route.endpoint is not no_such_operation and route.path_regex.match(path) \
                 and request.method not in route.methods:
             err = OperationNotSupported(f"{request.method} is not an operation on {path[:200]}")
             err.status = 405
             raise err
-    if rest.startswith("/") or "//" in rest or rest.rstrip("/") in ("entities", "temporal/entities") and rest.endswith("/"):
+    if "//" in rest or rest.rstrip("/") in ("entities", "temporal/entities") and rest.endswith("/"):
         raise BadRequestData("an id in the path is empty; put the entity id (or attribute name) between the slashes")
     raise ResourceNotFound(f"there is no NGSI-LD operation at {PREFIX}/{rest[:200]} here")

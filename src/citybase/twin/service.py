@@ -35,6 +35,7 @@ from citybase.twin.repository import TwinRepository
 from citybase.twin.representation import (
     CORE_MEMBERS,
     GEO_IRIS,
+    VALUE_KEY,
     check_name,
     check_uri,
     expand_attribute,
@@ -122,7 +123,8 @@ def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: 
 
 
 def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
-           op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = ()) -> TwinEntity:
+           op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = (),
+           removed_instances: dict[str, list[dict[str, Any]]] | None = None) -> TwinEntity:
     bbox, geojson = _location(doc)
     if row is None:
         row = repo.add(call.tenant, doc, call.at, bbox, geojson)
@@ -130,10 +132,20 @@ def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity |
         repo.save(row, doc, call.at, bbox, geojson)
     repo.append_history(_history_rows(call.tenant, doc, written, call.at))
     if removed:
-        repo.append_history(_history_rows(call.tenant, doc, {a: [{"type": "Property", "value": NULL, "deletedAt": call.now}]
+        gone = removed_instances or {}  # the instances deleted, when known: their type and datasetId are kept
+        repo.append_history(_history_rows(call.tenant, doc, {a: [_deletion(i, call.now) for i in gone.get(a, [{}])]
                                                              for a in removed}, call.at, deleted=True))
     _changed(session, call, doc, op, [*written, *removed])
     return row
+
+
+def _deletion(inst: dict[str, Any], now: str) -> dict[str, Any]:
+    """The history's record of an instance deleted: its type with urn:ngsi-ld:null as its value."""
+    kind = inst.get("type") if inst.get("type") in VALUE_KEY else "Property"
+    out = {"type": kind, VALUE_KEY[kind]: {"@none": NULL} if kind == "LanguageProperty" else NULL, "deletedAt": now}
+    if inst.get("datasetId"):
+        out["datasetId"] = inst["datasetId"]
+    return out
 
 
 def _existing(repo: TwinRepository, call: Call, entity_id: str, *, lock: bool = True) -> TwinEntity:
@@ -266,7 +278,8 @@ def _drop(attrs: dict[str, list[dict[str, Any]]], nulls: dict[str, list[str | No
     return removed
 
 
-def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any, no_overwrite: bool) -> Outcome:
+def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any, no_overwrite: bool,
+                      update: bool = False) -> Outcome:
     """Add attributes (replacing the instance of the same datasetId unless ``no_overwrite``); a fragment whose
     value is ``urn:ngsi-ld:null`` deletes that attribute (instance); ``type`` adds types, ``scope`` replaces
     the scopes (unless ``no_overwrite`` and there are some)."""
@@ -275,7 +288,7 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
-    out, written, removed, changed = _appended(doc, fragment, no_overwrite)
+    out, written, removed, changed = _appended(doc, fragment, no_overwrite, update)
     if changed:
         _write(session, repo, call, row, doc, "update", written, removed)
     return out
@@ -303,15 +316,18 @@ def _appending(body: Any, call: Call) -> _Fragment:
     return _Fragment(types, scope, body, nulls, expand_attributes(body, call.resolver, call.now))
 
 
-def _appended(doc: dict[str, Any], f: _Fragment, no_overwrite: bool
+def _appended(doc: dict[str, Any], f: _Fragment, no_overwrite: bool, update: bool = False
               ) -> tuple[Outcome, dict[str, list[dict[str, Any]]], list[str], bool]:
     """``doc`` with the fragment appended (in place): the outcome, the instances written, the attributes
-    removed, and whether anything changed."""
+    removed, and whether anything changed. ``update`` (PATCH …/attrs) changes a scope only where there is one."""
     types, scope, body, nulls, incoming = f.types, f.scope, f.body, f.nulls, f.incoming
     _add_types(doc, types)
-    if scope is not None and not (no_overwrite and doc.get("scope")):
-        doc["scope"] = scope
     out, written = Outcome(), {}
+    if scope is not None and update and not doc.get("scope"):  # an update changes scopes there are
+        out.not_updated.append(("scope", "the entity has no scope to update"))
+        scope = None
+    if scope is not None:  # noOverwrite adds the scopes to those there are; otherwise they are replaced
+        doc["scope"] = list(dict.fromkeys([*doc.get("scope", []), *scope])) if no_overwrite else scope
     attrs = dict(doc["attrs"])
     removed = _drop(attrs, nulls)
     out.updated.extend(removed)
@@ -329,13 +345,14 @@ def _appended(doc: dict[str, Any], f: _Fragment, no_overwrite: bool
             written[iri] = done
             out.updated.append(iri)
     doc["attrs"] = attrs
-    return out, written, removed, bool(written or removed or "type" in body or "scope" in body)
+    return out, written, removed, bool(written or removed or "type" in body or scope is not None)
 
 
 def update_attributes(*, session: Session, call: Call, entity_id: str, body: Any) -> Outcome:
     """PATCH …/attrs: since NGSI-LD v1.8 attributes given are written whether they existed or not (the
     instance of the same datasetId replaced), ``urn:ngsi-ld:null`` deletes, ``type`` adds types."""
-    return append_attributes(session=session, call=call, entity_id=entity_id, body=body, no_overwrite=False)
+    return append_attributes(session=session, call=call, entity_id=entity_id, body=body, no_overwrite=False,
+                             update=True)
 
 
 def _merge_instance(old: dict[str, Any], fragment: dict[str, Any], iri: str, call: Call) -> dict[str, Any]:
@@ -397,6 +414,8 @@ def replace_attribute(*, session: Session, call: Call, entity_id: str, attr: str
     """PUT one attribute: the instance of its datasetId replaced; ResourceNotFound when there is none."""
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
+    if attr.startswith("@") or attr in ("id", "type", "scope"):
+        raise BadRequestData(f"{attr[:80]!r} is a JSON-LD keyword or an entity member, not an attribute to replace")
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
@@ -416,6 +435,12 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
     _tenant(repo, call, write=False)
     row = _existing(repo, call, entity_id)
     doc = doc_of(row)
+    if attr == "scope":  # the entity's scopes, deleted like an attribute
+        if not doc.get("scope"):
+            raise ResourceNotFound(f"entity {entity_id} has no scope")
+        doc.pop("scope")
+        _write(session, repo, call, row, doc, "update", {})
+        return
     iri = call.resolver.expand(check_name(attr))
     current = list(doc["attrs"].get(iri, []))
     if delete_all:
@@ -433,7 +458,8 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
     else:
         attrs.pop(iri)
     doc["attrs"] = attrs
-    _write(session, repo, call, row, doc, "update", {}, [iri])
+    _write(session, repo, call, row, doc, "update", {}, [iri],
+           {iri: [o for o in current if o not in keep]})
 
 
 def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> None:
@@ -823,7 +849,10 @@ def attributes(*, session: Session, call: Call, details: bool) -> Any:
     if not details:
         names = sorted(r.compact(a) for a in info)
         return {"id": _list_id("AttributeList", names), "type": "AttributeList", "attributeList": names}
-    return [_attribute_body(a, v, r) for a, v in sorted(info.items())]
+    # details=true lists each attribute as id, type, attributeName and typeNames (§5.7.8); the counts and kinds
+    # are those of one attribute's own retrieval (§5.7.10)
+    return [{k: v for k, v in _attribute_body(a, d, r).items() if k not in ("attributeCount", "attributeTypes")}
+            for a, d in sorted(info.items())]
 
 
 def attribute(*, session: Session, call: Call, name: str) -> dict[str, Any]:
@@ -885,6 +914,8 @@ def temporal_entity(*, session: Session, call: Call, entity_id: str, attrs: Sequ
     start, end = tq.bounds()
     hist = repo.history(call.tenant, entity_id, attrs=attrs, time_column=tq.timeproperty, start=start, end=end,
                         last_n=tq.last_n, dataset_ids=dataset_ids)
+    if tq.timeproperty == "deletedAt":  # by the time of their deletion: the deletions only
+        hist = [h for h in hist if h.deleted]
     ident = doc_of(row) if row is not None else {"id": entity_id, "type": hist[0].types if hist else [], "attrs": {}}
     return ident, hist
 

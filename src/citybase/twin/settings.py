@@ -25,6 +25,10 @@ class TwinSettings(BaseSettings):
     history_days: int = Field(
         0, ge=0, description="a whole number of days (history older than this is deleted every hour; 0 keeps "
                              "it all)")
+    temporal_limit: int = Field(
+        1000, ge=1, le=1_000_000, description="a positive whole number (the most instances of one attribute a "
+                                              "temporal answer holds; beyond it the answer is cut by time and "
+                                              "answered 206 with a Content-Range saying which range it holds)")
     max_limit: int = Field(1000, ge=1, le=100_000, description="a positive whole number (the largest `limit` of a query)")
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 
 from citybase.core.timeutil import as_utc
-from citybase.twin.errors import BadRequestData
+from citybase.twin.errors import BadRequestData, InvalidRequest
 from citybase.twin.ldcontext import Resolver
 from citybase.twin.models import TwinHistory
 from citybase.twin.representation import compact_instance, iso
@@ -51,13 +52,70 @@ def check_request(request: Request) -> None:
     p = request.query_params
     opts = {o.strip() for v in p.getlist("options") for o in v.split(",") if o.strip()}
     if opts - OPTIONS:
-        raise BadRequestData(f"unknown options {', '.join(sorted(opts - OPTIONS))[:100]} for a temporal query")
+        raise InvalidRequest(f"unknown options {', '.join(sorted(opts - OPTIONS))[:100]} for a temporal query")
     if p.get("format") is not None and p["format"] not in FORMATS:
-        raise BadRequestData(f"format must be one of {', '.join(FORMATS)}")
+        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
+
+
+@dataclass
+class Page:
+    """What temporal pagination (CIM 009 v1.8 §6.3.10) left of a temporal answer: each entity's rows within
+    the time range, the attributes the range emptied (shown with no instance, so a client sees them and asks for
+    the next range), and the ``Content-Range`` header (None when nothing was cut)."""
+
+    rows: list[list[TwinHistory]]
+    emptied: list[dict[str, str]]
+    content_range: str | None = None
+
+
+def paginate(entities: list[list[TwinHistory]], *, prop: str, last_n: int | None, timerel: str | None,
+             time_at: datetime | None, end_time_at: datetime | None, limit: int) -> Page:
+    """Cut a temporal answer to at most ``limit`` instances of each attribute (and datasetId) by time.
+
+    Without lastN the answer runs forward in time: the range starts at timeAt (timerel after or between) or at
+    the earliest instance shown, and ends at the earliest last instance among the attributes that were cut, so
+    that no instance of any attribute inside the range is left out. With lastN (larger than the limit) it runs
+    backward: from timeAt (before), endTimeAt (between) or the latest instance, down to the latest first
+    instance among the cut attributes. The header is ``date-time <start>-<end>/<lastN or *>``."""
+    unchanged = Page(entities, [{} for _ in entities])
+    if last_n is not None and last_n <= limit:
+        return unchanged  # lastN is the limit asked for
+    backward = last_n is not None
+    bounds: list[datetime] = []
+    for rows in entities:
+        series: dict[tuple[str, str | None], list[datetime]] = {}
+        for row in rows:
+            if (t := _time(row, prop)) is not None:
+                series.setdefault((row.attr, row.dataset_id), []).append(t)
+        for times in series.values():
+            if len(times) > limit:
+                times.sort()
+                bounds.append(times[-limit] if backward else times[limit - 1])
+    if not bounds:
+        return unchanged
+    end = max(bounds) if backward else min(bounds)
+
+    def inside(row: TwinHistory) -> bool:
+        t = _time(row, prop)
+        return t is None or (t >= end if backward else t <= end)
+
+    kept = [[row for row in rows if inside(row)] for rows in entities]
+    emptied = []
+    for before, after in zip(entities, kept, strict=True):
+        left = {row.attr for row in after}
+        emptied.append({row.attr: row.instance.get("type", "Property") for row in before if row.attr not in left})
+    times = [t for rows in kept for row in rows if (t := _time(row, prop)) is not None]
+    if backward:
+        start = time_at if timerel == "before" else end_time_at if timerel == "between" else max(times)
+    else:
+        start = time_at if timerel in ("after", "between") else min(times)
+    assert start is not None
+    return Page(kept, emptied, f"date-time {iso(start)}-{iso(end)}/{last_n if backward else '*'}")
 
 
 def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver, request: Request,
-                    pick: set[str] | None = None, omit: set[str] | None = None) -> dict[str, Any]:
+                    pick: set[str] | None = None, omit: set[str] | None = None,
+                    emptied: dict[str, str] | None = None) -> dict[str, Any]:
     p = request.query_params
     opts = {o.strip() for v in p.getlist("options") for o in v.split(",")}
     fmt = p.get("format")
@@ -105,6 +163,13 @@ def render_temporal(ident: dict[str, Any], rows: list[TwinHistory], r: Resolver,
             out[r.compact(iri)] = shown[0] if len(shown) == 1 else shown
         else:
             out[r.compact(iri)] = shown
+    for iri, kind in (emptied or {}).items():  # attributes temporal pagination left without an instance
+        if aggregated:
+            out[r.compact(iri)] = {"type": kind, **{m: [] for m in methods}}
+        elif temporal_values:
+            out[r.compact(iri)] = {"type": kind, PLURAL.get(kind, "values"): []}
+        else:
+            out[r.compact(iri)] = []
     if pick:
         out = {k: v for k, v in out.items() if k in pick}
     if omit:

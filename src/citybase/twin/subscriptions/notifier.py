@@ -45,8 +45,9 @@ def _headers(endpoint: dict[str, Any], context: str, tenant: str) -> dict[str, s
 
 
 def _body(endpoint: dict[str, Any], notification: dict[str, Any], context: str) -> dict[str, Any]:
-    if endpoint.get("accept") == "application/ld+json":
-        return {**notification, "@context": context}
+    if endpoint.get("accept") == "application/ld+json":  # JSON-LD: each entity carries the @context too
+        data = [{**d, "@context": context} if isinstance(d, dict) else d for d in notification.get("data", [])]
+        return {**notification, "data": data, "@context": context}
     return notification
 
 

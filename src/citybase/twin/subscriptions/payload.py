@@ -37,9 +37,12 @@ ACCEPTS = ("application/json", "application/ld+json")
 SCHEMES = ("http", "https", "mqtt", "mqtts")
 TOP = frozenset({"@context", "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
                  "notificationTrigger", "q", "geoQ", "scopeQ", "timeInterval", "throttling", "expiresAt",
-                 "isActive", "notification", "lang", "jsonldContext"})
+                 "isActive", "notification", "lang", "jsonldContext", "datasetId"})
 READ_ONLY = frozenset({"status", "createdAt", "modifiedAt"})  # answered by the broker; ignored when sent back
-NOTIFICATION = frozenset({"attributes", "format", "showChanges", "sysAttrs", "endpoint"})
+NOTIFICATION = frozenset({"attributes", "format", "showChanges", "sysAttrs", "endpoint", "join", "joinLevel", "pick",
+                          "omit"})
+JOINS = ("flat", "inline", "@none")
+MEMBERS = ("id", "type", "scope")  # entity members pick/omit may name besides attributes
 NOTIFICATION_READ_ONLY = frozenset({"status", "timesSent", "timesFailed", "lastNotification", "lastSuccess",
                                     "lastFailure"})
 ENDPOINT = frozenset({"uri", "accept", "receiverInfo", "notifierInfo"})
@@ -56,7 +59,7 @@ def _text(value: Any, what: str, limit: int = 1024) -> str:
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS:
         raise BadRequestData(f"{what} must be a positive number of seconds (at most ten years), not {str(value)[:40]}")
-    return float(value)
+    return value  # as given: 5 stays 5 when read back
 
 
 def _names(value: Any, what: str, r: Resolver) -> list[str]:
@@ -239,7 +242,33 @@ def _notification(value: Any, r: Resolver, old: dict[str, Any] | None = None) ->
     for flag in ("showChanges", "sysAttrs"):
         if flag in value:
             out[flag] = _bool(value[flag], f"notification.{flag}")
+            out["given"] = sorted({*out.get("given", []), flag})  # echoed when read back only when set
+    if "join" in value:
+        if value["join"] not in JOINS:
+            raise BadRequestData("notification.join must be flat, inline or @none")
+        out["join"] = value["join"]
+    if "joinLevel" in value:
+        level = value["joinLevel"]
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
+            raise BadRequestData("notification.joinLevel must be a whole number from 1 to 10")
+        out["joinLevel"] = level
+    for member in ("pick", "omit"):
+        if member in value:
+            names = value[member].split(",") if isinstance(value[member], str) else value[member]
+            if not isinstance(names, list) or not names or not all(isinstance(x, str) and x for x in names):
+                raise BadRequestData(f"notification.{member} must be a non-empty list of entity member names")
+            out[member] = [x if x in MEMBERS else r.expand(check_name(x, f"notification.{member}")) for x in names]
+    if "pick" in out and "omit" in out:
+        raise BadRequestData("notification.pick and notification.omit cannot be used together")
+    if "attributes" in out and ("pick" in out or "omit" in out):
+        raise BadRequestData("notification.attributes cannot be combined with pick or omit")
     return out
+
+
+def _datasets(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or len(value) > 100:
+        raise BadRequestData('datasetId must be a non-empty list of dataset URIs (or "@none")')
+    return [v if v == "@none" else check_uri(v, "datasetId") for v in value]
 
 
 def expand(body: Any, r: Resolver, now: datetime, *, old: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -267,8 +296,10 @@ def expand(body: Any, r: Resolver, now: datetime, *, old: dict[str, Any] | None 
         "entities": lambda v: _entities(v, r), "watchedAttributes": lambda v: _names(v, "watchedAttributes", r),
         "notificationTrigger": _triggers, "q": lambda v: _q(v, r), "scopeQ": _scope, "geoQ": lambda v: _geoq(v, r),
         "timeInterval": lambda v: _seconds(v, "timeInterval"), "throttling": lambda v: _seconds(v, "throttling"),
-        "isActive": lambda v: _bool(v, "isActive"),
+        "isActive": lambda v: _bool(v, "isActive"), "datasetId": _datasets,
     }
+    if "isActive" in body:
+        spec["isActiveGiven"] = True  # echoed when read back only when the subscriber set it
     for member, parse in parsers.items():
         if member in body:
             if body[member] is None and old is not None and member not in ("entities", "isActive"):
@@ -325,26 +356,37 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
         out["watchedAttributes"] = [r.compact(a) for a in spec["watchedAttributes"]]
     if "timeInterval" in spec:
         out["timeInterval"] = spec["timeInterval"]
-    else:
-        out["notificationTrigger"] = spec["notificationTrigger"]
+    out["notificationTrigger"] = spec["notificationTrigger"]
     if "q" in spec:
         out["q"] = spec["q"]["text"]
     if "geoQ" in spec:
         g = spec["geoQ"]
         out["geoQ"] = {"geometry": g["geometry"], "coordinates": g["coordinates"], "georel": g["georel"],
                        "geoproperty": r.compact(g["geoproperty"])}
-    for member in ("scopeQ", "throttling", "expiresAt", "lang"):
+    for member in ("scopeQ", "throttling", "expiresAt", "lang", "datasetId"):
         if member in spec:
             out[member] = spec[member]
-    out["isActive"] = spec["isActive"]
+    if spec.get("isActiveGiven") or not spec["isActive"]:
+        out["isActive"] = spec["isActive"]
     out["status"] = record["status"]
     out["jsonldContext"] = record["jsonldContext"]
     n = spec["notification"]
     shown: dict[str, Any] = {}
     if "attributes" in n:
         shown["attributes"] = [r.compact(a) for a in n["attributes"]]
-    shown.update(format=n["format"], showChanges=n["showChanges"], sysAttrs=n["sysAttrs"], endpoint=n["endpoint"],
-                 timesSent=record["timesSent"], timesFailed=record["timesFailed"])
+    for member in ("pick", "omit"):
+        if member in n:
+            shown[member] = [x if x in MEMBERS else r.compact(x) for x in n[member]]
+    for member in ("join", "joinLevel"):
+        if member in n:
+            shown[member] = n[member]
+    shown["format"] = n["format"]
+    for flag in ("showChanges", "sysAttrs"):
+        if flag in n.get("given", ()) or n[flag]:
+            shown[flag] = n[flag]
+    shown["endpoint"] = n["endpoint"]
+    if record["timesSent"] or record["timesFailed"]:  # from the first notification on
+        shown.update(timesSent=record["timesSent"], timesFailed=record["timesFailed"])
     if record["lastStatus"]:
         shown["status"] = record["lastStatus"]
     for member in ("lastNotification", "lastSuccess", "lastFailure"):

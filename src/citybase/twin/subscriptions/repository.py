@@ -116,6 +116,24 @@ class SubscriptionRepository:
              .order_by(TwinSubscription.next_at).limit(limit))
         return list(self.s.scalars(q.with_for_update(skip_locked=True) if self.pg else q))
 
+    def latest_instances(self, tenant: str, entity_id: str, attrs: Sequence[str],
+                         before: datetime) -> dict[str, list[tuple[dict[str, Any], bool]]]:
+        """For each attribute, its latest instance per datasetId before ``before`` and whether that was a deletion."""
+        if not attrs:
+            return {}
+        rows = self.s.execute(
+            select(TwinHistory.attr, TwinHistory.dataset_id, TwinHistory.instance, TwinHistory.deleted)
+            .where(TwinHistory.tenant == tenant, TwinHistory.entity_id == entity_id,
+                   TwinHistory.attr.in_(list(attrs)), TwinHistory.recorded_at < before)
+            .order_by(TwinHistory.recorded_at.desc(), TwinHistory.id.desc()).limit(50 * len(attrs)))
+        out: dict[str, list[tuple[dict[str, Any], bool]]] = {}
+        seen: set[tuple[str, str | None]] = set()
+        for attr, ds, inst, deleted in rows:
+            if (attr, ds) not in seen:
+                seen.add((attr, ds))
+                out.setdefault(attr, []).append((inst, bool(deleted)))
+        return out
+
     def previous_instances(self, tenant: str, entity_id: str, attrs: Sequence[str],
                            before: datetime) -> dict[str, list[dict[str, Any]]]:
         """For each attribute, its instances (one per datasetId) as they were before ``before``."""

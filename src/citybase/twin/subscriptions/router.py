@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from citybase.security.deps import get_session
-from citybase.twin.errors import BadRequestData
+from citybase.twin.errors import BadRequestData, OperationNotSupported
 from citybase.twin.router import (
     PREFIX,
     READ,
@@ -20,6 +20,7 @@ from citybase.twin.router import (
     NgsiRoute,
     _bool,
     _int,
+    _known_params,
     answer,
     call_of,
     contexts_of,
@@ -32,6 +33,8 @@ from citybase.twin.settings import twin_settings
 from citybase.twin.subscriptions import service
 from citybase.twin.subscriptions.schemas import SubscriptionRead
 
+QUERY_PARAMS = frozenset({"limit", "offset", "count", "options", "local"})  # of the subscription list
+
 router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD subscriptions"])
 
 
@@ -41,6 +44,14 @@ def _sys_attrs(request: Request) -> bool:
     if unknown:
         raise BadRequestData(f"unknown options {', '.join(sorted(unknown))}; subscriptions know sysAttrs")
     return "sysAttrs" in opts
+
+
+def _no_id(request: Request, sub_id: str) -> None:
+    """PATCH or DELETE on …/subscriptions/ names no subscription: not an operation there (405)."""
+    if not sub_id:
+        err = OperationNotSupported(f"{request.method} needs a subscription id: …/subscriptions/{{id}}")
+        err.status = 405
+        raise err
 
 
 @router.post("/subscriptions", status_code=201, summary="Create a subscription")
@@ -57,11 +68,21 @@ def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming
 def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
                         session: Session = Depends(get_session, scope="function")) -> Response:
     call = call_of(request, inc)
+    _known_params(request, QUERY_PARAMS)
     limit = _int(request, "limit", 20, high=twin_settings().max_limit) or 0
     offset = _int(request, "offset", 0) or 0
     subs, total = service.list_subscriptions(session=session, call=call, limit=limit, offset=offset,
-                                             count=_bool(request, "count"), sys_attrs=_sys_attrs(request))
-    return answer(call, inc, subs, headers={"NGSILD-Results-Count": str(total)} if total is not None else None)
+                                             count=True, sys_attrs=_sys_attrs(request))
+    headers = {"NGSILD-Results-Count": str(total)} if _bool(request, "count") else {}
+    links = []  # the neighbouring pages (§5.5.9)
+    if offset > 0 and limit:
+        links.append((max(0, offset - limit), "prev"))
+    if limit and total is not None and offset + limit < total:
+        links.append((offset + limit, "next"))
+    if links:
+        headers["Link"] = ", ".join(f'<{PREFIX}/subscriptions?limit={limit}&offset={o}>; rel="{rel}"; '
+                                    f'type="{inc.accept}"' for o, rel in links)
+    return answer(call, inc, subs, headers=headers or None)
 
 
 @router.get("/subscriptions/{sub_id:path}", summary="Retrieve a subscription",
@@ -78,6 +99,7 @@ def get_subscription(sub_id: str, request: Request, _: Any = Depends(READ), inc:
 @router.patch("/subscriptions/{sub_id:path}", status_code=204, summary="Update a subscription (a fragment)")
 def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
                         session: Session = Depends(get_session, scope="function")) -> Response:
+    _no_id(request, sub_id)
     service.update_subscription(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body,
                                 contexts=contexts_of(request), base_url=str(request.base_url))
     return no_content(inc)
@@ -86,6 +108,7 @@ def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), 
 @router.delete("/subscriptions/{sub_id:path}", status_code=204, summary="Delete a subscription")
 def delete_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_query),
                         session: Session = Depends(get_session, scope="function")) -> Response:
+    _no_id(request, sub_id)
     service.delete_subscription(session=session, call=call_of(request, inc), sub_id=sub_id)
     return no_content(inc)
 

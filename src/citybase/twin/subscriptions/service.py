@@ -38,9 +38,12 @@ from citybase.twin.subscriptions.matching import (
     TenantIndex,
     classify,
     compile_subscription,
+    joined,
     selects,
     shown_entity,
     trigger_of,
+    unquoted,
+    with_lost_instances,
 )
 from citybase.twin.subscriptions.models import TwinSubscription
 from citybase.twin.subscriptions.notifier import Sent
@@ -226,6 +229,16 @@ def never_subscribed(*, session: Session, change: Any) -> bool:
     return isinstance(tenant, str) and SubscriptionRepository(session).revision(tenant) == 0
 
 
+def _fetch(session: Session, tenant: str, r: Resolver, now: datetime) -> Callable[[list[str]], dict[str, Any]]:
+    """The entities of the tenant by id, for the linked entities of a notification (notification.join)."""
+    call = twin.Call(tenant=tenant, resolver=r, at=now)
+    return lambda ids: twin.get_entities(session=session, call=call, ids=ids)
+
+
+def _at(ev: EntityChanged) -> datetime:
+    return datetime.fromisoformat(ev.modified_at.replace("Z", "+00:00"))
+
+
 def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache, contexts: ContextStore,
                  now: datetime | None = None) -> int:
     """Queue a notification for every live subscription of the tenant that this ``entity_changed`` event
@@ -248,6 +261,8 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
             return 0  # deleted since: its deletion is matched on its own event
         doc = twin.doc_of(entity)
     what = classify(ev.op, ev.attrs, doc if ev.op != "delete" else None, ev.modified_at)
+    if what.updated and any("attributeDeleted" in s.triggers for s in candidates):  # some instances deleted?
+        what = with_lost_instances(what, doc, repo.latest_instances(ev.tenant, ev.id, sorted(what.updated), _at(ev)))
     fired = {}
     for sub in candidates:
         reason = trigger_of(sub, what)
@@ -258,12 +273,11 @@ def match_change(*, session: Session, change: dict[str, Any], cache: IndexCache,
         sub, reason = fired[row.pk]
         if not row.active or (sub.throttling and not repo.claim(row.pk, now, sub.throttling)):
             continue  # paused meanwhile, or throttled
-        previous = None
-        if row.spec["notification"].get("showChanges") and what.updated:
-            previous = repo.previous_instances(ev.tenant, ev.id, sorted(what.updated),
-                                               datetime.fromisoformat(ev.modified_at.replace("Z", "+00:00")))
-        shown = shown_entity(row.spec, doc, what, _resolver(contexts, row.context), previous)
-        _queue(session, row, [shown], reason)
+        before = what.deleted | (what.updated if row.spec["notification"].get("showChanges") else frozenset())
+        previous = repo.previous_instances(ev.tenant, ev.id, sorted(before), _at(ev)) if before else None
+        r = _resolver(contexts, row.context)
+        shown = shown_entity(row.spec, doc, what, r, previous, reason)
+        _queue(session, row, joined(row.spec, doc, shown, r, _fetch(session, ev.tenant, r, now)), reason)
         queued += 1
     return queued
 
@@ -284,7 +298,7 @@ def notify_periodic(*, session: Session, contexts: ContextStore, now: datetime |
         q = spec.get("q")
         found: dict[str, dict[str, Any]] = {}
         try:
-            base = twin.Query(q=ql.parse_q(q["text"], _resolver(contexts, q["context"]).expand) if q else None,
+            base = twin.Query(q=ql.parse_q(unquoted(q["text"]), _resolver(contexts, q["context"]).expand) if q else None,
                               geo=payload.parse_geoq(spec["geoQ"]) if spec.get("geoQ") else None,
                               scope=ql.parse_scope_query(spec["scopeQ"]) if spec.get("scopeQ") else None, limit=limit)
             for sel in spec["entities"]:
@@ -297,7 +311,9 @@ def notify_periodic(*, session: Session, contexts: ContextStore, now: datetime |
         except NonexistentTenant:
             found = {}
         if found:
-            _queue(session, row, [shown_entity(spec, d, None, r) for d in list(found.values())[:limit]], None)
+            fetch = _fetch(session, row.tenant, r, now)
+            _queue(session, row, [e for d in list(found.values())[:limit]
+                                  for e in joined(spec, d, shown_entity(spec, d, None, r), r, fetch)], None)
     return len(rows)
 
 
