@@ -68,3 +68,45 @@ def test_registrations_are_checked(ngsi):
         r = ngsi.post("/csourceRegistrations", body)
         assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), (body, r.text)
     assert ngsi.get("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:none").status_code == 404
+
+
+def _registration(rid: str, entities: list[dict], **more) -> dict:
+    return {"id": rid, "type": "ContextSourceRegistration", "information": [{"entities": entities, **more.pop("info", {})}],
+            "endpoint": "http://street.example.org", **more}
+
+
+def test_registrations_are_discovered_by_entities_attributes_properties_place_and_time(ngsi):
+    regs = [_registration("urn:ngsi-ld:ContextSourceRegistration:a", [{"type": "Building"}],
+                          info={"propertyNames": ["name"]}, provider="north"),
+            _registration("urn:ngsi-ld:ContextSourceRegistration:b", [{"id": "urn:ngsi-ld:Sensor:S1", "type": "Sensor"}],
+                          info={"propertyNames": ["temperature"]}, provider="south"),
+            _registration("urn:ngsi-ld:ContextSourceRegistration:c", [{"type": "Building"}],
+                          location={"type": "Point", "coordinates": [121.43, 31.19]},
+                          observationInterval={"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-06-01T00:00:00Z"})]
+    for body in regs:
+        assert ngsi.post("/csourceRegistrations", body).status_code == 201
+
+    def found(**params) -> list[str]:
+        r = ngsi.get("/csourceRegistrations", **params)
+        assert r.status_code == 200, r.text
+        return sorted(x["id"].rsplit(":", 1)[-1] for x in r.json())
+
+    assert found(type="Building") == ["a", "c"]
+    assert found(attrs="temperature") == ["b", "c"]  # c names no attributes: it may hold any
+    assert found(id="urn:ngsi-ld:Sensor:S1,urn:ngsi-ld:Building:B9") == ["a", "b", "c"]
+    assert found(id="urn:ngsi-ld:Sensor:S2") == ["a", "c"]
+    assert found(q='provider=="south"') == ["b"]  # a Context Source Property, shown back in the caller's names
+    assert ngsi.get("/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:b").json()["provider"] == "south"
+    assert found(type="Building", georel="near;maxDistance==1000", geometry="Point", coordinates="[121.431,31.19]") == ["c"]
+    assert found(type="Building", timerel="before", timeAt="2025-12-01T00:00:00Z") == []
+    assert found(type="Building", timerel="after", timeAt="2026-03-01T00:00:00Z") == ["c"]
+
+    page = ngsi.get("/csourceRegistrations", type="Building", limit=1, offset=1)
+    assert [x["id"] for x in page.json()] == ["urn:ngsi-ld:ContextSourceRegistration:c"]
+    assert '</ngsi-ld/v1/csourceRegistrations?type=Building&limit=1&offset=0>; rel="prev"' in page.headers["link"]
+
+    for bad in ({}, {"id": "not a uri"}, {"q": "(provider"}, {"georel": "within"}, {"type": "Building", "timerel": "before"}):
+        r = ngsi.get("/csourceRegistrations", **bad)
+        assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), (bad, r.text)
+    for method in ("PATCH", "DELETE"):  # the id left out of the path
+        assert ngsi.send(method, "/csourceRegistrations/").status_code == 405

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from citybase.security.deps import get_session
+from citybase.twin.errors import BadRequestData, OperationNotSupported
 from citybase.twin.router import (
     PREFIX,
     READ,
@@ -16,6 +17,8 @@ from citybase.twin.router import (
     Incoming,
     NgsiRoute,
     _int,
+    _query,
+    _time_query,
     also_with_a_trailing_slash,
     answer,
     call_of,
@@ -26,6 +29,8 @@ from citybase.twin.router import (
 )
 from citybase.twin.sources import service
 
+FILTERS = ("type", "attrs", "id", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "timerel", "timeAt")
+PAGE_TYPE = "application/ld+json"
 router = APIRouter(prefix=PREFIX, route_class=NgsiRoute, tags=["NGSI-LD twin"])
 
 
@@ -42,9 +47,39 @@ def listed(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(rea
     call = call_of(request, inc)
     limit = _int(request, "limit", 20, high=1000) or 0
     offset = _int(request, "offset", 0) or 0
-    rows = service.listed(session=session, call=call)
+    rows = service.listed(session=session, call=call, query=_discovery(request, call))
     headers = {"NGSILD-Results-Count": str(len(rows))} if request.query_params.get("count") == "true" else {}
+    links = []  # the neighbouring pages (§5.5.9), with the query's other parameters
+    if offset > 0 and limit:
+        links.append((max(0, offset - limit), "prev"))
+    if limit and offset + limit < len(rows):
+        links.append((offset + limit, "next"))
+    if links:
+        rest = [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")]
+        headers["Link"] = ", ".join(
+            f'<{PREFIX}/csourceRegistrations?{urlencode([*rest, ("limit", limit), ("offset", o)], safe=":,")}>; '
+            f'rel="{rel}"; type="{PAGE_TYPE}"' for o, rel in links)
     return answer(call, inc, [service.shown(r, call) for r in rows[offset:offset + limit]], headers=headers)
+
+
+def _discovery(request: Request, call: Any) -> service.Discovery:
+    """The query's filters (§5.10.2): at least one of them, each checked."""
+    from citybase.twin import query as ql
+
+    p = request.query_params
+    if not any(p.get(k) for k in FILTERS):
+        raise BadRequestData("a query of registrations needs type, attrs, id, idPattern, q, csf or a geo-query")
+    eq = _query(request, call)  # type, id, idPattern, attrs, q and the geo-query, as an entity query has them
+    tq = _time_query(request, call)
+    d = service.Discovery(types=eq.types, ids=eq.ids, id_pattern=eq.id_pattern, attrs=eq.attrs, q=eq.q, geo=eq.geo,
+                          timerel=tq.timerel, time_at=tq.time_at, end_time_at=tq.end_time_at,
+                          timeproperty=tq.timeproperty)
+    if p.get("csf"):
+        try:
+            d.csf = ql.parse_q(p["csf"], call.resolver.expand)
+        except ValueError as exc:
+            raise BadRequestData(f"csf: {exc}") from None
+    return d
 
 
 @router.get("/csourceRegistrations/{registration_id:path}", summary="One context source registration")
@@ -68,6 +103,14 @@ def delete(registration_id: str, request: Request, _: Any = Depends(WRITE), inc:
            session: Session = Depends(get_session, scope="function")) -> Response:
     service.delete(session=session, call=call_of(request, inc), registration_id=registration_id)
     return no_content(inc)
+
+
+@router.api_route("/csourceRegistrations/", methods=["PATCH", "PUT", "DELETE"], include_in_schema=False)
+def no_id(request: Request, _: Any = Depends(READ)) -> Response:
+    """PATCH or DELETE with the registration id left out: not an operation on the collection (405)."""
+    err = OperationNotSupported(f"{request.method} needs a registration id: {PREFIX}/csourceRegistrations/<id>")
+    err.status = 405
+    raise err
 
 
 also_with_a_trailing_slash(router)

@@ -21,10 +21,12 @@ from citybase.twin.sources import events
 from citybase.twin.sources.models import TwinRegistration
 from citybase.twin.sources.repository import RegistrationRepository
 
+LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 MODES = ("inclusive", "exclusive", "redirect", "auxiliary")
 KEYS = {"id", "type", "information", "endpoint", "mode", "operations", "expiresAt", "contextSourceInfo", "tenant",
         "registrationName", "description", "management", "scope", "location", "observationInterval",
         "managementInterval", "refreshRate", "cacheDuration", "timeout", "cooldown", "@context"}
+SYSTEM = {"createdAt", "modifiedAt", "status", "timesSent", "timesFailed", "lastSuccess", "lastFailure"}
 
 
 def _information(items: Any, call: Call) -> list[dict[str, Any]]:
@@ -70,9 +72,6 @@ def _information(items: Any, call: Call) -> list[dict[str, Any]]:
 def _expanded(body: Any, call: Call, *, partial: bool = False) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestData("the body must be a ContextSourceRegistration object")
-    unknown = set(body) - KEYS
-    if unknown:
-        raise BadRequestData(f"unknown members {', '.join(sorted(unknown))[:120]} in a ContextSourceRegistration")
     if (not partial or "type" in body) and body.get("type") != "ContextSourceRegistration":
         raise BadRequestData('type must be "ContextSourceRegistration"')
     out: dict[str, Any] = {}
@@ -105,6 +104,10 @@ def _expanded(body: Any, call: Call, *, partial: bool = False) -> dict[str, Any]
                 "observationInterval", "managementInterval"):
         if key in body:
             out[key] = body[key]
+    extra = {call.resolver.expand(check_name(k, "context source property")): v for k, v in body.items()
+             if k not in KEYS and k not in SYSTEM}
+    if extra:  # Context Source Properties (§5.2.9): further members, names expanded
+        out["properties"] = {**(out.get("properties") or {}), **extra}
     return out
 
 
@@ -130,14 +133,107 @@ def get(*, session: Session, call: Call, registration_id: str) -> TwinRegistrati
     return row
 
 
-def listed(*, session: Session, call: Call) -> list[TwinRegistration]:
-    return RegistrationRepository(session).all(call.tenant)
+def listed(*, session: Session, call: Call, query: Discovery | None = None) -> list[TwinRegistration]:
+    """The tenant's registrations, or those a discovery query matches (§5.10.2.4)."""
+    rows = RegistrationRepository(session).all(call.tenant)
+    return rows if query is None else [r for r in rows if _discovered(r, query, call.resolver.expand)]
+
+
+@dataclass
+class Discovery:
+    """A query of context source registrations (§5.10.2), its names already expanded."""
+
+    types: Any = None  # a parsed type expression (twin.query)
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    attrs: list[str] | None = None
+    q: Any = None  # over the Context Source Properties
+    csf: Any = None  # the same, the context source filter
+    geo: Any = None  # over the registration's location
+    timerel: str | None = None  # over observationInterval (observedAt) or managementInterval (createdAt, modifiedAt)
+    time_at: datetime | None = None
+    end_time_at: datetime | None = None
+    timeproperty: str = "observedAt"
+
+
+def _as_entity(row: TwinRegistration, expand: Any) -> dict[str, Any]:
+    """The registration as q and geo-queries see an entity: its properties as attributes."""
+    attrs: dict[str, Any] = {}
+    for iri, value in (row.body.get("properties") or {}).items():
+        attrs[iri] = [value if isinstance(value, dict) and "type" in value else {"type": "Property", "value": value}]
+    for key in ("endpoint", "mode", "registrationName", "description", "tenant"):
+        value = row.mode if key == "mode" else row.body.get(key)
+        if value is not None:
+            attrs.setdefault(expand(key), [{"type": "Property", "value": value}])
+    if row.body.get("location") is not None:
+        attrs[LOCATION] = [{"type": "GeoProperty", "value": row.body["location"]}]
+    return {"id": row.registration_id, "type": ["ContextSourceRegistration"], "attrs": attrs}
+
+
+def _in_time(row: TwinRegistration, d: Discovery) -> bool:
+    interval = row.body.get("observationInterval" if d.timeproperty == "observedAt" else "managementInterval")
+    if not isinstance(interval, dict):
+        return False
+    try:
+        start = parse_time(interval["startAt"], "startAt") if interval.get("startAt") else None
+        end = parse_time(interval["endAt"], "endAt") if interval.get("endAt") else None
+    except BadRequestData:
+        return False
+    assert d.time_at is not None
+    if d.timerel == "before":
+        return start is None or start < d.time_at
+    if d.timerel == "after":
+        return end is None or end > d.time_at
+    return (start is None or d.end_time_at is None or start < d.end_time_at) and (end is None or end > d.time_at)
+
+
+def _discovered(row: TwinRegistration, d: Discovery, expand: Any) -> bool:
+    from citybase.twin import geoquery
+    from citybase.twin import query as ql
+
+    if d.types is not None or d.ids or d.id_pattern or d.attrs:
+        if not any(_item_discovered(item, d) for item in row.body["information"]):
+            return False
+    entity = _as_entity(row, expand)
+    if d.q is not None and not ql.matches(d.q, entity):
+        return False
+    if d.csf is not None and not ql.matches(d.csf, entity):
+        return False
+    if d.geo is not None and not geoquery.geo_matches(d.geo, entity):
+        return False
+    return d.timerel is None or _in_time(row, d)
+
+
+def _item_discovered(item: dict[str, Any], d: Discovery) -> bool:
+    from citybase.twin import query as ql
+
+    names = set(item.get("propertyNames", ())) | set(item.get("relationshipNames", ()))
+    if d.attrs and names and not set(d.attrs) & names:
+        return False
+    ents = item.get("entities")
+    if not ents:  # only attribute names: any entity
+        return True
+    for e in ents:
+        if d.types is not None and not ql.matches(d.types, {"type": e["type"]}):
+            continue
+        if d.ids:
+            if "id" in e and e["id"] not in d.ids:
+                continue
+            if "idPattern" in e and not any(re.fullmatch(e["idPattern"], i) for i in d.ids):
+                continue
+        if d.id_pattern:
+            if "id" in e and not re.fullmatch(d.id_pattern, e["id"]):
+                continue
+        return True
+    return False
 
 
 def update(*, session: Session, call: Call, registration_id: str, body: Any) -> None:
     row = get(session=session, call=call, registration_id=registration_id)
     data = _expanded(body, call, partial=True)
     merged = {**row.body, **data}
+    if "properties" in data:
+        merged["properties"] = {**(row.body.get("properties") or {}), **data["properties"]}
     row.body = merged
     row.endpoint = merged["endpoint"]
     row.mode = merged.get("mode", row.mode)
@@ -186,6 +282,8 @@ def shown(row: TwinRegistration, call: Call) -> dict[str, Any]:
                 "management", "scope", "location", "observationInterval", "managementInterval"):
         if body.get(key) is not None:
             out[key] = body[key]
+    for iri, value in (body.get("properties") or {}).items():
+        out.setdefault(r.compact(iri), value)
     return out
 
 
