@@ -110,3 +110,55 @@ def test_registrations_are_discovered_by_entities_attributes_properties_place_an
         assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), (bad, r.text)
     for method in ("PATCH", "DELETE"):  # the id left out of the path
         assert ngsi.send(method, "/csourceRegistrations/").status_code == 405
+
+
+def _car(eid: str, speed: int, **more) -> dict:
+    return {"id": eid, "type": "Car", "speed": {"type": "Property", "value": speed}, **more, "@context": [CTX]}
+
+
+def test_sources_are_asked_as_their_mode_and_operations_say(ngsi, tmp_path):
+    """The district twin (in this process, both engines) asks a street twin (a server process): an exclusive
+    source's attributes win over the local ones and it is asked only for what it registered, an auxiliary
+    one fills in what the local entity lacks, and a source is asked with the operations it takes."""
+    street_db = f"sqlite:///{tmp_path / 'street.sqlite3'}"
+    from citybase.storage.db import make_engine
+    from citybase.storage.migrate import upgrade
+
+    upgrade(make_engine(street_db))
+    ngsi.linked = False  # core names only: the street cannot fetch a context hosted by this in-process twin
+    v1, v2 = "urn:ngsi-ld:Car:V1", "urn:ngsi-ld:Car:V2"
+    with serve(street_db, tmp_path / "street", CITYBASE_TWIN_ANONYMOUS="write") as street:
+        parked = {"type": "Relationship", "object": "urn:ngsi-ld:Parking:P1"}
+        for body in (_car(v1, 80, isParked=parked), _car(v2, 30)):
+            assert call("POST", f"{street.base}/ngsi-ld/v1/entities", json_body=body, headers=LD).status == 201
+        assert ngsi.post("/entities", _car(v1, 10, brand={"type": "Property", "value": "Hongqi"})).status_code == 201
+
+        def register(mode: str, entities: list[dict], **more) -> str:
+            body = {"type": "ContextSourceRegistration", "endpoint": street.base, "mode": mode,
+                    "information": [{"entities": entities, **more.pop("info", {})}], **more, "@context": [CTX]}
+            r = ngsi.post("/csourceRegistrations", body)
+            assert r.status_code == 201, r.text
+            return r.headers["location"].rsplit("/", 1)[-1]
+
+        rid = register("exclusive", [{"id": v1, "type": "Car"}], info={"propertyNames": ["speed"]})
+        one = ngsi.get(f"/entities/{v1}").json()
+        assert one["speed"]["value"] == 80 and one["brand"]["value"] == "Hongqi" and "isParked" not in one
+        cars = ngsi.get("/entities", type="Car").json()
+        assert [(e["id"], e["speed"]["value"], "isParked" in e) for e in cars] == [(v1, 80, False)]
+        assert ngsi.send("DELETE", f"/csourceRegistrations/{rid}").status_code == 204
+
+        rid = register("auxiliary", [{"id": v1, "type": "Car"}])
+        one = ngsi.get(f"/entities/{v1}").json()
+        assert one["speed"]["value"] == 10 and one["isParked"]["object"] == "urn:ngsi-ld:Parking:P1"
+        assert ngsi.send("DELETE", f"/csourceRegistrations/{rid}").status_code == 204
+
+        rid = register("inclusive", [{"type": "Car"}], operations=["queryBatch"])
+        assert ngsi.get(f"/entities/{v2}").json()["speed"]["value"] == 30  # asked with POST /entityOperations/query
+        found = ngsi.post("/entityOperations/query", {"type": "Query", "entities": [{"type": "Car"}], "@context": [CTX]})
+        assert found.status_code == 200 and sorted(e["id"] for e in found.json()) == [v1, v2]
+        assert sorted(e["id"] for e in ngsi.get("/entities", type="Car").json()) == [v1, v2]
+        assert ngsi.send("DELETE", f"/csourceRegistrations/{rid}").status_code == 204
+
+        register("inclusive", [{"type": "Car"}], operations=["retrieveEntity"])  # takes no queries
+        assert [e["id"] for e in ngsi.get("/entities", type="Car").json()] == [v1]
+        assert ngsi.get(f"/entities/{v2}").json()["speed"]["value"] == 30

@@ -728,8 +728,10 @@ def _types_of_query(node: Any) -> set[str]:
 
 
 def _from_sources(session: Session, call: service.Call, request: Request, query: service.Query,
-                  shown: list[dict[str, Any]], path: str) -> tuple[list[dict[str, Any]], int]:
-    """The local answer merged with what each matching registered source answers for the same query."""
+                  shown: list[dict[str, Any]], payload: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The local answer merged with what each matching registered source answers for the same query, asked
+    as the registration's ``operations`` allow: ``GET /entities`` (queryEntity) or ``POST
+    /entityOperations/query`` (queryBatch), whichever the caller used if the source takes both."""
     from citybase.twin.sources import forward
     from citybase.twin.sources import service as sources
 
@@ -738,25 +740,106 @@ def _from_sources(session: Session, call: service.Call, request: Request, query:
     if not regs:
         return shown, 0
     before = {e.get("id") for e in shown}
-    params = list(request.query_params.multi_items())
     merged = shown
     for reg in regs:
-        got = forward.ask(reg.endpoint, path, params, link=call.resolver.link, body=reg.body)
-        if isinstance(got, list):
-            merged = forward.merge(merged, got)
+        params = _narrowed(call, reg, list(request.query_params.multi_items()))
+        link = call.resolver.link
+        batch = forward.allows(reg.body, "queryBatch")
+        plain = forward.allows(reg.body, "queryEntity")
+        if payload is not None and batch or payload is None and not plain and batch:
+            body = payload if payload is not None else forward.query_body(params, _registered_types(call, reg))
+            got = forward.ask(reg.endpoint, "entityOperations/query", [], link=link, body=reg.body,
+                              payload={k: v for k, v in body.items() if k != "@context"})
+        elif plain:
+            asked = params if payload is None else [*forward.query_params(payload), *params]
+            got = forward.ask(reg.endpoint, "entities", asked, link=link, body=reg.body)
+        else:
+            continue
+        merged = forward.merge(merged, [_registered_only(call, reg, e) for e in forward.entities_of(got)],
+                               first=reg.mode in ("exclusive", "redirect"))
     return merged, len({e.get("id") for e in merged} - before)
 
 
-def _one_from_sources(session: Session, call: service.Call, request: Request, entity_id: str) -> Any:
+def _narrowed(call: service.Call, reg: Any, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An exclusive or redirect source is asked only for what it is registered for (§4.3.6.3): its entity ids
+    and attribute names, where the query names none."""
+    if reg.mode not in ("exclusive", "redirect"):
+        return params
+    have = {k for k, _ in params}
+    items = reg.body["information"]
+    ids = [e["id"] for item in items for e in item.get("entities") or () if "id" in e]
+    names = [call.resolver.compact(n) for item in items for key in ("propertyNames", "relationshipNames")
+             for n in item.get(key, ())]
+    every_id = all("id" in e for item in items for e in item.get("entities") or [{}])
+    extra = []
+    if "id" not in have and ids and every_id:
+        extra.append(("id", ",".join(dict.fromkeys(ids))))
+    if "attrs" not in have and names and all(item.get("propertyNames") or item.get("relationshipNames")
+                                             for item in items):
+        extra.append(("attrs", ",".join(dict.fromkeys(names))))
+    return [*params, *extra]
+
+
+def _registered_only(call: service.Call, reg: Any, entity: dict[str, Any]) -> dict[str, Any]:
+    """An exclusive or redirect source's entity with only the attributes it is registered for."""
+    items = reg.body["information"]
+    if reg.mode not in ("exclusive", "redirect") or not all(
+            item.get("propertyNames") or item.get("relationshipNames") for item in items):
+        return entity
+    names = {call.resolver.compact(n) for item in items for key in ("propertyNames", "relationshipNames")
+             for n in item.get(key, ())}
+    return {k: v for k, v in entity.items() if k in names or k in ("id", "type", "scope", "@context")}
+
+
+def _registered_types(call: service.Call, reg: Any, entity_id: str | None = None) -> list[str]:
+    """The entity types a registration names (for an entity id: those of the entity infos that may hold it)."""
+    out: list[str] = []
+    for item in reg.body["information"]:
+        for e in item.get("entities") or ():
+            if entity_id is not None and ("id" in e and e["id"] != entity_id or "idPattern" in e and not
+                                          re.fullmatch(e["idPattern"], entity_id)):
+                continue
+            out.extend(call.resolver.compact(t) for t in e["type"] if call.resolver.compact(t) not in out)
+    return out
+
+
+def _one_from_sources(session: Session, call: service.Call, request: Request, entity_id: str) -> \
+        list[tuple[str, dict[str, Any]]]:
+    """What the registered sources hold of one entity, each with its registration's mode, asked with
+    retrieveEntity, else queryEntity, else queryBatch, as the registration allows."""
     from citybase.twin.sources import forward
     from citybase.twin.sources import service as sources
 
+    out = []
+    params = list(request.query_params.multi_items())
     for reg in sources.matching(session=session, call=call, types=None, ids=[entity_id], attrs=None):
-        got = forward.ask(reg.endpoint, f"entities/{quote(entity_id, safe=':')}", list(request.query_params.multi_items()),
-                          link=call.resolver.link, body=reg.body)
-        if isinstance(got, dict) and got.get("id") == entity_id:
-            return got
-    return None
+        link = call.resolver.link
+        types = _registered_types(call, reg, entity_id)
+        if forward.allows(reg.body, "retrieveEntity"):
+            asked = [kv for kv in _narrowed(call, reg, params) if kv[0] != "id" or any(k == "id" for k, _ in params)]
+            got = forward.ask(reg.endpoint, f"entities/{quote(entity_id, safe=':')}", asked, link=link, body=reg.body)
+        elif forward.allows(reg.body, "queryEntity"):
+            got = forward.ask(reg.endpoint, "entities", [("id", entity_id), *([("type", ",".join(types))] if types
+                                                                               else []), *params],
+                              link=link, body=reg.body)
+        elif forward.allows(reg.body, "queryBatch"):
+            selector = {"id": entity_id, **({"type": ",".join(types)} if types else {})}
+            got = forward.ask(reg.endpoint, "entityOperations/query", [], link=link, body=reg.body,
+                              payload={"type": "Query", "entities": [selector]})
+        else:
+            continue
+        out.extend((reg.mode, _registered_only(call, reg, e)) for e in forward.entities_of(got)
+                   if e.get("id") == entity_id)
+    return out
+
+
+def _merged_one(local: list[dict[str, Any]], remote: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    from citybase.twin.sources import forward
+
+    merged = local
+    for mode, e in remote:
+        merged = forward.merge(merged, [e], first=mode in ("exclusive", "redirect"))
+    return merged[0]
 
 
 def _fetcher(session: Session, call: service.Call) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
@@ -810,7 +893,7 @@ def query_entities(request: Request, _: Any = Depends(READ), inc: Incoming = Dep
         shown = [e for e in shown if e]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     if p.get("local") != "true":  # and what the registered context sources hold (distributed query)
-        shown, extra = _from_sources(session, call, request, query, shown, "entities")
+        shown, extra = _from_sources(session, call, request, query, shown)
         if extra and total is not None:
             headers["NGSILD-Results-Count"] = str(total + extra)
     if inc.accept == GEO:
@@ -833,12 +916,14 @@ def get_entity(entity_id: str, request: Request, _: Any = Depends(READ), inc: In
     try:
         doc = service.get_entity(session=session, call=call, entity_id=entity_id)
     except (ResourceNotFound, NonexistentTenant):
-        remote = None if request.query_params.get("local") == "true" else _one_from_sources(
+        remote = [] if request.query_params.get("local") == "true" else _one_from_sources(
             session, call, request, entity_id)
-        if remote is None:
+        if not remote:
             raise
-        return answer(call, inc, remote)
+        return answer(call, inc, _merged_one([], remote))
     every = view.show([doc], fetch=_fetcher(session, call))
+    if request.query_params.get("local") != "true" and view.join is None:  # and what registered sources add
+        every[0] = _merged_one([every[0]], _one_from_sources(session, call, request, entity_id))
     shown = every[0]
     if view.attrs and not set(shown) - {"id", "type", "scope", "createdAt", "modifiedAt"}:
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
@@ -974,6 +1059,10 @@ def batch_query(request: Request, _: Any = Depends(READ), inc: Incoming = Depend
             raise BadRequestData("joinLevel must be a whole number from 1 to 10")
         view.join, view.join_level = inc.body["join"], level
     shown = _shown(call, request, docs, query, inc, view, session)
+    if request.query_params.get("local") != "true" and not (isinstance(inc.body, dict) and inc.body.get("local")):
+        shown, extra = _from_sources(session, call, request, query, shown, payload=inc.body)
+        if extra and total is not None:
+            headers["NGSILD-Results-Count"] = str(total + extra)
     if inc.accept == GEO:
         body = {"type": "FeatureCollection", "features": _geojson(call, request, shown, docs)}
         return answer(call, inc, body, headers=headers)

@@ -314,8 +314,6 @@ def matching(*, session: Session, call: Call, types: Iterable[str] | None, ids: 
     for row in _registered(session, call.tenant):
         if row.expires_at is not None and row.expires_at.replace(tzinfo=call.at.tzinfo) <= call.at:
             continue
-        if row.mode == "auxiliary" and (ids and not types):
-            continue
         if any(_item_matches(item, types, ids, attrs) for item in row.body["information"]):
             out.append(row)
     return out
