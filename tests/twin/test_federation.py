@@ -162,3 +162,28 @@ def test_sources_are_asked_as_their_mode_and_operations_say(ngsi, tmp_path):
         register("inclusive", [{"type": "Car"}], operations=["retrieveEntity"])  # takes no queries
         assert [e["id"] for e in ngsi.get("/entities", type="Car").json()] == [v1]
         assert ngsi.get(f"/entities/{v2}").json()["speed"]["value"] == 30
+
+
+def test_subscriptions_to_registrations_are_kept_apart_from_entity_subscriptions(ngsi):
+    body = {"id": "urn:ngsi-ld:Subscription:csr-1", "type": "Subscription", "entities": [{"type": "Building"}],
+            "notification": {"format": "keyValues", "endpoint": {"uri": "http://localhost:1111/notify"}}}
+    r = ngsi.post("/csourceSubscriptions", body)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1"
+    assert ngsi.post("/csourceSubscriptions", body).status_code == 409
+    got = ngsi.get("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1").json()
+    assert got["entities"] == [{"type": "Building"}] and got["status"] == "active"
+    assert "notificationTrigger" not in got and "jsonldContext" not in got  # neither was given
+    assert ngsi.get("/subscriptions/urn:ngsi-ld:Subscription:csr-1").status_code == 404  # not an entity subscription
+    listed = ngsi.get("/csourceSubscriptions", count="true")
+    assert [s["id"] for s in listed.json()] == [body["id"]] and listed.headers["ngsild-results-count"] == "1"
+
+    assert ngsi.send("PATCH", "/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1", {"isActive": False}).status_code == 204
+    assert ngsi.get("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1").json()["status"] == "paused"
+    no_endpoint = {"notification": {"format": "keyValues"}}  # a notification given replaces the old one whole
+    assert ngsi.send("PATCH", "/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1", no_endpoint).status_code == 400
+    assert ngsi.post("/csourceSubscriptions", {**body, "id": "urn:x:2", "type": "Registration"}).status_code == 400
+    for method in ("PATCH", "DELETE"):
+        assert ngsi.send(method, "/csourceSubscriptions/").status_code == 405
+    assert ngsi.send("DELETE", "/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1").status_code == 204
+    assert ngsi.get("/csourceSubscriptions/urn:ngsi-ld:Subscription:csr-1").status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citybase.storage.db import Base
@@ -25,6 +25,24 @@ class TwinRegistration(Base):
     mode: Mapped[str] = mapped_column(String(16))  # inclusive, exclusive, redirect, auxiliary
     body: Mapped[dict[str, Any]] = mapped_column(DOC)  # the registration, names expanded (information, …)
     context: Mapped[Any | None] = mapped_column(DOC)  # the @context it was registered with
+    expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    modified_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class TwinSourceSubscription(Base):
+    """A subscription to context source registrations (§5.11); ``spec`` in the stored form of
+    ``twin.subscriptions.payload``, as an entity subscription's."""
+
+    __tablename__ = "twin_source_subscriptions"
+    __table_args__ = (UniqueConstraint("tenant", "sub_id", name="uq_twin_source_subscriptions_tenant_sub_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    sub_id: Mapped[str] = mapped_column(String(1024))
+    spec: Mapped[dict[str, Any]] = mapped_column(DOC)
+    context: Mapped[str] = mapped_column(String(2048))  # jsonldContext: the @context notifications would use
+    active: Mapped[bool] = mapped_column(Boolean)
     expires_at: Mapped[datetime | None] = mapped_column(TZ)
     created_at: Mapped[datetime] = mapped_column(TZ)
     modified_at: Mapped[datetime] = mapped_column(TZ)

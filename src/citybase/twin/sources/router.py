@@ -1,4 +1,5 @@
-"""``/ngsi-ld/v1/csourceRegistrations``: register, list, read, update and delete context sources."""
+"""``/ngsi-ld/v1/csourceRegistrations``: register, list, read, update and delete context sources;
+``/ngsi-ld/v1/csourceSubscriptions``: subscriptions to those registrations."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from citybase.twin.router import (
     Incoming,
     NgsiRoute,
     _int,
+    _known_params,
     _query,
     _time_query,
     also_with_a_trailing_slash,
@@ -27,7 +29,7 @@ from citybase.twin.router import (
     read_merge,
     read_query,
 )
-from citybase.twin.sources import service
+from citybase.twin.sources import service, subscribing
 
 FILTERS = ("type", "attrs", "id", "idPattern", "q", "csf", "georel", "geometry", "coordinates", "timerel", "timeAt")
 PAGE_TYPE = "application/ld+json"
@@ -105,10 +107,69 @@ def delete(registration_id: str, request: Request, _: Any = Depends(WRITE), inc:
     return no_content(inc)
 
 
+# ------------------------------------------------------------------------------ /csourceSubscriptions (§5.11)
+
+
+@router.post("/csourceSubscriptions", status_code=201, summary="Subscribe to context source registrations")
+def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    sid = subscribing.create(session=session, call=call_of(request, inc), body=inc.body)
+    return no_content(inc, 201, {"Location": f"{PREFIX}/csourceSubscriptions/{quote(sid, safe=':')}"})
+
+
+@router.get("/csourceSubscriptions", summary="Subscriptions to registrations (limit, offset, count)")
+def query_subscriptions(request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    from citybase.twin.subscriptions.router import QUERY_PARAMS, _sys_attrs
+
+    call = call_of(request, inc)
+    _known_params(request, QUERY_PARAMS)
+    limit = _int(request, "limit", 20, high=1000) or 0
+    offset = _int(request, "offset", 0) or 0
+    subs, total = subscribing.listed(session=session, call=call, limit=limit, offset=offset,
+                                     sys_attrs=_sys_attrs(request))
+    headers = {"NGSILD-Results-Count": str(total)} if request.query_params.get("count") == "true" else {}
+    links = []
+    if offset > 0 and limit:
+        links.append((max(0, offset - limit), "prev"))
+    if limit and offset + limit < total:
+        links.append((offset + limit, "next"))
+    if links:
+        headers["Link"] = ", ".join(f'<{PREFIX}/csourceSubscriptions?limit={limit}&offset={o}>; rel="{rel}"; '
+                                    f'type="{PAGE_TYPE}"' for o, rel in links)
+    return answer(call, inc, subs, headers=headers)
+
+
+@router.get("/csourceSubscriptions/{sub_id:path}", summary="One subscription to registrations")
+def get_subscription(sub_id: str, request: Request, _: Any = Depends(READ), inc: Incoming = Depends(read_query),
+                     session: Session = Depends(get_session, scope="function")) -> Response:
+    from citybase.twin.subscriptions.router import _sys_attrs
+
+    if not sub_id:
+        return query_subscriptions(request, _, inc, session)
+    call = call_of(request, inc)
+    return answer(call, inc, subscribing.get(session=session, call=call, sub_id=sub_id, sys_attrs=_sys_attrs(request)))
+
+
+@router.patch("/csourceSubscriptions/{sub_id}", status_code=204, summary="Update a subscription to registrations")
+def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    subscribing.update(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body)
+    return no_content(inc)
+
+
+@router.delete("/csourceSubscriptions/{sub_id}", status_code=204, summary="Delete a subscription to registrations")
+def delete_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_query),
+                        session: Session = Depends(get_session, scope="function")) -> Response:
+    subscribing.delete(session=session, call=call_of(request, inc), sub_id=sub_id)
+    return no_content(inc)
+
+
+@router.api_route("/csourceSubscriptions/", methods=["PATCH", "PUT", "DELETE"], include_in_schema=False)
 @router.api_route("/csourceRegistrations/", methods=["PATCH", "PUT", "DELETE"], include_in_schema=False)
 def no_id(request: Request, _: Any = Depends(READ)) -> Response:
-    """PATCH or DELETE with the registration id left out: not an operation on the collection (405)."""
-    err = OperationNotSupported(f"{request.method} needs a registration id: {PREFIX}/csourceRegistrations/<id>")
+    """PATCH or DELETE with the id left out: not an operation on the collection (405)."""
+    err = OperationNotSupported(f"{request.method} needs an id: {request.url.path[:200]}<id>")
     err.status = 405
     raise err
 
