@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Select, case, cast, func, literal, select
+from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select
 from sqlalchemy.orm import Session
 
 from citybase.core.timeutil import as_utc
@@ -126,7 +126,10 @@ class ServicesRepository:
 
     def next_code(self, prefix: str) -> str:
         """The next application code of the day (prefix = XH + yyyymmdd)."""
-        last = self.session.scalar(select(func.max(Application.code)).where(Application.code.like(f"{prefix}%")))
+        # a range on the unique index (a LIKE is case-insensitive on SQLite and collated on PostgreSQL, so
+        # neither engine reads it from the index: every code was scanned); codes are prefix + 6 digits
+        last = self.session.scalar(select(func.max(Application.code)).where(
+            Application.code >= prefix, Application.code <= f"{prefix}999999"))
         n = int(last[len(prefix):]) + 1 if last else 1
         return f"{prefix}{n:06d}"
 
@@ -245,27 +248,36 @@ class ServicesRepository:
             .where(*self._kpi_parts(since, until, department_id, item_code))
             .group_by(Part.department_id, Part.item_code)).all())
 
-    def _local_date(self, column: Any) -> Any:
-        """The Asia/Shanghai calendar date of a stored instant (SQLite keeps UTC wall time, China has no DST)."""
+    def _local_day(self, column: Any) -> list[Any]:
+        """What to group a stored instant by for its Asia/Shanghai date (see ``local_day``). PostgreSQL: the date.
+        SQLite keeps UTC wall time ('YYYY-MM-DD HH:…', as SQLAlchemy writes it) and its date functions cost most
+        of the query, so: the UTC date and whether the hour is 16 or later (China has no DST)."""
         if self.session.get_bind().dialect.name == "postgresql":
-            return func.date(func.timezone("Asia/Shanghai", column))
-        return func.date(column, "+8 hours")
+            return [func.date(func.timezone("Asia/Shanghai", column))]
+        # constants inline, so that SQLite sees the GROUP BY expressions as the selected ones (bound
+        # parameters make each occurrence a different expression, computed again: twice the time)
+        one, ten, twelve, two = (literal_column(str(n)) for n in (1, 10, 12, 2))
+        return [func.substr(column, one, ten), func.substr(column, twelve, two) >= literal_column("'16'")]
 
     def kpi_handling_days(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
                           item_code: str | None, completed: str) -> tuple[list[Any], list[Any]]:
         """Completed parts with both marks, by (department, item, local date of 受理): how many, and how many
-        finished on or after that date; and by (department, item, local date of 办结) those that did. With the
-        cumulative working days W of each date, Σ working days = Σ W(办结) − Σ W(受理) over the latter."""
-        acc, done = self._local_date(Part.accepted_at), self._local_date(Part.done_at)
+        finished at or after it; and by (department, item, local date of 办结) those that did. With the
+        cumulative working days W of each date, Σ working days = Σ W(办结) − Σ W(受理) over the latter (one that
+        finished before it counts 0). Each row: department, item, the local date, counts."""
+        acc, done = self._local_day(Part.accepted_at), self._local_day(Part.done_at)
+        forward = Part.done_at >= Part.accepted_at
         conds = [*self._kpi_parts(since, until, department_id, item_code), Part.status == completed,
                  Part.accepted_at.is_not(None), Part.done_at.is_not(None)]
-        by_acc = list(self.session.execute(
-            select(Part.department_id, Part.item_code, acc, func.count(), _sum(done >= acc))
-            .select_from(Part).where(*conds).group_by(Part.department_id, Part.item_code, acc)).all())
-        by_done = list(self.session.execute(
-            select(Part.department_id, Part.item_code, done, func.count())
-            .select_from(Part).where(*conds, done >= acc).group_by(Part.department_id, Part.item_code, done)).all())
-        return by_acc, by_done
+        by_acc = self.session.execute(
+            select(Part.department_id, Part.item_code, *acc, func.count(), _sum(forward))
+            .select_from(Part).where(*conds).group_by(Part.department_id, Part.item_code, *acc)).all()
+        by_done = self.session.execute(
+            select(Part.department_id, Part.item_code, *done, func.count())
+            .select_from(Part).where(*conds, forward).group_by(Part.department_id, Part.item_code, *done)).all()
+        k = len(acc)
+        return ([(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_acc],
+                [(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_done])
 
     def _exempted(self, exempt: Sequence[str]) -> tuple[Any, Any]:
         """Per application: materials listed in ``exemptions`` and those whose status is one of ``exempt``."""
@@ -306,6 +318,13 @@ class ServicesRepository:
             .join(Application, Application.id == Rectification.application_id)
             .where(*scope, Rectification.status == "done"))
         return int(n), int(g), int(b), int(fixed or 0)
+
+
+def local_day(key: Sequence[Any]) -> date:
+    """The Asia/Shanghai date from ``_local_day``'s group key: a date (or its ISO text), or a UTC date and
+    whether the instant was at 16:00 UTC or later (the next day in Shanghai)."""
+    d = key[0] if isinstance(key[0], date) else date.fromisoformat(key[0])
+    return d + timedelta(days=1) if len(key) > 1 and key[1] else d
 
 
 def _sum(cond: Any) -> Any:

@@ -1039,10 +1039,6 @@ def _rate(n: float, d: float) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
-
-
 def _cumulative_workdays(dates: set[date]) -> dict[date, int]:
     """W(d) for each date given: working days in (min date, d], so W(b) − W(a) = working days in (a, b]."""
     if not dates:
@@ -1085,13 +1081,13 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
         t.instant_parts += instant
         t.overdue += overdue
     by_acc, by_done = repo.kpi_handling_days(**scope, completed=S.COMPLETED)
-    w = _cumulative_workdays({_as_date(r[2]) for r in by_acc} | {_as_date(r[2]) for r in by_done})
-    for d, code, day, n, forward in by_acc:  # a part finished before its 受理 date counts 0 days
+    w = _cumulative_workdays({r[2] for r in by_acc} | {r[2] for r in by_done})
+    for d, code, day, n, forward in by_acc:  # a part finished before its 受理 counts 0 days
         t = tallies.setdefault((d, code), _Tally())
         t.done_parts += n
-        t.done_days -= forward * w[_as_date(day)]
+        t.done_days -= forward * w[day]
     for d, code, day, n in by_done:
-        tallies.setdefault((d, code), _Tally()).done_days += n * w[_as_date(day)]
+        tallies.setdefault((d, code), _Tally()).done_days += n * w[day]
 
     def indicators(ts: Sequence[_Tally]) -> dict[str, Any]:
         items_ = sum(t.items for t in ts)
