@@ -338,7 +338,12 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 spy = None
         month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
         with httpx.Client(timeout=300) as c:
-            k = c.get(base + "/services/kpis", headers=analyst).json()
+            t = time.perf_counter()
+            r = c.get(base + "/services/kpis", headers=analyst)
+            if r.status_code != 200:
+                print(f"  kpis: {r.status_code} after {time.perf_counter() - t:.0f} s: {r.text[:300]}", flush=True)
+                return out
+            k = r.json()
             dept = max(k["by_department"], key=lambda d: d["parts"])
             code = next(d["code"] for d in c.get(base + "/departments", headers=analyst).json()
                         if d["id"] == dept["department_id"])

@@ -47,8 +47,32 @@ class ServicesRepository:
         return self.session.scalar(select(ItemVersion).where(ItemVersion.item_id == item_id,
                                                              ItemVersion.version == version))
 
+    def _held_versions(self) -> dict[int, ItemVersion]:
+        """Versions read by this session, held for its life: a version never changes once written, and the
+        identity map holds objects only weakly, so one its caller had dropped was read again at the next call
+        (a 开办企业 submission read its five versions about ten times over)."""
+        held = self.session.info.setdefault("services_versions", {})
+        for k in [k for k, v in held.items() if v not in self.session]:  # after an expunge or a close
+            del held[k]
+        return held
+
     def version_by_id(self, version_id: int) -> ItemVersion | None:
-        return self.session.get(ItemVersion, version_id)
+        held = self._held_versions()
+        v = held.get(version_id)
+        if v is None:
+            v = self.session.get(ItemVersion, version_id)
+            if v is not None:
+                held[version_id] = v
+        return v
+
+    def versions_by_ids(self, ids: Sequence[int]) -> dict[int, ItemVersion]:
+        """The versions of these ids (one query for those this session has not read yet)."""
+        held = self._held_versions()
+        missing = [i for i in ids if i not in held]
+        if missing:
+            for v in self.session.scalars(select(ItemVersion).where(ItemVersion.id.in_(missing))):
+                held[v.id] = v
+        return {i: held[i] for i in ids if i in held}
 
     def versions_of(self, item_id: int) -> list[ItemVersion]:
         return list(self.session.scalars(select(ItemVersion).where(ItemVersion.item_id == item_id)

@@ -355,12 +355,10 @@ def _holder(app: Application) -> tuple[str, int]:
 
 def _members_of(session: Session, app: Application) -> list[tuple[Member, ItemVersion]]:
     """The application's items at the versions it keeps."""
-    repo = ServicesRepository(session)
-    out = []
-    for m in _loads(app.members):
-        v = repo.version_by_id(m["version_id"])
-        out.append((member_of(v, m["item"], m["after"]), v))  # type: ignore[arg-type]
-    return out
+    members = _loads(app.members)
+    versions = ServicesRepository(session).versions_by_ids([m["version_id"] for m in members])
+    return [(member_of(versions[m["version_id"]], m["item"], m["after"]), versions[m["version_id"]])
+            for m in members]
 
 
 def owns(actor: Actor, app: Application) -> bool:
