@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select
 from sqlalchemy.orm import Session
 
+from citybase.core.timeutil import as_utc
 from citybase.services.models import (
     Application,
     Bundle,
@@ -45,8 +47,32 @@ class ServicesRepository:
         return self.session.scalar(select(ItemVersion).where(ItemVersion.item_id == item_id,
                                                              ItemVersion.version == version))
 
+    def _held_versions(self) -> dict[int, ItemVersion]:
+        """Versions read by this session, held for its life: a version never changes once written, and the
+        identity map holds objects only weakly, so one its caller had dropped was read again at the next call
+        (a 开办企业 submission read its five versions about ten times over)."""
+        held = self.session.info.setdefault("services_versions", {})
+        for k in [k for k, v in held.items() if v not in self.session]:  # after an expunge or a close
+            del held[k]
+        return held
+
     def version_by_id(self, version_id: int) -> ItemVersion | None:
-        return self.session.get(ItemVersion, version_id)
+        held = self._held_versions()
+        v = held.get(version_id)
+        if v is None:
+            v = self.session.get(ItemVersion, version_id)
+            if v is not None:
+                held[version_id] = v
+        return v
+
+    def versions_by_ids(self, ids: Sequence[int]) -> dict[int, ItemVersion]:
+        """The versions of these ids (one query for those this session has not read yet)."""
+        held = self._held_versions()
+        missing = [i for i in ids if i not in held]
+        if missing:
+            for v in self.session.scalars(select(ItemVersion).where(ItemVersion.id.in_(missing))):
+                held[v.id] = v
+        return {i: held[i] for i in ids if i in held}
 
     def versions_of(self, item_id: int) -> list[ItemVersion]:
         return list(self.session.scalars(select(ItemVersion).where(ItemVersion.item_id == item_id)
@@ -124,7 +150,10 @@ class ServicesRepository:
 
     def next_code(self, prefix: str) -> str:
         """The next application code of the day (prefix = XH + yyyymmdd)."""
-        last = self.session.scalar(select(func.max(Application.code)).where(Application.code.like(f"{prefix}%")))
+        # a range on the unique index (a LIKE is case-insensitive on SQLite and collated on PostgreSQL, so
+        # neither engine reads it from the index: every code was scanned); codes are prefix + 6 digits
+        last = self.session.scalar(select(func.max(Application.code)).where(
+            Application.code >= prefix, Application.code <= f"{prefix}999999"))
         n = int(last[len(prefix):]) + 1 if last else 1
         return f"{prefix}{n:06d}"
 
@@ -184,38 +213,144 @@ class ServicesRepository:
             q = q.where(Rectification.status == status)
         return q
 
-    # --- KPIs: the rows they are computed from, in a period
+    # --- KPIs: grouped and conditional sums in the database, a row per (department, item) at most
 
-    def kpi_rows(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
-                 item_code: str | None) -> list[tuple[Part, ItemVersion, Application]]:
-        q = (select(Part, ItemVersion, Application).join(ItemVersion, ItemVersion.id == Part.item_version_id)
-             .join(Application, Application.id == Part.application_id)
-             .where(Application.status != "draft"))
+    @staticmethod
+    def _kpi_period(since: datetime | None, until: datetime | None) -> list[Any]:
+        """Submitted applications in the period (its bounds compared in UTC, as stored)."""
+        conds: list[Any] = [Application.status != "draft"]
         if since is not None:
-            q = q.where(Application.submitted_at >= since)
+            conds.append(Application.submitted_at >= as_utc(since))
         if until is not None:
-            q = q.where(Application.submitted_at < until)
+            conds.append(Application.submitted_at < as_utc(until))
+        return conds
+
+    @staticmethod
+    def _kpi_part_filter(department_id: int | None, item_code: str | None) -> list[Any]:
+        conds: list[Any] = []
         if department_id is not None:
-            q = q.where(Part.department_id == department_id)
+            conds.append(Part.department_id == department_id)
         if item_code:
-            q = q.where(Part.item_code == item_code)
-        return [tuple(r) for r in self.session.execute(q).all()]  # type: ignore[misc]
+            conds.append(Part.item_code == item_code)
+        return conds
 
-    def ratings_for(self, application_ids: set[int]) -> list[Rating]:
-        if not application_ids:
-            return []
-        return list(self.session.scalars(select(Rating).where(Rating.application_id.in_(application_ids))))
+    def _kpi_parts(self, since: datetime | None, until: datetime | None, department_id: int | None,
+                   item_code: str | None) -> list[Any]:
+        """Conditions on parts (with their application) of submitted applications in the period."""
+        return [Application.id == Part.application_id, *self._kpi_period(since, until),
+                *self._kpi_part_filter(department_id, item_code)]
 
-    def rectifications_for(self, application_ids: set[int]) -> list[Rectification]:
-        if not application_ids:
-            return []
-        return list(self.session.scalars(select(Rectification)
-                                         .where(Rectification.application_id.in_(application_ids))))
+    def _kpi_apps(self, since: datetime | None, until: datetime | None, department_id: int | None,
+                  item_code: str | None) -> list[Any]:
+        """Conditions on applications: submitted in the period, with at least one part in scope."""
+        has_part = select(Part.id).where(Part.application_id == Application.id,
+                                         *self._kpi_part_filter(department_id, item_code)).exists()
+        return [*self._kpi_period(since, until), has_part]
 
-    def timeline_actions(self, application_ids: set[int], action: str) -> set[int]:
-        """The applications (of those given) whose timeline has an entry of ``action``."""
-        if not application_ids:
-            return set()
-        return set(self.session.scalars(select(TimelineEntry.application_id).distinct()
-                                        .where(TimelineEntry.application_id.in_(application_ids),
-                                               TimelineEntry.action == action)))
+    def kpi_catalogue(self, *, department_id: int | None, item_code: str | None) -> list[Any]:
+        """Current versions of active items by (department, item): 1, full online, statutory and committed days."""
+        q = self.items_query(department_id=department_id)
+        if item_code:
+            q = q.where(Item.code == item_code)
+        sub = q.order_by(None).subquery()
+        return list(self.session.execute(
+            select(sub.c.department_id, sub.c.code, func.count(), _sum(sub.c.online_level == "full"),
+                   func.sum(sub.c.statutory_days), func.sum(sub.c.committed_days))
+            .group_by(sub.c.department_id, sub.c.code)).all())
+
+    def kpi_parts(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
+                  item_code: str | None, open_statuses: Sequence[str], now: datetime) -> list[Any]:
+        """Parts by (department, item): count, filed online for a 全程网办 item, 即办, open and past the deadline
+        (the clock read at ``paused_at`` while paused, else at ``now``)."""
+        at = func.coalesce(Part.paused_at, literal(as_utc(now), Part.paused_at.type))
+        overdue = Part.status.in_(open_statuses) & Part.deadline_at.is_not(None) & (at > Part.deadline_at)
+        return list(self.session.execute(
+            select(Part.department_id, Part.item_code, func.count(),
+                   _sum((Application.channel == "online") & (ItemVersion.online_level == "full")),
+                   _sum(ItemVersion.instant.is_(True)), _sum(overdue))
+            .select_from(Part).join(ItemVersion, ItemVersion.id == Part.item_version_id)
+            .where(*self._kpi_parts(since, until, department_id, item_code))
+            .group_by(Part.department_id, Part.item_code)).all())
+
+    def _local_day(self, column: Any) -> list[Any]:
+        """What to group a stored instant by for its Asia/Shanghai date (see ``local_day``). PostgreSQL: the date.
+        SQLite keeps UTC wall time ('YYYY-MM-DD HH:…', as SQLAlchemy writes it) and its date functions cost most
+        of the query, so: the UTC date and whether the hour is 16 or later (China has no DST)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return [func.date(func.timezone("Asia/Shanghai", column))]
+        # constants inline, so that SQLite sees the GROUP BY expressions as the selected ones (bound
+        # parameters make each occurrence a different expression, computed again: twice the time)
+        one, ten, twelve, two = (literal_column(str(n)) for n in (1, 10, 12, 2))
+        return [func.substr(column, one, ten), func.substr(column, twelve, two) >= literal_column("'16'")]
+
+    def kpi_handling_days(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
+                          item_code: str | None, completed: str) -> tuple[list[Any], list[Any]]:
+        """Completed parts with both marks, by (department, item, local date of 受理): how many, and how many
+        finished at or after it; and by (department, item, local date of 办结) those that did. With the
+        cumulative working days W of each date, Σ working days = Σ W(办结) − Σ W(受理) over the latter (one that
+        finished before it counts 0). Each row: department, item, the local date, counts."""
+        acc, done = self._local_day(Part.accepted_at), self._local_day(Part.done_at)
+        forward = Part.done_at >= Part.accepted_at
+        conds = [*self._kpi_parts(since, until, department_id, item_code), Part.status == completed,
+                 Part.accepted_at.is_not(None), Part.done_at.is_not(None)]
+        by_acc = self.session.execute(
+            select(Part.department_id, Part.item_code, *acc, func.count(), _sum(forward))
+            .select_from(Part).where(*conds).group_by(Part.department_id, Part.item_code, *acc)).all()
+        by_done = self.session.execute(
+            select(Part.department_id, Part.item_code, *done, func.count())
+            .select_from(Part).where(*conds, forward).group_by(Part.department_id, Part.item_code, *done)).all()
+        k = len(acc)
+        return ([(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_acc],
+                [(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_done])
+
+    def _exempted(self, exempt: Sequence[str]) -> tuple[Any, Any]:
+        """Per application: materials listed in ``exemptions`` and those whose status is one of ``exempt``."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            doc = cast(Application.exemptions, JSON)
+            each = func.json_array_elements(doc).table_valued("value").alias("e")
+            status = each.c.value.op("->>")("status")
+            total = func.json_array_length(doc)
+        else:
+            each = func.json_each(Application.exemptions).table_valued("value").alias("e")
+            status = func.json_extract(each.c.value, "$.status")
+            total = func.json_array_length(Application.exemptions)
+        return total, select(func.count()).select_from(each).where(status.in_(exempt)).scalar_subquery()
+
+    def kpi_applications(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
+                         item_code: str | None, exempt: Sequence[str], correction: str) -> Any:
+        """Applications in scope: count, done, done approved without a correction ever asked for, materials
+        listed and materials exempted."""
+        corrected = select(TimelineEntry.id).where(TimelineEntry.application_id == Application.id,
+                                                   TimelineEntry.action == correction).exists()
+        total, exempted = self._exempted(exempt)
+        done = Application.status == "done"
+        row = self.session.execute(
+            select(func.count(), _sum(done), _sum(done & (Application.outcome == "approved") & ~corrected),
+                   func.coalesce(func.sum(total), 0), func.coalesce(func.sum(exempted), 0))
+            .where(*self._kpi_apps(since, until, department_id, item_code))).one()
+        return tuple(int(x) for x in row)  # PostgreSQL sums bigints as numeric
+
+    def kpi_ratings(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
+                    item_code: str | None, good: int, bad: int) -> Any:
+        """Ratings of applications in scope: count, good (≥ ``good``), bad (≤ ``bad``); rectifications done."""
+        scope = self._kpi_apps(since, until, department_id, item_code)
+        n, g, b = self.session.execute(
+            select(func.count(), _sum(Rating.grade >= good), _sum(Rating.grade <= bad))
+            .select_from(Rating).join(Application, Application.id == Rating.application_id).where(*scope)).one()
+        fixed = self.session.scalar(
+            select(func.count()).select_from(Rectification)
+            .join(Application, Application.id == Rectification.application_id)
+            .where(*scope, Rectification.status == "done"))
+        return int(n), int(g), int(b), int(fixed or 0)
+
+
+def local_day(key: Sequence[Any]) -> date:
+    """The Asia/Shanghai date from ``_local_day``'s group key: a date (or its ISO text), or a UTC date and
+    whether the instant was at 16:00 UTC or later (the next day in Shanghai)."""
+    d = key[0] if isinstance(key[0], date) else date.fromisoformat(key[0])
+    return d + timedelta(days=1) if len(key) > 1 and key[1] else d
+
+
+def _sum(cond: Any) -> Any:
+    """How many rows ``cond`` holds for (0 over no rows)."""
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)

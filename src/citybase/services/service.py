@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -355,12 +355,10 @@ def _holder(app: Application) -> tuple[str, int]:
 
 def _members_of(session: Session, app: Application) -> list[tuple[Member, ItemVersion]]:
     """The application's items at the versions it keeps."""
-    repo = ServicesRepository(session)
-    out = []
-    for m in _loads(app.members):
-        v = repo.version_by_id(m["version_id"])
-        out.append((member_of(v, m["item"], m["after"]), v))  # type: ignore[arg-type]
-    return out
+    members = _loads(app.members)
+    versions = ServicesRepository(session).versions_by_ids([m["version_id"] for m in members])
+    return [(member_of(versions[m["version_id"]], m["item"], m["after"]), versions[m["version_id"]])
+            for m in members]
 
 
 def owns(actor: Actor, app: Application) -> bool:
@@ -1018,6 +1016,9 @@ def list_rectifications(*, session: Session, actor: Actor, status: str | None = 
 # ---------------------------------------------------------------- KPIs
 
 
+EXEMPT = ("from_licence", "from_registry", "from_item")  # a material's statuses that mean it was not asked for
+
+
 @dataclass
 class _Tally:
     items: int = 0
@@ -1027,78 +1028,99 @@ class _Tally:
     parts: int = 0
     online_parts: int = 0
     instant_parts: int = 0
-    done_days: list[int] = field(default_factory=list)
+    overdue: int = 0
+    done_parts: int = 0
+    done_days: int = 0
 
 
 def _rate(n: float, d: float) -> float | None:
     return round(n / d, 4) if d else None
 
 
+def _cumulative_workdays(dates: set[date]) -> dict[date, int]:
+    """W(d) for each date given: working days in (min date, d], so W(b) − W(a) = working days in (a, b]."""
+    if not dates:
+        return {}
+    out, n, d, last = {}, 0, min(dates), max(dates)
+    while True:
+        if d in dates:
+            out[d] = n
+        if d >= last:
+            return out
+        d += timedelta(days=1)
+        n += workdays.is_workday(d)
+
+
 def kpis(*, session: Session, since: datetime | None = None, until: datetime | None = None,
-         department: str | None = None, item: str | None = None) -> dict[str, Any]:
+         department: str | None = None, item: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The seeds' indicators, computed live from the platform's own rows for a period, a department, an item:
     全程网办率 (items offered fully online), 实际网办率 (parts filed online for such items), 材料减免率,
     时限压缩率 (1 − committed/statutory), 即办率, 一次办成率 (done, approved, no correction), 好评率, 差评整改率,
-    average handling days (working days from 受理 to 办结); and the same by department."""
+    average handling days (working days from 受理 to 办结); and the same by department and by item.
+
+    Grouped and conditional sums in the database (a row per department and item at most), so the cost
+    does not grow with the applications held in Python; only the handling days are summed here, from
+    the count of parts per local date of 受理 and of 办结, on the State Council calendar."""
     dept_id = registry.get_department(session=session, code=department).id if department else None
     repo = ServicesRepository(session)
-    cat = [(i, v) for i, v in repo.current_versions()
-           if (dept_id is None or v.department_id == dept_id) and (item is None or i.code == item)]
-    rows = repo.kpi_rows(since=since, until=until, department_id=dept_id, item_code=item)
-    apps = {a.id: a for _, _, a in rows}
-    by_app: dict[int, list[Part]] = {}
-    for p, _, a in rows:
-        by_app.setdefault(a.id, []).append(p)
-    corrected = repo.timeline_actions(set(apps), "request-correction")
-    total_mat = exempt_mat = 0
-    for a in apps.values():
-        for e in _loads(a.exemptions, []):
-            total_mat += 1
-            exempt_mat += e["status"] in ("from_licence", "from_registry", "from_item")
-    done = [a for a in apps.values() if a.status == "done"]
-    first_time = [a for a in done if a.outcome == "approved" and a.id not in corrected]
-    ratings = repo.ratings_for(set(apps))
-    rects = repo.rectifications_for(set(apps))
-    names = {d.id: d.name for d in registry.list_departments(session=session)}
-    tallies: dict[int, _Tally] = {}
-    for _, v in cat:
-        t = tallies.setdefault(v.department_id, _Tally())
-        t.items += 1
-        t.full_online_items += v.online_level == "full"
-        t.statutory += v.statutory_days
-        t.committed += v.committed_days
-    for p, v, a in rows:
-        t = tallies.setdefault(p.department_id, _Tally())
-        t.parts += 1
-        t.online_parts += a.channel == "online" and v.online_level == "full"
-        t.instant_parts += v.instant
-        if p.status == S.COMPLETED and p.accepted_at and p.done_at:
-            t.done_days.append(workdays.working_days_between(workdays.local_date(p.accepted_at),
-                                                             workdays.local_date(p.done_at)))
+    scope = {"since": since, "until": until, "department_id": dept_id, "item_code": item}
+    tallies: dict[tuple[int, str], _Tally] = {}
+    for d, code, n, full, statutory, committed in repo.kpi_catalogue(department_id=dept_id, item_code=item):
+        t = tallies.setdefault((d, code), _Tally())
+        t.items += n
+        t.full_online_items += full
+        t.statutory += statutory
+        t.committed += committed
+    for d, code, n, online, instant, overdue in repo.kpi_parts(**scope, open_statuses=tuple(states.OPEN),
+                                                              now=now or utcnow()):
+        t = tallies.setdefault((d, code), _Tally())
+        t.parts += n
+        t.online_parts += online
+        t.instant_parts += instant
+        t.overdue += overdue
+    by_acc, by_done = repo.kpi_handling_days(**scope, completed=S.COMPLETED)
+    w = _cumulative_workdays({r[2] for r in by_acc} | {r[2] for r in by_done})
+    for d, code, day, n, forward in by_acc:  # a part finished before its 受理 counts 0 days
+        t = tallies.setdefault((d, code), _Tally())
+        t.done_parts += n
+        t.done_days -= forward * w[day]
+    for d, code, day, n in by_done:
+        tallies.setdefault((d, code), _Tally()).done_days += n * w[day]
 
     def indicators(ts: Sequence[_Tally]) -> dict[str, Any]:
         items_ = sum(t.items for t in ts)
         parts_ = sum(t.parts for t in ts)
-        days = [d for t in ts for d in t.done_days]
+        done_ = sum(t.done_parts for t in ts)
         return {"items": items_, "parts": parts_,
                 "full_online_rate": _rate(sum(t.full_online_items for t in ts), items_),
                 "actual_online_rate": _rate(sum(t.online_parts for t in ts), parts_),
                 "time_cut_rate": _rate(sum(t.statutory - t.committed for t in ts), sum(t.statutory for t in ts)),
                 "instant_rate": _rate(sum(t.instant_parts for t in ts), parts_),
-                "average_handling_days": round(sum(days) / len(days), 2) if days else None}
+                "average_handling_days": round(sum(t.done_days for t in ts) / done_, 2) if done_ else None}
 
+    apps, done, first_time, total_mat, exempt_mat = repo.kpi_applications(
+        **scope, exempt=EXEMPT, correction="request-correction")
+    ratings, good, bad, fixed = repo.kpi_ratings(**scope, good=4, bad=BAD)
     overall = indicators(list(tallies.values()))
-    good = sum(r.grade >= 4 for r in ratings)
-    bad = [r for r in ratings if r.grade <= BAD]
     overall.update({
-        "applications": len(apps), "done": len(done),
+        "applications": apps, "done": done,
         "material_exemption_rate": _rate(exempt_mat, total_mat),
-        "once_done_rate": _rate(len(first_time), len(done)),
-        "ratings": len(ratings), "good_rating_rate": _rate(good, len(ratings)),
-        "bad_ratings": len(bad), "rectification_rate": _rate(sum(x.status == "done" for x in rects), len(bad)),
-        "overdue_open_parts": sum(1 for p, _, _ in rows if light_of(p) == "red"),
+        "once_done_rate": _rate(first_time, done),
+        "ratings": ratings, "good_rating_rate": _rate(good, ratings),
+        "bad_ratings": bad, "rectification_rate": _rate(fixed, bad),
+        "overdue_open_parts": sum(t.overdue for t in tallies.values()),
     })
+    by_dept: dict[int, list[_Tally]] = {}
+    by_item: dict[str, list[_Tally]] = {}
+    for (d, code), t in tallies.items():
+        by_dept.setdefault(d, []).append(t)
+        by_item.setdefault(code, []).append(t)
+    dept_names = {d.id: d.name for d in registry.list_departments(session=session)}
+    names = {i.code: v.name for i, v in repo.current_versions()}
+    item_dept = {code: d for d, code in sorted(tallies)}
     return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
             "department": department, "item": item, "overall": overall,
-            "by_department": [{"department_id": d, "department": names.get(d, str(d)), **indicators([t])}
-                              for d, t in sorted(tallies.items())]}
+            "by_department": [{"department_id": d, "department": dept_names.get(d, str(d)), **indicators(ts)}
+                              for d, ts in sorted(by_dept.items())],
+            "by_item": [{"item": code, "name": names.get(code, code), "department_id": item_dept[code],
+                         **indicators(ts)} for code, ts in sorted(by_item.items())]}
