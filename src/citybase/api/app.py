@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from citybase import __version__
 from citybase.api import observability, problems
 from citybase.api.events import router as event_catalogue_router
+from citybase.api.identity import identity_provider
 from citybase.api.inputs import refuse_invalid_input
 from citybase.api.language import LanguageMiddleware
 from citybase.bus import Bus, connect
@@ -248,6 +249,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.sessions = make_sessionmaker(engine)
     app.state.bus = bus or connect(settings.bus_url)
     app.state.classifier = load_classifier(settings)
+    app.state.oidc = identity_provider()  # 统一身份认证 (CITYBASE_OIDC_*), None while off
     app.state.runtime = runtime.Runtime(engine=engine, bus=app.state.bus, sessions=app.state.sessions,
                                         settings=settings, domains=domains(), state=app.state)
     # The relay thread starts in the lifespan; without it (tests) `app.state.relay.drain()` publishes.

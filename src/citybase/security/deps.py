@@ -20,11 +20,13 @@ from citybase.bus import Context
 from citybase.core.errors import Forbidden, Unauthenticated
 from citybase.core.i18n import Msg
 from citybase.kernel import outbox
+from citybase.security.oidc import looks_like_jwt
 from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.service import ANONYMOUS, Principal, authenticate
 from citybase.storage.db import stale_conflict
 
-_bearer = HTTPBearer(auto_error=False, description="A citybase API token: `Authorization: Bearer cb_…`")
+_bearer = HTTPBearer(auto_error=False, description="A citybase API token (`Authorization: Bearer cb_…`), or an ID token of the city's identity "
+                                                     "provider when 统一身份认证 is on")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -61,6 +63,17 @@ def request_context(request: Request) -> Context:
     return Context(id=request_id(request), user_id=str(user_id) if user_id else None)
 
 
+def authenticate_request(request: Request, secret: str) -> Principal:
+    """The caller a bearer secret stands for: a citybase token, or (when the deployment turned 统一身份认证 on,
+    ``app.state.oidc``) an ID token of the city's identity provider (see ``security.oidc``)."""
+    sign_in = getattr(request.app.state, "oidc", None)
+    if sign_in is not None and looks_like_jwt(secret):
+        return sign_in.sign_in(engine=request.app.state.engine, sessions=request.app.state.sessions, token=secret,
+                               request_id=request_id(request))
+    with request.app.state.sessions() as session:
+        return authenticate(session, secret)
+
+
 class Allow:
     """Who may call a route: role names, or ``public`` for anyone."""
 
@@ -90,9 +103,7 @@ class Allow:
                 Msg('this endpoint needs a bearer token'),
                 fix=Msg("Send 'Authorization: Bearer <token>'; an admin issues tokens with POST /api/v1/users/{{id}}/tokens."),
             )
-        with request.app.state.sessions() as session:
-            principal = authenticate(session, credentials.credentials)
-        return self.admit(request, principal)
+        return self.admit(request, authenticate_request(request, credentials.credentials))
 
     def admit(self, request: Request, principal: Principal) -> Principal:
         """The authenticated caller, kept on the request; Forbidden unless one of its roles may call the route."""
@@ -190,8 +201,7 @@ class AllowKey(Allow):
 
     @staticmethod
     def _authenticate(request: Request, secret: str) -> Principal:
-        with request.app.state.sessions() as session:
-            return authenticate(session, secret)
+        return authenticate_request(request, secret)
 
 
 def allow(*roles: str) -> Allow:

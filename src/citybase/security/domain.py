@@ -6,6 +6,7 @@ from typing import Any
 
 from citybase.kernel.domain import Domain, TimerSpec
 from citybase.security.events import EVENTS
+from citybase.security.settings import OidcSettings
 
 CHECKPOINT_INTERVAL = 300.0  # seconds between signed audit checkpoints (one process of the deployment)
 
@@ -40,4 +41,5 @@ DOMAIN = Domain(
     roles={"admin": "平台管理员: manages users and tokens, the catalogue and the webhooks; reads the audit log"},
     timers=(TimerSpec("security-audit-checkpoint", CHECKPOINT_INTERVAL, checkpoint_audit),),
     events=EVENTS,
+    settings=OidcSettings,  # CITYBASE_OIDC_*: 统一身份认证 through the city's identity provider
 )

@@ -30,6 +30,14 @@ class SecurityRepository:
     def person_has_account(self, person_id: int) -> bool:
         return self.session.scalar(select(User.id).where(User.person_id == person_id)) is not None
 
+    def user_of_person(self, person_id: int) -> User | None:
+        return self.session.scalar(select(User).where(User.person_id == person_id))
+
+    def user_of_entity(self, legal_entity_id: int) -> User | None:
+        """The entity's account (the first, when an admin made several)."""
+        return self.session.scalar(select(User).where(User.legal_entity_id == legal_entity_id,
+                                                      User.roles.contains("citizen")).order_by(User.id).limit(1))
+
     def referenced_row_exists(self, table_name: str, row_id: int) -> bool:
         """Whether the row a user's foreign key would point at exists (departments, persons, legal entities:
         tables of the domains above security, named only as the keys' targets, never imported)."""

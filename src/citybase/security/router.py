@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from citybase.core.errors import NotFound
+from citybase.core.i18n import Msg
 from citybase.core.schemas import Count, FilterText, Id
+from citybase.core.timeutil import to_shanghai
 from citybase.security import audit, service
 from citybase.security.deps import allow, get_session
-from citybase.security.roles import ROLES
+from citybase.security.roles import PUBLIC, ROLES
 from citybase.security.schemas import (
     AuditRead,
     AuditVerifyRead,
+    OidcCodeExchange,
+    OidcConfigRead,
+    OidcTokenRead,
     TokenCreate,
     TokenIssued,
     TokenRead,
@@ -69,3 +75,20 @@ def list_audit(after: Count = 0, limit: int = Query(100, ge=1, le=1000), action:
 def verify_audit(_: Principal = Depends(allow("admin")), session: Session = Depends(get_session, scope="function")) -> AuditVerifyRead:
     v = audit.verify(session)
     return AuditVerifyRead(ok=v.ok, checked=v.checked, first_broken_seq=v.first_broken_seq, reason=v.reason)
+
+
+@router.get("/auth/oidc", response_model=OidcConfigRead, summary="Whether 统一身份认证 (OpenID Connect) is on")
+def oidc_config(request: Request, _: Principal = Depends(allow(PUBLIC))) -> OidcConfigRead:
+    sign_in = getattr(request.app.state, "oidc", None)
+    return OidcConfigRead(**sign_in.public()) if sign_in is not None else OidcConfigRead(enabled=False)
+
+
+@router.post("/auth/oidc/token", response_model=OidcTokenRead, summary="Trade an OIDC authorization code for the "
+             "verified ID token")
+def oidc_token(body: OidcCodeExchange, request: Request, _: Principal = Depends(allow(PUBLIC))) -> OidcTokenRead:
+    sign_in = getattr(request.app.state, "oidc", None)
+    if sign_in is None:
+        raise NotFound(Msg('统一身份认证 (OpenID Connect) is not configured'),
+                       fix=Msg('Sign in with a citybase token, or set CITYBASE_OIDC_ISSUER and CITYBASE_OIDC_AUDIENCE.'))
+    token, identity = sign_in.exchange(code=body.code, code_verifier=body.code_verifier, redirect_uri=body.redirect_uri)
+    return OidcTokenRead(token=token, expires_at=to_shanghai(identity.expires_at))

@@ -92,3 +92,29 @@ class AuditVerifyRead(BaseModel):
     checked: int
     first_broken_seq: int | None
     reason: str | None
+
+
+class OidcConfigRead(BaseModel):
+    """Whether 统一身份认证 (OpenID Connect) is on, and what the login page needs to start it."""
+
+    enabled: bool
+    issuer: str | None = None
+    client_id: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    scope: str | None = None
+
+
+class OidcCodeExchange(BaseModel):
+    """An authorization code the identity provider sent back to the login page, with its PKCE verifier."""
+
+    code: str = Field(min_length=1, max_length=2048)
+    code_verifier: str = Field(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")
+    redirect_uri: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+
+
+class OidcTokenRead(BaseModel):
+    """The verified ID token, to send as the bearer token, and when it expires."""
+
+    token: str
+    expires_at: datetime

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -115,8 +118,49 @@ def authenticate(session: Session, secret: str) -> Principal:
         raise Unauthenticated(Msg('the bearer token has expired'), fix=fix)
     if not user.active:
         raise Unauthenticated(Msg('the user is deactivated'), fix=Msg('Ask an admin to reactivate the account.'))
+    return principal_of(user)
+
+
+def principal_of(user: User) -> Principal:
+    """The principal a user's account stands for."""
     return Principal(user.id, user.username, frozenset(r for r in user.roles.split(",") if r), user.department_id,
                      user.person_id, user.legal_entity_id)
+
+
+def _create_once(session: Session, find: Callable[[], User | None], **fields: Any) -> tuple[User, bool]:
+    """The account ``find`` gives, or a new one made with ``fields``; two first sign-ins at once make one
+    (the loser of the unique key race reads the winner's)."""
+    user = find()
+    if user is not None:
+        return user, False
+    try:
+        with session.begin_nested():
+            return create_user(session=session, **fields), True
+    except (IntegrityError, Conflict):
+        user = find()
+        if user is None:
+            raise
+        return user, False
+
+
+def account_for_person(*, session: Session, person_id: int, display_name: str = "市民") -> tuple[User, bool]:
+    """统一身份认证: the account linked to a registry person, made as a ``citizen`` account on first sign-in;
+    (user, created). The caller has checked that the person exists."""
+    repo = SecurityRepository(session)
+    return _create_once(session, lambda: repo.user_of_person(person_id), username=f"oidc-person-{person_id}",
+                        display_name=display_name, roles=["citizen"], person_id=person_id)
+
+
+def account_for_entity(*, session: Session, legal_entity_id: int,
+                       display_name: str = "企业用户") -> tuple[User, bool]:
+    """统一身份认证: the account acting for a legal entity, signed in by its legal representative (the
+    caller has checked that the registry names the person so; the audit log names who signed in); made on
+    first sign-in as a ``citizen`` account of the entity, not linked to the representative's person, who
+    keeps an account of their own (a person has one account: ``users.person_id`` is unique)."""
+    repo = SecurityRepository(session)
+    return _create_once(session, lambda: repo.user_of_entity(legal_entity_id),
+                        username=f"oidc-entity-{legal_entity_id}", display_name=display_name, roles=["citizen"],
+                        legal_entity_id=legal_entity_id)
 
 
 def list_users(*, session: Session) -> list[User]:
