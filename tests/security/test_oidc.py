@@ -276,7 +276,8 @@ def test_the_code_is_exchanged_with_its_pkce_verifier(api, city, idp):
     redirect = "http://testserver/login"
     verifier = secrets.token_urlsafe(48)
     code = _authorize(idp, verifier, redirect)
-    r = api.post("/api/v1/auth/oidc/token", json={"code": code, "code_verifier": verifier, "redirect_uri": redirect})
+    r = api.post("/api/v1/auth/oidc/token", json={"code": code, "code_verifier": verifier, "redirect_uri": redirect,
+                                                  "nonce": "n1"})
     assert r.status_code == 200, r.text
     token = r.json()["token"]
     assert api.get("/api/v1/me", headers=bearer(token)).json()["person_id"] == person_id
@@ -284,6 +285,11 @@ def test_the_code_is_exchanged_with_its_pkce_verifier(api, city, idp):
     code = _authorize(idp, verifier, redirect)
     r = api.post("/api/v1/auth/oidc/token", json={"code": code, "code_verifier": "w" * 43, "redirect_uri": redirect})
     assert r.status_code == 401 and "refused the sign-in code" in r.json()["detail"]
+    # a token that is not the answer to this page's request (another nonce)
+    code = _authorize(idp, verifier, redirect)
+    r = api.post("/api/v1/auth/oidc/token", json={"code": code, "code_verifier": verifier, "redirect_uri": redirect,
+                                                  "nonce": "another"})
+    assert r.status_code == 401 and "nonce" in r.json()["detail"]
 
 
 def test_the_settings_are_checked(monkeypatch, city, idp):

@@ -202,9 +202,10 @@ class OidcSignIn:
             self._seen[digest] = expires
             return True
 
-    def exchange(self, *, code: str, code_verifier: str, redirect_uri: str) -> tuple[str, OidcIdentity]:
+    def exchange(self, *, code: str, code_verifier: str, redirect_uri: str,
+                 nonce: str | None = None) -> tuple[str, OidcIdentity]:
         """Trade an authorization code (with its PKCE verifier) for the ID token at the issuer's token
-        endpoint; the token is verified before it is handed back."""
+        endpoint; the token is verified (and must carry the page's ``nonce``) before it is handed back."""
         doc = self.discovery()
         if not doc.get("token_endpoint"):
             raise Unavailable(Msg('the identity provider publishes no token endpoint'),
@@ -226,7 +227,11 @@ class OidcSignIn:
         if not isinstance(token, str) or not looks_like_jwt(token):
             raise Unauthenticated(Msg('the identity provider answered without an ID token'),
                                   fix=Msg("Ask for the 'openid' scope (CITYBASE_OIDC_SCOPE).")) from None
-        return token, self.verify(token)
+        identity = self.verify(token)
+        if nonce is not None and jwt.decode(token, options={"verify_signature": False}).get("nonce") != nonce:
+            raise Unauthenticated(Msg('the ID token does not carry the nonce of this sign-in'),
+                                  fix=Msg('Start the sign-in again from /login.'))
+        return token, identity
 
 
 def oidc_sign_in(resolver: Resolver, settings: OidcSettings | None = None) -> OidcSignIn | None:

@@ -90,5 +90,6 @@ def oidc_token(body: OidcCodeExchange, request: Request, _: Principal = Depends(
     if sign_in is None:
         raise NotFound(Msg('统一身份认证 (OpenID Connect) is not configured'),
                        fix=Msg('Sign in with a citybase token, or set CITYBASE_OIDC_ISSUER and CITYBASE_OIDC_AUDIENCE.'))
-    token, identity = sign_in.exchange(code=body.code, code_verifier=body.code_verifier, redirect_uri=body.redirect_uri)
+    token, identity = sign_in.exchange(code=body.code, code_verifier=body.code_verifier,
+                                       redirect_uri=body.redirect_uri, nonce=body.nonce)
     return OidcTokenRead(token=token, expires_at=to_shanghai(identity.expires_at))

@@ -111,6 +111,8 @@ class OidcCodeExchange(BaseModel):
     code: str = Field(min_length=1, max_length=2048)
     code_verifier: str = Field(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")
     redirect_uri: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    nonce: str | None = Field(None, max_length=256, description="the nonce the page sent to the issuer; the ID "
+                                                                "token must carry it")
 
 
 class OidcTokenRead(BaseModel):
