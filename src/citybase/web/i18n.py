@@ -35,7 +35,7 @@ _OPS = {
         "not_signed_in": "未登录", "username": "用户名", "roles": "角色", "department_id": "部门",
         "token_invalid": "令牌无效或已失效", "need_login": "请先登录", "go_on": "继续前往",
         "wrong_role": "当前账号的角色不能使用此页面", "switch_user": "换个账号登录",
-        "oidc_sign_in": "使用统一身份认证登录", "oidc_or": "或者粘贴访问令牌：",
+        "oidc_sign_in": "使用统一身份认证登录", "oidc_or": "也可以用访问令牌登录：",
         "oidc_failed": "统一身份认证登录未完成", "oidc_stale": "登录请求已失效或不是从本页发起的，请重新登录",
         "oidc_busy": "正在完成统一身份认证登录…",
         # workbench
@@ -82,7 +82,7 @@ _OPS = {
         "not_signed_in": "Not signed in", "username": "Username", "roles": "Roles", "department_id": "Department",
         "token_invalid": "The token is invalid or expired", "need_login": "Please sign in first", "go_on": "Continue to",
         "wrong_role": "Your account's roles may not use this page", "switch_user": "Sign in as someone else",
-        "oidc_sign_in": "Sign in with the city's identity provider", "oidc_or": "Or paste an access token:",
+        "oidc_sign_in": "Sign in with the city's identity provider", "oidc_or": "Or sign in with an access token:",
         "oidc_failed": "The sign-in with the city's identity provider did not complete",
         "oidc_stale": "This sign-in was not started from this page or has expired; please sign in again",
         "oidc_busy": "Completing the sign-in with the city's identity provider…",
