@@ -7,6 +7,7 @@ import base64
 import hashlib
 import random
 import secrets
+import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -237,6 +238,8 @@ def test_citybase_tokens_still_work_when_oidc_is_on(api, city):
     r = api.get("/api/v1/me", headers=city.auth("citizen"))
     assert r.status_code == 200 and r.json()["username"] == "citizen"
     assert api.get("/api/v1/me", headers=bearer("cb_not-a-token")).status_code == 401
+    r = api.get("/api/v1/me", headers=bearer("not.a.jwt"))
+    assert r.status_code == 401 and r.json()["detail"] == "the bearer token is not known"
 
 
 def test_the_page_learns_the_endpoints(api, client, idp):
@@ -308,3 +311,27 @@ def test_the_settings_are_checked(monkeypatch, city, idp):
     _, idn = new_person(city)
     r = TestClient(app).get("/api/v1/me", headers=bearer(idp.issuer.mint({"id_number": idn})))
     assert r.status_code == 200
+
+
+def test_two_first_sign_ins_at_once_make_one_account(api, city, idp):
+    person_id, idn = new_person(city)
+    tokens = [idp.issuer.mint({"id_number": idn, "sub": f"race-{i}"}) for i in range(4)]
+    state = api.app.state
+    barrier = threading.Barrier(len(tokens))
+    results: list[int | BaseException] = []
+
+    def sign_in(token: str) -> None:
+        barrier.wait()
+        try:
+            p = state.oidc.sign_in(engine=state.engine, sessions=state.sessions, token=token, request_id="race")
+            results.append(p.user_id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=sign_in, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    accounts = accounts_of(city, person_id)
+    assert len(accounts) == 1 and results == [accounts[0].id] * len(tokens)

@@ -76,9 +76,8 @@ def oidc_site(tmp_path_factory: pytest.TempPathFactory, idp: RunningIssuer) -> I
 
 
 def _person(engine: Any) -> tuple[int, str]:
-    from tests.security.test_oidc import _unused_id_number
-
     from citybase.registry import service as registry
+    from tests.security.test_oidc import _unused_id_number
 
     with Session(engine) as session:
         idn = _unused_id_number(session, random.Random(secrets.randbits(64)))

@@ -128,7 +128,9 @@ class OidcSignIn:
         except jwt.PyJWKClientConnectionError as exc:
             raise Unavailable(Msg('the identity provider cannot be reached ({reason})', reason=str(exc)),
                               fix=Msg('Check CITYBASE_OIDC_ISSUER and that the issuer is up.')) from None
-        except (jwt.PyJWKClientError, jwt.DecodeError):
+        except jwt.DecodeError:
+            raise Unauthenticated(Msg('the bearer token is not known'), fix=_FIX) from None
+        except jwt.PyJWKClientError:
             raise Unauthenticated(Msg('the identity token is signed with a key the identity provider does not '
                                       'publish'), fix=_FIX) from None
         try:
