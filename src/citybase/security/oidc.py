@@ -28,9 +28,10 @@ from typing import Any
 
 import jwt
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from citybase.core.errors import InvalidIdentifier, Unauthenticated, Unavailable
+from citybase.core.errors import Conflict, InvalidIdentifier, Unauthenticated, Unavailable
 from citybase.core.i18n import Msg
 from citybase.core.ids import validate_id_number, validate_uscc
 from citybase.core.settings import read_settings
@@ -173,7 +174,11 @@ class OidcSignIn:
         identity = self.verify(token)
         with sessions() as session:
             try:
-                user, created = self.resolver(session, identity)
+                try:
+                    user, created = self.resolver(session, identity)
+                except (Conflict, IntegrityError):  # another first sign-in of the same account won the race
+                    session.rollback()
+                    user, created = self.resolver(session, identity)
             except Unauthenticated:
                 audit.record(engine, actor=f"oidc:{identity.subject}", roles="", action="oidc.sign_in_refused",
                              subject_type="oidc_subject", subject_ids=[identity.subject],

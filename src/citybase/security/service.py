@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from citybase.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -128,19 +127,13 @@ def principal_of(user: User) -> Principal:
 
 
 def _create_once(session: Session, find: Callable[[], User | None], **fields: Any) -> tuple[User, bool]:
-    """The account ``find`` gives, or a new one made with ``fields``; two first sign-ins at once make one
-    (the loser of the unique key race reads the winner's)."""
+    """The account ``find`` gives, or a new one made with ``fields``: (user, created). Two first sign-ins at
+    once: the loser gets Conflict or IntegrityError (the unique keys), and the caller rolls back and asks
+    again, when ``find`` sees the winner's."""
     user = find()
     if user is not None:
         return user, False
-    try:
-        with session.begin_nested():
-            return create_user(session=session, **fields), True
-    except (IntegrityError, Conflict):
-        user = find()
-        if user is None:
-            raise
-        return user, False
+    return create_user(session=session, **fields), True
 
 
 def account_for_person(*, session: Session, person_id: int, display_name: str = "市民") -> tuple[User, bool]:
