@@ -22,9 +22,7 @@ import binascii
 import hashlib
 import json
 import logging
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -36,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from citybase.core.errors import CitybaseError
 from citybase.core.i18n import Msg
+from citybase.core.keyfiles import read_key_texts
 
 log = logging.getLogger("citybase.licences")
 
@@ -146,39 +145,13 @@ def key_file(data_dir: Path) -> Path:
 def load_keys(data_dir: Path | None = None) -> SigningKeys:
     """The signing keys from ``CITYBASE_LICENCE_SIGNING_KEY`` or the key file (made on first use), once per
     process and folder."""
-    env = os.environ.get(ENV_KEY, "").strip()
-    if env:
-        return _keys([t for t in re.split(r"[,\s]+", env) if t], ENV_KEY)
     if data_dir is None:
         from citybase.core.settings import load_settings
 
         data_dir = load_settings().data_dir
-    path = key_file(data_dir)
-    if not path.exists():
-        _create_key_file(path)
-    if path.stat().st_mode & 0o077:
-        log.warning("licence signing key file %s can be read by others than its owner; chmod 600 it", path)
-    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
-    return _keys([ln for ln in lines if ln], str(path))
-
-
-def _create_key_file(path: Path) -> None:
-    # written whole under a private name, then linked into place: a concurrent start sees no file or the key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("created the licence signing key %s (keep it out of database backups)", path)
+    found = read_key_texts(ENV_KEY, key_file(data_dir), what="licence signing key")
+    assert found is not None  # made when missing
+    return _keys(*found)
 
 
 @dataclass(frozen=True)

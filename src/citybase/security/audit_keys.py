@@ -11,13 +11,12 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from citybase.core.errors import CitybaseError
+from citybase.core.keyfiles import read_key_texts
 
 log = logging.getLogger("citybase.security.audit")
 
@@ -98,39 +97,9 @@ def key_file(data_dir: Path) -> Path:
 
 def load_keyring(data_dir: Path | None = None, *, create: bool = True) -> Keyring | None:
     """The audit keys from ``CITYBASE_AUDIT_KEY`` or the key file; make the file if ``create`` (else None if absent)."""
-    env = os.environ.get(ENV_KEY, "").strip()
-    if env:
-        return _keyring([t for t in re.split(r"[,\s]+", env) if t], ENV_KEY)
     if data_dir is None:
         from citybase.core.settings import load_settings
 
         data_dir = load_settings().data_dir
-    path = key_file(data_dir)
-    if not path.exists():
-        if not create:
-            return None
-        _create_key_file(path)
-    if path.stat().st_mode & 0o077:
-        log.warning("audit key file %s can be read by others than its owner; chmod 600 it", path)
-    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
-    return _keyring([ln for ln in lines if ln], str(path))
-
-
-def _create_key_file(path: Path) -> None:
-    # Written whole under a private name, then linked into place: a process starting at the same moment
-    # either finds no file or the full key, never an empty one; the first link wins.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return  # another process made it first; use theirs
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("created the audit checkpoint key %s (keep it outside database backups)", path)
+    found = read_key_texts(ENV_KEY, key_file(data_dir), what="audit key", create=create)
+    return None if found is None else _keyring(*found)
