@@ -45,7 +45,7 @@ def suite_error(root):
 
 
 def first_line(msg, width=200):
-    lines = [l.strip() for l in msg.strip().splitlines() if l.strip()]
+    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
     line = lines[0] if lines else ""
     # "Setup failed:" / "Several failures occurred:" carry the real reason on the next line
     if line.endswith(":") and len(lines) > 1:
@@ -122,7 +122,9 @@ def main(argv):
     P = F = S = 0
     for g, _, r in results:
         total = r["passed"] + r["failed"] + r["skipped"]
-        P += r["passed"]; F += r["failed"]; S += r["skipped"]
+        P += r["passed"]
+        F += r["failed"]
+        S += r["skipped"]
         print(f"{g:<{width}}  {r['passed']:>5} {r['failed']:>5} {r['skipped']:>5} {total:>6}"
               f" {rate(r['passed'], total):>6.1f}%")
     if len(results) > 1:
