@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,3 +106,21 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def tear_down(server: Server, kind: str, bus_url: str, data: Path, db_url: str, drop, keep: bool = False) -> None:
+    """Stop the server, delete the deployment's NATS streams (PostgreSQL runs), and drop the database and the
+    data folder unless ``keep`` (then say where they are)."""
+    server.stop()
+    if kind == "postgresql":
+        from citybase.bus import connect
+
+        bus = connect(bus_url)
+        bus.delete_streams()
+        bus.close()
+    if keep:
+        print(f"[{kind}] data kept in {data}, database {db_url}")
+        return
+    if drop:
+        drop()
+    shutil.rmtree(data, ignore_errors=True)

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import PG_ADMIN, Server, new_database, rss_mb  # noqa: E402
+from _server import PG_ADMIN, Server, new_database, rss_mb, tear_down  # noqa: E402
 
 from citybase.ops.catalogue.defaults import CATEGORIES  # noqa: E402
 from citybase.ops.classification.corpus import generate_corpus  # noqa: E402
@@ -112,7 +111,7 @@ async def drive(server: Server, tokens: dict[str, str], addresses: list[str], se
 
 def run(kind: str, args: argparse.Namespace) -> dict:
     data = Path(tempfile.mkdtemp(prefix=f"cb-mem-{kind}-"))
-    drop = bus = None
+    drop = None
     if kind == "sqlite":
         db_url, bus_url = f"sqlite:///{data / 'citybase.sqlite3'}", args.sqlite_bus
     else:
@@ -131,16 +130,7 @@ def run(kind: str, args: argparse.Namespace) -> dict:
               flush=True)
         series, statuses = asyncio.run(drive(server, tokens, addresses, args.minutes * 60, args.rate, args.every))
     finally:
-        server.stop()
-        if kind == "postgresql":
-            from citybase.bus import connect
-
-            bus = connect(bus_url)
-            bus.delete_streams()
-            bus.close()
-        if drop:
-            drop()
-        shutil.rmtree(data, ignore_errors=True)
+        tear_down(server, kind, bus_url, data, db_url, drop)
     tail = series[len(series) // 5:]
     return {"engine": kind, "bus": bus_url.split("?deployment")[0], "minutes": args.minutes, "rate": args.rate,
             "series": [(round(t), round(m, 1)) for t, m in series], "start_mb": series[0][1],

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ import httpx
 from citybase.services import forms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import PG_ADMIN, Server, new_database  # noqa: E402
+from _server import PG_ADMIN, Server, new_database, tear_down  # noqa: E402
 
 from twin import top_frames  # noqa: E402
 
@@ -363,19 +362,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {name}: median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
                       f"({r.json()['overall']['applications']:,} applications)", flush=True)
     finally:
-        server.stop()
-        if kind == "postgresql":
-            from citybase.bus import connect
-
-            bus = connect(bus_url)
-            bus.delete_streams()
-            bus.close()
-        if args.keep_data:
-            print(f"[{kind}] data kept in {data}, database {db_url}")
-        else:
-            if drop:
-                drop()
-            shutil.rmtree(data, ignore_errors=True)
+        tear_down(server, kind, bus_url, data, db_url, drop, keep=args.keep_data)
     return out
 
 

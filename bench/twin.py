@@ -40,7 +40,6 @@ import asyncio
 import json
 import math
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ from urllib.parse import quote
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import CITYBASE, PG_ADMIN, Server, new_database  # noqa: E402
+from _server import CITYBASE, PG_ADMIN, Server, new_database, tear_down  # noqa: E402
 
 NGSI = "/ngsi-ld/v1"
 TYPE = "AirQualityObserved"
@@ -467,19 +466,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         for p in phases:
             getattr(bench, p)()
     finally:
-        server.stop()
-        if kind == "postgresql":
-            from citybase.bus import connect
-
-            bus = connect(bus_url)
-            bus.delete_streams()
-            bus.close()
-        if args.keep_data:
-            print(f"[{kind}] data kept in {data}, database {db_url}")
-        else:
-            if drop:
-                drop()
-            shutil.rmtree(data, ignore_errors=True)
+        tear_down(server, kind, bus_url, data, db_url, drop, keep=args.keep_data)
     return {"engine": kind, "entities": args.entities, "temporal_entities": args.temporal_entities,
             "results": bench.results}
 
