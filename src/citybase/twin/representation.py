@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -417,3 +417,48 @@ def numeric(value: Any) -> float | None:
         return None
     f = float(value)
     return f if math.isfinite(f) else None
+
+
+# ------------------------------------------------------------------------------------------ joins (§4.5.23)
+
+
+def links(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(attribute IRI, id) for every entity the entity's Relationships point at."""
+    out = []
+    for iri, instances in doc["attrs"].items():
+        for inst in instances:
+            if inst.get("type") == "Relationship":
+                objs = inst.get("object")
+                out.extend((iri, o) for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
+            elif inst.get("type") == "ListRelationship":
+                out.extend((iri, o) for o in inst.get("objectList", []) if isinstance(o, str))
+    return out
+
+
+def load_linked(docs: list[dict[str, Any]], depth: int,
+                fetch: Callable[[list[str]], dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``docs`` and the entities they link to, ``depth`` levels deep, by id; each level fetched at once."""
+    known = {d["id"]: d for d in docs}
+    level = list(docs)
+    for _ in range(depth):
+        targets = [t for d in level for _, t in links(d) if t not in known]
+        if not targets:
+            break
+        found = fetch(list(dict.fromkeys(targets)))
+        known.update(found)
+        level = list(found.values())
+    return known
+
+
+def with_linked(value: Any, i: int, linked: dict[str, Any], fmt: str) -> Any:
+    """An attribute as shown (``value``), its ``i``-th Relationship instance carrying the linked entity (an
+    ``entity`` member; keyValues: the entity in place of the attribute)."""
+    if fmt == "keyValues":
+        return linked
+    if isinstance(value, list):
+        value = [dict(v) for v in value]
+        value[i]["entity"] = linked
+        return value
+    if isinstance(value, dict):
+        return {**value, "entity": linked}
+    return value

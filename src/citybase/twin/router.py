@@ -54,6 +54,7 @@ from citybase.twin.ldcontext import (
     packaged_url,
     parse_link,
 )
+from citybase.twin.representation import links, load_linked, with_linked
 from citybase.twin.settings import twin_settings
 from citybase.twin.temporal import Page, check_request, paginate, render_temporal
 
@@ -637,22 +638,14 @@ class View:
 
     def _joined(self, docs: list[dict[str, Any]], shown: list[dict[str, Any]],
                 fetch: Callable[[list[str]], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        known: dict[str, dict[str, Any]] = {d["id"]: d for d in docs}
-        level = list(docs)
-        for _ in range(self.join_level):  # load the linked entities level by level
-            targets = [t for d in level for _, t in _links(d) if t not in known]
-            if not targets:
-                break
-            found = fetch(list(dict.fromkeys(targets)))
-            known.update(found)
-            level = list(found.values())
+        known = load_linked(docs, self.join_level, fetch)
         if self.join == "flat":
             out, seen = list(shown), {d["id"] for d in docs}
             frontier = [(d, s, self.pick_tree, self.omit_tree) for d, s in zip(docs, shown, strict=True)]
             for _ in range(self.join_level):
                 nxt = []
                 for d, view, pick, omit in frontier:
-                    for name, t in _links(d):
+                    for name, t in links(d):
                         if t in known and t not in seen and self.resolver.compact(name) in view:  # links shown only
                             seen.add(t)
                             sub_pick, sub_omit = _sub(pick, self.resolver.compact(name)), _sub(omit, self.resolver.compact(name))
@@ -680,15 +673,7 @@ class View:
                     continue
                 linked = self._inline(known[target], self._one(known[target], None, sub_pick, sub_omit), known,
                                       depth - 1, sub_pick, sub_omit)
-                value = out[name]
-                if self.fmt == "keyValues":
-                    out[name] = linked
-                elif isinstance(value, list):
-                    value = [dict(v) for v in value]
-                    value[i]["entity"] = linked
-                    out[name] = value
-                elif isinstance(value, dict):
-                    out[name] = {**value, "entity": linked}
+                out[name] = with_linked(out[name], i, linked, self.fmt)
         return out
 
 
@@ -702,19 +687,6 @@ class View:
 def _sub(tree: Tree | None, name: str) -> Tree | None:
     """The projection of the entity linked through ``name`` (none: it is shown whole)."""
     return tree.get(name) if tree else None
-
-
-def _links(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(attribute IRI, id) for every entity an entity's Relationships point at."""
-    out = []
-    for iri, instances in doc["attrs"].items():
-        for inst in instances:
-            if inst.get("type") == "Relationship":
-                objs = inst.get("object")
-                out.extend((iri, o) for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
-            elif inst.get("type") == "ListRelationship":
-                out.extend((iri, o) for o in inst.get("objectList", []) if isinstance(o, str))
-    return out
 
 
 def _types_of_query(node: Any) -> set[str]:

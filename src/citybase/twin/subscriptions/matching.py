@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from citybase.twin import geoquery
 from citybase.twin import query as ql
 from citybase.twin.ldcontext import Resolver
-from citybase.twin.representation import VALUE_KEY, compact_entity
+from citybase.twin.representation import VALUE_KEY, compact_entity, links, load_linked, with_linked
 from citybase.twin.subscriptions.payload import MEMBERS, TOKEN, parse_geoq
 
 NULL = "urn:ngsi-ld:null"
@@ -326,14 +326,7 @@ def joined(spec: dict[str, Any], doc: dict[str, Any], shown: dict[str, Any], r: 
     if join not in ("flat", "inline") or "deletedAt" in shown:
         return [shown]
     root = {**doc, "attrs": {a: v for a, v in doc["attrs"].items() if r.compact(a) in shown}}
-    known, frontier = {doc["id"]: root}, [root]
-    for _ in range(depth):  # the linked entities, level by level
-        targets = [t for d in frontier for _, t in _links(d) if t not in known]
-        if not targets:
-            break
-        found = fetch(list(dict.fromkeys(targets)))
-        known.update(found)
-        frontier = list(found.values())
+    known = load_linked([root], depth, fetch)
 
     def one(d: dict[str, Any]) -> dict[str, Any]:
         return compact_entity(d, r, fmt=n["format"], sys_attrs=n["sysAttrs"], lang=spec.get("lang"))
@@ -343,7 +336,7 @@ def joined(spec: dict[str, Any], doc: dict[str, Any], shown: dict[str, Any], r: 
         for _ in range(depth):
             nxt = []
             for d in frontier:
-                for _, t in _links(d):
+                for _, t in links(d):
                     if t in known and t not in seen:
                         seen.add(t)
                         out.append(one(known[t]))
@@ -362,31 +355,10 @@ def joined(spec: dict[str, Any], doc: dict[str, Any], shown: dict[str, Any], r: 
                 if name not in view or not isinstance(target, str) or target not in known:
                     continue
                 linked = inline(known[target], one(known[target]), level - 1)
-                value = view[name]
-                if n["format"] == "keyValues":
-                    view[name] = linked
-                elif isinstance(value, list):
-                    value = [dict(v) for v in value]
-                    value[i]["entity"] = linked
-                    view[name] = value
-                elif isinstance(value, dict):
-                    view[name] = {**value, "entity": linked}
+                view[name] = with_linked(view[name], i, linked, n["format"])
         return view
 
     return [inline(root, shown, depth)]
-
-
-def _links(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(attribute IRI, id) for every entity the entity's Relationships point at."""
-    out = []
-    for iri, instances in doc["attrs"].items():
-        for inst in instances:
-            if inst.get("type") == "Relationship":
-                objs = inst.get("object")
-                out.extend((iri, o) for o in (objs if isinstance(objs, list) else [objs]) if isinstance(o, str))
-            elif inst.get("type") == "ListRelationship":
-                out.extend((iri, o) for o in inst.get("objectList", []) if isinstance(o, str))
-    return out
 
 
 def _previous_value(inst: dict[str, Any], r: Resolver) -> Any:
