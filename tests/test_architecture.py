@@ -19,10 +19,13 @@ ALLOWED = {
     "twin": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops"},  # city.py projects them
     "licences": {"core", "storage", "bus", "kernel", "security", "geo", "registry"},
     "services": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "licences"},
-    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "licences", "services"},
+    "iot": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin"},
+    "demo": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "licences", "services",
+             "iot"},
     "web": {"core", "kernel", "security"},
-    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "web"},
-    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "demo",
+    "api": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "iot",
+            "web"},
+    "cli": {"core", "storage", "bus", "kernel", "security", "geo", "registry", "ops", "twin", "services", "iot", "demo",
             "api"},
 }
 KERNEL = {"core", "storage", "bus", "kernel"}

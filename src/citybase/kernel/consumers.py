@@ -119,6 +119,68 @@ class Consumer(threading.Thread):
         self.stop_event.set()
 
 
+class BatchConsumer(Consumer):
+    """A consumer for a high-rate stream (the IoT ingest): up to ``batch`` deliveries handled together by
+    ``handle(session, deliveries)`` in ONE transaction, all acked after the commit.
+
+    No ``kernel_processed`` row is written: the handler must be idempotent itself (the IoT readings are, on
+    device, attribute and time). If the batch fails, it is retried one delivery at a time, each in its own
+    transaction, so one bad message costs only itself: :class:`Reject` dead-letters it, anything else
+    nak's it for redelivery."""
+
+    def __init__(self, name: str, bus: Bus, subjects: str, sessions: sessionmaker[Session],
+                 handle: Callable[[Session, list[Delivery]], None], batch: int = 500, ack_wait: float = 30.0,
+                 retry_delay: Callable[[int], float] | None = None, fetch_timeout: float = 0.2) -> None:
+        super().__init__(name, bus, subjects, sessions, lambda s, d: None, ack_wait=ack_wait,
+                         retry_delay=retry_delay)
+        self.handle_batch, self.batch, self.fetch_timeout = handle, batch, fetch_timeout
+        self.batches = 0
+
+    def run_once(self, timeout: float | None = None) -> int:
+        deliveries = self.sub.fetch(batch=self.batch, timeout=self.fetch_timeout if timeout is None else timeout)
+        if deliveries:
+            self.process_batch(deliveries)
+            self.batches += 1
+        self.handled += len(deliveries)
+        return len(deliveries)
+
+    def _attempt(self, deliveries: list[Delivery]) -> BaseException | None:
+        session = self.sessions()
+        outbox.bind_context(session, deliveries[0].event.context.child())
+        try:
+            self.handle_batch(session, deliveries)
+            session.commit()
+            return None
+        except Exception as exc:  # noqa: BLE001 - settled by the caller (split, reject or nak)
+            session.rollback()
+            return exc
+        finally:
+            session.close()
+
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        """Handle, commit, ack; on failure one by one (see the class doc)."""
+        exc = self._attempt(deliveries)
+        if exc is None:
+            for d in deliveries:
+                d.ack()
+            return
+        if len(deliveries) > 1:
+            log.warning("%s: a batch of %d failed (%s: %s); handling them one by one", self.name, len(deliveries),
+                        type(exc).__name__, exc)
+            for d in deliveries:
+                self.process_batch([d])
+            return
+        d = deliveries[0]
+        if isinstance(exc, Reject):
+            d.reject(str(exc))
+            return
+        log.error("%s failed on %s (attempt %s): %s", self.name, d.event.subject, d.attempt, exc, exc_info=exc)
+        d.nak(delay=self.retry_delay(d.attempt))
+
+    def process(self, delivery: Delivery) -> None:
+        self.process_batch([delivery])
+
+
 def exponential(base: float = 1.0, cap: float = 60.0) -> Callable[[int], float]:
     """A retry delay doubling from ``base`` seconds with each attempt, at most ``cap``."""
     return lambda attempt: min(base * 2 ** max(attempt - 1, 0), cap)

@@ -26,6 +26,9 @@ class ConsumerSpec:
     # skip(session, event, runtime) -> True when handle would do nothing with the event (a read-only check):
     # such a delivery is acked without a write transaction or a processed record (see kernel.consumers)
     skip: Callable[..., bool] | None = None
+    # batch > 0: ``handle(session, deliveries, runtime)`` takes up to ``batch`` deliveries in one transaction, with
+    # no processed record per event (the handler itself is idempotent); see kernel.consumers.BatchConsumer
+    batch: int = 0
 
 
 @dataclass(frozen=True)

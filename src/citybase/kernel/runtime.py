@@ -30,7 +30,7 @@ from citybase.bus.base import Context
 from citybase.core.settings import Settings
 from citybase.core.timeutil import utcnow
 from citybase.kernel import logs, metrics, outbox, process
-from citybase.kernel.consumers import Consumer
+from citybase.kernel.consumers import BatchConsumer, Consumer
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 from citybase.kernel.outbox import Relay
 from citybase.kernel.timers import Timer
@@ -117,6 +117,24 @@ class DomainConsumer(Consumer):
     def process(self, delivery: Delivery) -> None:
         with logs.bound(context_id=delivery.event.context.id):
             super().process(_Observed(delivery, self.consumer))
+
+
+class DomainBatchConsumer(BatchConsumer):
+    """A ``BatchConsumer`` for a ``ConsumerSpec`` with ``batch``: ``spec.handle(session, deliveries, runtime)``."""
+
+    def __init__(self, spec: ConsumerSpec, runtime: Runtime) -> None:
+        super().__init__(spec.name, runtime.bus, spec.subjects, runtime.sessions,
+                         lambda session, deliveries: spec.handle(session, deliveries, runtime), batch=spec.batch,
+                         ack_wait=spec.ack_wait, retry_delay=spec.retry_delay)
+
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        super().process_batch([_Observed(d, self.consumer) for d in deliveries]
+                              if not isinstance(deliveries[0], _Observed) else deliveries)
+
+
+def consumer_of(spec: ConsumerSpec, runtime: Runtime) -> Consumer:
+    """The consumer thread a spec asks for: per delivery, or in batches."""
+    return DomainBatchConsumer(spec, runtime) if spec.batch else DomainConsumer(spec, runtime)
 
 
 class DomainTimer(Timer):
@@ -225,7 +243,7 @@ def start(runtime: Runtime, *, relay: bool = True, work: bool = True, caches: bo
     if caches:
         runtime.cache_listener = CacheListener(runtime, cache_handlers(runtime.domains))
     if work:
-        runtime.consumers = [DomainConsumer(spec, runtime) for dom in runtime.domains for spec in dom.consumers]
+        runtime.consumers = [consumer_of(spec, runtime) for dom in runtime.domains for spec in dom.consumers]
         runtime.timers = [DomainTimer(spec, runtime) for dom in runtime.domains for spec in dom.timers]
     if relay:
         if runtime.relay is None or runtime.relay.ident is not None:  # a relay thread runs once
