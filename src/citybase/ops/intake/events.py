@@ -24,11 +24,12 @@ class AlarmRaised(BaseModel):
     lat: float
     device_id: str | None = None
     device_type: str | None = None
-    department: str | None = None  # the owning department's short name
+    department_id: int | None = None  # the owning department (registry); routing decides the incident's own
+    department: str | None = None  # its short name (docs/iot.md), when a producer sends that instead
     severity: str | None = None  # critical | major | minor | warning (→ priority when none is given)
     rule: str | None = None
     attribute: str | None = None
-    value: float | str | None = None
+    value: float | str | bool | None = None
     raised_at: str | None = None  # ISO 8601
     description: str | None = None
     priority: str | None = None  # urgent | normal | low; default from the severity, else urgent
