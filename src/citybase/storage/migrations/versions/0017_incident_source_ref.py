@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"  # TEMPORARY: "0016" (0016_iot) once the lead has it
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
