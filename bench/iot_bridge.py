@@ -102,7 +102,7 @@ def wait_for(counter, n: int, t0: float) -> float:
     return time.perf_counter() - t0
 
 
-def run(n: int, nats_url: str) -> None:
+def run(n: int, nats_url: str, batch: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="iotbench-"))
     broker, port = start_mosquitto(tmp)
     url = f"mqtt://127.0.0.1:{port}"
@@ -129,13 +129,13 @@ def run(n: int, nats_url: str) -> None:
         bus = NatsBus(f"{nats_url}?deployment=bench{uuid.uuid4().hex[:8]}")
         try:
             prefix, name = f"b{uuid.uuid4().hex[:6]}/iot", f"bench{uuid.uuid4().hex[:6]}"
-            b = Bridge(url, bus, name, prefix=prefix)
+            b = Bridge(url, bus, name, prefix=prefix, batch=batch)
             b.start()
             b.connected.wait(10)
             b.stop()
             publish(port, prefix, n, 4, tmp)
             t0 = time.perf_counter()
-            b = Bridge(url, bus, name, prefix=prefix)
+            b = Bridge(url, bus, name, prefix=prefix, batch=batch)
             b.start()
             took = wait_for(lambda: b.stats["acked"], n, t0)
             print(f"bridge → NATS, backlog of {n}: {n / took:,.0f} msg/s ({took:.2f} s)")
@@ -159,6 +159,7 @@ def run(n: int, nats_url: str) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=1000, help="the bridge's largest bus publication")
     ap.add_argument("--nats", default=os.environ.get("CITYBASE_TEST_NATS_URL", "nats://127.0.0.1:4222"))
     a = ap.parse_args()
-    run(a.messages, a.nats)
+    run(a.messages, a.nats, a.batch)

@@ -341,3 +341,88 @@ def test_what_was_published_but_not_acked_comes_again_and_jetstream_drops_the_co
     assert bridge.stats["published"] >= len(sent) + flaky.broken
     # ... but the bus holds each message once: same event id, dropped by JetStream's duplicate window
     assert sorted(d.event.id for d in got) == sorted(event_id(t, p) for t, p in sent)
+
+
+def _start_nats(port: int, store: Path) -> subprocess.Popen:
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(exe).exists():
+        unavailable("nats-server is not installed")
+    proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "our nats-server did not start"
+            time.sleep(0.1)
+
+
+@pytest.mark.nats
+def test_while_the_bus_is_away_nothing_is_acked_and_everything_arrives_once_it_is_back(broker, prefix, tmp_path):
+    port = _free_port()
+    nats = _start_nats(port, tmp_path / "js")  # our own NATS, so it can be stopped
+    bus = NatsBus(f"nats://127.0.0.1:{port}")
+    bridge = Bridge(broker, bus, f"o{uuid.uuid4().hex[:8]}", prefix=prefix)
+    before = [(f"{prefix}/dev-1/up", f'{{"n":{i}}}'.encode()) for i in range(50)]
+    during = [(f"{prefix}/dev-2/up", f'{{"n":{i}}}'.encode()) for i in range(50)]
+    try:
+        bridge.start()
+        assert bridge.connected.wait(WAIT)
+        publish(broker, before)
+        deadline = time.monotonic() + WAIT
+        while bridge.stats["acked"] < len(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        nats.terminate()
+        nats.wait(WAIT)
+        publish(broker, during)  # the broker takes them; the bridge cannot store them
+        while bridge.stats["publish_failures"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.stats["publish_failures"] >= 2
+        assert bridge.stats["acked"] == len(before)  # nothing acked while the bus is away
+        nats = _start_nats(port, tmp_path / "js")
+        got = read_bus(bus, "reader-o", len(before) + len(during))
+    finally:
+        bridge.stop()
+        bus.close()
+        nats.terminate()
+        nats.wait(WAIT)
+    assert {d.event.id for d in got} == {event_id(t, p) for t, p in before + during}
+    assert bridge.stats["acked"] >= len(before) + len(during)
+
+
+def _stopped_stats(log: Path) -> dict[str, int]:
+    import ast
+
+    line = [ln for ln in log.read_text().splitlines() if " stopped: " in ln][-1]
+    return ast.literal_eval(line.split(" stopped: ", 1)[1])
+
+
+@pytest.mark.nats
+def test_bridges_share_the_load_and_a_dead_ones_share_waits_in_its_session(broker, bus_url, bus, prefix,
+                                                                           tmp_path):
+    """Mosquitto 2.0 goes round-robin over every member with a session, connected or not: while A is dead,
+    its share is queued in A's session (not handed to B) and comes when A is back under the same name."""
+    names = [f"s{uuid.uuid4().hex[:6]}", f"s{uuid.uuid4().hex[:6]}"]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    a, b = (start_bridge(broker, bus_url, n, prefix, lg) for n, lg in zip(names, logs, strict=True))
+    first = [(f"{prefix}/dev-{i % 10}/up", f'{{"n":{i}}}'.encode()) for i in range(400)]
+    then = [(f"{prefix}/dev-{i % 10}/up", f'{{"m":{i}}}'.encode()) for i in range(400)]
+    try:
+        publish(broker, first)
+        assert {d.event.id for d in read_bus(bus, "reader-s", len(first))} == {event_id(*m) for m in first}
+        a.proc.send_signal(signal.SIGKILL)
+        a.wait()
+        publish(broker, then)  # half of these go to A's session
+        a = start_bridge(broker, bus_url, names[0], prefix, logs[0])
+        got = read_bus(bus, "reader-s", len(then))
+    finally:
+        for p in (a, b):
+            p.proc.send_signal(signal.SIGTERM)
+            assert p.wait() == 0
+    assert {d.event.id for d in got} >= {event_id(*m) for m in then}
+    a_back, b_all = _stopped_stats(logs[0]), _stopped_stats(logs[1])
+    print(f"\nA after its return: {a_back}; B throughout: {b_all}")
+    assert a_back["received"] >= len(then) // 2  # A's share of `then` waited for it
+    assert 0 < b_all["received"] < len(first) + len(then)  # B never had everything

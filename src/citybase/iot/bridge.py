@@ -137,6 +137,7 @@ class Bridge:
             client.tls_set()
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -176,6 +177,9 @@ class Bridge:
         log.info("connected to MQTT %s as %s (session present: %s)", self.url, self.client_id,
                  flags.session_present)
         client.subscribe(self.topic_filter, qos=1)
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        log.warning("cannot reach the MQTT broker %s; trying again", self.url)
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
         if any(r.is_failure for r in reasons):
