@@ -426,3 +426,32 @@ def test_bridges_share_the_load_and_a_dead_ones_share_waits_in_its_session(broke
     print(f"\nA after its return: {a_back}; B throughout: {b_all}")
     assert a_back["received"] >= len(then) // 2  # A's share of `then` waited for it
     assert 0 < b_all["received"] < len(first) + len(then)  # B never had everything
+
+
+@pytest.mark.nats
+def test_a_retired_bridge_hands_over_what_its_session_held_and_leaves_the_group(broker, bus_url, bus, prefix,
+                                                                               tmp_path):
+    names = [f"r{uuid.uuid4().hex[:6]}", f"r{uuid.uuid4().hex[:6]}"]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    a, b = (start_bridge(broker, bus_url, n, prefix, lg) for n, lg in zip(names, logs, strict=True))
+    first = [(f"{prefix}/dev-{i % 10}/up", f'{{"n":{i}}}'.encode()) for i in range(200)]
+    then = [(f"{prefix}/dev-{i % 10}/up", f'{{"m":{i}}}'.encode()) for i in range(200)]
+    try:
+        a.proc.send_signal(signal.SIGTERM)  # an ordinary stop keeps the session: A's share waits for it
+        assert a.wait() == 0
+        publish(broker, first)
+        env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        with open(logs[0], "ab") as out:
+            retire = subprocess.run([sys.executable, "-m", "citybase.iot.bridge", "--mqtt", broker, "--bus",
+                                     bus_url, "--name", names[0], "--prefix", prefix, "--retire"],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, timeout=WAIT)
+        assert retire.returncode == 0, logs[0].read_text()[-2000:]
+        publish(broker, then)  # A is no longer in the group: all of these go to B
+        got = read_bus(bus, "reader-r", len(first) + len(then))
+    finally:
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.wait() == 0
+    assert {d.event.id for d in got} == {event_id(*m) for m in first + then}
+    retired = [ln for ln in logs[0].read_text().splitlines() if " retired" in ln]
+    assert retired and "'received': 100" in retired[0]  # A's share of `first`
+    assert _stopped_stats(logs[1])["received"] == 100 + len(then)

@@ -12,7 +12,9 @@ Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shar
   for it (the same client id) to come back; nothing is re-routed to the other members, but nothing is lost.
   A member with a clean session that dies loses what it had received but not acknowledged (Mosquitto does not
   hand it to another member). So the session is persistent, the client id is ``citybase-bridge-<name>`` and a
-  bridge must come back under the same name (a supervisor restarting it) before the session expires.
+  bridge must come back under the same name (a supervisor restarting it) before the session expires. A name
+  taken out of service for good is retired (``--retire``: it unsubscribes, carries what its session holds and
+  ends the session), or its share keeps going to a session nobody reads.
 * MQTT 5 because the bridge then says how long the broker keeps its session (Session Expiry Interval) instead
   of the broker-wide ``persistent_client_expiration``, and how many unacknowledged messages it may hold
   (Receive Maximum): Mosquitto 2.0.11 honours it for v5 clients, while a 3.1.1 client gets the broker's
@@ -37,6 +39,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +130,10 @@ class Bridge:
         self._lock = threading.Lock()  # orders acks against a connection being lost
         self._generation = 0
         self._stopping = threading.Event()
+        self._retiring = False
+        self._unsubscribed = threading.Event()
+        self._arrived = self._handled = 0  # messages received / carried (acked or to come again)
+        self._last_arrival = time.monotonic()
         self._pump_thread = threading.Thread(target=self._pump, name=f"iot-bridge-{name}", daemon=True)
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
@@ -140,6 +147,7 @@ class Bridge:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         self._client = client
         self._connect_properties = Properties(PacketTypes.CONNECT)
@@ -167,6 +175,32 @@ class Bridge:
         self._client.loop_stop()
         log.info("IoT bridge %s stopped: %s", self.client_id, self.stats)
 
+    def retire(self, stop_event: threading.Event | None = None, quiet: float = 2.0) -> bool:
+        """Take this name out of the shared group for good (scaling down): resume its session, unsubscribe,
+        carry to the bus what the session still holds, then end the session. Without this, Mosquitto 2.0
+        keeps giving the name its share of the group's messages until the session expires, and then
+        discards them. Done once nothing has come for ``quiet`` seconds and all is acked; False (the
+        session kept, nothing lost) if ``stop_event`` is set first."""
+        stop_event = stop_event or threading.Event()
+        self._retiring = True
+        self.start()
+        while not self._unsubscribed.wait(0.1):
+            if stop_event.is_set():
+                self.stop()
+                return False
+        while not (self._handled == self._arrived and time.monotonic() - self._last_arrival >= quiet):
+            if stop_event.wait(0.1):
+                self.stop()
+                return False
+        self._stopping.set()
+        self._pump_thread.join()
+        ends = Properties(PacketTypes.DISCONNECT)
+        ends.SessionExpiryInterval = 0  # the broker drops the session now
+        self._client.disconnect(properties=ends)
+        self._client.loop_stop()
+        log.info("IoT bridge %s retired, its session ended: %s", self.client_id, self.stats)
+        return True
+
     # -- paho callbacks (its network thread) --
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
@@ -176,7 +210,15 @@ class Bridge:
         self.stats["connects"] += 1
         log.info("connected to MQTT %s as %s (session present: %s)", self.url, self.client_id,
                  flags.session_present)
-        client.subscribe(self.topic_filter, qos=1)
+        if self._retiring:
+            client.unsubscribe(self.topic_filter)
+        else:
+            client.subscribe(self.topic_filter, qos=1)
+
+    def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _reasons: Any, _p: Any) -> None:
+        log.info("unsubscribed from %s on MQTT %s: retiring %s", self.topic_filter, self.url, self.client_id)
+        self._last_arrival = time.monotonic()
+        self._unsubscribed.set()
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
         log.warning("cannot reach the MQTT broker %s; trying again", self.url)
@@ -200,6 +242,8 @@ class Bridge:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers refuse such topics; keep the message anyway
             topic = msg._topic.decode("utf-8", "replace")
+        self._arrived += 1
+        self._last_arrival = time.monotonic()
         self._inbox.put(_Received(self._generation, msg.mid, msg.qos, topic, msg.payload, utcnow().isoformat()))
 
     # -- the pump (its own thread) --
@@ -227,6 +271,7 @@ class Bridge:
         """Publish, then ack what the bus stored; retry the rest with back-off until it is stored or we stop
         (then it stays unacknowledged, and the broker sends it again)."""
         self.stats["received"] += len(got)
+        count = len(got)
         events = [ingest_event(r.topic, r.payload, r.received_at, self.prefix) for r in got]
         delay = RETRY_FIRST
         while got:
@@ -241,6 +286,7 @@ class Bridge:
             self._ack(got[:stored])
             got, events = got[stored:], events[stored:]
             if not got:
+                self._handled += count
                 return
             self.stats["publish_failures"] += 1
             log.warning("bus publication failed (%d message(s) wait, retry in %.1f s): %s", len(got), delay,
@@ -272,6 +318,11 @@ def run_bridge(settings_url: str, bus: Bus, name: str, stop_event: threading.Eve
     return bridge
 
 
+def retire_bridge(settings_url: str, bus: Bus, name: str, stop_event: threading.Event, **options: Any) -> bool:
+    """Retire the bridge ``name`` for good (see :meth:`Bridge.retire`); ``citybase iot bridge --retire``."""
+    return Bridge(settings_url, bus, name, **options).retire(stop_event)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m citybase.iot.bridge --mqtt URL --bus URL``: runs until SIGTERM or SIGINT."""
     from citybase.bus.base import connect
@@ -283,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=socket.gethostname().split(".")[0],
                         help="this bridge's name (client id citybase-bridge-NAME); keep it across restarts")
     parser.add_argument("--prefix", default=PREFIX, help=f"topic prefix (default {PREFIX})")
+    parser.add_argument("--retire", action="store_true",
+                        help="take NAME out of the group for good: carry what its session holds, then end it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -293,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConnectionError, ValueError) as exc:
         parser.exit(2, f"{exc}\n")
     try:
+        if args.retire:
+            return 0 if retire_bridge(args.mqtt, bus, args.name, stop, prefix=args.prefix) else 1
         run_bridge(args.mqtt, bus, args.name, stop, prefix=args.prefix)
     except ValueError as exc:
         parser.exit(2, f"{exc}\n")
