@@ -41,6 +41,18 @@ def specs(n: int = 400, seed: int = 7) -> list[DeviceSpec]:
             for d in plan_devices(n, seed)]
 
 
+def fewer_cheap(devices: list[DeviceSpec], keep: int = 20) -> list[DeviceSpec]:
+    """The devices with only ``keep`` of each numerous cheap type: the stations matter for a day's shape, and
+    three days of 200 parking spots are most of the work."""
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for d in devices:
+        seen[d.type_code] += 1
+        if d.type_code not in ("parking", "smoke", "light") or seen[d.type_code] <= keep:
+            out.append(d)
+    return out
+
+
 def local_hour(t: str) -> int:
     return (datetime.fromisoformat(t).hour + 8) % 24
 
@@ -216,7 +228,7 @@ def test_each_device_reports_at_its_types_interval_with_a_few_drop_outs():
 
 
 def test_the_day_has_its_rhythms():
-    fleet = Fleet(specs(600), seed=3, start=START)
+    fleet = Fleet(fewer_cheap(specs(600)), seed=3, start=START)
     types = {s.device_id: s.type_code for s in fleet.devices}
     at: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
     for device, m in fleet.tick(START + timedelta(days=3)):  # Wednesday to Friday, local time
@@ -246,7 +258,7 @@ def test_the_day_has_its_rhythms():
 def test_without_events_no_event_rule_fires():
     """Over three days of normal life no flood, dust, cover, silent-meter or smoke alarm: each alarm the demo
     shows was injected on purpose."""
-    fleet = Fleet(specs(600), seed=4, start=START)
+    fleet = Fleet(fewer_cheap(specs(600)), seed=4, start=START)
     types = {s.device_id: s.type_code for s in fleet.devices}
     got = by_device(fleet.tick(START + timedelta(days=3)))
     for code, key in (("flood", "level_high"), ("aq", "pm10_high"), ("manhole", "tilted"),

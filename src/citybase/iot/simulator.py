@@ -898,8 +898,9 @@ def run(fleet: Fleet, sender: Sender, rate: float | None = None, duration: float
         limit = until.timestamp() if until else math.inf
         while not stopped(now):
             sim = min(sim_base + (now - t0) * fleet.time_scale, limit)
-            if lead is not None:
-                sim = min(sim, time.time() + lead)
+            capped = lead is not None and sim > time.time() + lead
+            if capped:
+                sim = time.time() + lead  # type: ignore[operator]
             if sim > fleet._now:
                 backlog.extend(fleet.tick(datetime.fromtimestamp(sim, UTC)))
             while backlog and not stopped(now):
@@ -912,7 +913,9 @@ def run(fleet: Fleet, sender: Sender, rate: float | None = None, duration: float
                 break
             if not backlog:
                 nxt = fleet.next_due()
-                wait = 0.2 if nxt is None else (nxt.timestamp() - fleet._now) / max(fleet.time_scale, 1e-9)
+                # the wall seconds until the next reading: simulated ones shrink by the time scale, unless the
+                # clock is held back at the wall clock
+                wait = 0.2 if nxt is None else (nxt.timestamp() - fleet._now) / (1.0 if capped else fleet.time_scale)
                 if stop_event is not None:
                     stop_event.wait(max(0.005, min(wait, 0.2)))
                 else:
