@@ -496,3 +496,27 @@ def test_http_sender_posts_batches_of_messages_with_their_device():
 def test_the_command_line_runs_a_dry_fleet(capsys):
     assert main(["--dry-run", "--devices", "50", "--fast", "--backfill", "1"]) == 0
     assert "50 devices" in capsys.readouterr().err
+
+
+def test_citybase_simulate_publishes_a_replayed_hour_to_mosquitto():
+    import socket
+
+    import typer
+    from typer.testing import CliRunner
+
+    from citybase.iot.simulate_cli import simulate
+    from tests.conftest import unavailable
+
+    try:
+        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
+    except OSError as exc:
+        unavailable(f"Mosquitto at 127.0.0.1:1883: {exc}")
+    app = typer.Typer()
+    app.command("simulate")(simulate)
+    app.command("other")(lambda: None)  # two commands, so "simulate" is named as under citybase
+    prefix = f"citybase-test/{uuid.uuid4().hex}"
+    result = CliRunner().invoke(app, ["simulate", "--devices", "50", "--mqtt", "mqtt://127.0.0.1:1883",
+                                      "--topic-prefix", prefix, "--fast", "--backfill", "1"])
+    assert result.exit_code == 0, result.output
+    assert "50 devices" in result.output and " sent " in result.output
+    assert CliRunner().invoke(app, ["simulate", "--devices", "5"]).exit_code != 0  # no --mqtt nor --http

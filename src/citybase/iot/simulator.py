@@ -969,36 +969,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    if a.tokens:
-        specs = load_specs(a.tokens)
+def simulate(*, devices: int = 100, tokens: Path | None = None, mqtt: str | None = None, http: str | None = None,
+             topic_prefix: str = "citybase/iot", batch: int = 200, rate: float | None = None,
+             duration: float | None = None, seed: int = 1, district: str = "310104", time_scale: float = 1.0,
+             backfill: float = 0.0, fast: bool = False, dropout: float = 0.01,
+             say: Callable[[str], None] | None = None, stop_event: threading.Event | None = None) -> Progress:
+    """The command line's work, callable from ``citybase simulate`` too: build the fleet (provisioned devices
+    from ``tokens``, else ``devices`` planned with fake tokens), the sender (MQTT, HTTP, or none), and run."""
+    if tokens:
+        specs = load_specs(tokens)
     else:
-        specs = [DeviceSpec(d.device_id, d.type_code, fake_token(d.device_id, a.seed), d.lon, d.lat)
-                 for d in plan_devices(a.devices, a.seed, a.district)]
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=a.backfill)
-    fleet = Fleet(specs, seed=a.seed, start=start, time_scale=a.time_scale, dropout=a.dropout)
-    sender: Any
-    if a.mqtt:
-        sender = MqttSender(a.mqtt, a.topic_prefix)
-    elif a.http:
-        sender = HttpSender(a.http, batch_size=a.batch)
-    else:
-        sender = NullSender()
-    stop = threading.Event()
+        specs = [DeviceSpec(d.device_id, d.type_code, fake_token(d.device_id, seed), d.lon, d.lat)
+                 for d in plan_devices(devices, seed, district)]
+    say = say or (lambda line: print(line, file=sys.stderr))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=backfill)
+    fleet = Fleet(specs, seed=seed, start=start, time_scale=time_scale, dropout=dropout)
+    sender: Any = (MqttSender(mqtt, topic_prefix) if mqtt else
+                   HttpSender(http, batch_size=batch) if http else NullSender())
+    stop = stop_event or threading.Event()
 
     def show(p: Progress) -> None:
-        print(f"{p.sent:>10} sent  {p.per_second:>9.0f}/s  (avg {p.average:.0f}/s)  simulated {p.sim_time:%Y-%m-%d %H:%M:%S}Z",
-              file=sys.stderr)
+        say(f"{p.sent:>10} sent  {p.per_second:>9.0f}/s  (avg {p.average:.0f}/s)  "
+            f"simulated {p.sim_time:%Y-%m-%d %H:%M:%S}Z")
 
-    print(f"{len(specs)} devices, about {fleet.natural_rate():.1f} messages per simulated second", file=sys.stderr)
+    say(f"{len(specs)} devices, about {fleet.natural_rate():.1f} messages per simulated second")
     try:
-        run(fleet, sender, a.rate, a.duration, stop, show, realtime=not a.fast,
-            until=datetime.now(UTC) if a.fast and a.backfill else None)
+        # a bench replaying the past stops at the present: later readings would be refused as from the future
+        return run(fleet, sender, rate, duration, stop, show, realtime=not fast,
+                   until=datetime.now(UTC) if fast and backfill else None)
     except KeyboardInterrupt:
         stop.set()
+        return Progress(0, 0.0, 0.0, 0.0, fleet.now, True)
     finally:
         sender.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    simulate(devices=a.devices, tokens=a.tokens, mqtt=a.mqtt, http=a.http, topic_prefix=a.topic_prefix,
+             batch=a.batch, rate=a.rate, duration=a.duration, seed=a.seed, district=a.district,
+             time_scale=a.time_scale, backfill=a.backfill, fast=a.fast, dropout=a.dropout)
     return 0
 
 
