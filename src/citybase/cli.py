@@ -207,8 +207,47 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
         if has_bundles:  # 一网通办 loaded (citybase demo): applications arrive and clerks work them
             ServicesSimulation(app_.state.engine, rate=simulate / 2).start()
             console.print(f"一网通办: about {simulate / 2:g} applications a minute, departments' clerks at work.")
+    _iot(settings, app_, h, p, simulate > 0)
     console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")
     uvicorn.run(app_, host=h, port=p, log_config=None)  # logs through kernel.logs, set up at start
+
+
+def _iot(settings: Settings, app_, host: str, port: int, simulate: bool) -> None:
+    """The IoT path of one serving process: with a broker configured and the in-process bus, a bridge in this
+    process (a deployment runs `citybase iot bridge` beside NATS instead); in the living demo, the simulated
+    devices (over MQTT when a broker is configured, else over the HTTP ingest), and say which."""
+    from citybase.iot.settings import iot_settings
+
+    mqtt = iot_settings().mqtt_url
+    if mqtt and settings.bus_url.startswith("memory:"):
+        from citybase.iot.bridge import Bridge
+        from citybase.iot.mqtturl import redact
+
+        try:
+            Bridge(mqtt, app_.state.bus, iot_settings().bridge_name).start()
+            console.print(f"IoT: devices' messages taken from the broker {redact(mqtt)} by a bridge in this process.")
+        except Exception as exc:  # noqa: BLE001 - the broker is away: say so and serve without it
+            console.print(f"[yellow]IoT: the broker {redact(mqtt)} is not reachable ({exc}); devices can still "
+                          "report over HTTP (POST /api/v1/iot/readings).[/]")
+            mqtt = None
+    elif not mqtt:
+        console.print("IoT: no broker configured (CITYBASE_IOT_MQTT_URL): devices report over HTTP, "
+                      "POST /api/v1/iot/readings.")
+    if not simulate:
+        return
+    from sqlalchemy.orm import Session
+
+    from citybase.demo.iot import IotSimulation, ensure_devices
+    from citybase.iot import service as iot
+
+    with Session(app_.state.engine) as session:
+        has_devices = bool(iot.list_devices(session=session, page_size=1)[1])
+    if has_devices:
+        specs = ensure_devices(app_.state.engine, settings.data_dir)
+        sim = IotSimulation(specs, base_url=f"http://{host}:{port}", mqtt_url=mqtt)
+        sim.start()
+        console.print(f"物联感知: {len(specs):,} simulated devices report over {sim.via} (the last hour replayed "
+                      "first); rain, a tilted manhole cover, smoke and faults every few minutes.")
 
 
 def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
@@ -283,12 +322,50 @@ def worker() -> None:
 
 
 @app.command()
+def simulate(devices: Annotated[int, typer.Option(help="simulated devices (the district's first N, provisioned if missing)")] = 1000,
+             rate: Annotated[float | None, typer.Option(help="at most this many messages a second")] = None,
+             duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+             mqtt: Annotated[str | None, typer.Option(help="the broker (default CITYBASE_IOT_MQTT_URL)")] = None,
+             http: Annotated[str | None, typer.Option(help="a citybase server (default http://127.0.0.1:8000 "
+                                                          "when no broker is configured)")] = None,
+             seed: SeedOpt = 2026,
+             backfill: Annotated[float, typer.Option(help="start this many hours ago (replayed fast)")] = 0.0,
+             time_scale: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 1.0,
+             fast: Annotated[bool, typer.Option(help="not in real time: as fast as possible (or --rate)")] = False) -> None:
+    """Simulated IoT devices (模拟物联网设备) sending realistic readings: daily rhythms, noise, drop-outs."""
+    import json as _json
+
+    from citybase.demo.iot import ensure_devices
+    from citybase.iot import simulator
+    from citybase.iot.settings import iot_settings
+
+    settings = load_settings()
+    engine = _engine(settings)
+    _upgrade(engine)
+    if not _city_exists(engine):
+        console.print("[red]No city in this database:[/] run `citybase demo` or `citybase generate` first.")
+        raise typer.Exit(2)
+    with _progress_bar() as update:
+        specs = ensure_devices(engine, settings.data_dir, n=devices, seed=seed, progress=update)
+    path = settings.data_dir / "iot-simulated-devices.json"
+    path.touch(mode=0o600)
+    path.write_text(_json.dumps([s._asdict() for s in specs], ensure_ascii=False))
+    mqtt = mqtt or (None if http else iot_settings().mqtt_url)
+    if not mqtt:
+        http = http or f"http://{settings.host}:{settings.port}"
+    console.print(f"{len(specs):,} devices → {'MQTT ' + mqtt if mqtt else 'HTTP ' + str(http)}")
+    simulator.simulate(tokens=path, mqtt=mqtt, http=None if mqtt else http, rate=rate, duration=duration, seed=seed,
+                       time_scale=time_scale, backfill=backfill, fast=fast, say=console.print)
+
+
+@app.command()
 def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
          host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
          port: Annotated[int | None, typer.Option(help="default 8000")] = None,
          serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="serve after setting up")] = True,
-         simulate: Annotated[float, typer.Option(help="reports a minute at the daily peak (0: none)")] = 12.0) -> None:
-    """Set up the demo city if it is not there yet (migrate, generate, demo users) and serve it."""
+         simulate: Annotated[float, typer.Option(help="reports a minute at the daily peak (0: none)")] = 12.0,
+         iot_devices: Annotated[int, typer.Option("--iot-devices", help="simulated IoT devices (0: none)")] = 3000) -> None:
+    """Set up the demo city if it is not there yet (migrate, generate, demo users, IoT devices) and serve it."""
     from citybase.demo.accounts import create_demo_users
 
     settings = load_settings()
@@ -306,6 +383,12 @@ def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
     from citybase.demo.services import load_services_demo
 
     tokens.update(load_services_demo(engine, settings.data_dir))  # 一网通办: catalogue, bundles, clerks
+    if iot_devices:
+        from citybase.demo.iot import ensure_devices
+
+        with _progress_bar() as update:
+            specs = ensure_devices(engine, settings.data_dir, n=iot_devices, seed=seed, progress=update)
+        console.print(f"物联感知: {len(specs):,} devices in the district (also twin entities).")
     table = Table("user", "token", title=f"Demo tokens (also in {settings.data_dir / 'demo-tokens.json'})")
     for user, token in tokens.items():
         table.add_row(user, token)

@@ -8,9 +8,9 @@ from typing import Any
 
 from citybase.iot import workers
 from citybase.iot.events import EVENTS, FEED_PREFIX, INGEST
+from citybase.iot.settings import IotSettings, iot_settings
 from citybase.kernel.consumers import exponential
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
-from citybase.iot.settings import IotSettings, iot_settings
 
 
 def _routers() -> list[Any]:

@@ -106,7 +106,7 @@ def get_device(device_id: str, attr: FilterText | None = None, since: datetime |
                session: Session = Depends(get_session, scope="function")) -> DeviceDetail:
     d = service.get_device(session=session, device_id=device_id[:64])
     rows = service.readings(session=session, device=d, attr=attr, since=since, limit=limit)
-    reads = [ReadingRead(attr=r.attr, t=r.observed_at, value=r.value if r.text is None else r.text) for r in rows]
+    reads = [ReadingRead.of(r.attr, r.observed_at, r.value if r.text is None else r.text) for r in rows]
     latest: dict[str, ReadingRead] = {}
     for r in reads:
         latest.setdefault(r.attr, r)

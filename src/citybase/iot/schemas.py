@@ -11,8 +11,14 @@ from pydantic import BaseModel, Field
 
 from citybase.core.i18n import from_json, render
 from citybase.core.schemas import Id
+from citybase.core.timeutil import to_shanghai
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed
 from citybase.iot.types import DEVICE_TYPES, DeviceType
+
+def _t(v: datetime | None) -> datetime | None:
+    """Stored UTC (naive from SQLite), shown in Asia/Shanghai."""
+    return to_shanghai(v) if v is not None else None
+
 
 PRIVATE_TYPES = frozenset({"watermeter"})  # devices at a person's home
 
@@ -102,7 +108,7 @@ class DeviceRead(BaseModel):
         return cls(device_id=d.device_id, type=d.type_code, type_title=t.title, sdm_type=t.sdm_type,
                    entity_id=f"urn:ngsi-ld:{t.sdm_type}:{d.device_id}", model=d.model, name=d.name,
                    department_id=d.department_id, lon=lon, lat=lat, grid_code=d.grid_code,
-                   state=d.state, last_seen_at=d.last_seen_at, created_at=d.created_at)  # type: ignore[arg-type]
+                   state=d.state, last_seen_at=_t(d.last_seen_at), created_at=_t(d.created_at))  # type: ignore[arg-type]
 
 
 class DeviceProvisioned(DeviceRead):
@@ -151,6 +157,10 @@ class ReadingRead(BaseModel):
     t: datetime
     value: float | str | None
 
+    @classmethod
+    def of(cls, attr: str, t: datetime, value: float | str | None) -> ReadingRead:
+        return cls(attr=attr, t=_t(t), value=value)  # type: ignore[arg-type]
+
 
 class DeviceDetail(BaseModel):
     device: DeviceRead
@@ -189,8 +199,8 @@ class AlarmRead(BaseModel):
         return cls(id=a.id, device_id=d.device_id, device_type=d.type_code, device_name=d.name or d.device_id,
                    rule=a.rule, rule_title=rule.title if rule else a.rule, alarm_type=a.alarm_type,
                    severity=a.severity, state=a.state, attribute=a.attribute,  # type: ignore[arg-type]
-                   value=a.value if a.text is None else a.text, readings=list(a.readings or []), raised_at=a.raised_at,
-                   acknowledged_at=a.acknowledged_at, acknowledged_by=a.acknowledged_by, cleared_at=a.cleared_at,
+                   value=a.value if a.text is None else a.text, readings=list(a.readings or []), raised_at=_t(a.raised_at),
+                   acknowledged_at=_t(a.acknowledged_at), acknowledged_by=a.acknowledged_by, cleared_at=_t(a.cleared_at),
                    cleared_by=a.cleared_by, clear_value=a.clear_value, lon=lon, lat=lat, incident=incident)
 
 
@@ -210,7 +220,7 @@ class DeadLetterRead(BaseModel):
         except (ValueError, TypeError):
             reason = d.reason
         return cls(id=d.id, device_id=d.device_id, reason_code=d.reason_code, reason=reason, payload=d.payload,
-                   via=d.via, received_at=d.received_at)
+                   via=d.via, received_at=_t(d.received_at))
 
 
 class HealthRead(BaseModel):
@@ -247,7 +257,7 @@ class FeedRead(BaseModel):
     @classmethod
     def of(cls, f: Feed) -> FeedRead:
         return cls(id=f.id, name=f.name, department_id=f.department_id, type=f.type_code, area_code=f.area_code,
-                   url=f.url, subject=f"citybase.iot.feed.{f.name}", active=f.active, created_at=f.created_at)
+                   url=f.url, subject=f"citybase.iot.feed.{f.name}", active=f.active, created_at=_t(f.created_at))
 
 
 class FeedCreated(FeedRead):

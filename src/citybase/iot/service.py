@@ -260,6 +260,11 @@ def provision(*, session: Session, devices: Sequence[NewDevice]) -> list[tuple[D
     return [(stored[d.device_id], s) for d, s in zip(devices, secrets_out, strict=True)]
 
 
+def list_existing(*, session: Session, device_ids: Sequence[str]) -> list[str]:
+    """Which of these device ids are provisioned."""
+    return list(IotRepository(session).devices_by_ids(list(device_ids)))
+
+
 def get_device(*, session: Session, device_id: str) -> Device:
     d = IotRepository(session).device(device_id)
     if d is None:
@@ -613,7 +618,7 @@ def _raise(session: Session, repo: IotRepository, row: RuleState, k: Known, rule
            result: IngestResult) -> Alarm:
     value, text = _numeric(a.value)
     since = a.since or a.at
-    window = [[r.observed_at.isoformat(), r.value if r.text is None else r.text]
+    window = [[as_utc(r.observed_at).isoformat(), r.value if r.text is None else r.text]
               for r in reversed(repo.readings(k.pk, attr=rule.attribute, since=since, limit=20))] if rule.attribute else []
     if not window:
         window = [[a.at.isoformat(), a.value]]
