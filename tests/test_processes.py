@@ -200,7 +200,7 @@ def test_two_serving_processes_and_a_worker_run_the_incident_loop_together(tmp_p
 
             # an IoT alarm on the bus becomes an incident through the worker's consumer
             device = f"dev-{uuid.uuid4().hex[:8]}"
-            bus.publish("citybase.iot.alarm.manhole", {"alarm_type": "manhole_cover_open", "device_id": device,
+            bus.publish("citybase.iot.alarm.raised", {"alarm_type": "manhole_cover_open", "device_id": device,
                                                        "lon": houses[2].lon, "lat": houses[2].lat})
 
             def alarm_incident() -> int | None:

@@ -210,3 +210,32 @@ def test_provisioning_an_existing_id_is_a_conflict(client, city):
     r = client.post("/api/v1/iot/devices", headers=city.auth("admin"),
                     json={"device_id": dev, "type": "flood", "lon": LON, "lat": LAT})
     assert r.status_code == 409
+
+
+def test_a_flood_alarm_becomes_an_incident_for_the_water_department_and_its_clearing_is_on_it(client, city):
+    from citybase.ops import workers as ops_workers
+    from citybase.ops.workflow.models import Incident, TimelineEntry
+    from citybase.registry.models import Department
+
+    consumer = ops_workers.alarm_consumer(client.app.state.bus, make_sessionmaker(city.engine))
+    (dev, secret), = provision(client, city)
+    alarm_id = None
+    for i, level in enumerate([0.2, 0.22, 0.25]):
+        out = send(client, {"device": dev, "token": secret, "t": iso(T0 + timedelta(minutes=i)),
+                            "v": {"currentLevel": level}}).json()
+        alarm_id = alarm_id or next((a for a in out["alarms_raised"]), None)
+    while consumer.run_once(timeout=0.1):
+        pass
+    level_alarm = [a for a in client.get("/api/v1/iot/alarms", headers=city.auth("dispatcher"),
+                                         params={"device": dev}).json()["items"] if a["rule"] == "level_high"][0]
+    assert level_alarm["incident"] is not None, level_alarm
+    with Session(city.engine) as s:
+        inc = s.get(Incident, level_alarm["incident"]["id"])
+        assert inc.channel == "iot" and inc.source_ref == str(level_alarm["id"])
+        assert s.get(Department, inc.main_department_id).short_name == "水务局"
+    send(client, {"device": dev, "token": secret, "t": iso(T0 + timedelta(minutes=5)), "v": {"currentLevel": 0.02}})
+    while consumer.run_once(timeout=0.1):
+        pass
+    with Session(city.engine) as s:
+        steps = [t.action for t in s.scalars(select(TimelineEntry).where(TimelineEntry.incident_id == inc.id))]
+    assert "alarm_cleared" in steps

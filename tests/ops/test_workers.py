@@ -34,8 +34,8 @@ def test_an_iot_alarm_becomes_an_urgent_incident(city, bus):
     b = _building(city, 1)
     consumer = workers.alarm_consumer(bus, make_sessionmaker(city.engine))
     device = f"WL-{uuid.uuid4().hex[:6]}"
-    bus.publish("citybase.iot.alarm.water_level", {"alarm_type": "water_level_high", "lon": b.lon, "lat": b.lat,
-                                                   "device_id": device, "value": 0.32})
+    bus.publish("citybase.iot.alarm.raised", {"alarm_type": "water_level_high", "lon": b.lon, "lat": b.lat,
+                                              "device_id": device, "value": 0.32})
     assert consumer.run_once(timeout=1) == 1
     with Session(city.engine) as s:
         inc = s.scalar(select(Incident).where(Incident.description.contains(device)))
@@ -47,11 +47,11 @@ def test_an_iot_alarm_becomes_an_urgent_incident(city, bus):
 def test_malformed_alarms_are_kept_aside_with_the_reason_and_work_goes_on(city, bus):
     b = _building(city, 2)
     consumer = workers.alarm_consumer(bus, make_sessionmaker(city.engine))
-    bus.publish_raw("citybase.iot.alarm.x", b"\x00not json")
-    bus.publish("citybase.iot.alarm.x", {"alarm_type": "alien_landing", "lon": b.lon, "lat": b.lat})
-    bus.publish("citybase.iot.alarm.x", {"alarm_type": "smoke_detected", "lon": "east", "lat": b.lat})
-    bus.publish("citybase.iot.alarm.x", {"alarm_type": "smoke_detected", "lon": 116.4, "lat": 39.9})
-    bus.publish("citybase.iot.alarm.x", {"alarm_type": "smoke_detected", "lon": b.lon, "lat": b.lat,
+    bus.publish_raw("citybase.iot.alarm.raised", b"\x00not json")
+    bus.publish("citybase.iot.alarm.raised", {"alarm_type": "alien_landing", "lon": b.lon, "lat": b.lat})
+    bus.publish("citybase.iot.alarm.raised", {"alarm_type": "smoke_detected", "lon": "east", "lat": b.lat})
+    bus.publish("citybase.iot.alarm.raised", {"alarm_type": "smoke_detected", "lon": 116.4, "lat": 39.9})
+    bus.publish("citybase.iot.alarm.raised", {"alarm_type": "smoke_detected", "lon": b.lon, "lat": b.lat,
                                          "device_id": "SD-ok"})
     for _ in range(3):
         consumer.run_once(timeout=0.3)

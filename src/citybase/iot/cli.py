@@ -79,3 +79,42 @@ def import_devices(path: Annotated[Path, typer.Argument(help="a CSV (device_id,t
     else:
         typer.echo(f"{len(made)} devices provisioned (secrets not kept: pass --secrets FILE)", err=not made)
     sys.stdout.flush()
+
+
+@app.command("bridge")
+def bridge(name: Annotated[str | None, typer.Option(help="this bridge's name (default CITYBASE_IOT_BRIDGE_NAME)")] = None,
+           retire: Annotated[bool, typer.Option(help="take this bridge's name out of service for good")] = False) -> None:
+    """Carry the devices' MQTT messages (citybase/iot/<device>/up, QoS 1) to the bus for the ingest workers;
+    a message is acknowledged to the broker only once the bus has stored it. SIGTERM or Ctrl+C stops."""
+    import signal
+    import threading
+
+    from citybase.bus import connect
+    from citybase.core.settings import load_settings
+    from citybase.iot.bridge import retire_bridge, run_bridge
+    from citybase.iot.mqtturl import redact
+    from citybase.iot.settings import iot_settings
+
+    settings, iot = load_settings(), iot_settings()
+    if not iot.mqtt_url:
+        typer.echo("set CITYBASE_IOT_MQTT_URL (e.g. mqtt://127.0.0.1:1883): the bridge needs the devices' broker", err=True)
+        raise typer.Exit(2)
+    if settings.bus_url.startswith("memory:"):
+        typer.echo("note: with memory:// the bridge's bus is its own; use CITYBASE_BUS_URL=nats://… beside the workers",
+                   err=True)
+    bus = connect(settings.bus_url)
+    halt = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: halt.set())
+    who = name or iot.bridge_name
+    try:
+        if retire:
+            done = retire_bridge(iot.mqtt_url, bus, who, halt)
+            typer.echo(f"bridge {who} retired" if done else f"bridge {who}: retiring stopped before the end")
+            return
+        typer.echo(f"citybase iot bridge {who}: {redact(iot.mqtt_url)} → {settings.bus_url.split('?')[0]} "
+                   "(SIGTERM or Ctrl+C stops)")
+        b = run_bridge(iot.mqtt_url, bus, who, halt)
+        typer.echo(f"bridge {who} stopped: {b.stats}")
+    finally:
+        bus.close()

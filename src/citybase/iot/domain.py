@@ -10,6 +10,7 @@ from citybase.iot import workers
 from citybase.iot.events import EVENTS, FEED_PREFIX, INGEST
 from citybase.kernel.consumers import exponential
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
+from citybase.iot.settings import IotSettings, iot_settings
 
 
 def _routers() -> list[Any]:
@@ -35,7 +36,8 @@ DOMAIN = Domain(
         ConsumerSpec("iot-ingest", INGEST, workers.ingest, batch=500, ack_wait=60.0),
         ConsumerSpec("iot-feeds", FEED_PREFIX + ".*", workers.feed, ack_wait=60.0, retry_delay=exponential(1.0, 60.0)),
     ),
-    timers=(TimerSpec("iot-silence", 30.0, workers.sweep),),
+    timers=(TimerSpec("iot-silence", lambda: iot_settings().silence_interval, workers.sweep),),
+    settings=IotSettings,
     caches={"iot.devices": workers.forget_devices, "iot.feeds": workers.forget_feeds},
     cli=_cli,
 )

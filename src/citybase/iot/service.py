@@ -34,6 +34,7 @@ from citybase.iot.repository import IotRepository
 from citybase.iot.types import DEVICE_TYPES, DeviceType, Rule
 from citybase.kernel import outbox
 from citybase.kernel.runtime import invalidate
+from citybase.ops.intake import service as intake
 from citybase.registry import service as registry
 from citybase.twin import service as twin
 
@@ -823,12 +824,10 @@ def reading_count(*, session: Session) -> int:
     return IotRepository(session).reading_count()
 
 
+
 def incidents_of(*, session: Session, alarm_ids: Sequence[int]) -> dict[str, dict[str, Any]]:
-    """The incidents these alarms became (alarm id as text -> id, code, status), through the incident loop's
-    service; empty when it has none to say."""
-    try:
-        from citybase.ops.intake import service as intake
-    except ImportError:  # pragma: no cover - ops is always installed with citybase
+    """The incidents these alarms became (alarm id as text -> id, code, status, department), asked of the
+    incident loop's service."""
+    if not alarm_ids:
         return {}
-    fn = getattr(intake, "incidents_of_alarms", None)
-    return fn(session=session, alarm_ids=[str(i) for i in alarm_ids]) if fn and alarm_ids else {}
+    return intake.incidents_of_alarms(session=session, alarm_ids=[str(i) for i in alarm_ids])

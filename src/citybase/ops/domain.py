@@ -40,10 +40,17 @@ ALARMS = "citybase.iot.alarm.>"
 
 
 def _alarm(session: Any, delivery: Any, runtime: Any) -> None:
-    """ops-alarms: an IoT alarm becomes an incident (the process's current classifier suggests)."""
+    """ops-alarms: a raised IoT alarm becomes an incident, a cleared one a note on it (``intake.alarms``)."""
     from citybase.ops.intake.alarms import handle_alarm
 
     handle_alarm(session, delivery.event, runtime.classifier)
+
+
+def _alarm_ignored(session: Any, event: Any, runtime: Any) -> bool:
+    """ops-alarms has nothing to do with alarms that open no incident, nor with subjects but raised/cleared."""
+    from citybase.ops.intake.alarms import ignores
+
+    return ignores(event)
 
 
 def _webhooks(session: Any, delivery: Any, runtime: Any) -> None:
@@ -103,7 +110,7 @@ DOMAIN = Domain(
     },
     events=_events(),
     settings=OpsSettings,
-    consumers=(ConsumerSpec("ops-alarms", ALARMS, _alarm),
+    consumers=(ConsumerSpec("ops-alarms", ALARMS, _alarm, skip=_alarm_ignored),
                ConsumerSpec("ops-webhooks", OPS_EVENTS, _webhooks, ack_wait=60.0)),
     timers=(TimerSpec("ops-supervision", lambda: ops_settings().supervision_interval, _supervise),),
     caches={"ops.webhooks": _forget_webhooks, "ops.catalogue": _forget_catalogue,

@@ -1,6 +1,7 @@
 """Background work of the incident loop, each a durable consumer on the bus or a timer:
 
-* alarms: ``citybase.iot.alarm.*`` events become incidents (alarm type → category);
+* alarms: ``citybase.iot.alarm.raised`` events become incidents (alarm type → category), ``.cleared`` ones
+  notes on their timeline (``intake.alarms``);
 * webhooks: every ``citybase.ops.>`` event is POSTed to the subscribed department systems, with
   retries (the bus redelivers) and a delivery log;
 * supervision: overdue incidents raise 督办 once a minute, in one process at a time (a leased timer).
@@ -21,7 +22,7 @@ from citybase.bus import Bus, Context, Delivery
 from citybase.kernel import idempotency, outbox
 from citybase.kernel.consumers import Consumer, Reject
 from citybase.kernel.timers import Timer
-from citybase.ops.intake.alarms import ALARMS, handle_alarm
+from citybase.ops.intake.alarms import ALARMS, handle_alarm, ignores
 from citybase.ops.notifications.service import deliver_webhooks, forget_webhooks
 from citybase.ops.settings import ops_settings
 from citybase.ops.workflow import service
@@ -33,11 +34,12 @@ OPS_EVENTS = "citybase.ops.>"
 
 
 def alarm_consumer(bus: Bus, sessions: sessionmaker[Session], classifier: Any = None) -> Consumer:
-    """The durable consumer ``ops-alarms``: IoT alarms become incidents."""
+    """The durable consumer ``ops-alarms``: raised IoT alarms become incidents, cleared ones notes on them;
+    the rest is acked unread."""
     def handle(session: Session, d: Delivery) -> None:
         handle_alarm(session, d.event, classifier)
 
-    return Consumer("ops-alarms", bus, ALARMS, sessions, handle)
+    return Consumer("ops-alarms", bus, ALARMS, sessions, handle, skip=lambda session, event: ignores(event))
 
 
 def webhook_consumer(bus: Bus, sessions: sessionmaker[Session], post: Any = None) -> Consumer:

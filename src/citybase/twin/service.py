@@ -667,7 +667,8 @@ class Observation:
 def record_observations(*, session: Session, call: Call, observations: Sequence[Observation]) -> int:
     """Write readings into existing entities at once: each attribute's default instance becomes its latest
     reading (kept when a newer one is already stored), EVERY reading becomes a history row, each entity one
-    change event. One locked read, one executemany UPDATE, one history append (COPY on PostgreSQL). Entities
+    change event when the tenant has ever had a subscription (``entity_changed`` is what subscriptions follow;
+    the readings themselves reach other systems through the IoT feeds). One locked read, one executemany UPDATE, one history append (COPY on PostgreSQL). Entities
     that do not exist are skipped; returns how many entities were written."""
     if not observations:
         return 0
@@ -710,8 +711,11 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
                 written.setdefault(o.entity_id, set()).add(iri)
     repo.update_many(call.tenant, [(pks[i], doc, _location(doc)[0], None, False) for i, doc in docs.items()], call.at)
     repo.append_history(history)
-    for i, doc in docs.items():
-        _changed(session, call, doc, "update", sorted(written.get(i, ())))
+    from citybase.twin.subscriptions.repository import SubscriptionRepository
+
+    if SubscriptionRepository(session).revision(call.tenant):  # a change nobody can subscribe to is not announced:
+        for i, doc in docs.items():  # at a sensor's rate the outbox row per entity would cost as much as the write
+            _changed(session, call, doc, "update", sorted(written.get(i, ())))
     return len(docs)
 
 

@@ -183,7 +183,8 @@ _NAMES: dict[str, dict[str, dict[str, str]]] = {
                    "complete": "处置完成", "first_contact": "先行联系", "extension_requested": "申请延期",
                    "extension_approved": "同意延期", "extension_refused": "不同意延期", "verify": "核查通过",
                    "verify_failed": "核查未通过", "close": "结案", "suspend": "挂起", "resume": "恢复",
-                   "reopen": "重新办理", "rate": "评价", "supervise": "督办"},
+                   "reopen": "重新办理", "rate": "评价", "supervise": "督办",
+                   "alarm_cleared": "告警解除"},
     },
     "en": {
         "status": {"received": "received", "registered": "registered", "dispatched": "dispatched",
@@ -202,7 +203,7 @@ _NAMES: dict[str, dict[str, dict[str, str]]] = {
                    "extension_requested": "extension requested", "extension_approved": "extension approved",
                    "extension_refused": "extension refused", "verify": "verified", "verify_failed": "verification failed",
                    "close": "closed", "suspend": "suspended", "resume": "resumed", "reopen": "reopened",
-                   "rate": "rated", "supervise": "supervised"},
+                   "rate": "rated", "supervise": "supervised", "alarm_cleared": "alarm cleared"},
     },
 }
 

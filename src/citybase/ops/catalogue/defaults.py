@@ -141,7 +141,8 @@ CATEGORIES: list[CategorySeed] = [
     for (minor, name, kind, dept, assists, hours, days, verify, radius, kw) in rows
 ]
 
-# IoT alarm types (published on the bus by the IoT issue) → category code.
+# IoT alarm types (``citybase.iot.types`` rules, published as ``citybase.iot.alarm.raised``) → category code.
+# A type whose rules never open an incident (``device_offline``) is not here: ops-alarms acks it unread.
 ALARM_CATEGORIES = {
     "manhole_cover_open": "02001",
     "water_level_high": "05001",
@@ -153,4 +154,8 @@ ALARM_CATEGORIES = {
     "elevator_trapped": "05007",
     "traffic_signal_fault": "06001",
     "dust_over_limit": "04004",
+    "container_full": "01001",  # 暴露垃圾
+    "water_meter_silent": "09002",  # 养老服务诉求: an elderly person living alone used no water
+    "hydrant_pressure_low": "02008",  # 消防栓损坏
+    "traffic_congestion": "06004",  # 交通拥堵
 }

@@ -108,6 +108,7 @@ NOTES: dict[str, tuple[str, Msg]] = {  # timeline action -> (note type, summary)
     "rate": ("activity", Msg("Rated by the reporter")),
     "reopen": ("activity", Msg("Reopened for review (重新办理)")),
     "supervise": ("activity", Msg("Overdue, supervision raised (督办)")),
+    "alarm_cleared": ("activity", Msg("The sensor's alarm cleared")),
 }
 _XML_ITEM = {"services": "service", "service_requests": "request", "attributes": "attribute",
              "values": "value", "endpoints": "endpoint", "formats": "format", "errors": "error",

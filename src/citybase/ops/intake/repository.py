@@ -65,6 +65,23 @@ class IntakeRepository:
         """The incident with this id (from the session's identity map when loaded)."""
         return self.session.get(Incident, incident_id)
 
+    def made_by_many(self, source_refs: list[str]) -> list[Row]:
+        """(source_ref, id, code, status, main_department_id, parent_id) of the incidents these sources (IoT
+        alarms' alarm_ids) made, found by the unique index on ``source_ref``, 500 references a query."""
+        out: list[Row] = []
+        for chunk in range(0, len(source_refs), 500):
+            out += self.session.execute(
+                select(Incident.source_ref, Incident.id, Incident.code, Incident.status, Incident.main_department_id,
+                       Incident.parent_id).where(Incident.source_ref.in_(source_refs[chunk:chunk + 500])))
+        return out
+
+    def codes(self, ids: set[int]) -> dict[int, str]:
+        """The codes of these incidents, by id."""
+        if not ids:
+            return {}
+        return {i: code for i, code in self.session.execute(select(Incident.id, Incident.code)
+                                                            .where(Incident.id.in_(ids)))}
+
 
 class SqliteIntakeRepository(IntakeRepository):
     # SQLite's statistics count NULLs as one value: with most reports phoneless, the phone's index looks

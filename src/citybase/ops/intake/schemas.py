@@ -43,6 +43,7 @@ class IntakeRead(BaseModel):
 
 CHANNELS = ("api", "hotline", "inspector", "open311", "iot")
 MAX_DESCRIPTION = 4000  # the longest report of any channel (GeoReport v2's limit); each channel may take less
+MAX_SOURCE_REF = 128  # ops_incidents.source_ref
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class IntakeCommand:
     reporter_phone: str | None = None
     reporter_user_id: int | None = None
     media_url: str | None = None
+    source_ref: str | None = None  # what outside the loop made the report (an IoT alarm's alarm_id); unique
 
     def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
@@ -81,6 +83,11 @@ class IntakeCommand:
         if self.priority is not None and self.priority not in PRIORITIES:
             raise InvalidInput(Msg('unknown priority {priority!r}', priority=self.priority),
                                fix=Msg('Use one of {items}.', items=', '.join(PRIORITIES)), field="priority")
+        if self.source_ref is not None and not 1 <= len(self.source_ref) <= MAX_SOURCE_REF:
+            raise InvalidInput(Msg('the source reference is empty or longer than {MAX_SOURCE_REF} characters',
+                                   MAX_SOURCE_REF=MAX_SOURCE_REF),
+                               fix=Msg('Name the alarm (or other source) by an id of at most that length.'),
+                               field="source_ref")
         try:
             phone = check_phone(self.reporter_phone)
         except InvalidInput as exc:

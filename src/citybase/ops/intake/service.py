@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from rapidfuzz import fuzz
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from citybase.core.errors import Conflict, InvalidInput
+from citybase.core.errors import Conflict, InvalidInput, NotFound
 from citybase.core.i18n import Msg, to_json
 from citybase.core.timeutil import SHANGHAI, as_utc, utcnow
 from citybase.geo import service as geo
@@ -37,9 +38,10 @@ from citybase.ops.settings import AUTO_DISPATCH_CONFIDENCE, ops_settings  # noqa
 from citybase.ops.workflow.models import Incident, Task, TimelineEntry
 from citybase.ops.workflow.service import SYSTEM, Actor, _start_clock
 from citybase.ops.workflow.states import Status as S
+from citybase.registry import service as registry
 
-__all__ = ["CHANNELS", "MAX_DESCRIPTION", "IntakeCommand", "IntakeResult", "Place", "find_duplicates", "intake",
-           "locate_report", "submit"]
+__all__ = ["CHANNELS", "MAX_DESCRIPTION", "IntakeCommand", "IntakeResult", "Place", "find_duplicates",
+           "incident_of_alarm", "incidents_of_alarms", "intake", "locate_report", "submit"]
 
 MERGE_SIMILARITY = 70.0  # text similarity (0–100) above which a nearby report is merged automatically
 SUGGEST_SIMILARITY = 35.0  # below merge, above this: offered to the dispatcher as a possible duplicate
@@ -149,8 +151,8 @@ def submit(*, session: Session, command: IntakeCommand, actor: Actor = SYSTEM, p
                    main_department_id=decision.main_department_id, routing=decision.as_json(),
                    deadline_mode=None, budget_seconds=None, deadline_at=None, warn_at=None, suspended_at=None,
                    extension_days=None, extension_reason=None, parent_id=None, repeat_count=0, return_count=0,
-                   reopen_count=0, supervised_at=None, satisfaction=None, open311_token=None, created_at=now,
-                   updated_at=now, registered_at=None, dispatched_at=None, first_contact_at=None, closed_at=None)
+                   reopen_count=0, supervised_at=None, satisfaction=None, open311_token=None,
+                   source_ref=c.source_ref, created_at=now, updated_at=now, registered_at=None, dispatched_at=None, first_contact_at=None, closed_at=None)
     dup, candidates = find_duplicates(session=session, incident=inc, category=cat)
 
     # The final state, in memory: received; or merged into the duplicate; or registered and dispatched.
@@ -253,6 +255,41 @@ def find_duplicates(*, session: Session, incident: Incident, category: Category,
     while target is not None and target.parent_id is not None:
         target = repo.incident(target.parent_id)
     return target, candidates
+
+
+def incident_of_alarm(*, session: Session, alarm_id: str) -> dict[str, Any] | None:
+    """What an IoT alarm became in the incident loop, for the IoT pages: the incident's id, code, status and
+    main department's name, and ``merged_into`` (id and code) when it joined an earlier incident; None when
+    the alarm opened no incident (``incident: false``, not yet handled, or raised before alarms were kept)."""
+    return incidents_of_alarms(session=session, alarm_ids=[alarm_id]).get(alarm_id)
+
+
+def incidents_of_alarms(*, session: Session, alarm_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``incident_of_alarm`` for a list of alarms in a few queries, by alarm_id (alarms without an incident
+    are absent)."""
+    refs = sorted({a for a in alarm_ids if a})
+    if not refs:
+        return {}
+    repo = IntakeRepository.of(session)
+    rows = repo.made_by_many(refs)
+    parents = repo.codes({r.parent_id for r in rows if r.parent_id is not None})
+    names: dict[int, str | None] = {}
+
+    def department(department_id: int | None) -> str | None:
+        if department_id is None:
+            return None
+        if department_id not in names:
+            try:
+                names[department_id] = registry.get_department_by_id(session=session, department_id=department_id).name
+            except NotFound:
+                names[department_id] = None
+        return names[department_id]
+
+    return {r.source_ref: {"id": r.id, "code": r.code, "status": r.status,
+                           "department": department(r.main_department_id),
+                           "merged_into": {"id": r.parent_id, "code": parents.get(r.parent_id)}
+                           if r.parent_id is not None else None}
+            for r in rows}
 
 
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

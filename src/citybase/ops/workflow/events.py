@@ -12,7 +12,7 @@ PREFIX = "citybase.ops.incident."
 # The timeline actions that are published as citybase.ops.incident.<action>.
 STEPS = ("receive", "register", "reject", "dispatch", "merge", "accept", "return", "complete_task", "complete",
          "verify", "verify_failed", "close", "reopen", "rate", "suspend", "resume", "extension_requested",
-         "extension_approved", "extension_refused", "first_contact")
+         "extension_approved", "extension_refused", "first_contact", "alarm_cleared")
 
 
 class IncidentStep(BaseModel):

@@ -52,6 +52,9 @@ class Incident(Base):
     supervised_at: Mapped[datetime | None] = mapped_column(TZ)
     satisfaction: Mapped[str | None] = mapped_column(String(16))
     open311_token: Mapped[str | None] = mapped_column(String(40), unique=True)
+    # What outside the loop made the incident, when a channel names it: an IoT alarm's alarm_id. Unique, so
+    # the same alarm delivered twice (a new event id each time) cannot open a second incident, even in a race.
+    source_ref: Mapped[str | None] = mapped_column(String(128), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(TZ, index=True)
     updated_at: Mapped[datetime] = mapped_column(TZ)
     registered_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -359,6 +359,13 @@ def first_contact(*, session: Session, incident: Incident, actor: Actor, note: s
     return incident
 
 
+def alarm_cleared(*, session: Session, incident: Incident, actor: Actor, note: str, **data: Any) -> TimelineEntry:
+    """物联感知告警解除: the IoT alarm that made (or joined) the incident cleared. A fact for whoever handles it,
+    noted on the timeline and published like every step, in any state (closed or suspended too: the note
+    takes nothing from the workflow); the state stays as it is."""
+    return _step(session, incident, actor, "alarm_cleared", incident.status, reason=note[:500], **data)
+
+
 def merge(*, session: Session, incident: Incident, into: Incident, actor: Actor, reason: str) -> Incident:
     """Fold ``incident`` into ``into``: its reporters are told the outcome of ``into``; repeats are counted."""
     if incident.id == into.id:

@@ -77,6 +77,7 @@ TRANSITIONS: dict[str, Transition] = {
     "rate": Transition((S.CLOSED,), (S.CLOSED, S.REGISTERED), REPORTER,
                        "the reporter's rating: 满意 / 基本满意 / 不满意"),
     "supervise": Transition(OPEN, None, (), "督办: an overdue incident is raised to its department's supervisor"),
+    "alarm_cleared": Transition(None, None, (), "物联感知告警解除: the IoT alarm that made the incident cleared (noted)"),
 }
 
 

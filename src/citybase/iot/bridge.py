@@ -1,0 +1,360 @@
+"""The MQTT → bus bridge of the IoT ingest (docs/iot.md, "One convention for readings").
+
+Every message a device publishes on ``citybase/iot/<device id>/up`` becomes one ``citybase.iot.ingest`` event on
+the bus; the message is acknowledged to the broker (PUBACK) only after the bus has stored the event, so a
+bridge that dies at any moment loses nothing: the broker sends what was not acknowledged again, and the event
+id (SHA-256 of topic and payload) lets JetStream drop the second copy within its duplicate window.
+
+Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shared subscription:
+
+* Mosquitto 2.0 hands a shared group's messages round-robin to every member that has a session, connected or
+  not. A member with a persistent session that is down keeps receiving its share in that session, which waits
+  for it (the same client id) to come back; nothing is re-routed to the other members, but nothing is lost.
+  A member with a clean session that dies loses what it had received but not acknowledged (Mosquitto does not
+  hand it to another member). So the session is persistent, the client id is ``citybase-bridge-<name>`` and a
+  bridge must come back under the same name (a supervisor restarting it) before the session expires. A name
+  taken out of service for good is retired (``--retire``: it unsubscribes, carries what its session holds and
+  ends the session), or its share keeps going to a session nobody reads.
+* MQTT 5 because the bridge then says how long the broker keeps its session (Session Expiry Interval) instead
+  of the broker-wide ``persistent_client_expiration``, and how many unacknowledged messages it may hold
+  (Receive Maximum): Mosquitto 2.0.11 honours it for v5 clients, while a 3.1.1 client gets the broker's
+  ``max_inflight_messages`` (20 by default), which would cap every bus batch at 20 messages.
+* The broker must keep what it queues: ``max_queued_messages 0`` (or a large number) and ``persistence true``.
+  With Mosquitto's default of 1000, a bridge that is down longer than 1000 of its messages loses the rest.
+
+Throughput: the paho network thread only records each message; one pump thread takes everything that arrived
+while the last publication was in flight (up to ``batch``), publishes it with ``publish_events`` (pipelined on
+JetStream) and then acknowledges it in the order received. A bus failure leaves the messages unacknowledged and
+is retried with back-off; the broker stops sending once ``receive_maximum`` messages wait, so memory is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import logging
+import queue
+import re
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from citybase.bus.base import Bus, Context, Event, PublishError
+from citybase.core.timeutil import utcnow
+from citybase.iot.mqtturl import parse_mqtt_url, redact
+
+log = logging.getLogger(__name__)
+
+SUBJECT = "citybase.iot.ingest"
+PREFIX = "citybase/iot"  # topics are <prefix>/<device id>/up
+GROUP = "citybase"  # the shared subscription's group: $share/<group>/<prefix>/+/up
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a bridge's session (and its messages) while it is away
+RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may send us (MQTT 5 Receive Maximum, ≤ 65535)
+BATCH = 1_000  # events per bus publication at most
+KEEPALIVE = 30
+RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds of back-off after a failed bus publication
+
+
+def event_id(topic: str, payload: bytes) -> str:
+    """The same message gives the same id, so a re-publication after a crash is a duplicate JetStream drops."""
+    return hashlib.sha256(topic.encode("utf-8") + b"\n" + payload).hexdigest()[:32]
+
+
+def device_of(topic: str, prefix: str = PREFIX) -> tuple[str | None, bool]:
+    """The device id the topic names and whether the topic is a well-formed ``<prefix>/<id>/up``; for another
+    topic, its device segment if it has one (so the dead letter says what was claimed) or None."""
+    head, sep, rest = topic.partition(prefix + "/")
+    if head or not sep:
+        return None, False
+    segment, sep, tail = rest.partition("/")
+    if DEVICE_ID.fullmatch(segment) and sep and tail == "up":
+        return segment, True
+    return segment or None, False
+
+
+def ingest_event(topic: str, payload: bytes, received_at: str, prefix: str = PREFIX) -> Event:
+    """The ``citybase.iot.ingest`` event for one MQTT message. A topic that is not ``<prefix>/<id>/up``
+    also carries ``topic``, so the ingest can keep the message as a dead letter with where it came from."""
+    device, well_formed = device_of(topic, prefix)
+    data: dict[str, Any] = {"device": device}
+    try:
+        data["payload"] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        data["payload_b64"] = base64.b64encode(payload).decode("ascii")
+    data["via"] = "mqtt"
+    data["received_at"] = received_at
+    if not well_formed:
+        data["topic"] = topic
+    return Event(subject=SUBJECT, data=data, context=Context(), id=event_id(topic, payload), time=received_at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    generation: int  # the connection it came on: an ack is only valid on that connection
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: str
+
+
+class Bridge:
+    """One bridge process's MQTT client and pump. ``start()``, then ``stop()``; counters in ``stats``."""
+
+    def __init__(self, url: str, bus: Bus, name: str, *, prefix: str = PREFIX, group: str = GROUP,
+                 session_expiry: int = SESSION_EXPIRY, receive_maximum: int = RECEIVE_MAXIMUM,
+                 batch: int = BATCH) -> None:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"bridge name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError("receive_maximum must be 1-65535")
+        self.broker = parse_mqtt_url(url)
+        self.url, self.bus, self.name, self.prefix = redact(url), bus, name, prefix.strip("/")
+        self.client_id = f"citybase-bridge-{name}"
+        self.topic_filter = f"$share/{group}/{self.prefix}/+/up"
+        self.batch = batch
+        self.stats = {"received": 0, "published": 0, "acked": 0, "publish_failures": 0, "connects": 0}
+        self.connected = threading.Event()  # set while subscribed (tests and health checks wait on it)
+        self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # orders acks against a connection being lost
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._retiring = False
+        self._unsubscribed = threading.Event()
+        self._arrived = self._handled = 0  # messages received / carried (acked or to come again)
+        self._last_arrival = time.monotonic()
+        self._pump_thread = threading.Thread(target=self._pump, name=f"iot-bridge-{name}", daemon=True)
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
+                             manual_ack=True)
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._connect_properties = Properties(PacketTypes.CONNECT)
+        self._connect_properties.SessionExpiryInterval = session_expiry
+        self._connect_properties.ReceiveMaximum = receive_maximum
+
+    # -- life --
+
+    def start(self) -> None:
+        """Connect in the background (retried until it works) and start pumping to the bus."""
+        self._pump_thread.start()
+        # clean_start=False on every connection (paho's default cleans the first one): resume the session.
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE, clean_start=False,
+                                   properties=self._connect_properties)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Finish the publication under way, acknowledge it, and disconnect keeping the session: what was
+        received but not published is sent again by the broker to the next bridge of this name."""
+        self._stopping.set()
+        if self._pump_thread.is_alive():
+            self._pump_thread.join()
+        self.connected.clear()
+        self._client.disconnect()
+        self._client.loop_stop()
+        log.info("IoT bridge %s stopped: %s", self.client_id, self.stats)
+
+    def retire(self, stop_event: threading.Event | None = None, quiet: float = 2.0) -> bool:
+        """Take this name out of the shared group for good (scaling down): resume its session, unsubscribe,
+        carry to the bus what the session still holds, then end the session. Without this, Mosquitto 2.0
+        keeps giving the name its share of the group's messages until the session expires, and then
+        discards them. Done once nothing has come for ``quiet`` seconds and all is acked; False (the
+        session kept, nothing lost) if ``stop_event`` is set first."""
+        stop_event = stop_event or threading.Event()
+        self._retiring = True
+        self.start()
+        while not self._unsubscribed.wait(0.1):
+            if stop_event.is_set():
+                self.stop()
+                return False
+        while not (self._handled == self._arrived and time.monotonic() - self._last_arrival >= quiet):
+            if stop_event.wait(0.1):
+                self.stop()
+                return False
+        self._stopping.set()
+        self._pump_thread.join()
+        ends = Properties(PacketTypes.DISCONNECT)
+        ends.SessionExpiryInterval = 0  # the broker drops the session now
+        self._client.disconnect(properties=ends)
+        self._client.loop_stop()
+        log.info("IoT bridge %s retired, its session ended: %s", self.client_id, self.stats)
+        return True
+
+    # -- paho callbacks (its network thread) --
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s refused %s: %s", self.url, self.client_id, reason)
+            return
+        self.stats["connects"] += 1
+        log.info("connected to MQTT %s as %s (session present: %s)", self.url, self.client_id,
+                 flags.session_present)
+        if self._retiring:
+            client.unsubscribe(self.topic_filter)
+        else:
+            client.subscribe(self.topic_filter, qos=1)
+
+    def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _reasons: Any, _p: Any) -> None:
+        log.info("unsubscribed from %s on MQTT %s: retiring %s", self.topic_filter, self.url, self.client_id)
+        self._last_arrival = time.monotonic()
+        self._unsubscribed.set()
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        log.warning("cannot reach the MQTT broker %s; trying again", self.url)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("MQTT broker %s refused the subscription %s: %s", self.url, self.topic_filter, reasons)
+            return
+        log.info("subscribed to %s on MQTT %s", self.topic_filter, self.url)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self._generation += 1  # what came on the lost connection is never acked on the next one
+        self.connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from MQTT %s (%s); reconnecting", self.url, reason)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; keep the message anyway
+            topic = msg._topic.decode("utf-8", "replace")
+        self._arrived += 1
+        self._last_arrival = time.monotonic()
+        self._inbox.put(_Received(self._generation, msg.mid, msg.qos, topic, msg.payload, utcnow().isoformat()))
+
+    # -- the pump (its own thread) --
+
+    def _pump(self) -> None:
+        while not self._stopping.is_set():
+            got = self._take()
+            if got:
+                self._deliver(got)
+
+    def _take(self) -> list[_Received]:
+        """What arrived since the last publication (waiting a little for the first), at most ``batch``."""
+        try:
+            got = [self._inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(got) < self.batch:
+            try:
+                got.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return got
+
+    def _deliver(self, got: list[_Received]) -> None:
+        """Publish, then ack what the bus stored; retry the rest with back-off until it is stored or we stop
+        (then it stays unacknowledged, and the broker sends it again)."""
+        self.stats["received"] += len(got)
+        count = len(got)
+        events = [ingest_event(r.topic, r.payload, r.received_at, self.prefix) for r in got]
+        delay = RETRY_FIRST
+        while got:
+            try:
+                self.bus.publish_events(events)
+                stored, error = len(got), None
+            except PublishError as exc:
+                stored, error = exc.published, exc.cause
+            except Exception as exc:  # noqa: BLE001 - any bus failure is retried, never a lost message
+                stored, error = 0, exc
+            self.stats["published"] += stored
+            self._ack(got[:stored])
+            got, events = got[stored:], events[stored:]
+            if not got:
+                self._handled += count
+                return
+            self.stats["publish_failures"] += 1
+            log.warning("bus publication failed (%d message(s) wait, retry in %.1f s): %s", len(got), delay,
+                        error)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _ack(self, stored: list[_Received]) -> None:
+        """PUBACK in the order received, but only on the connection the message came on: after a reconnect
+        the broker sends it again, and that copy is the one to ack."""
+        with self._lock:
+            for r in stored:
+                if r.qos and r.generation == self._generation:
+                    self._client.ack(r.mid, r.qos)
+                    self.stats["acked"] += 1
+
+
+def run_bridge(settings_url: str, bus: Bus, name: str, stop_event: threading.Event, **options: Any) -> Bridge:
+    """Run a bridge from the broker URL (``CITYBASE_IOT_MQTT_URL``) until ``stop_event`` is set; what
+    ``citybase iot bridge`` runs. ``options`` go to :class:`Bridge` (prefix, group, batch…)."""
+    bridge = Bridge(settings_url, bus, name, **options)
+    bridge.start()
+    try:
+        while not stop_event.wait(1.0):
+            pass
+    finally:
+        bridge.stop()
+    return bridge
+
+
+def retire_bridge(settings_url: str, bus: Bus, name: str, stop_event: threading.Event, **options: Any) -> bool:
+    """Retire the bridge ``name`` for good (see :meth:`Bridge.retire`); ``citybase iot bridge --retire``."""
+    return Bridge(settings_url, bus, name, **options).retire(stop_event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m citybase.iot.bridge --mqtt URL --bus URL``: runs until SIGTERM or SIGINT."""
+    from citybase.bus.base import connect
+
+    parser = argparse.ArgumentParser(prog="python -m citybase.iot.bridge",
+                                     description="Carry device messages from the MQTT broker to the bus.")
+    parser.add_argument("--mqtt", required=True, help="the broker, mqtt://[user:password@]host[:1883] or mqtts://")
+    parser.add_argument("--bus", required=True, help="the bus, nats://host:4222[?deployment=NAME] or memory://")
+    parser.add_argument("--name", default=socket.gethostname().split(".")[0],
+                        help="this bridge's name (client id citybase-bridge-NAME); keep it across restarts")
+    parser.add_argument("--prefix", default=PREFIX, help=f"topic prefix (default {PREFIX})")
+    parser.add_argument("--retire", action="store_true",
+                        help="take NAME out of the group for good: carry what its session holds, then end it")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        bus = connect(args.bus)
+    except (ConnectionError, ValueError) as exc:
+        parser.exit(2, f"{exc}\n")
+    try:
+        if args.retire:
+            return 0 if retire_bridge(args.mqtt, bus, args.name, stop, prefix=args.prefix) else 1
+        run_bridge(args.mqtt, bus, args.name, stop, prefix=args.prefix)
+    except ValueError as exc:
+        parser.exit(2, f"{exc}\n")
+    finally:
+        bus.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
