@@ -40,11 +40,15 @@
     const fc = await get("/api/v1/iot/devices.geojson?" + filters());
     if (seq !== state.mapSeq) return;  // a later filter answered first
     if (layer) map.removeLayer(layer);
-    const counts = {};
+    const counts = {}, n = fc.features.length;
+    // Many devices: smaller dots; the offline ones drawn last, on top of the online crowd.
+    const radius = n > 1000 ? 3 : n > 200 ? 4.5 : 6, weight = n > 200 ? 0.6 : 1.5;
+    const order = { online: 0, decommissioned: 1, offline: 2 };
+    fc.features.sort((a, b) => (order[a.properties.state] || 0) - (order[b.properties.state] || 0));
     layer = L.geoJSON(fc, {
       pointToLayer: (f, at) => {
         counts[f.properties.state] = (counts[f.properties.state] || 0) + 1;
-        return L.circleMarker(at, { renderer, radius: 6, weight: 1.5, color: "#fff", fillOpacity: 0.95,
+        return L.circleMarker(at, { renderer, radius, weight, color: "#fff", fillOpacity: 0.95,
           fillColor: IOT.STATE_COLOUR[f.properties.state] || "#9aa7b4" });
       },
       onEachFeature: (f, m) => {
@@ -91,7 +95,7 @@
     for (const d of page.items) {
       body.appendChild(el("tr", { dataset: { device: d.device_id, state: d.state, type: d.type } },
         el("td", {}, el("a", { href: IOT.deviceHref(d.device_id), class: "device" }, d.name || d.device_id),
-          el("div", { class: "extra" }, d.device_id)),
+          d.name ? el("div", { class: "extra" }, d.device_id) : null),
         el("td", {}, d.type_title),
         el("td", {}, IOT.stateBadge(d.state)),
         el("td", { class: "when" }, when(d.last_seen_at))));
