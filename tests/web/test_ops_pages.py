@@ -415,7 +415,7 @@ def test_english_pages_show_english_labels(visit, site: Site, tokens) -> None:
     page = d.page
     assert page.locator("html").get_attribute("lang") == "en"
     assert texts(d, "header nav a[id^='nav-']") == ["Map", "Report a problem", "Dispatch workbench", "Handler tasks",
-                                                    "Services", "My licences", "Verify a licence", "Sign in"]
+                                                    "IoT", "Services", "My licences", "Verify a licence", "Sign in"]
     assert page.locator("#nav-workbench").get_attribute("href") == "/ops/workbench?lang=en"
     first = page.locator("#queue li").first
     open_incident(d, int(first.get_attribute("data-id") or 0))

@@ -313,6 +313,81 @@ _SERVICES_NAMES = {
 }
 
 
+# 物联感知: the devices page (map, health, list), one device, the alarms.
+_IOT = {
+    "zh": {
+        "nav_iot": "物联感知", "iot_devices": "设备", "iot_alarms": "告警", "iot_title": "物联感知 · 设备",
+        "iot_alarms_title": "物联感知 · 告警", "iot_type": "设备类型", "iot_state": "状态", "iot_search": "搜索编号或名称",
+        "iot_list": "设备列表", "iot_health": "设备健康（按类型和部门）", "iot_total": "总数", "iot_online": "在线",
+        "iot_offline": "离线", "iot_offline_share": "离线率", "iot_none": "没有符合条件的设备", "iot_prev": "上一页",
+        "iot_next": "下一页", "iot_page": "第 {p} / {n} 页", "iot_count": "共 {n} 台", "iot_on_map": "地图上 {n} 台",
+        "iot_open": "查看设备", "iot_id": "设备编号", "iot_name": "名称", "iot_model": "型号", "iot_grid": "所在网格",
+        "iot_entity": "孪生实体", "iot_last_seen": "最近上报", "iot_created": "接入时间", "iot_interval": "上报周期",
+        "iot_seconds": "{n} 秒", "iot_latest": "最新数据", "iot_trend": "趋势", "iot_no_readings": "尚无数据",
+        "iot_readings_n": "{n} 条数据", "iot_device_alarms": "告警记录", "iot_no_alarms": "没有告警",
+        "iot_dead": "被拒数据（死信）", "iot_no_dead": "没有被拒数据", "iot_reason": "原因", "iot_received": "接收时间",
+        "iot_via": "通道", "iot_payload": "原始报文", "iot_severity": "级别", "iot_rule": "规则", "iot_value": "数值",
+        "iot_raised": "发生时间", "iot_incident": "工单", "iot_ack": "确认", "iot_clear": "消除", "iot_acked": "已确认告警 #{id}",
+        "iot_cleared": "已消除告警 #{id}", "iot_by": "{who} 于 {t}", "iot_auto": "自动恢复", "iot_all_states": "全部",
+        "iot_all_severities": "全部级别", "iot_all_types": "全部类型", "iot_legend": "图例", "iot_limit": "阈值",
+        "iot_alarm_count": "共 {n} 条", "iot_no_open": "没有符合条件的告警", "iot_back": "返回设备列表",
+        "iot_not_found": "找不到设备 {id}", "iot_pending": "待生成", "iot_open_alarms": "未消除告警 {n} 条",
+        "iot_department": "所属部门",
+    },
+    "en": {
+        "nav_iot": "IoT", "iot_devices": "Devices", "iot_alarms": "Alarms", "iot_title": "IoT · Devices",
+        "iot_alarms_title": "IoT · Alarms", "iot_type": "Type", "iot_state": "State", "iot_search": "Search id or name",
+        "iot_list": "Devices", "iot_health": "Health by type and department", "iot_total": "Total", "iot_online": "Online",
+        "iot_offline": "Offline", "iot_offline_share": "Offline share", "iot_none": "No device matches",
+        "iot_prev": "Previous", "iot_next": "Next", "iot_page": "page {p} of {n}", "iot_count": "{n} devices",
+        "iot_on_map": "{n} on the map", "iot_open": "Open the device", "iot_id": "Device id", "iot_name": "Name",
+        "iot_model": "Model", "iot_grid": "Grid", "iot_entity": "Twin entity", "iot_last_seen": "Last seen",
+        "iot_created": "Provisioned", "iot_interval": "Reports every", "iot_seconds": "{n} s", "iot_latest": "Latest values",
+        "iot_trend": "Trend", "iot_no_readings": "No readings yet", "iot_readings_n": "{n} readings",
+        "iot_device_alarms": "Alarms", "iot_no_alarms": "No alarms", "iot_dead": "Refused data (dead letters)",
+        "iot_no_dead": "Nothing refused", "iot_reason": "Reason", "iot_received": "Received", "iot_via": "Via",
+        "iot_payload": "Payload", "iot_severity": "Severity", "iot_rule": "Rule", "iot_value": "Value", "iot_raised": "Raised",
+        "iot_incident": "Incident", "iot_ack": "Acknowledge", "iot_clear": "Clear", "iot_acked": "Alarm #{id} acknowledged",
+        "iot_cleared": "Alarm #{id} cleared", "iot_by": "{who} at {t}", "iot_auto": "recovered", "iot_all_states": "All",
+        "iot_all_severities": "All severities", "iot_all_types": "All types", "iot_legend": "Legend", "iot_limit": "limit",
+        "iot_alarm_count": "{n} alarms", "iot_no_open": "No alarm matches", "iot_back": "Back to the devices",
+        "iot_not_found": "No device {id}", "iot_pending": "pending", "iot_open_alarms": "{n} alarms not cleared",
+        "iot_department": "Department",
+    },
+}
+_IOT_NAMES = {
+    "zh": {
+        "device_state": {"online": "在线", "offline": "离线", "decommissioned": "已停用"},
+        "alarm_state": {"open": "未消除", "active": "待确认", "acknowledged": "已确认", "cleared": "已消除"},
+        "severity": {"critical": "紧急", "major": "重要", "minor": "一般", "warning": "提示"},
+        "reading_value": {"yes": "有", "no": "无", "free": "空闲", "occupied": "占用", "closed": "关闭", "unknown": "未知",
+                          "on": "开启", "off": "关闭", "low": "调暗", "bootingUp": "启动中", "ok": "正常",
+                          "defectiveLamp": "灯具损坏", "columnIssue": "灯杆故障", "brokenConnector": "线路故障"},
+        "dead_reason": {"bad_time": "时间有误", "future_time": "时间超前", "unknown_attribute": "未声明的属性",
+                        "not_allowed": "取值不允许", "bad_value": "数值类型错误", "out_of_range": "超出有效范围",
+                        "not_utf8": "非 UTF-8 文本", "not_json": "不是 JSON", "bad_shape": "报文格式错误",
+                        "unknown_device": "未登记的设备", "wrong_device": "设备不符", "bad_token": "令牌错误",
+                        "decommissioned": "设备已停用"},
+        "via": {"mqtt": "MQTT", "http": "HTTP"},
+    },
+    "en": {
+        "device_state": {"online": "online", "offline": "offline", "decommissioned": "decommissioned"},
+        "alarm_state": {"open": "not cleared", "active": "active", "acknowledged": "acknowledged", "cleared": "cleared"},
+        "severity": {"critical": "critical", "major": "major", "minor": "minor", "warning": "warning"},
+        "reading_value": {"yes": "yes", "no": "no", "free": "free", "occupied": "occupied", "closed": "closed",
+                          "unknown": "unknown", "on": "on", "off": "off", "low": "dimmed", "bootingUp": "booting up",
+                          "ok": "ok", "defectiveLamp": "defective lamp", "columnIssue": "column issue",
+                          "brokenConnector": "broken connector"},
+        "dead_reason": {"bad_time": "bad time", "future_time": "time in the future", "unknown_attribute": "unknown attribute",
+                        "not_allowed": "value not allowed", "bad_value": "not a number", "out_of_range": "out of range",
+                        "not_utf8": "not UTF-8", "not_json": "not JSON", "bad_shape": "bad shape",
+                        "unknown_device": "unknown device", "wrong_device": "wrong device", "bad_token": "wrong token",
+                        "decommissioned": "decommissioned"},
+        "via": {"mqtt": "MQTT", "http": "HTTP"},
+    },
+}
+
+
 def texts(lang: str) -> dict[str, str]:
     return _TEXTS.get(lang, _TEXTS["zh"])
 
@@ -320,5 +395,5 @@ def texts(lang: str) -> dict[str, str]:
 def page_texts(lang: str) -> dict[str, Any]:
     """Every text of the incident-loop pages, with the names of the API's codes under ``names``."""
     lang = lang if lang in LANGS else "zh"
-    return {**_TEXTS[lang], **_OPS[lang], **_LICENCES[lang], **_SERVICES[lang],
-            "names": {**_NAMES[lang], **_SERVICES_NAMES[lang]}}
+    return {**_TEXTS[lang], **_OPS[lang], **_LICENCES[lang], **_SERVICES[lang], **_IOT[lang],
+            "names": {**_NAMES[lang], **_SERVICES_NAMES[lang], **_IOT_NAMES[lang]}}

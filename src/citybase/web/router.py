@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from citybase.core.errors import NotFound
 from citybase.core.i18n import Msg
 from citybase.security.deps import allow
-from citybase.security.roles import PUBLIC
+from citybase.security.roles import PUBLIC, STAFF
 from citybase.web.i18n import LANGS, page_texts, texts
 
 HERE = Path(__file__).parent
@@ -27,8 +27,17 @@ LANG = Query("zh", pattern="^(zh|en)$")
 
 # The header's links between pages: (path, text key).
 NAV = (("/", "nav_map"), ("/report", "nav_report"), ("/ops/workbench", "nav_workbench"),
-       ("/ops/tasks", "nav_tasks"), ("/services", "nav_services"), ("/licences/mine", "nav_licences"),
-       ("/licences/verify", "nav_verify"), ("/login", "nav_login"))
+       ("/ops/tasks", "nav_tasks"), ("/iot", "nav_iot"), ("/services", "nav_services"),
+       ("/licences/mine", "nav_licences"), ("/licences/verify", "nav_verify"), ("/login", "nav_login"))
+# Links shown only to these roles once someone is signed in (ops.js hides the others); signed out, all show.
+NAV_ROLES = {"/iot": STAFF}
+
+
+def _nav(t: dict, lang: str, here: str) -> list[dict]:
+    """The header's links; a page below a link (/iot/alarms below /iot) marks that link as the current one."""
+    suffix = "?lang=en" if lang == "en" else ""
+    return [{"href": path + suffix, "label": t[key], "id": "nav-" + key[4:], "roles": " ".join(NAV_ROLES.get(path, ())),
+             "on": path == here or (path != "/" and here.startswith(path + "/"))} for path, key in NAV]
 
 
 def _lang_links(request: Request) -> dict[str, str]:
@@ -36,23 +45,18 @@ def _lang_links(request: Request) -> dict[str, str]:
     return {code: request.url.path + "?" + request.url.include_query_params(lang=code).query for code in LANGS}
 
 
-def _page(request: Request, template: str, lang: str, page: str, *, leaflet: bool = False) -> HTMLResponse:
+def _page(request: Request, template: str, lang: str, page: str, *, leaflet: bool = False,
+          extra: dict | None = None) -> HTMLResponse:
     t = page_texts(lang)
-    suffix = "?lang=en" if lang == "en" else ""
-    nav = [{"href": path + suffix, "label": t[key], "on": path == request.url.path, "id": "nav-" + key[4:]}
-           for path, key in NAV]
     return templates.TemplateResponse(request, template, {
-        "t": t, "lang": lang, "langs": LANGS, "lang_links": _lang_links(request), "nav": nav, "page": page,
-        "leaflet": leaflet})
+        "t": t, "lang": lang, "langs": LANGS, "lang_links": _lang_links(request), "nav": _nav(t, lang, request.url.path),
+        "page": page, "leaflet": leaflet, **(extra or {})})
 
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
-    t = page_texts(lang)
-    suffix = "?lang=en" if lang == "en" else ""
-    nav = [{"href": path + suffix, "label": t[key], "on": path == "/", "id": "nav-" + key[4:]} for path, key in NAV]
     return templates.TemplateResponse(request, "index.html", {"t": texts(lang), "lang": lang, "langs": LANGS,
-                                                              "nav": nav})
+                                                              "nav": _nav(page_texts(lang), lang, "/")})
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -91,6 +95,24 @@ def services_apply(request: Request, lang: str = LANG, _: object = Depends(allow
 def services_workbench(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
     """The approvals clerk's workbench: the department's parts, with lights, and the KPIs."""
     return _page(request, "services_workbench.html", lang, "services_workbench")
+
+
+@router.get("/iot", response_class=HTMLResponse)
+def iot_devices(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """物联感知: the devices on the map by type and state, their health by type and department, the list."""
+    return _page(request, "iot_devices.html", lang, "iot_devices", leaflet=True)
+
+
+@router.get("/iot/alarms", response_class=HTMLResponse)
+def iot_alarms(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """告警: the open alarms, acknowledged and cleared by the roles the API allows."""
+    return _page(request, "iot_alarms.html", lang, "iot_alarms")
+
+
+@router.get("/iot/devices/{device_id}", response_class=HTMLResponse)
+def iot_device(request: Request, device_id: str, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """One device: its facts, latest values, trend per attribute, alarms and dead letters (all from the API)."""
+    return _page(request, "iot_device.html", lang, "iot_device", leaflet=True, extra={"device_id": device_id[:64]})
 
 
 @router.get("/licences/verify", response_class=HTMLResponse)

@@ -101,6 +101,10 @@
   const allowed = (action, status) => Boolean(workflow.actions[action] && workflow.actions[action].from.includes(status));
 
   function showWho(me) {
+    // Header links meant for some roles (data-roles) are hidden from everyone else once signed in.
+    for (const a of document.querySelectorAll("header nav a[data-roles]")) {
+      a.hidden = !a.dataset.roles.split(" ").some((r) => me.roles.includes(r));
+    }
     const who = document.getElementById("who");
     if (!who) return;
     who.textContent = me.display_name;
