@@ -15,6 +15,7 @@ from citybase.core.timeutil import to_shanghai
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed
 from citybase.iot.types import DEVICE_TYPES, DeviceType
 
+
 def _t(v: datetime | None) -> datetime | None:
     """Stored UTC (naive from SQLite), shown in Asia/Shanghai."""
     return to_shanghai(v) if v is not None else None
