@@ -71,8 +71,10 @@ class IotSimulation(threading.Thread):
         super().__init__(name="citybase-iot-simulation", daemon=True)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per post would drown the server's log
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=backfill_hours)
-        self.fleet = Fleet(specs, seed=seed, start=start)
-        self.sender: Any = MqttSender(mqtt_url) if mqtt_url else HttpSender(base_url or "http://127.0.0.1:8000")
+        # the past hour replayed 120 times faster than real time, then held at the wall clock (real time)
+        self.fleet = Fleet(specs, seed=seed, start=start, time_scale=120.0)
+        self.sender: Any = MqttSender(mqtt_url) if mqtt_url else HttpSender(base_url or "http://127.0.0.1:8000",
+                                                                             batch_size=100)
         self.via = "MQTT" if mqtt_url else "HTTP"
         self.every, self.rnd = every, random.Random(seed)
         self.stop_event = threading.Event()

@@ -21,6 +21,17 @@ def _t(v: datetime | None) -> datetime | None:
     return to_shanghai(v) if v is not None else None
 
 
+def _window(readings: Any) -> list[Any]:
+    """An alarm's readings [time, value], their times shown in Asia/Shanghai like every other time."""
+    out = []
+    for item in readings or []:
+        try:
+            out.append([_t(datetime.fromisoformat(item[0])).isoformat(), item[1]])  # type: ignore[union-attr]
+        except (TypeError, ValueError, IndexError):
+            out.append(item)
+    return out
+
+
 PRIVATE_TYPES = frozenset({"watermeter"})  # devices at a person's home
 
 
@@ -200,7 +211,7 @@ class AlarmRead(BaseModel):
         return cls(id=a.id, device_id=d.device_id, device_type=d.type_code, device_name=d.name or d.device_id,
                    rule=a.rule, rule_title=rule.title if rule else a.rule, alarm_type=a.alarm_type,
                    severity=a.severity, state=a.state, attribute=a.attribute,  # type: ignore[arg-type]
-                   value=a.value if a.text is None else a.text, readings=list(a.readings or []), raised_at=_t(a.raised_at),
+                   value=a.value if a.text is None else a.text, readings=_window(a.readings), raised_at=_t(a.raised_at),
                    acknowledged_at=_t(a.acknowledged_at), acknowledged_by=a.acknowledged_by, cleared_at=_t(a.cleared_at),
                    cleared_by=a.cleared_by, clear_value=a.clear_value, lon=lon, lat=lat, incident=incident)
 

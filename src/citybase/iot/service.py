@@ -312,9 +312,15 @@ def rotate_secret(*, session: Session, device_id: str) -> str:
 
 
 def _set_twin_state(session: Session, d: Any, state: str) -> None:
-    dtype = DEVICE_TYPES[d.type_code]
-    twin.batch_upsert(session=session, call=twin_call(), update_only=True, items=[
-        {"id": entity_id(dtype, d.device_id), "type": dtype.sdm_type, "deviceState": {"type": "Property", "value": state}}])
+    _set_twin_states(session, [d], state)
+
+
+def _set_twin_states(session: Session, devices: Sequence[Any], state: str) -> None:
+    """The devices' ``deviceState`` in the twin, in batches (a sweep may take thousands offline at once)."""
+    items = [{"id": entity_id(DEVICE_TYPES[d.type_code], d.device_id), "type": DEVICE_TYPES[d.type_code].sdm_type,
+              "deviceState": {"type": "Property", "value": state}} for d in devices]
+    for i in range(0, len(items), 500):
+        twin.batch_upsert(session=session, call=twin_call(), update_only=True, items=items[i:i + 500])
 
 
 def readings(*, session: Session, device: Device, attr: str | None = None, since: datetime | None = None,
@@ -560,10 +566,10 @@ def _after_write(session: Session, repo: IotRepository, devices: dict[int, Known
     repo.touch_devices(seen)
     for pk in seen:
         devices[pk].last_seen_at = now
+    _set_twin_states(session, [devices[pk] for pk in sorted(silent)], "online")
     for pk in sorted(silent):
         k = devices[pk]
         k.state = "online"
-        _set_twin_state(session, k, "online")
         outbox.queue(session, events.DEVICE_ONLINE, events.DeviceChanged(
             device_id=k.device_id, type=k.type_code, state="online", department_id=k.department_id,
             grid_code=k.grid_code).model_dump())
@@ -680,13 +686,14 @@ def _feed(session: Session, devices: dict[int, Known], fresh: list[tuple[Any, ..
 # -------------------------------------------------------------------------------- silence (the timer)
 
 
-def sweep_silent(*, session: Session, now: datetime | None = None) -> list[str]:
-    """Devices silent past their type's ``silence`` rule go offline, each with an alarm; returns their ids."""
+def sweep_silent(*, session: Session, now: datetime | None = None, type_codes: Sequence[str] | None = None) -> list[str]:
+    """Devices (of these types; default all) silent past their type's ``silence`` rule go offline, each with an
+    alarm; returns their ids."""
     now = now or utcnow()
     repo = IotRepository(session)
     out: list[str] = []
     result = IngestResult()
-    for dtype in DEVICE_TYPES.values():
+    for dtype in (DEVICE_TYPES[c] for c in (type_codes or DEVICE_TYPES)):
         rule = next((r for r in dtype.rules if r.kind == "silence"), None)
         if rule is None:
             continue
@@ -707,11 +714,11 @@ def sweep_silent(*, session: Session, now: datetime | None = None) -> list[str]:
                 row.phase = "alarm"
                 _raise(session, repo, row, k, rule, rules.Action("raise", now, None, _utc(d.last_seen_at or d.created_at)),
                        result)
-            _set_twin_state(session, d, "offline")
             outbox.queue(session, events.DEVICE_OFFLINE, events.DeviceChanged(
                 device_id=d.device_id, type=d.type_code, state="offline", department_id=d.department_id,
                 grid_code=d.grid_code).model_dump())
             out.append(d.device_id)
+        _set_twin_states(session, silent, "offline")
     if out:
         invalidate(session, CACHE)
     return out

@@ -74,12 +74,16 @@ def sweep(runtime: Any) -> None:
     from citybase.bus import Context
     from citybase.kernel import outbox
 
-    with runtime.sessions() as session:
-        outbox.bind_context(session, Context(user_id=None))
-        gone = service.sweep_silent(session=session)
-        session.commit()
+    from citybase.iot.types import DEVICE_TYPES
+
+    gone = 0
+    for code in DEVICE_TYPES:  # one transaction a type: the writer is never held for the whole sweep
+        with runtime.sessions() as session:
+            outbox.bind_context(session, Context(user_id=None))
+            gone += len(service.sweep_silent(session=session, type_codes=[code]))
+            session.commit()
     if gone:
-        log.info("iot: %d device(s) went offline", len(gone))
+        log.info("iot: %d device(s) went offline", gone)
 
 
 def forget_devices(runtime: Any) -> None:
