@@ -254,6 +254,51 @@ class TwinRepository:
         return [tuple(r) for r in self.s.execute(sql, {"t": tenant})]
 
     # -- history
+    def merge_observations(self, tenant: str, patches: dict[str, dict[str, list[dict[str, Any]]]],
+                           at: datetime) -> int:
+        """Each entity's attributes replaced by the patch's ({attribute IRI: [instance]}) in ONE statement per
+        batch, without reading the entities: an attribute is taken only when its ``observedAt`` is not older
+        than the stored one's (readings arriving out of order never turn the state back), and the stored
+        instance's ``createdAt`` is kept. Returns how many entities were written."""
+        if not patches:
+            return 0
+        if self.pg:
+            rows = json.dumps([{"entity_id": e, "patch": p} for e, p in patches.items()], ensure_ascii=False)
+            res = self.s.execute(text(
+                "UPDATE twin_entities AS e SET modified_at = :at, attrs = e.attrs || coalesce(("
+                " SELECT jsonb_object_agg(p.key, CASE WHEN e.attrs -> p.key IS NULL THEN p.value"
+                "  ELSE jsonb_set(p.value, '{0,createdAt}', coalesce(e.attrs -> p.key -> 0 -> 'createdAt',"
+                "                                                    p.value -> 0 -> 'createdAt')) END)"
+                " FROM jsonb_each(v.patch) AS p"
+                " WHERE coalesce(e.attrs -> p.key -> 0 ->> 'observedAt', '') <= (p.value -> 0 ->> 'observedAt')"
+                "), '{}'::jsonb) "
+                "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(entity_id text, patch jsonb) "
+                "WHERE e.tenant = :tenant AND e.entity_id = v.entity_id"), {"at": at, "rows": rows, "tenant": tenant})
+            return int(res.rowcount or 0)
+        path = "'$.\"' || p.key || '\"'"
+        res = self.s.execute(text(
+            "UPDATE twin_entities SET modified_at = :at, attrs = json_patch(attrs, coalesce(("
+            " SELECT json_group_object(p.key, CASE WHEN json_type(twin_entities.attrs, " + path + ") IS NULL"
+            "  THEN json(p.value) ELSE json_set(p.value, '$[0].createdAt', coalesce("
+            "   json_extract(twin_entities.attrs, " + path + " || '[0].createdAt'),"
+            "   json_extract(p.value, '$[0].createdAt'))) END)"
+            " FROM json_each(:patch) AS p"
+            " WHERE coalesce(json_extract(twin_entities.attrs, " + path + " || '[0].observedAt'), '')"
+            "  <= json_extract(p.value, '$[0].observedAt')"
+            "), '{}')) WHERE tenant = :tenant AND entity_id = :eid"),
+            [{"at": at, "patch": json.dumps(p, ensure_ascii=False), "tenant": tenant, "eid": e}
+             for e, p in patches.items()])
+        return int(res.rowcount or 0)
+
+    def types_of(self, tenant: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """The type IRIs of these entities (a read of one small column)."""
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(ids), 500):
+            for eid, types in self.s.execute(select(TwinEntity.entity_id, TwinEntity.types).where(
+                    TwinEntity.tenant == tenant, TwinEntity.entity_id.in_(list(ids[i:i + 500])))):
+                out[eid] = list(types or [])
+        return out
+
     def append_history(self, rows: Iterable[dict[str, Any]]) -> int:
         """Append history rows in one batch: COPY on PostgreSQL, executemany on SQLite (this transaction)."""
         rows = list(rows)

@@ -668,55 +668,51 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
     """Write readings into existing entities at once: each attribute's default instance becomes its latest
     reading (kept when a newer one is already stored), EVERY reading becomes a history row, each entity one
     change event when the tenant has ever had a subscription (``entity_changed`` is what subscriptions follow;
-    the readings themselves reach other systems through the IoT feeds). One locked read, one executemany UPDATE, one history append (COPY on PostgreSQL). Entities
-    that do not exist are skipped; returns how many entities were written."""
+    the readings themselves reach other systems through the IoT feeds).
+
+    The entities are not read: one statement merges the new instances into their stored documents
+    (``TwinRepository.merge_observations``), one append writes the history (COPY on PostgreSQL). An observed
+    attribute's instances with a ``datasetId`` are replaced too: an observation is the attribute's default
+    instance. Entities that do not exist are skipped; returns how many were written."""
     if not observations:
         return 0
     repo = TwinRepository(session)
     _tenant(repo, call, write=True)
-    rows = repo.lock_many(call.tenant, list(dict.fromkeys(o.entity_id for o in observations)))
-    now = call.now
+    now, at = call.now, call.at
     iris: dict[str, str] = {}
-    docs: dict[str, dict[str, Any]] = {}
-    pks: dict[str, int] = {}
+    patches: dict[str, dict[str, list[dict[str, Any]]]] = {}
     history: list[dict[str, Any]] = []
-    written: dict[str, set[str]] = {}
     for o in observations:
-        row = rows.get(o.entity_id)
-        if row is None:
-            continue
-        doc = docs.get(o.entity_id)
-        if doc is None:
-            doc = docs[o.entity_id] = {"id": row.entity_id, "type": list(row.types or []), "attrs": dict(row.attrs or {}),
-                                       "createdAt": iso(row.created_at), "modifiedAt": now,
-                                       **({"scope": list(row.scopes)} if row.scopes else {})}
-            pks[o.entity_id] = row.pk
+        patch = patches.setdefault(o.entity_id, {})
         for name, points in o.points.items():
-            iri = iris.get(name) or iris.setdefault(name, call.resolver.expand(name))
-            olds = doc["attrs"].get(iri) or []
-            old = next((i for i in olds if "datasetId" not in i), None)
-            instances = []
+            iri = iris.get(name)
+            if iri is None:
+                iri = iris[name] = call.resolver.expand(name)
+            latest: dict[str, Any] | None = None
             for observed, value, unit in sorted(points, key=lambda p: p[0]):
                 inst: dict[str, Any] = {"type": "Property", "value": value, "observedAt": observed}
                 if unit:
                     inst["unitCode"] = unit
                 inst["createdAt"] = inst["modifiedAt"] = now
-                instances.append(inst)
-            history.extend(_history_rows(call.tenant, doc, {iri: instances}, call.at))
-            latest = instances[-1]
-            if old is None or str(old.get("observedAt", "")) <= latest["observedAt"]:
-                if old is not None:
-                    latest = {**latest, "createdAt": old.get("createdAt", now)}
-                doc["attrs"][iri] = [latest, *(i for i in olds if "datasetId" in i)]
-                written.setdefault(o.entity_id, set()).add(iri)
-    repo.update_many(call.tenant, [(pks[i], doc, _location(doc)[0], None, False) for i, doc in docs.items()], call.at)
-    repo.append_history(history)
+                history.append({"tenant": call.tenant, "entity_id": o.entity_id, "types": None, "attr": iri,
+                                "dataset_id": None, "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                                "observed_at": parse_time(observed, "observedAt"), "recorded_at": at,
+                                "instance": inst, "number": numeric(value), "deleted": False})
+                latest = inst
+            if latest is not None and (iri not in patch or patch[iri][0]["observedAt"] <= latest["observedAt"]):
+                patch[iri] = [latest]
+    written = repo.merge_observations(call.tenant, patches, at)
+    types = repo.types_of(call.tenant, list(patches))
+    for row in history:
+        row["types"] = types.get(row["entity_id"])
+    repo.append_history([r for r in history if r["types"] is not None])
     from citybase.twin.subscriptions.repository import SubscriptionRepository
 
     if SubscriptionRepository(session).revision(call.tenant):  # a change nobody can subscribe to is not announced:
-        for i, doc in docs.items():  # at a sensor's rate the outbox row per entity would cost as much as the write
-            _changed(session, call, doc, "update", sorted(written.get(i, ())))
-    return len(docs)
+        for eid, patch in patches.items():  # at a sensor's rate the outbox row per entity would cost as much as
+            if eid in types:  # the write
+                _changed(session, call, {"id": eid, "type": types[eid]}, "update", sorted(patch))
+    return written
 
 
 def _batch_upsert_each(*, session: Session, call: Call, items: Any, update_only: bool) -> BatchResult:
