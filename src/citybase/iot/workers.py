@@ -72,9 +72,8 @@ def feed(session: Any, delivery: Any, runtime: Any) -> None:
 def sweep(runtime: Any) -> None:
     """iot-silence: devices silent past their type's limit go offline, with an alarm."""
     from citybase.bus import Context
-    from citybase.kernel import outbox
-
     from citybase.iot.types import DEVICE_TYPES
+    from citybase.kernel import outbox
 
     gone = 0
     for code in DEVICE_TYPES:  # one transaction a type: the writer is never held for the whole sweep

@@ -306,10 +306,17 @@ class TwinRepository:
             return 0
         if self.pg:
             raw = self.s.connection().connection.driver_connection
+            types_json: dict[int, str] = {}  # rows of one entity share its list of types: dumped once
+            dumps = json.dumps
             with raw.cursor().copy(f"COPY twin_history ({', '.join(HISTORY_COLUMNS)}) FROM STDIN") as copy:
                 for r in rows:
-                    copy.write_row([json.dumps(r[c], ensure_ascii=False) if c in ("types", "instance") else r[c]
-                                    for c in HISTORY_COLUMNS])
+                    t = r["types"]
+                    tj = types_json.get(id(t))
+                    if tj is None:
+                        tj = types_json[id(t)] = dumps(t, ensure_ascii=False)
+                    copy.write_row((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
+                                    r["observed_at"], r["recorded_at"], dumps(r["instance"], ensure_ascii=False),
+                                    r["number"], r["deleted"]))
         else:  # the table's INSERT (executemany), not the ORM's bulk insert, which costs more than the writing
             self.s.execute(insert(TwinHistory.__table__), rows)
         return len(rows)

@@ -682,7 +682,8 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
     iris: dict[str, str] = {}
     patches: dict[str, dict[str, list[dict[str, Any]]]] = {}
     history: list[dict[str, Any]] = []
-    for o in observations:
+    batch = f"urn:ngsi-ld:{uuid.uuid4()}:"  # instance ids: one random part per batch and a counter (uuid4 per
+    for o in observations:  # reading cost a seventh of the ingest)
         patch = patches.setdefault(o.entity_id, {})
         for name, points in o.points.items():
             iri = iris.get(name)
@@ -695,7 +696,7 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
                     inst["unitCode"] = unit
                 inst["createdAt"] = inst["modifiedAt"] = now
                 history.append({"tenant": call.tenant, "entity_id": o.entity_id, "types": None, "attr": iri,
-                                "dataset_id": None, "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                                "dataset_id": None, "instance_id": f"{batch}{len(history)}",
                                 "observed_at": parse_time(observed, "observedAt"), "recorded_at": at,
                                 "instance": inst, "number": numeric(value), "deleted": False})
                 latest = inst
