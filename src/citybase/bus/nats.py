@@ -42,6 +42,7 @@ from citybase.bus.base import (
     subject_matches,
 )
 from citybase.core.timeutil import utcnow
+from citybase.core.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +92,7 @@ def _describe(exc: BaseException) -> str:
 
 def _redact(url: str) -> str:
     """The URL without user, password or token, for error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable NATS URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    return redact(url, "NATS URL")
 
 
 class _NatsDelivery(Delivery):

@@ -5,7 +5,9 @@ a wrong URL, and so logs never carry the password."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
+
+from citybase.core.urls import redact as redact_url
 
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
@@ -43,10 +45,4 @@ def parse_mqtt_url(url: str) -> MqttUrl:
 
 def redact(url: str) -> str:
     """The URL without user and password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable MQTT URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    return redact_url(url, "MQTT URL")

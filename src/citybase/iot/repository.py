@@ -41,19 +41,18 @@ class IotRepository:
     def device_by_pk(self, pk: int) -> Device | None:
         return self.s.get(Device, pk)
 
-    def devices_by_ids(self, device_ids: Sequence[str]) -> dict[str, Device]:
-        out: dict[str, Device] = {}
-        for i in range(0, len(device_ids), 500):
-            for d in self.s.scalars(select(Device).where(Device.device_id.in_(list(device_ids[i:i + 500])))):
-                out[d.device_id] = d
+    def _devices_where(self, column: Any, values: Sequence[Any]) -> list[Device]:
+        """Devices whose ``column`` is one of ``values``, 500 at a time (bound parameters stay few)."""
+        out: list[Device] = []
+        for i in range(0, len(values), 500):
+            out.extend(self.s.scalars(select(Device).where(column.in_(list(values[i:i + 500])))))
         return out
 
+    def devices_by_ids(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        return {d.device_id: d for d in self._devices_where(Device.device_id, device_ids)}
+
     def devices_by_pks(self, pks: Sequence[int]) -> dict[int, Device]:
-        out: dict[int, Device] = {}
-        for i in range(0, len(pks), 500):
-            for d in self.s.scalars(select(Device).where(Device.id.in_(list(pks[i:i + 500])))):
-                out[d.id] = d
-        return out
+        return {d.id: d for d in self._devices_where(Device.id, pks)}
 
     def device_rows(self) -> list[Any]:
         """Every device as a plain row (the ingest's in-process directory)."""
