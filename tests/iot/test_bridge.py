@@ -455,3 +455,24 @@ def test_a_retired_bridge_hands_over_what_its_session_held_and_leaves_the_group(
     retired = [ln for ln in logs[0].read_text().splitlines() if " retired" in ln]
     assert retired and "'received': 100" in retired[0]  # A's share of `first`
     assert _stopped_stats(logs[1])["received"] == 100 + len(then)
+
+
+def test_a_bridge_held_back_takes_nothing_until_the_bus_catches_up_then_everything(broker, prefix):
+    from citybase.bus.memory import InProcessBus
+
+    bus = InProcessBus()
+    held = threading.Event()
+    held.set()
+    bridge = Bridge(broker, bus, f"h{uuid.uuid4().hex[:8]}", prefix=prefix, hold=held.is_set)
+    bridge.start()
+    try:
+        assert bridge.connected.wait(WAIT)
+        sent = [(f"{prefix}/dev-{i % 5}/up", f'{{"n":{i}}}'.encode()) for i in range(200)]
+        publish(broker, sent)
+        time.sleep(1.0)
+        assert bus.stored() == 0 and bridge.stats["acked"] == 0 and bridge.stats["held"] > 0
+        held.clear()
+        got = read_bus(bus, "reader-h", len(sent))
+    finally:
+        bridge.stop()
+    assert len({d.event.id for d in got}) == len(sent)

@@ -114,7 +114,7 @@ class Bridge:
 
     def __init__(self, url: str, bus: Bus, name: str, *, prefix: str = PREFIX, group: str = GROUP,
                  session_expiry: int = SESSION_EXPIRY, receive_maximum: int = RECEIVE_MAXIMUM,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, hold: Any = None) -> None:
         if not NAME.fullmatch(name):
             raise ValueError(f"bridge name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
         if not 1 <= receive_maximum <= 65535:
@@ -124,7 +124,11 @@ class Bridge:
         self.client_id = f"citybase-bridge-{name}"
         self.topic_filter = f"$share/{group}/{self.prefix}/+/up"
         self.batch = batch
-        self.stats = {"received": 0, "published": 0, "acked": 0, "publish_failures": 0, "connects": 0}
+        # hold() -> True while the bus is too far behind (the in-process bus of one serving process keeps
+        # everything in memory): the bridge stops taking messages, the broker stops sending once receive_maximum
+        # wait unacknowledged, and the devices' messages queue in the broker, not in this process
+        self.hold = hold
+        self.stats = {"received": 0, "published": 0, "acked": 0, "publish_failures": 0, "connects": 0, "held": 0}
         self.connected = threading.Event()  # set while subscribed (tests and health checks wait on it)
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders acks against a connection being lost
@@ -250,6 +254,10 @@ class Bridge:
 
     def _pump(self) -> None:
         while not self._stopping.is_set():
+            if self.hold is not None and self.hold():
+                self.stats["held"] += 1
+                self._stopping.wait(0.05)
+                continue
             got = self._take()
             if got:
                 self._deliver(got)
