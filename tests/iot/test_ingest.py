@@ -239,3 +239,16 @@ def test_a_flood_alarm_becomes_an_incident_for_the_water_department_and_its_clea
     with Session(city.engine) as s:
         steps = [t.action for t in s.scalars(select(TimelineEntry).where(TimelineEntry.incident_id == inc.id))]
     assert "alarm_cleared" in steps
+
+
+def test_types_and_titles_in_the_callers_language(client, city):
+    from citybase.iot.types import DEVICE_TYPES, ENGLISH
+
+    titles = {t.title for t in DEVICE_TYPES.values()} | {a.title for t in DEVICE_TYPES.values() for a in t.attributes} \
+        | {r.title for t in DEVICE_TYPES.values() for r in t.rules}
+    assert titles <= set(ENGLISH), titles - set(ENGLISH)
+    zh = client.get("/api/v1/iot/types", headers={**city.auth("analyst"), "Accept-Language": "zh"}).json()
+    en = client.get("/api/v1/iot/types?lang=en", headers=city.auth("analyst")).json()
+    flood_zh, flood_en = (next(t for t in x if t["code"] == "flood") for x in (zh, en))
+    assert flood_zh["title"] == "积水监测点" and flood_en["title"] == "Flood monitoring point"
+    assert flood_en["attributes"][0] == {**flood_zh["attributes"][0], "title": "Water depth"}

@@ -13,7 +13,7 @@ from citybase.core.i18n import from_json, render
 from citybase.core.schemas import Id
 from citybase.core.timeutil import to_shanghai
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed
-from citybase.iot.types import DEVICE_TYPES, DeviceType
+from citybase.iot.types import DEVICE_TYPES, DeviceType, shown
 
 
 def _t(v: datetime | None) -> datetime | None:
@@ -77,11 +77,11 @@ class DeviceTypeRead(BaseModel):
 
     @classmethod
     def of(cls, t: DeviceType) -> DeviceTypeRead:
-        return cls(code=t.code, sdm_type=t.sdm_type, title=t.title, department=t.department, interval=t.interval,
+        return cls(code=t.code, sdm_type=t.sdm_type, title=shown(t.title), department=t.department, interval=t.interval,
                    offline_after=t.offline_after,
-                   attributes=[AttributeRead(name=a.name, title=a.title, unit=a.unit, min=a.min, max=a.max,
+                   attributes=[AttributeRead(name=a.name, title=shown(a.title), unit=a.unit, min=a.min, max=a.max,
                                              values=list(a.values)) for a in t.attributes],
-                   rules=[RuleRead(key=r.key, kind=r.kind, title=r.title, alarm_type=r.alarm_type, attribute=r.attribute,
+                   rules=[RuleRead(key=r.key, kind=r.kind, title=shown(r.title), alarm_type=r.alarm_type, attribute=r.attribute,
                                    above=r.above, below=r.below, equals=list(r.equals), clear=r.clear,
                                    duration=r.duration, severity=r.severity, incident=r.incident) for r in t.rules])
 
@@ -117,7 +117,7 @@ class DeviceRead(BaseModel):
     def of(cls, d: Device, *, precise: bool = False) -> DeviceRead:
         t = DEVICE_TYPES[d.type_code]
         lon, lat = coarse(d.type_code, d.lon, d.lat, precise)
-        return cls(device_id=d.device_id, type=d.type_code, type_title=t.title, sdm_type=t.sdm_type,
+        return cls(device_id=d.device_id, type=d.type_code, type_title=shown(t.title), sdm_type=t.sdm_type,
                    entity_id=f"urn:ngsi-ld:{t.sdm_type}:{d.device_id}", model=d.model, name=d.name,
                    department_id=d.department_id, lon=lon, lat=lat, grid_code=d.grid_code,
                    state=d.state, last_seen_at=_t(d.last_seen_at), created_at=_t(d.created_at))  # type: ignore[arg-type]
@@ -209,7 +209,7 @@ class AlarmRead(BaseModel):
         rule = next((r for r in t.rules if r.key == a.rule), None) if t else None
         lon, lat = coarse(d.type_code, d.lon, d.lat, precise)
         return cls(id=a.id, device_id=d.device_id, device_type=d.type_code, device_name=d.name or d.device_id,
-                   rule=a.rule, rule_title=rule.title if rule else a.rule, alarm_type=a.alarm_type,
+                   rule=a.rule, rule_title=shown(rule.title) if rule else a.rule, alarm_type=a.alarm_type,
                    severity=a.severity, state=a.state, attribute=a.attribute,  # type: ignore[arg-type]
                    value=a.value if a.text is None else a.text, readings=_window(a.readings), raised_at=_t(a.raised_at),
                    acknowledged_at=_t(a.acknowledged_at), acknowledged_by=a.acknowledged_by, cleared_at=_t(a.cleared_at),

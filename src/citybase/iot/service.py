@@ -31,7 +31,7 @@ from citybase.geo import service as geo
 from citybase.iot import events, rules
 from citybase.iot.models import Alarm, Device, Feed, RuleState
 from citybase.iot.repository import IotRepository
-from citybase.iot.types import DEVICE_TYPES, DeviceType, Rule
+from citybase.iot.types import DEVICE_TYPES, DeviceType, Rule, shown
 from citybase.kernel import outbox
 from citybase.kernel.runtime import invalidate
 from citybase.ops.intake import service as intake
@@ -334,7 +334,7 @@ def health(*, session: Session) -> list[dict[str, Any]]:
     out = []
     for type_code, dept, total, online, offline in IotRepository(session).health():
         dtype = DEVICE_TYPES.get(type_code)
-        out.append({"type": type_code, "type_title": dtype.title if dtype else type_code, "department_id": dept,
+        out.append({"type": type_code, "type_title": shown(dtype.title) if dtype else type_code, "department_id": dept,
                     "department": names.get(dept), "total": int(total), "online": int(online or 0),
                     "offline": int(offline or 0), "offline_share": round((offline or 0) / total, 4) if total else 0.0})
     return out

@@ -137,3 +137,32 @@ DEVICE_TYPES: dict[str, DeviceType] = {t.code: t for t in (
 
 def device_type(code: str) -> DeviceType | None:
     return DEVICE_TYPES.get(code)
+
+
+# The English of every title above, for pages and answers in English (Chinese first: the declarations).
+ENGLISH = {
+    "PM10": "PM10", "PM10 超标（扬尘）": "PM10 over the limit (dust)", "PM2.5": "PM2.5", "二氧化氮": "Nitrogen dioxide",
+    "井内水位": "Water level in the well", "井盖倾斜或移位": "Manhole cover tilted or moved",
+    "井盖倾角突变": "Manhole cover tilting suddenly", "交通拥堵": "Traffic congestion",
+    "交通流量检测器": "Traffic counter", "倾角": "Tilt angle", "占有率": "Occupancy", "噪声监测点": "Noise monitor",
+    "噪声超标": "Noise over the limit", "垃圾箱温度异常（火情隐患）": "Waste container too hot (fire risk)",
+    "垃圾箱满溢": "Waste container full", "小时用水量": "Water use per hour", "平均车速": "Average speed",
+    "开关状态": "Power state", "智慧路灯": "Smart street light", "智能井盖": "Smart manhole cover",
+    "智能垃圾箱": "Smart waste container", "智能泊位": "Smart parking spot", "智能消火栓": "Smart fire hydrant",
+    "最大声级": "Maximum level", "气温": "Air temperature", "泊位状态": "Spot status", "消火栓水压不足": "Hydrant pressure low",
+    "消火栓被撞倾斜": "Hydrant knocked over", "满溢度": "Filling level", "烟感报警": "Smoke detected", "烟雾": "Smoke",
+    "照度比": "Illuminance", "独居老人12小时未用水": "No water used for 12 hours (elderly person living alone)",
+    "独居老人智能水表": "Water meter of an elderly person living alone", "独立式烟感": "Smoke detector",
+    "电量": "Battery", "相对湿度": "Relative humidity", "积水快速上涨": "Water rising fast", "积水深度": "Water depth",
+    "积水监测点": "Flood monitoring point", "空气质量监测站": "Air-quality station", "等效声级": "Equivalent level (LAeq)",
+    "管网压力": "Main pressure", "箱内温度": "Temperature inside", "累计读数": "Meter reading", "臭氧": "Ozone",
+    "设备离线": "Device offline", "路灯故障": "Street light fault", "车流量（辆/分）": "Vehicles per minute",
+    "运行状态": "Operating status", "道路积水超警戒": "Street flooding over the alert level",
+}
+
+
+def shown(title: str) -> str:
+    """A title in the current request's language (English when asked and known; else the Chinese)."""
+    from citybase.core.i18n import current_lang
+
+    return ENGLISH.get(title, title) if current_lang() == "en" else title
