@@ -85,12 +85,13 @@ def test_bad_messages_and_readings_are_kept_aside_with_their_reason(client, city
              {"device": dev, "token": secret, "readings": [
                  {"t": iso(T0), "v": {"currentLevel": 9.0, "batteryLevel": 0.5, "colour": "red"}},
                  {"t": iso(now + timedelta(hours=1)), "v": {"currentLevel": 0.1}},
-                 {"t": "2026-11-30 08:00", "v": {"currentLevel": 0.1}}]})
+                 {"t": "2026-11-30 08:00", "v": {"currentLevel": 0.1}},
+                 {"t": iso(T0 + timedelta(minutes=2)), "v": {"currentLevel": 0.12}, "u": {"currentLevel": "CMT"}}]})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["accepted"] == 1  # batteryLevel alone
     codes = sorted(x["reason_code"] for m in body["messages"] for x in m["refused"])
-    assert codes == ["bad_time", "bad_token", "future_time", "out_of_range", "unknown_attribute"]
+    assert codes == ["bad_time", "bad_token", "future_time", "out_of_range", "unknown_attribute", "wrong_unit"]
     # a message on one device's topic claiming to be another device
     with make_sessionmaker(city.engine)() as s:
         res = service.ingest(session=s, messages=[service.Message(device=other, payload=json.dumps(

@@ -424,6 +424,17 @@ def _value(dtype: DeviceType, name: Any, v: Any) -> tuple[float | None, str | No
     return float(v), None
 
 
+def _unit(dtype: DeviceType, name: str, given: Any) -> None:
+    """A reading may say its unit (``"u": {attribute: UN/CEFACT code}``); one other than declared is refused,
+    never converted (a device configured in the wrong unit must be found, not silently corrected)."""
+    if given is None:
+        return
+    declared = dtype.attribute(name).unit  # type: ignore[union-attr] - _value found the attribute
+    if given != declared:
+        raise _Refusal("wrong_unit", Msg('{name} is declared in {declared}, the reading says {given!r}', name=name,
+                                         declared=declared or "—", given=str(given)[:20]))
+
+
 def _payload_of(m: Message) -> tuple[dict[str, Any], str]:
     raw = m.payload
     if isinstance(raw, dict):
@@ -492,9 +503,11 @@ def _check(session: Session, m: Message, now: datetime, out: MessageResult, dead
         except _Refusal as r:
             refuse(r.code, r.reason, json.dumps(item, ensure_ascii=False, default=str)[:20000])
             continue
+        units = item.get("u") if isinstance(item.get("u"), dict) else {}
         for name, v in item["v"].items():
             try:
                 value, label = _value(dtype, name, v)
+                _unit(dtype, name, units.get(name))
             except _Refusal as r:
                 refuse(r.code, r.reason, json.dumps({"t": item.get("t"), "v": {name: v}}, ensure_ascii=False, default=str))
                 continue
