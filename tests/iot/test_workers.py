@@ -158,3 +158,45 @@ def test_two_worker_processes_share_the_stream_and_a_killed_one_loses_and_duplic
             db.engine.dispose()
             if db.drop:
                 db.drop()
+
+
+@pytest.mark.parametrize("small_city", ["sqlite"], indirect=True)
+def test_the_raw_readings_insert_queues_with_the_other_writers_of_the_process(small_city):
+    """The readings are written through the DBAPI cursor; on SQLite that write takes the process's writer lock
+    first, or it holds SQLite's lock while the rest of its transaction queues behind a writer waiting for
+    SQLite (both then time out)."""
+    import threading as th
+
+    from citybase.iot.repository import IotRepository
+    from citybase.kernel.models import ProcessedEvent
+
+    sessions = make_sessionmaker(small_city.engine, writer_wait=3.0)
+    (dev, _), = _provision(sessions, 1, f"lock{uuid.uuid4().hex[:4]}")
+    with sessions() as s:
+        pk = service.get_device(session=s, device_id=dev).id
+    first, errors = sessions(), []
+    IotRepository(first).insert_readings([(pk, "currentLevel", T0, 0.1, None, T0)])
+    started = th.Event()
+
+    def other_writer() -> None:  # the relay, a timer, another consumer: an ORM write of its own
+        try:
+            with sessions() as s:
+                started.set()
+                s.add(ProcessedEvent(consumer="t", event_id=uuid.uuid4().hex, processed_at=T0))
+                s.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = th.Thread(target=other_writer)
+    t.start()
+    started.wait(5)
+    time.sleep(0.3)  # the other writer is queued now
+    try:
+        IotRepository(first).touch_devices({pk: T0})  # the same transaction's next write, through the ORM
+        first.commit()
+    finally:
+        first.close()
+    t.join(10)
+    assert errors == []
+    with Session(small_city.engine) as s:
+        assert s.scalar(select(func.count()).select_from(Reading)) == 1

@@ -13,7 +13,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed, Reading, RuleState
-from citybase.storage.db import is_postgres
+from citybase.storage.db import is_postgres, take_writer
 from citybase.storage.paging import page_of
 
 Key = tuple[int, str, datetime]  # device pk, attribute, observed at (UTC)
@@ -131,6 +131,8 @@ class IotRepository:
         """Write the datapoints; returns the keys that were new (a repeat is not written again)."""
         if not rows:
             return set()
+        if not self.pg:
+            take_writer(self.s)  # the raw cursor below is not seen by the session's writer lock
         raw = self.s.connection().connection.driver_connection
         cur = raw.cursor()
         if self.pg:

@@ -127,6 +127,20 @@ def writer_lock(engine: Engine) -> WriterLock:
         return _writer_locks.setdefault(engine, WriterLock())
 
 
+_acquirers: weakref.WeakKeyDictionary[Engine, Any] = weakref.WeakKeyDictionary()
+
+
+def take_writer(session: Session) -> None:
+    """Take the SQLite writer lock for this session's transaction now, before a write the ORM does not see (a
+    raw DBAPI cursor): without it such a write holds SQLite's own lock while the next ORM write of the same
+    transaction queues on the process lock behind a writer that waits for SQLite — a deadlock until both
+    time out. Nothing to do on PostgreSQL or for a session that holds it already."""
+    bind = session.get_bind()
+    acquire = _acquirers.get(bind) if bind.dialect.name == "sqlite" else None
+    if acquire is not None:
+        acquire(session)
+
+
 def _serialise_writers(factory: sessionmaker[Session], engine: Engine, wait: float) -> None:
     # One lock per engine, so the request sessions, the workers and the demo simulation all queue together.
     lock = writer_lock(engine)
@@ -149,6 +163,7 @@ def _serialise_writers(factory: sessionmaker[Session], engine: Engine, wait: flo
                 finalizer.detach()
                 lock.release(token)
 
+    _acquirers[engine] = acquire
     event.listen(factory, "before_flush", lambda session, *_: acquire(session))
     event.listen(factory, "do_orm_execute",
                  lambda state: acquire(state.session) if not state.is_select else None)
