@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1050,7 +1050,7 @@ def print_table(a: argparse.Namespace, broker: dict[str, float], results: list[d
               f"{db['readings']:,.0f} | {db['history']:,.0f} | {slower:,.0f} | {share:.0%} | "
               f"{'yes' if met_aim else 'no'} | {'yes' if met_half else 'no'} | {lat(al)} | {lat(st['alarms'])} at "
               f"{st['rate']:,.0f} msg/s, {st['stored']:,}/{st['expected']:,} stored |")
-    for cfg, r, *_ in rows:
+    for _cfg, r, *_ in rows:
         al = r["alarms"]
         print(f"\n[{r['kind']}] alarms in the database: {al['alarms_in_db']} {al['by_type']}; dead letters: "
               f"{r['dead_letters'] or 'none'}; RSS of the ingest process(es) before {', '.join(f'{x:.0f}' for x in r['rss_before'])} MB, "
