@@ -239,27 +239,6 @@ def role_publish(args: list[str]) -> None:
     sender.client.loop_stop()
 
 
-def writer_lock_first() -> None:
-    """Bench-only patch for the bug this bench found (see bench/README.md): on SQLite
-    ``IotRepository.insert_readings`` writes through the DBAPI cursor, which bypasses the session's writer-lock
-    hooks, so the ingest holds SQLite's write lock without the process's writer lock and then waits for the
-    latter in the twin update, while the relay (or a timer, or a consumer) holds the writer lock and waits for
-    SQLite's: a deadlock broken only by the 10 s / 30 s timeouts. Taking the writer lock first (a no-op UPDATE
-    through the session) orders them."""
-    from sqlalchemy import text
-
-    from citybase.iot.repository import IotRepository
-
-    original = IotRepository.insert_readings
-
-    def insert_readings(self: IotRepository, rows: Any) -> Any:
-        if not self.pg and rows:
-            self.s.execute(text("UPDATE iot_readings SET value = value WHERE 0"))
-        return original(self, rows)
-
-    IotRepository.insert_readings = insert_readings
-
-
 def role_embedded(args: list[str]) -> None:
     """The embedded default as one process: the runtime every `citybase serve` runs (relay, cache listener,
     every domain's consumers — `iot-ingest` batches, `ops-alarms` — and timers) on SQLite and `memory://`,
@@ -272,9 +251,7 @@ def role_embedded(args: list[str]) -> None:
     from citybase.kernel.process import limit_malloc_arenas
     from citybase.storage.db import make_engine, make_sessionmaker
 
-    mqtt_url, status, fix = args[0], Path(args[1]), args[2] == "fix"
-    if fix:
-        writer_lock_first()
+    mqtt_url, status = args[0], Path(args[1])
     limit_malloc_arenas()
     load_models()
     settings = load_settings()
@@ -672,7 +649,7 @@ def wait_quiet(db_url: str, procs: list[subprocess.Popen], timeout: float = 300)
 class Ingest:
     """The ingest side of one configuration: started, profiled, sampled, stopped."""
 
-    def __init__(self, kind: str, db_url: str, mqtt_url: str, data: Path, workers: int, fix: bool = False) -> None:
+    def __init__(self, kind: str, db_url: str, mqtt_url: str, data: Path, workers: int) -> None:
         self.kind, self.db_url, self.data = kind, db_url, data
         self.env = {**os.environ, "CITYBASE_DATA_DIR": str(data), "CITYBASE_DATABASE_URL": db_url,
                     "CITYBASE_IOT_MQTT_URL": mqtt_url, "CITYBASE_LOG_LEVEL": "INFO"}
@@ -682,7 +659,7 @@ class Ingest:
         if kind == "embedded":
             self.env["CITYBASE_BUS_URL"] = "memory://"
             self.status_file = data / "embedded.status"
-            p = PROCS.start([PY, str(HERE), "_embedded", mqtt_url, str(self.status_file), "fix" if fix else "as-is"],
+            p = PROCS.start([PY, str(HERE), "_embedded", mqtt_url, str(self.status_file)],
                             data / "embedded.log",
                             env=self.env)
             wait_log(data / "embedded.log", "READY", p, 180)
@@ -766,7 +743,7 @@ def run_config(prep: dict[str, Any], a: argparse.Namespace, planned: list[Any], 
     try:
         broker, port = start_mosquitto(tmp)
         url = f"mqtt://127.0.0.1:{port}"
-        ingest = Ingest(kind, db_url, url, data, a.workers, a.writer_fix)
+        ingest = Ingest(kind, db_url, url, data, a.workers)
         waited = wait_quiet(db_url, ingest.procs)
         say(f"[{kind}] the provisioning's events relayed and consumed after {waited:.0f} s")
         count, engine = counter(db_url)
@@ -843,7 +820,7 @@ def run_steady(kind: str, a: argparse.Namespace, planned: list[Any], tmp: Path, 
         prepare_city(db_url, data, planned, a.seed)
         broker, port = start_mosquitto(tmp)
         url = f"mqtt://127.0.0.1:{port}"
-        ingest = Ingest(kind, db_url, url, data, a.workers, a.writer_fix)
+        ingest = Ingest(kind, db_url, url, data, a.workers)
         say(f"[{kind}] the provisioning's events relayed and consumed after {wait_quiet(db_url, ingest.procs):.0f} s")
         count, engine = counter(db_url)
         p, out = publisher(url, msgs, tmp, f"steady-{kind}-{rate_factor:g}x", rate)
@@ -945,8 +922,6 @@ def main() -> None:
     ap.add_argument("--overload", type=float, nargs="?", const=10.0, metavar="FACTOR",
                     help="FACTOR (default 10) × the natural rate for --overload-seconds, then drained; only that")
     ap.add_argument("--overload-seconds", type=float, default=60.0)
-    ap.add_argument("--as-is", dest="writer_fix", action="store_false",
-                    help="embedded: run the ingest as it is, without the bench's SQLite writer-lock patch")
     ap.add_argument("--keep", action="store_true", help="keep the databases and the folder")
     a = ap.parse_args()
     if a.quick:

@@ -46,7 +46,7 @@ def ensure_devices(engine: Engine, data_dir: Path, n: int = DEMO_DEVICES, seed: 
         d = geo.district(session=s)
         code = d.code if d else "310104"
         bbox = (d.min_lon, d.min_lat, d.max_lon, d.max_lat) if d else (121.40, 31.12, 121.47, 31.22)
-    planned = plan_devices(n, seed, code, bbox)
+    planned = _inside(sessions, plan_devices(n, seed, code, bbox), seed)
     with sessions() as s:
         existing = set(iot.list_existing(session=s, device_ids=[p.device_id for p in planned]))
     missing = [p for p in planned if p.device_id not in existing]
@@ -60,6 +60,24 @@ def ensure_devices(engine: Engine, data_dir: Path, n: int = DEMO_DEVICES, seed: 
         if progress:
             progress("devices", min(i + 1000, len(missing)), len(missing))
     return [DeviceSpec(p.device_id, p.type_code, device_secret(key, p.device_id), p.lon, p.lat) for p in planned]
+
+
+def _inside(sessions: Any, planned: list[Any], seed: int) -> list[Any]:
+    """The plan with every device inside the district's grids: one that fell outside (the plan spreads them
+    over the district's bounding box) moves next to a building of the district, chosen by the seed."""
+    rnd = random.Random(seed)
+    with sessions() as s:
+        index = geo.grid_index(session=s)
+        homes = [(b.lon, b.lat) for b in geo.list_buildings(session=s, page_size=5000)[0]]
+    out = []
+    for p in planned:
+        for _ in range(20):
+            if not homes or index.locate(p.lon, p.lat) is not None:
+                break
+            lon, lat = rnd.choice(homes)
+            p = p._replace(lon=round(lon + rnd.uniform(-2e-4, 2e-4), 6), lat=round(lat + rnd.uniform(-2e-4, 2e-4), 6))
+        out.append(p)
+    return out
 
 
 class IotSimulation(threading.Thread):
