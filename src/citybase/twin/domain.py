@@ -1,6 +1,6 @@
 """The twin domain (数字孪生) as the platform sees it: its tables, the NGSI-LD API mounted at /ngsi-ld/v1
-(entities, subscriptions, context source registrations), its consumers (subscriptions matched and notified,
-the city's incidents projected), its timers, settings, events and commands (`citybase twin …`)."""
+(entities, subscriptions, context source registrations), its consumers (subscriptions, entity and to
+registrations, matched and notified, the city's incidents projected), its timers, settings, events and commands (`citybase twin …`)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from typing import Any
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 from citybase.twin.events import EVENTS
 from citybase.twin.settings import TwinSettings, twin_settings
+from citybase.twin.sources import wiring as sources
 from citybase.twin.sources.events import EVENTS as SOURCE_EVENTS
 from citybase.twin.subscriptions import wiring as subscriptions
 
 
 def _root_routers() -> list[Any]:
     from citybase.twin.router import router
-    from citybase.twin.sources.router import router as sources
+    from citybase.twin.sources.router import router as registrations
 
-    return [*subscriptions.routers(), sources, router]  # the twin's router last: its last route takes every other path
+    return [*subscriptions.routers(), registrations, router]  # the twin's router last: its last route takes every other path
 
 
 def _cli() -> Any:
@@ -70,8 +71,9 @@ DOMAIN = Domain(
     root_routers=_root_routers,
     events={**EVENTS, **SOURCE_EVENTS, **subscriptions.EVENTS},
     settings=TwinSettings,
-    consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident), *subscriptions.CONSUMERS),
-    timers=(TimerSpec("twin-retention", 3600.0, _prune), *subscriptions.TIMERS),
+    consumers=(ConsumerSpec("twin-city-incidents", "citybase.ops.incident.*", _city_incident), *subscriptions.CONSUMERS,
+               *sources.CONSUMERS),
+    timers=(TimerSpec("twin-retention", 3600.0, _prune), *subscriptions.TIMERS, *sources.TIMERS),
     caches={"twin.contexts": _forget_contexts, "twin.sources": _forget_registrations, **subscriptions.CACHES},
     cli=_cli,
 )

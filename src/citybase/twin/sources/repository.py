@@ -41,6 +41,10 @@ class SourceSubscriptionRepository:
         return self.s.scalars(select(TwinSourceSubscription).where(TwinSourceSubscription.tenant == tenant,
                                                                    TwinSourceSubscription.sub_id == sub_id)).first()
 
+    def all(self, tenant: str) -> list[TwinSourceSubscription]:
+        return list(self.s.scalars(select(TwinSourceSubscription).where(TwinSourceSubscription.tenant == tenant)
+                                   .order_by(TwinSourceSubscription.id)))
+
     def page(self, tenant: str, limit: int, offset: int) -> list[TwinSourceSubscription]:
         return list(self.s.scalars(select(TwinSourceSubscription).where(TwinSourceSubscription.tenant == tenant)
                                    .order_by(TwinSourceSubscription.id).limit(limit).offset(offset)))

@@ -24,6 +24,7 @@ from citybase.twin.router import (
     also_with_a_trailing_slash,
     answer,
     call_of,
+    contexts_of,
     no_content,
     read_body,
     read_merge,
@@ -113,7 +114,8 @@ def delete(registration_id: str, request: Request, _: Any = Depends(WRITE), inc:
 @router.post("/csourceSubscriptions", status_code=201, summary="Subscribe to context source registrations")
 def create_subscription(request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_body),
                         session: Session = Depends(get_session, scope="function")) -> Response:
-    sid = subscribing.create(session=session, call=call_of(request, inc), body=inc.body)
+    sid = subscribing.create(session=session, call=call_of(request, inc), body=inc.body,
+                             contexts=contexts_of(request), base_url=str(request.base_url))
     return no_content(inc, 201, {"Location": f"{PREFIX}/csourceSubscriptions/{quote(sid, safe=':')}"})
 
 
@@ -154,7 +156,8 @@ def get_subscription(sub_id: str, request: Request, _: Any = Depends(READ), inc:
 @router.patch("/csourceSubscriptions/{sub_id}", status_code=204, summary="Update a subscription to registrations")
 def update_subscription(sub_id: str, request: Request, _: Any = Depends(WRITE), inc: Incoming = Depends(read_merge),
                         session: Session = Depends(get_session, scope="function")) -> Response:
-    subscribing.update(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body)
+    subscribing.update(session=session, call=call_of(request, inc), sub_id=sub_id, body=inc.body,
+                       contexts=contexts_of(request), base_url=str(request.base_url))
     return no_content(inc)
 
 

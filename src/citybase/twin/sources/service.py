@@ -121,7 +121,7 @@ def create(*, session: Session, call: Call, body: Any) -> str:
     repo.add(TwinRegistration(tenant=call.tenant, registration_id=rid, endpoint=data["endpoint"],
                               mode=data.get("mode", "inclusive"), body=data, context=call.resolver.context,
                               expires_at=expires, created_at=call.at, modified_at=call.at))
-    _changed(session, call, rid, "create", data["endpoint"])
+    _changed(session, call, rid, "create", data["endpoint"], after=repo.get(call.tenant, rid))
     return rid
 
 
@@ -231,6 +231,7 @@ def _item_discovered(item: dict[str, Any], d: Discovery) -> bool:
 def update(*, session: Session, call: Call, registration_id: str, body: Any) -> None:
     row = get(session=session, call=call, registration_id=registration_id)
     data = _expanded(body, call, partial=True)
+    before = snapshot(row)
     merged = {**row.body, **data}
     if "properties" in data:
         merged["properties"] = {**(row.body.get("properties") or {}), **data["properties"]}
@@ -240,20 +241,35 @@ def update(*, session: Session, call: Call, registration_id: str, body: Any) -> 
     row.expires_at = parse_time(merged["expiresAt"], "expiresAt") if merged.get("expiresAt") else None
     row.modified_at = call.at
     session.flush()
-    _changed(session, call, registration_id, "update", row.endpoint)
+    _changed(session, call, registration_id, "update", row.endpoint, before=before, after=row)
 
 
 def delete(*, session: Session, call: Call, registration_id: str) -> None:
     row = get(session=session, call=call, registration_id=registration_id)
-    endpoint = row.endpoint
+    endpoint, before = row.endpoint, snapshot(row)
     RegistrationRepository(session).remove(row)
-    _changed(session, call, registration_id, "delete", endpoint)
+    _changed(session, call, registration_id, "delete", endpoint, before=before)
 
 
-def _changed(session: Session, call: Call, rid: str, op: str, endpoint: str) -> None:
+def snapshot(row: TwinRegistration | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A registration as the registration_changed event carries it (``Registered``'s fields, JSON)."""
+    if row is None or isinstance(row, dict):
+        return row
+    return {"registration_id": row.registration_id, "endpoint": row.endpoint, "mode": row.mode,
+            "body": copy.deepcopy(row.body), "expires_at": iso(row.expires_at) if row.expires_at else None}
+
+
+def from_snapshot(snap: dict[str, Any]) -> Registered:
+    at = snap.get("expires_at")
+    return Registered(snap["registration_id"], snap["endpoint"], snap["mode"], snap["body"],
+                      parse_time(at, "expiresAt") if at else None)
+
+
+def _changed(session: Session, call: Call, rid: str, op: str, endpoint: str, *,
+             before: dict[str, Any] | None = None, after: TwinRegistration | None = None) -> None:
     REGISTRATIONS.changed(session)  # every process's copy of the registrations dropped
-    outbox.queue(session, events.REGISTRATION_CHANGED,
-                 events.RegistrationChanged(tenant=call.tenant, id=rid, op=op, endpoint=endpoint).model_dump())
+    outbox.queue(session, events.REGISTRATION_CHANGED, events.RegistrationChanged(
+        tenant=call.tenant, id=rid, op=op, endpoint=endpoint, before=before, after=snapshot(after)).model_dump())
 
 
 def shown(row: TwinRegistration, call: Call) -> dict[str, Any]:

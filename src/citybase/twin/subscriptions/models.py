@@ -19,7 +19,21 @@ DOC = JSON().with_variant(JSONB(), "postgresql")
 BIGID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 
 
-class TwinSubscription(Base):
+class DeliveryRecord:
+    """The delivery record of a subscription (``notification.timesSent`` … ``status``), the same columns on
+    the entity subscriptions and on the subscriptions to registrations (``twin.sources``): one attempt is
+    counted by ``subscriptions.delivery.record``, whichever table it is."""
+
+    times_sent: Mapped[int] = mapped_column(Integer, default=0)
+    times_failed: Mapped[int] = mapped_column(Integer, default=0)
+    last_notification: Mapped[datetime | None] = mapped_column(TZ)
+    last_success: Mapped[datetime | None] = mapped_column(TZ)
+    last_failure: Mapped[datetime | None] = mapped_column(TZ)
+    last_status: Mapped[str | None] = mapped_column(String(8))  # ok | failed (notification.status)
+    last_error: Mapped[str | None] = mapped_column(String(500))  # why the last failed attempt failed
+
+
+class TwinSubscription(DeliveryRecord, Base):
     """A subscription of a tenant; ``spec`` is the stored form of ``subscriptions.payload``."""
 
     __tablename__ = "twin_subscriptions"
@@ -39,13 +53,6 @@ class TwinSubscription(Base):
     time_interval: Mapped[float | None] = mapped_column(Float)  # periodic: seconds between notifications
     next_at: Mapped[datetime | None] = mapped_column(TZ)  # periodic: when the next one is due
     last_queued_at: Mapped[datetime | None] = mapped_column(TZ)  # throttling: when the last one was queued
-    times_sent: Mapped[int] = mapped_column(Integer, default=0)
-    times_failed: Mapped[int] = mapped_column(Integer, default=0)
-    last_notification: Mapped[datetime | None] = mapped_column(TZ)
-    last_success: Mapped[datetime | None] = mapped_column(TZ)
-    last_failure: Mapped[datetime | None] = mapped_column(TZ)
-    last_status: Mapped[str | None] = mapped_column(String(8))  # ok | failed (notification.status)
-    last_error: Mapped[str | None] = mapped_column(String(500))  # why the last failed attempt failed
     created_at: Mapped[datetime] = mapped_column(TZ)
     modified_at: Mapped[datetime] = mapped_column(TZ)
 

@@ -385,8 +385,10 @@ def render(spec: dict[str, Any], record: dict[str, Any], r: Resolver, *, sys_att
         if flag in n.get("given", ()) or n[flag]:
             shown[flag] = n[flag]
     shown["endpoint"] = n["endpoint"]
-    if record["timesSent"] or record["timesFailed"]:  # from the first notification on
-        shown.update(timesSent=record["timesSent"], timesFailed=record["timesFailed"])
+    if record["timesSent"]:  # from the first notification on
+        shown["timesSent"] = record["timesSent"]
+    if record["timesFailed"]:  # from the first failure on, as lastFailure (§5.2.14: both optional)
+        shown["timesFailed"] = record["timesFailed"]
     if record["lastStatus"]:
         shown["status"] = record["lastStatus"]
     for member in ("lastNotification", "lastSuccess", "lastFailure"):

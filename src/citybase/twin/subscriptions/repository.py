@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from citybase.storage.db import is_postgres
 from citybase.twin.models import TwinHistory
+from citybase.twin.subscriptions import delivery
 from citybase.twin.subscriptions.models import TwinSubscription, TwinSubscriptionRevision
 
 
@@ -89,32 +90,16 @@ class SubscriptionRepository:
         return (self.s.execute(q).rowcount or 0) == 1
 
     def reschedule(self, pk: int, due: datetime | None, then: datetime) -> bool:
-        """Move a periodic subscription's next notification from ``due`` to ``then`` (compare-and-set: a timer
-        that lost its lease mid-run and its successor never notify the same period twice)."""
-        q = (update(TwinSubscription).where(TwinSubscription.pk == pk, TwinSubscription.next_at == due)
-             .values(next_at=then).execution_options(synchronize_session=False))
-        return (self.s.execute(q).rowcount or 0) == 1
+        """Move a periodic subscription's next notification from ``due`` to ``then`` (``delivery.reschedule``)."""
+        return delivery.reschedule(self.s, TwinSubscription, pk, due, then)
 
     def record(self, pk: int, now: datetime, *, ok: bool, error: str | None) -> None:
-        """Count one delivery attempt in the subscription's record."""
-        values: dict[str, Any] = {"times_sent": TwinSubscription.times_sent + 1, "last_notification": now,
-                                  "last_status": "ok" if ok else "failed"}
-        if ok:
-            values["last_success"] = now
-        else:
-            values.update(times_failed=TwinSubscription.times_failed + 1, last_failure=now,
-                          last_error=(error or "")[:500])
-        self.s.execute(update(TwinSubscription).where(TwinSubscription.pk == pk).values(**values)
-                       .execution_options(synchronize_session=False))
+        """Count one delivery attempt in the subscription's record (``delivery.record``)."""
+        delivery.record(self.s, TwinSubscription, pk, now, ok=ok, error=error)
 
     def due(self, now: datetime, limit: int) -> list[TwinSubscription]:
-        """Active periodic subscriptions whose next notification is due, not expired, oldest due first."""
-        q = (select(TwinSubscription)
-             .where(TwinSubscription.next_at <= now, TwinSubscription.time_interval.is_not(None),
-                    TwinSubscription.active.is_(True),
-                    or_(TwinSubscription.expires_at.is_(None), TwinSubscription.expires_at > now))
-             .order_by(TwinSubscription.next_at).limit(limit))
-        return list(self.s.scalars(q.with_for_update(skip_locked=True) if self.pg else q))
+        """Active periodic subscriptions whose next notification is due (``delivery.due``)."""
+        return delivery.due(self.s, TwinSubscription, now, limit)
 
     def latest_instances(self, tenant: str, entity_id: str, attrs: Sequence[str],
                          before: datetime) -> dict[str, list[tuple[dict[str, Any], bool]]]:

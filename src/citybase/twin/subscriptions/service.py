@@ -15,7 +15,6 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,9 +28,10 @@ from citybase.twin.errors import AlreadyExists, BadRequestData, NonexistentTenan
 from citybase.twin.events import EntityChanged
 from citybase.twin.ldcontext import CORE_URL, CORE_URLS, ContextStore, Resolver
 from citybase.twin.repository import TwinRepository
-from citybase.twin.representation import check_uri, iso
+from citybase.twin.representation import check_uri
 from citybase.twin.settings import twin_settings
-from citybase.twin.subscriptions import events, payload
+from citybase.twin.subscriptions import delivery, events, payload
+from citybase.twin.subscriptions.delivery import Delivery, send_and_record
 from citybase.twin.subscriptions.matching import (
     Compiled,
     IndexCache,
@@ -135,10 +135,7 @@ def create_subscription(*, session: Session, call: twin.Call, body: Any, context
 
 
 def _record(row: TwinSubscription, now: datetime) -> dict[str, Any]:
-    return {"jsonldContext": row.context, "status": payload.status(row.active, row.expires_at, now),
-            "timesSent": row.times_sent, "timesFailed": row.times_failed, "lastStatus": row.last_status,
-            "lastNotification": row.last_notification, "lastSuccess": row.last_success,
-            "lastFailure": row.last_failure, "createdAt": row.created_at, "modifiedAt": row.modified_at}
+    return delivery.shown_record(row, now)
 
 
 def get_subscription(*, session: Session, call: twin.Call, sub_id: str, sys_attrs: bool = False) -> dict[str, Any]:
@@ -320,31 +317,14 @@ def notify_periodic(*, session: Session, contexts: ContextStore, now: datetime |
 # ------------------------------------------------------------------------------------------ delivery
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """What one attempt did: whether it is settled (delivered, given up, or nothing left to deliver)."""
-
-    settled: bool
-    sent: Sent | None = None
-
-
 def deliver(*, session: Session, data: dict[str, Any], attempt: int, max_attempts: int,
             send: Callable[..., Sent], now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Delivery:
     """Send one queued notification (``send(endpoint, notification, context=, tenant=)``) and count the
     attempt in the subscription's record. Not settled when it failed and attempts are left: the caller
     commits the record and asks for a redelivery later. Raises ValueError for data that is no notification."""
     n = events.NotificationQueued.model_validate(data)
-    repo = SubscriptionRepository(session)
-    row = repo.get(n.tenant, n.subscription_id)
+    row = SubscriptionRepository(session).get(n.tenant, n.subscription_id)
     if row is None:
         return Delivery(True)  # the subscription was deleted meanwhile
-    body: dict[str, Any] = {"id": n.notification_id, "type": "Notification", "subscriptionId": n.subscription_id,
-                            "notifiedAt": iso(now()), "data": n.data}
-    if n.trigger_reason:
-        body["triggerReason"] = n.trigger_reason
-    sent = send(row.spec["notification"]["endpoint"], body, context=n.context, tenant=n.tenant)
-    repo.record(row.pk, now(), ok=sent.ok, error=sent.error)
-    if not sent.ok:
-        log.warning("notification %s of subscription %s to %s failed (attempt %d of %d): %s", n.notification_id,
-                    n.subscription_id, row.spec["notification"]["endpoint"]["uri"], attempt, max_attempts, sent.error)
-    return Delivery(sent.ok or attempt >= max_attempts, sent)
+    return send_and_record(session=session, model=TwinSubscription, row=row, n=n, kind="Notification",
+                           attempt=attempt, max_attempts=max_attempts, send=send, now=now)
