@@ -107,6 +107,19 @@ def test_unacked_delivery_comes_back_after_ack_wait_with_attempt_incremented(bus
     assert sub.fetch(timeout=0.3) == []  # acked: gone for good
 
 
+def test_deliveries_acked_together_are_gone_for_good_and_the_rest_comes_back(bus: Bus, subj: str) -> None:
+    sent = [bus.publish(f"{subj}.work.many", {"n": i}) for i in range(40)]
+    sub = bus.subscribe(f"{subj}.work.many", "batch_worker", ack_wait=0.5)
+    got = drain(sub, 40)
+    sub.ack_all(got[:30])
+    time.sleep(0.7)
+    again = drain(sub, 10, timeout=3.0)
+    assert sorted(d.event.id for d in again) == sorted(e.id for e in sent[30:])
+    sub.ack_all(again)
+    time.sleep(0.7)
+    assert sub.fetch(timeout=0.3) == []
+
+
 def test_nak_redelivers_promptly(bus: Bus, subj: str) -> None:
     sent = bus.publish(f"{subj}.work.flaky", {"n": 1})
     sub = bus.subscribe(f"{subj}.work.flaky", "flaky_worker", ack_wait=30.0)

@@ -117,6 +117,12 @@ class Subscription(ABC):
     def close(self) -> None:
         """Stop fetching; the durable position is kept for the next subscribe with the same name."""
 
+    def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack these deliveries of this subscription; a bus that can (JetStream) sends the acks together
+        instead of one round trip after another."""
+        for d in deliveries:
+            d.ack()
+
 
 class Bus(ABC):
     """Publish and durable subscribe. Subjects are dot-separated; ``*`` matches one token, ``>`` the rest."""

@@ -132,6 +132,19 @@ class _NatsSubscription(Subscription):
             raise ValueError("batch must be at least 1")
         return self._bus._call(self._fetch(batch, timeout), timeout + OP_TIMEOUT)
 
+    def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack these deliveries with their acks in flight together (each still waits for JetStream's
+        confirmation), instead of one round trip after another."""
+        mine = [d._msg for d in deliveries if isinstance(d, _NatsDelivery) and d._sub is self]
+        for d in deliveries:
+            if not (isinstance(d, _NatsDelivery) and d._sub is self):
+                d.ack()
+        if mine:
+            self._bus._call(self._ack_together(mine), OP_TIMEOUT * 2)
+
+    async def _ack_together(self, msgs: list[Msg]) -> None:
+        await asyncio.gather(*(self._settle(m, "ack") for m in msgs))
+
     def close(self) -> None:
         """Nak what was fetched but not settled and unsubscribe; the durable consumer stays on the server."""
         if self._closed:

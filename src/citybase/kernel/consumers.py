@@ -160,9 +160,12 @@ class BatchConsumer(Consumer):
     def process_batch(self, deliveries: list[Delivery]) -> None:
         """Handle, commit, ack; on failure one by one (see the class doc)."""
         exc = self._attempt(deliveries)
-        if exc is None:
+        if exc is None:  # acked together (a wrapper, such as the runtime's metrics, exposes .inner)
+            self.sub.ack_all([getattr(d, "inner", d) for d in deliveries])
             for d in deliveries:
-                d.ack()
+                note = getattr(d, "note_acked", None)
+                if note is not None:
+                    note()
             return
         if len(deliveries) > 1:
             log.warning("%s: a batch of %d failed (%s: %s); handling them one by one", self.name, len(deliveries),

@@ -86,6 +86,10 @@ class _Observed(Delivery):
 
     def ack(self) -> None:
         self.inner.ack()
+        self.note_acked()
+
+    def note_acked(self) -> None:
+        """Count an ack made for it elsewhere (a batch acked together)."""
         metrics.consumer_handled(self.consumer, _age(self.event.time))
 
     def nak(self, delay: float = 0.0) -> None:
