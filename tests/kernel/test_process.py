@@ -34,8 +34,8 @@ def test_one_heap_trimmer_runs_per_process():
 
 def test_the_heap_is_trimmed_every_ten_seconds_by_default():
     """A guard on a measured figure (kernel.process, bench/README's memory section): with a trim a minute the
-    re-touched free pages of the heap came back as a sawtooth with creeping peaks (+0.4 to +1.1 MB/min on
-    SQLite); every 10 s the resident size stays flat. A longer default brings issue 7's growth back."""
+    heap's re-touched free pages came back as a 5–12 MB sawtooth that crept up; every 10 s they stay at
+    10–12 MB."""
     import inspect
 
     default = inspect.signature(process.start_heap_trimmer).parameters["interval"].default

@@ -9,9 +9,9 @@ GIL-bound Python process; a trim every ten seconds returns the pages freed insid
 Why so often: after warm-up the heap holds ~90 MB of free chunks (~2,400 of them, left by the first requests'
 transient peak) beside ~95 MB in use. The live memory is flat (malloc's in-use bytes, Python's arenas and
 SQLite's own allocator all stay within ±1 MB under load), but the steady churn reuses free chunks all over the
-heap and so touches pages the last trim had returned: 6–10 MB a minute. With a trim a minute that came back as
-a sawtooth whose peaks crept up (+0.4 to +1.1 MB/min over 5 minutes); with one every 10 s the resident size
-is flat (+0.06 MB/min). A trim costs about 1 ms (10 ms the first time)."""
+heap and so touches pages the last trim had returned: 6–10 MB a minute. With a trim a minute those resident
+free pages swung between 9 and 24 MB and crept up; with one every 10 s they stayed at 10–12 MB (bench/README,
+memory section). A trim costs about 1 ms (10 ms the first time)."""
 
 from __future__ import annotations
 
