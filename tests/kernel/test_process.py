@@ -31,12 +31,3 @@ def test_one_heap_trimmer_runs_per_process():
     assert process.start_heap_trimmer(interval=3600) is True  # the second call finds it running
     assert [t.name for t in threading.enumerate()].count("citybase-heap-trim") == 1
 
-
-def test_the_heap_is_trimmed_every_ten_seconds_by_default():
-    """A guard on a measured figure (kernel.process, bench/README's memory section): with a trim a minute the
-    heap's re-touched free pages came back as a 5–12 MB sawtooth that crept up; every 10 s they stay at
-    10–12 MB."""
-    import inspect
-
-    default = inspect.signature(process.start_heap_trimmer).parameters["interval"].default
-    assert default == process.TRIM_EVERY <= 10
