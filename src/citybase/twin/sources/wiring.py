@@ -20,7 +20,7 @@ from typing import Any
 from citybase.kernel.consumers import Reject, exponential
 from citybase.kernel.domain import ConsumerSpec, TimerSpec
 from citybase.twin.sources.events import CSOURCE_NOTIFICATION, REGISTRATION_CHANGED
-from citybase.twin.subscriptions.wiring import DeliveryFailed, contexts
+from citybase.twin.subscriptions.wiring import contexts, queue_periodic, send
 
 __all__ = ["CONSUMERS", "TIMERS"]
 
@@ -47,32 +47,16 @@ def never_subscribed(session: Any, event: Any, runtime: Any) -> bool:
 
 def deliver(session: Any, delivery: Any, runtime: Any) -> None:
     """twin-csource-notify: one notification sent, its attempt counted in the subscription's record."""
-    from pydantic import ValidationError
-
     from citybase.twin.sources import notifying
-    from citybase.twin.subscriptions import notifier
 
-    try:
-        out = notifying.deliver(session=session, data=delivery.event.data, attempt=delivery.attempt,
-                                max_attempts=runtime.bus.max_deliver, send=notifier.send)
-    except ValidationError as exc:
-        raise Reject(f"not a notification: {str(exc)[:300]}") from None
-    if not out.settled:
-        session.commit()  # keep the count of this attempt, then ask for the retry
-        raise DeliveryFailed(f"csource notification {delivery.event.data.get('notification_id')} failed "
-                             f"(attempt {delivery.attempt}): {out.sent.error if out.sent else ''}")
+    send(session, delivery, runtime, notifying.deliver, "csource notification")
 
 
 def periodic(runtime: Any) -> None:
     """twin-csource-periodic: the due periodic notifications, queued in one transaction."""
-    from citybase.bus import Context
-    from citybase.kernel import outbox
     from citybase.twin.sources import notifying
 
-    with runtime.sessions() as session:
-        outbox.bind_context(session, Context(user_id=None))
-        notifying.notify_periodic(session=session, contexts=contexts(runtime))
-        session.commit()
+    queue_periodic(runtime, notifying.notify_periodic)
 
 
 CONSUMERS = (

@@ -94,33 +94,47 @@ class DeliveryFailed(Exception):
     """A notification attempt failed and more are left: the delivery comes back after the back-off."""
 
 
-def deliver(session: Any, delivery: Any, runtime: Any) -> None:
-    """twin-notify: one notification sent, its attempt counted in the subscription's record."""
+def send(session: Any, delivery: Any, runtime: Any, deliver: Any, what: str = "notification") -> None:
+    """One notification sent by ``deliver`` (the entity or the registration subscriptions' service), its attempt
+    counted in the subscription's record; a failed attempt with more left comes back after the back-off."""
     from pydantic import ValidationError
 
-    from citybase.twin.subscriptions import notifier, service
+    from citybase.twin.subscriptions import notifier
 
     try:
-        out = service.deliver(session=session, data=delivery.event.data, attempt=delivery.attempt,
-                              max_attempts=runtime.bus.max_deliver, send=notifier.send)
+        out = deliver(session=session, data=delivery.event.data, attempt=delivery.attempt,
+                      max_attempts=runtime.bus.max_deliver, send=notifier.send)
     except ValidationError as exc:
         raise Reject(f"not a notification: {str(exc)[:300]}") from None
     if not out.settled:
         session.commit()  # keep the count of this attempt, then ask for the retry
-        raise DeliveryFailed(f"notification {delivery.event.data.get('notification_id')} failed "
+        raise DeliveryFailed(f"{what} {delivery.event.data.get('notification_id')} failed "
                              f"(attempt {delivery.attempt}): {out.sent.error if out.sent else ''}")
+
+
+def queue_periodic(runtime: Any, notify_periodic: Any) -> None:
+    """The due periodic notifications of ``notify_periodic`` (either kind of subscription), in one transaction."""
+    from citybase.bus import Context
+    from citybase.kernel import outbox
+
+    with runtime.sessions() as session:
+        outbox.bind_context(session, Context(user_id=None))
+        notify_periodic(session=session, contexts=contexts(runtime))
+        session.commit()
+
+
+def deliver(session: Any, delivery: Any, runtime: Any) -> None:
+    """twin-notify: one notification sent, its attempt counted in the subscription's record."""
+    from citybase.twin.subscriptions import service
+
+    send(session, delivery, runtime, service.deliver)
 
 
 def periodic(runtime: Any) -> None:
     """twin-subscriptions-periodic: the due periodic notifications, queued in one transaction."""
-    from citybase.bus import Context
-    from citybase.kernel import outbox
     from citybase.twin.subscriptions import service
 
-    with runtime.sessions() as session:
-        outbox.bind_context(session, Context(user_id=None))
-        service.notify_periodic(session=session, contexts=contexts(runtime))
-        session.commit()
+    queue_periodic(runtime, service.notify_periodic)
 
 
 CONSUMERS = (
