@@ -52,6 +52,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
+from _server import free_port, new_database  # noqa: E402
 
 PY = sys.executable
 CITYBASE = str(Path(sys.executable).with_name("citybase"))
@@ -63,12 +64,6 @@ PREFIX = "citybase/iot"
 
 def say(*a: Any) -> None:
     print(time.strftime("%H:%M:%S"), *a, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -337,22 +332,6 @@ def write_messages(path: Path, items: list[tuple[bool, str, dict]]) -> int:
 # ------------------------------------------------------------------------------------------ databases
 
 
-def new_pg_database(prefix: str) -> tuple[str, Any]:
-    from sqlalchemy import create_engine, text
-
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 def prepare_city(db_url: str, data: Path, planned: list[Any], seed: int) -> dict[str, int]:
     """`citybase generate --size small` (the incident loop routes by its departments and grids), then the
     devices provisioned with ``iot.service.provision`` in batches of 1,000; returns device id → pk."""
@@ -430,7 +409,7 @@ def db_limits(kind: str, items: list[tuple[bool, str, dict]], pks: dict[str, int
     if kind == "sqlite":
         url, drop = f"sqlite:///{tmp / 'limits.sqlite3'}", None
     else:
-        url, drop = new_pg_database("bench_iot_limits")
+        url, drop = new_database(PG_ADMIN, "bench_iot_limits")
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -708,7 +687,7 @@ def prepare(kind: str, a: argparse.Namespace, planned: list[Any], tmp: Path) -> 
     if kind == "embedded":
         db_url, drop = f"sqlite:///{data / 'city.sqlite3'}", None
     else:
-        db_url, drop = new_pg_database("bench_iot")
+        db_url, drop = new_database(PG_ADMIN, "bench_iot")
     try:
         pks = prepare_city(db_url, data, planned, a.seed)
     except BaseException:
@@ -814,7 +793,7 @@ def run_steady(kind: str, a: argparse.Namespace, planned: list[Any], tmp: Path, 
     if kind == "embedded":
         db_url, drop = f"sqlite:///{data / 'city.sqlite3'}", None
     else:
-        db_url, drop = new_pg_database("bench_iot")
+        db_url, drop = new_database(PG_ADMIN, "bench_iot")
     ingest = broker = None
     try:
         prepare_city(db_url, data, planned, a.seed)

@@ -185,7 +185,8 @@ def _serve_many(settings: Settings, host: str, port: int, workers: int) -> None:
     uvicorn.run("citybase.api.app:factory", factory=True, host=host, port=port, workers=workers, log_config=None)
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, simulate: float = 0.0) -> None:
+def _serve(settings: Settings, host: str | None, port: int | None, simulate: float = 0.0,
+           devices: list | None = None) -> None:
     import uvicorn
 
     from citybase.api.app import create_app
@@ -207,12 +208,12 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
         if has_bundles:  # 一网通办 loaded (citybase demo): applications arrive and clerks work them
             ServicesSimulation(app_.state.engine, rate=simulate / 2).start()
             console.print(f"一网通办: about {simulate / 2:g} applications a minute, departments' clerks at work.")
-    _iot(settings, app_, h, p, simulate > 0)
+    _iot(settings, app_, h, p, devices if simulate > 0 else None)
     console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")
     uvicorn.run(app_, host=h, port=p, log_config=None)  # logs through kernel.logs, set up at start
 
 
-def _iot(settings: Settings, app_, host: str, port: int, simulate: bool) -> None:
+def _iot(settings: Settings, app_, host: str, port: int, devices: list | None) -> None:
     """The IoT path of one serving process: with a broker configured and the in-process bus, a bridge in this
     process (a deployment runs `citybase iot bridge` beside NATS instead); in the living demo, the simulated
     devices (over MQTT when a broker is configured, else over the HTTP ingest), and say which."""
@@ -234,21 +235,14 @@ def _iot(settings: Settings, app_, host: str, port: int, simulate: bool) -> None
     elif not mqtt:
         console.print("IoT: no broker configured (CITYBASE_IOT_MQTT_URL): devices report over HTTP, "
                       "POST /api/v1/iot/readings.")
-    if not simulate:
+    if not devices:
         return
-    from sqlalchemy.orm import Session
+    from citybase.demo.iot import IotSimulation
 
-    from citybase.demo.iot import IotSimulation, ensure_devices
-    from citybase.iot import service as iot
-
-    with Session(app_.state.engine) as session:
-        has_devices = bool(iot.list_devices(session=session, page_size=1)[1])
-    if has_devices:
-        specs = ensure_devices(app_.state.engine, settings.data_dir)
-        sim = IotSimulation(specs, base_url=f"http://{host}:{port}", mqtt_url=mqtt)
-        sim.start()
-        console.print(f"物联感知: {len(specs):,} simulated devices report over {sim.via} (the last hour replayed "
-                      "first); rain, a tilted manhole cover, smoke and faults every few minutes.")
+    sim = IotSimulation(devices, base_url=f"http://{host}:{port}", mqtt_url=mqtt)
+    sim.start()
+    console.print(f"物联感知: {len(devices):,} simulated devices report over {sim.via} (the last hour replayed "
+                  "first); rain, a tilted manhole cover, smoke and faults every few minutes.")
 
 
 def _train(settings: Settings, engine: Engine, corpus: int, seed: int) -> None:
@@ -384,6 +378,7 @@ def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
     from citybase.demo.services import load_services_demo
 
     tokens.update(load_services_demo(engine, settings.data_dir))  # 一网通办: catalogue, bundles, clerks
+    specs = []
     if iot_devices:
         from citybase.demo.iot import ensure_devices
 
@@ -395,7 +390,7 @@ def demo(size: SizeOpt = "district", seed: SeedOpt = 2026,
         table.add_row(user, token)
     console.print(table)
     if serve_:
-        _serve(settings, host, port, simulate=simulate)
+        _serve(settings, host, port, simulate=simulate, devices=specs)
 
 
 @ops_app.command("train-classifier")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed, Reading, RuleState
 from citybase.storage.db import is_postgres, take_writer
 from citybase.storage.paging import page_of
+from citybase.storage.text import contains, startswith
 
 Key = tuple[int, str, datetime]  # device pk, attribute, observed at (UTC)
 READING_COLUMNS = ("device_pk", "attr", "observed_at", "value", "text", "received_at")
@@ -22,6 +23,22 @@ READING_COLUMNS = ("device_pk", "attr", "observed_at", "value", "text", "receive
 
 def _utc(t: datetime) -> datetime:
     return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+# what the ingest keeps of a device in memory (service.Known)
+DIRECTORY_COLUMNS = (Device.id, Device.device_id, Device.type_code, Device.secret_hash, Device.department_id, Device.lon,
+                     Device.lat, Device.grid_code, Device.state, Device.last_seen_at)
+
+
+def _filtered(query: Any, type_code: str | None, state: str | None, department_id: int | None) -> Any:
+    """The device filters the list and the map share."""
+    if type_code:
+        query = query.where(Device.type_code == type_code)
+    if state:
+        query = query.where(Device.state == state)
+    if department_id is not None:
+        query = query.where(Device.department_id == department_id)
+    return query
 
 
 def _sqlite_time(t: datetime) -> str:
@@ -56,47 +73,27 @@ class IotRepository:
 
     def device_rows(self) -> list[Any]:
         """Every device as a plain row (the ingest's in-process directory)."""
-        return list(self.s.execute(select(Device.id, Device.device_id, Device.type_code, Device.secret_hash,
-                                          Device.department_id, Device.lon, Device.lat, Device.grid_code,
-                                          Device.state, Device.last_seen_at)))
+        return list(self.s.execute(select(*DIRECTORY_COLUMNS)))
 
     def device_row(self, device_id: str) -> Any:
-        return self.s.execute(select(Device.id, Device.device_id, Device.type_code, Device.secret_hash,
-                                     Device.department_id, Device.lon, Device.lat, Device.grid_code, Device.state,
-                                     Device.last_seen_at).where(Device.device_id == device_id)).first()
+        return self.s.execute(select(*DIRECTORY_COLUMNS).where(Device.device_id == device_id)).first()
 
     def add_devices(self, rows: list[dict[str, Any]]) -> None:
         self.s.execute(insert(Device.__table__), rows)
 
     def list_devices(self, *, type_code: str | None, state: str | None, department_id: int | None,
                      grid_prefix: str | None, q: str | None, page: int, page_size: int) -> tuple[list[Device], int]:
-        query = select(Device).order_by(Device.id)
-        if type_code:
-            query = query.where(Device.type_code == type_code)
-        if state:
-            query = query.where(Device.state == state)
-        if department_id is not None:
-            query = query.where(Device.department_id == department_id)
+        query = _filtered(select(Device).order_by(Device.id), type_code, state, department_id)
         if grid_prefix:
-            from citybase.storage.text import startswith
-
             query = query.where(startswith(Device.grid_code, grid_prefix))
         if q:
-            from citybase.storage.text import contains
-
             query = query.where(or_(contains(Device.device_id, q), contains(Device.name, q)))
         return page_of(self.s, query, page, page_size)
 
     def map_points(self, *, type_code: str | None, state: str | None, department_id: int | None,
                    limit: int) -> list[Any]:
         query = select(Device.device_id, Device.type_code, Device.state, Device.lon, Device.lat, Device.name)
-        if type_code:
-            query = query.where(Device.type_code == type_code)
-        if state:
-            query = query.where(Device.state == state)
-        if department_id is not None:
-            query = query.where(Device.department_id == department_id)
-        return list(self.s.execute(query.order_by(Device.id).limit(limit)))
+        return list(self.s.execute(_filtered(query, type_code, state, department_id).order_by(Device.id).limit(limit)))
 
     def touch_devices(self, seen: dict[int, datetime]) -> None:
         """last_seen_at moved forward (never back) and an offline device online again."""

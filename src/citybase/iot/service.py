@@ -151,17 +151,16 @@ class NewDevice:
     secret: str | None = None  # given by the caller (a factory-set key), else generated
 
 
-def _departments(session: Session) -> dict[str, int]:
-    out: dict[str, int] = {}
+def _departments(session: Session) -> tuple[dict[str, int], dict[int, str]]:
+    """The departments read once: id by code, name and short name; name by id."""
+    keys: dict[str, int] = {}
+    names: dict[int, str] = {}
     for d in registry.list_departments(session=session):
+        names[d.id] = d.name
         for key in (d.code, d.name, d.short_name):
             if key:
-                out.setdefault(key, d.id)
-    for d in registry.list_departments(session=session):  # "水务局" also finds "徐汇区水务局"
-        for key in list(out):
-            if d.name.endswith(key):
-                out.setdefault(key, d.id)
-    return out
+                keys.setdefault(key, d.id)
+    return keys, names
 
 
 def _department_of(depts: dict[str, int], name: str | None, dtype: DeviceType) -> int | None:
@@ -226,8 +225,7 @@ def provision(*, session: Session, devices: Sequence[NewDevice]) -> list[tuple[D
         first = next(iter(existing))
         raise Conflict(Msg('device {device_id!r} exists already', device_id=first),
                        fix=Msg('Choose another id, or decommission the old device first.'))
-    depts = _departments(session)
-    names = {d.id: d.name for d in registry.list_departments(session=session)}
+    depts, names = _departments(session)
     now = utcnow()
     rows, secrets_out, entities = [], [], []
     for d in devices:
@@ -330,7 +328,7 @@ def readings(*, session: Session, device: Device, attr: str | None = None, since
 
 def health(*, session: Session) -> list[dict[str, Any]]:
     """Devices by type and department: how many, how many offline, the offline share (live, one aggregate)."""
-    names = {d.id: d.name for d in registry.list_departments(session=session)}
+    _, names = _departments(session)
     out = []
     for type_code, dept, total, online, offline in IotRepository(session).health():
         dtype = DEVICE_TYPES.get(type_code)
@@ -565,9 +563,9 @@ def _after_write(session: Session, repo: IotRepository, devices: dict[int, Known
         dtype = DEVICE_TYPES[k.type_code]
         per_attr: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
         for p in ps:
-            unit = (dtype.attribute(p[1]) or None)
+            attr = dtype.attribute(p[1])
             per_attr[p[1]].append((p[2].isoformat().replace("+00:00", "Z"), p[3] if p[4] is None else p[4],
-                                   unit.unit if unit else None))
+                                   attr.unit if attr else None))
         observations.append(twin.Observation(entity_id(dtype, k.device_id), dict(per_attr)))
     call = twin_call()
     twin.record_observations(session=session, call=call, observations=observations)
@@ -821,8 +819,7 @@ def create_feed(*, session: Session, name: str, department: str | None, type_cod
                            field="url")
     dept = None
     if department:
-        depts = _departments(session)
-        dept = depts.get(department)
+        dept = _departments(session)[0].get(department)
         if dept is None:
             raise InvalidInput(Msg('no department {name!r}', name=department),
                                fix=Msg('Give a department code or name from GET /api/v1/departments.'), field="department")
