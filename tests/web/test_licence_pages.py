@@ -78,6 +78,38 @@ def test_the_verifier_checks_a_signature_offline_and_the_status_online(visit, si
     assert_clean(v2)
 
 
+def test_the_verifier_opens_and_verifies_with_no_network_once_it_was_seen_online(visit, site: Site, tokens) -> None:
+    """A phone that opened the verifier once scans a QR code later with no network: the service worker serves
+    the page, its scripts and the keys from its cache, and the signature is checked on the device."""
+    lic = citizen_licence(site, tokens, "id_card")
+    token = call(site, tokens["citizen"], "GET", f"/api/v1/licences/{lic['id']}/token")["token"]
+    v = visit("/licences/verify")
+    page = v.page
+    page.wait_for_function("() => document.body.dataset.offline !== undefined")
+    assert page.evaluate("() => document.body.dataset.offline") == "ready"
+    assert "断网时也能打开" in page.locator("#offline-state").inner_text()
+    page.context.set_offline(True)
+    # really offline, service worker included: what it does not keep does not load
+    failed = page.evaluate("() => fetch('/api/v1/health').then(() => 'loaded', () => 'failed')")
+    assert failed == "failed"
+    # the QR code's link opened with no network: the page comes from the cache and verifies the code
+    page.goto("about:blank")
+    response = page.goto(site.url("/licences/verify#" + token), wait_until="load")
+    assert response is not None and response.from_service_worker
+    page.wait_for_function("() => document.body.dataset.verdict !== undefined")
+    assert page.evaluate("() => document.body.dataset.verdict") == "valid"
+    assert lic["identifier"] in page.locator("#content").inner_text()
+    assert "证照核验" in page.title()
+    # the English page was kept too
+    page.goto(site.url("/licences/verify?lang=en#" + token), wait_until="load")
+    page.wait_for_function("() => document.body.dataset.verdict !== undefined")
+    assert page.evaluate("() => document.body.dataset.verdict") == "valid"
+    assert "Signature valid" in page.locator("#verdict").inner_text()
+    v.screenshot("licences-verify-offline.png")
+    page.context.set_offline(False)
+    assert v.page_errors == []
+
+
 def test_a_revoked_licence_verifies_offline_but_fails_online(visit, site: Site, tokens) -> None:
     pid = call(site, tokens["citizen"], "GET", "/api/v1/me")["person_id"]
     made = call(site, tokens["admin"], "POST", "/api/v1/licences",

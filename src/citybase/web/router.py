@@ -6,11 +6,13 @@ browser with the signed-in person's bearer token (kept in localStorage)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import xstatic.pkg.leaflet as xleaflet
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from citybase.core.errors import NotFound
@@ -119,6 +121,25 @@ def iot_device(request: Request, device_id: str, lang: str = LANG, _: object = D
 def licence_verifier(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
     """亮证 verification: the token (from the QR code's link fragment, or pasted) is checked in the browser."""
     return _page(request, "licences_verify.html", lang, "licences_verify")
+
+
+# The verifier's offline shell: what the service worker keeps. Its version is a digest of these files, so a
+# release that changes one of them installs a new worker with a fresh cache.
+_SW_SHELL = ("static/licences_sw.js", "static/licences_verify.js", "static/ops.js", "static/app.css", "static/ops.css",
+             "templates/licences_verify.html", "templates/base.html", "i18n.py")
+
+
+@functools.cache
+def _verifier_worker() -> str:
+    digest = hashlib.sha256(b"".join((HERE / f).read_bytes() for f in _SW_SHELL)).hexdigest()[:16]
+    return (HERE / "static" / "licences_sw.js").read_text(encoding="utf-8").replace("__VERSION__", digest)
+
+
+@router.get("/licences/sw.js", include_in_schema=False)
+def licence_verifier_worker(_: object = Depends(allow(PUBLIC))) -> Response:
+    """The verifier's service worker (scope /licences/): the page opens and verifies offline once seen online."""
+    return Response(_verifier_worker(), media_type="text/javascript; charset=utf-8",
+                    headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/licences/mine", response_class=HTMLResponse)

@@ -1,5 +1,6 @@
 // 亮证 verification in the browser: the Ed25519 signature of a CBL1 token is checked with WebCrypto against the
-// published public keys (fetched once and kept in localStorage), so a licence verifies with no server at all.
+// published public keys (fetched once and kept in localStorage), so a licence verifies with no server at all; a
+// service worker (licences_sw.js) keeps the page itself, so it also opens with no network once seen online.
 // The token comes from the QR code's link fragment (#CBL1…, never sent to a server) or is pasted. Checking
 // revocation and expiry in the register is a separate, explicit online step.
 (function () {
@@ -112,11 +113,23 @@
     show(current);
   }
 
+  // The service worker keeps this page, its scripts and the keys, so it opens and verifies with no network later
+  // (a phone that scanned a code once online). It needs a secure origin (HTTPS, or localhost).
+  function keepOffline() {
+    if (!("serviceWorker" in navigator)) { document.body.dataset.offline = "unsupported"; return; }
+    navigator.serviceWorker.register("/licences/sw.js", { scope: "/licences/" }).then(() => navigator.serviceWorker.ready)
+      .then(() => {
+        document.body.dataset.offline = "ready";
+        $("offline-state").textContent = T.offline_ready;
+      })
+      .catch(() => { document.body.dataset.offline = "failed"; });
+  }
+
   $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
   $("verify-online").addEventListener("click", checkOnline);
   refreshCache().then(() => {
     const fromLink = extract(decodeURIComponent(location.hash.slice(1)));
     if (fromLink) { $("token-input").value = fromLink; return run(); }
     return null;
-  }).finally(() => { document.body.dataset.ready = "1"; });
+  }).finally(() => { document.body.dataset.ready = "1"; keepOffline(); });
 })();
