@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 CLIENT_ID = "citybase-test"
+API_AUDIENCE = "https://citybase.test/api"  # the audience of its JWT access tokens (RFC 9068)
 
 
 def b64(data: bytes) -> str:
@@ -67,22 +68,33 @@ class Issuer:
     login_as: dict[str, Any] = field(default_factory=dict)  # the claims of whoever /authorize signs in
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    userinfo: dict[str, dict[str, Any]] = field(default_factory=dict)  # access token -> what /userinfo answers
+    userinfo_calls: int = 0
 
     def mint(self, claims: dict[str, Any] | None = None, *, key: Key | None = None, kid: str | None = None,
-             lifetime: int = 600) -> str:
+             lifetime: int = 600, typ: str = "JWT") -> str:
         """A signed JWT with sensible claims (iss, aud, sub, iat, exp), overridden by ``claims``."""
         key = key or self.keys[0]
         now = int(time.time())
         body = {"iss": self.url, "aud": CLIENT_ID, "sub": "subject-1", "iat": now, "exp": now + lifetime}
         body.update(claims or {})
         body = {k: v for k, v in body.items() if v is not None}
-        header = {"alg": key.alg, "typ": "JWT", "kid": kid or key.kid}
+        header = {"alg": key.alg, "typ": typ, "kid": kid or key.kid}
         signing_input = (b64(json.dumps(header).encode()) + "." + b64(json.dumps(body).encode())).encode()
         return signing_input.decode() + "." + b64(key.sign(signing_input))
 
+    def access_token(self, claims: dict[str, Any], *, userinfo: dict[str, Any] | None = None) -> str:
+        """A JWT access token for the API (RFC 9068: typ at+jwt, aud the API), without the ID number claim
+        unless ``claims`` has it; ``userinfo`` is what /userinfo then answers for it."""
+        token = self.mint({"aud": API_AUDIENCE, "client_id": CLIENT_ID, "scope": "openid", **claims}, typ="at+jwt")
+        if userinfo is not None:
+            self.userinfo[token] = userinfo
+        return token
+
     def discovery(self) -> dict[str, Any]:
         return {"issuer": self.url, "jwks_uri": self.url + "/jwks", "authorization_endpoint": self.url + "/authorize",
-                "token_endpoint": self.url + "/token", "response_types_supported": ["code"],
+                "token_endpoint": self.url + "/token", "userinfo_endpoint": self.url + "/userinfo",
+                "response_types_supported": ["code"],
                 "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256", "ES256"],
                 "code_challenge_methods_supported": ["S256"]}
 
@@ -107,6 +119,11 @@ def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
             if url.path == "/jwks":
                 issuer.jwks_fetches += 1
                 return self._json(200, {"keys": [k.jwk() for k in issuer.keys]})
+            if url.path == "/userinfo":
+                issuer.userinfo_calls += 1
+                auth = self.headers.get("Authorization") or ""
+                info = issuer.userinfo.get(auth.removeprefix("Bearer "))
+                return self._json(200, info) if info is not None else self._json(401, {"error": "invalid_token"})
             if url.path == "/authorize":
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if q.get("client_id") != CLIENT_ID or q.get("response_type") != "code" \

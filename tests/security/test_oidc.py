@@ -29,7 +29,7 @@ from citybase.registry.models import Person
 from citybase.security.models import User
 from citybase.security.oidc import OidcSignIn
 from citybase.security.settings import OidcSettings
-from tests.security.oidc_issuer import CLIENT_ID, RunningIssuer, new_key
+from tests.security.oidc_issuer import API_AUDIENCE, CLIENT_ID, RunningIssuer, new_key
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,58 @@ def test_a_token_that_does_not_hold_is_refused(api, city, idp, case, claims, why
     assert r.status_code == 401, (case, r.text)
     assert r.headers["content-type"].startswith("application/problem+json")
     assert why in r.json()["detail"] and r.json()["fix"]
+
+
+@pytest.fixture(scope="module")
+def api_with_access_tokens(city, idp) -> TestClient:
+    """OIDC on with CITYBASE_OIDC_API_AUDIENCE set: the issuer's JWT access tokens are accepted too."""
+    app = create_app(engine=city.engine, bus=InProcessBus())
+    app.state.oidc = OidcSignIn(oidc_settings(idp.issuer.url, api_audience=API_AUDIENCE), registry_account)
+    return TestClient(app, headers={"Accept-Language": "en"})
+
+
+def test_an_access_token_signs_in_with_the_id_number_from_userinfo(api_with_access_tokens, city, idp):
+    person_id, idn = new_person(city)
+    sub = f"at-{person_id}"
+    token = idp.issuer.access_token({"sub": sub}, userinfo={"sub": sub, "id_number": idn, "name": "统一认证测试"})
+    calls = idp.issuer.userinfo_calls
+    r = api_with_access_tokens.get("/api/v1/me", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["person_id"] == person_id and r.json()["roles"] == ["citizen"]
+    assert idp.issuer.userinfo_calls == calls + 1
+    # the same token again: the same account, and the issuer is not asked again before the token expires
+    r2 = api_with_access_tokens.get("/api/v1/services/applications", headers=bearer(token))
+    assert r2.status_code == 200, r2.text
+    assert idp.issuer.userinfo_calls == calls + 1
+    assert [u.id for u in accounts_of(city, person_id)] == [r.json()["id"]]
+
+
+def test_an_access_token_with_the_id_number_in_it_needs_no_userinfo(api_with_access_tokens, city, idp):
+    person_id, idn = new_person(city)
+    calls = idp.issuer.userinfo_calls
+    r = api_with_access_tokens.get("/api/v1/me", headers=bearer(idp.issuer.access_token({"id_number": idn})))
+    assert r.status_code == 200 and r.json()["person_id"] == person_id
+    assert idp.issuer.userinfo_calls == calls
+
+
+def test_access_tokens_that_do_not_hold_are_refused(api, api_with_access_tokens, city, idp):
+    person_id, idn = new_person(city)
+    # another subject's answer at userinfo: refused, never signed in as that ID number
+    swapped = idp.issuer.access_token({"sub": "at-a"}, userinfo={"sub": "at-b", "id_number": idn})
+    r = api_with_access_tokens.get("/api/v1/me", headers=bearer(swapped))
+    assert r.status_code == 401 and "another subject" in r.json()["detail"], r.text
+    # the issuer does not know the token at userinfo (revoked)
+    unknown = idp.issuer.access_token({"sub": "at-c"})
+    r = api_with_access_tokens.get("/api/v1/me", headers=bearer(unknown))
+    assert r.status_code == 401 and "userinfo endpoint (HTTP 401)" in r.json()["detail"], r.text
+    # in Chinese too
+    r = api_with_access_tokens.get("/api/v1/me", headers={**bearer(unknown), "Accept-Language": "zh"})
+    assert r.status_code == 401 and "用户信息端点拒绝" in r.json()["detail"]
+    # an access token where the API audience is not configured: not meant for this platform
+    token = idp.issuer.access_token({"sub": f"at-{person_id}"}, userinfo={"sub": f"at-{person_id}", "id_number": idn})
+    r = api.get("/api/v1/me", headers=bearer(token))
+    assert r.status_code == 401 and "not meant for this platform" in r.json()["detail"]
+    assert accounts_of(city, person_id) == []
 
 
 def test_a_bad_signature_is_refused(api, city, idp):

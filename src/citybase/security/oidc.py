@@ -7,6 +7,12 @@ token names a key id the cache does not have (key rotation). A token is accepted
 against those keys and its ``iss``, ``aud`` (``CITYBASE_OIDC_AUDIENCE``), ``exp`` and ``nbf`` hold; its
 ``CITYBASE_OIDC_ID_CLAIM`` must be a GB 11643 ID number with a right check character.
 
+Besides ID tokens, JWT access tokens (RFC 9068) are accepted when ``CITYBASE_OIDC_API_AUDIENCE`` is set and the
+token's ``aud`` names it: the same signature and claim checks, and when the access token does not carry the ID
+number claim itself (most don't), it is asked of the issuer's userinfo endpoint with that token (OIDC Core 5.3;
+the answer's ``sub`` must be the token's), remembered until the token expires. Opaque (non-JWT) access tokens
+are not accepted: they would need the issuer's introspection endpoint and a client secret per call.
+
 Security sits below the registry and does not know persons: which account an identity is, is the
 *resolver*'s answer, given by the composition root (``citybase.api.identity``), which looks the person up
 through the registry's service. Every sign-in is audited (``oidc.sign_in``, once per token per process)."""
@@ -80,6 +86,7 @@ class OidcSignIn:
         self._discovery: dict[str, Any] | None = None
         self._jwks: jwt.PyJWKClient | None = None
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._userinfo_kept: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     # ------------------------------------------------------------------ the issuer's documents
 
@@ -134,8 +141,9 @@ class OidcSignIn:
         except jwt.PyJWKClientError:
             raise Unauthenticated(Msg('the identity token is signed with a key the identity provider does not '
                                       'publish'), fix=_FIX) from None
+        audiences = [s.audience] + ([s.api_audience] if s.api_audience else [])
         try:
-            claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=s.audience, issuer=s.issuer,
+            claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=audiences, issuer=s.issuer,
                                 leeway=s.leeway, options={"require": ["exp", "iss", "aud", "sub"]})
         except jwt.ExpiredSignatureError:
             raise Unauthenticated(Msg('the identity token has expired'), fix=_FIX) from None
@@ -151,6 +159,10 @@ class OidcSignIn:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(Msg('the identity token is not valid ({reason})', reason=str(exc)),
                                   fix=_FIX) from None
+        aud = claims["aud"]
+        auds = [aud] if isinstance(aud, str) else list(aud)
+        if s.api_audience and s.api_audience in auds and s.audience not in auds and not claims.get(s.id_claim):
+            claims = {**self._userinfo(token, str(claims["sub"]), float(claims["exp"])), **claims}
         try:
             id_number = validate_id_number(str(claims.get(s.id_claim) or ""))
         except InvalidIdentifier:
@@ -167,6 +179,44 @@ class OidcSignIn:
                                           claim=s.firm_claim), fix=_FIX) from None
         return OidcIdentity(issuer=s.issuer, subject=str(claims["sub"]), id_number=id_number, uscc=uscc,
                             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
+
+    def _userinfo(self, token: str, subject: str, expires: float) -> dict[str, Any]:
+        """The claims the issuer's userinfo endpoint gives for an access token (kept until it expires)."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.time()
+        with self._lock:
+            kept = self._userinfo_kept.get(digest)
+            if kept is not None and kept[0] > now:
+                return kept[1]
+        endpoint = self.discovery().get("userinfo_endpoint")
+        if not endpoint:
+            raise Unauthenticated(Msg('the access token carries no ID number and the identity provider publishes '
+                                      'no userinfo endpoint'),
+                                  fix=Msg('Ask the identity provider to put the ID number claim into its access '
+                                          'tokens, or sign in with the ID token.'))
+        req = urllib.request.Request(endpoint, headers={"Accept": "application/json",
+                                                        "Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.settings.timeout) as r:  # noqa: S310 - an http(s) URL
+                info = json.loads(r.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            if exc.code in (400, 401, 403):
+                raise Unauthenticated(Msg('the identity provider refused the access token at its userinfo '
+                                          'endpoint (HTTP {status})', status=exc.code), fix=_FIX) from None
+            raise Unavailable(Msg('the identity provider cannot be reached ({reason})', reason=f"HTTP {exc.code}"),
+                              fix=Msg('Check CITYBASE_OIDC_ISSUER and that the issuer is up.')) from None
+        except (OSError, ValueError) as exc:
+            raise Unavailable(Msg('the identity provider cannot be reached ({reason})', reason=str(exc)),
+                              fix=Msg('Check CITYBASE_OIDC_ISSUER and that the issuer is up.')) from None
+        if not isinstance(info, dict) or str(info.get("sub")) != subject:
+            raise Unauthenticated(Msg('the userinfo endpoint answered for another subject than the access '
+                                      'token\'s'), fix=_FIX)
+        with self._lock:
+            while self._userinfo_kept and (len(self._userinfo_kept) >= _SEEN_MAX
+                                           or next(iter(self._userinfo_kept.values()))[0] < now):
+                self._userinfo_kept.popitem(last=False)
+            self._userinfo_kept[digest] = (expires, info)
+        return info
 
     def sign_in(self, *, engine: Engine, sessions: Callable[[], Session], token: str,
                 request_id: str) -> Principal:

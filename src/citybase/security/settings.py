@@ -22,6 +22,9 @@ class OidcSettings(BaseSettings):
     audience: str = Field("", validate_default=True,
                           description="the client id citybase is registered with at the issuer (needed with "
                                       "CITYBASE_OIDC_ISSUER)")
+    api_audience: str = Field("", description="the audience of the issuer's JWT access tokens for the citybase API "
+                                            "(RFC 9068), to accept them as bearer tokens besides ID tokens; empty: "
+                                            "ID tokens only")
     client_secret: str = Field("", description="the client secret, if the issuer wants one at its token endpoint")
     id_claim: str = Field("id_number", pattern=r"^[A-Za-z0-9_.:/-]+$",
                           description="the name of the claim with the person's GB 11643 ID number")
