@@ -103,7 +103,10 @@ def test_attribute_operations(ngsi):
 
 
 def test_bad_requests_get_the_standard_errors(ngsi):
-    assert ngsi.post("/entities", building(3)).status_code == 201
+    created = ngsi.post("/entities", building(3))
+    assert created.status_code == 201
+    # Location in its usual spelling (clients such as the ETSI suite look it up case-sensitively)
+    assert b"Location" in [k for k, _ in created.headers.raw]
     _err(ngsi.post("/entities", building(3)), 409, "AlreadyExists")
     _err(ngsi.post("/entities", {"id": "not a uri", "type": "Building"}), 400, "BadRequestData")
     _err(ngsi.post("/entities", {"id": "urn:ngsi-ld:Building:X"}), 400, "BadRequestData")  # no type
@@ -119,6 +122,15 @@ def test_bad_requests_get_the_standard_errors(ngsi):
     _err(r, 400, "InvalidRequest")
     r = ngsi.client.post("/ngsi-ld/v1/entities", content=b"<x/>", headers={**ngsi.headers, "Content-Type": "text/xml"})
     assert r.status_code == 415 and r.headers["content-type"] == "application/json"
+    # no Content-Type at all: a body that is no JSON is the first thing wrong (400), a JSON one needs its type (415)
+    plain = {k: v for k, v in ngsi.headers.items() if k.lower() != "content-type"}
+    r = ngsi.client.request("PATCH", "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:B3/attrs", content=b'{"a":,}',
+                            headers=plain)
+    _err(r, 400, "InvalidRequest")
+    assert "Content-Type" in r.json()["detail"]
+    r = ngsi.client.request("PATCH", "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:B3/attrs",
+                            content=b'{"height": {"type": "Property", "value": 3}}', headers=plain)
+    assert r.status_code == 415
     # ld+json needs its @context in the body; application/json must not carry one
     r = ngsi.client.post("/ngsi-ld/v1/entities", content=json.dumps(building(7)),
                          headers={**ngsi.headers, "Content-Type": "application/ld+json"})

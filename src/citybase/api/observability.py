@@ -95,6 +95,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = rid
+                # Starlette lowercases header names; Location goes out in its usual spelling, which some
+                # clients (the ETSI NGSI-LD suite among them) look up case-sensitively
+                message["headers"] = [(b"Location", v) if k == b"location" else (k, v) for k, v in message["headers"]]
             await send(message)
 
         # Inside a request the event Context id is the request id (architecture.md), so both are bound.

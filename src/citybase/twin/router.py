@@ -197,9 +197,17 @@ async def _read(request: Request, *, body: bool, geo: bool = False, merge: bool 
         return Incoming(tenant, None, link, accept)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = (JSON, LD, MERGE) if merge else (JSON, LD)
-    if ctype not in allowed:
-        raise UnsupportedMediaType(f"send the body as {' or '.join(allowed)}, not {ctype[:60] or 'no Content-Type'}")
     raw = await request.body()
+    if ctype not in allowed:
+        if not ctype and len(raw) <= MAX_BODY:
+            # no Content-Type: the body may be examined (RFC 9110 8.3); one that is not JSON at all is the
+            # first thing wrong with the request, a JSON one still needs its type named
+            try:
+                json.loads(raw.decode("utf-8"), parse_constant=_no_nan)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise InvalidRequest(f"the body is not valid JSON ({str(exc)[:120]}), and it has no Content-Type: "
+                                     f"send a JSON document as {' or '.join(allowed)}") from None
+        raise UnsupportedMediaType(f"send the body as {' or '.join(allowed)}, not {ctype[:60] or 'no Content-Type'}")
     if len(raw) > MAX_BODY:
         raise BadRequestData(f"the body is larger than {MAX_BODY // 1024 // 1024} MB")
     if not raw.strip():
