@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time
-
 from pathlib import Path as FilePath
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
