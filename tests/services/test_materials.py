@@ -180,6 +180,7 @@ def test_submitting_needs_a_file_for_each_material_to_bring_and_then_the_files_a
     # the old checkbox does not attach anything for an applicant: only a window clerk checks originals
     r = api("PATCH", f"/applications/{app['id']}", "citizen", json={"provided": [RECORD]})
     assert r.status_code == 403 and "原件" in r.json()["detail"]
+    assert api("PATCH", f"/applications/{app['id']}", "citizen", json={"provided": []}).status_code == 200  # unchanged
     for key in (RECORD, PHOTO, MARRIAGE):
         assert upload(api, app["id"], key).status_code == 201
     r = api("POST", f"/applications/{app['id']}/submit", "citizen")

@@ -6,6 +6,7 @@ workbench; a window clerk files at the counter, uploading one material and check
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote
 
 import pytest
 
@@ -157,6 +158,57 @@ def test_a_window_clerk_uploads_a_scan_and_checks_an_original_at_the_counter(vis
     settle(v)
     v.screenshot("services-counter-uploads.png")
     assert_clean(v)
+
+
+def test_a_correction_is_answered_with_a_new_file_on_the_home_page(visit, site: Site, tokens) -> None:
+    import httpx
+
+    from tests.web.test_ops_pages import call
+
+    base = "/api/v1/services/applications"
+    app = call(site, tokens["citizen"], "POST", base, {"bundle": "newborn"})
+    call(site, tokens["citizen"], "PATCH", f"{base}/{app['id']}",
+         {"form": {"child_name": "王小宝", "child_sex": "女", "child_birth_date": "2026-11-20",
+                   "birth_hospital": "复旦大学附属中山医院", "mother_name": "李梅", "father_name": "王强",
+                   "bank_account": "6222020200112233445"},
+          "consent": ["id_card", "household_register"]})
+    for key, name in UPLOADS.items():
+        r = httpx.post(site.url(f"{base}/{app['id']}/materials/{quote(key, safe='')}"),
+                       headers={"Authorization": f"Bearer {tokens['citizen']}"},
+                       files={"file": (name, one_page_pdf(key), "application/pdf")})
+        assert r.status_code == 201, r.text
+    app = call(site, tokens["citizen"], "POST", f"{base}/{app['id']}/submit")
+    part = next(p for p in app["parts"] if p["item_code"] == "XH-WJW-001")["id"]
+    call(site, tokens["clerk-wjw"], "POST", f"{base}/{app['id']}/parts/{part}/accept", {})
+    call(site, tokens["clerk-wjw"], "POST", f"{base}/{app['id']}/parts/{part}/request-correction",
+         {"reason": "分娩记录扫描不清晰，请重新上传"})
+
+    v = sign_in(visit, tokens["citizen"], f"/services?id={app['id']}&lang=en")
+    page = v.page
+    page.wait_for_function(f"() => document.body.dataset.detail === '{app['id']}'")
+    box = page.locator("#correct-form li[data-key='applicant:住院分娩记录']")
+    assert UPLOADS["applicant:住院分娩记录"] in box.inner_text() and "Upload a file" in box.inner_text()
+    with page.expect_response(lambda r: r.request.method == "DELETE"):
+        box.locator(".sv-files button.remove").click()
+    page.wait_for_function("() => !document.querySelector(\"#correct-form li[data-key='applicant:住院分娩记录'] .sv-files li\")")
+    # sending the correction with the required record gone is refused, in English, saying what to upload
+    with page.expect_response(lambda r: r.url.endswith("/correct") and r.status == 422):
+        page.locator("#correct-form button[type='submit']").click()
+    page.wait_for_selector("#correct-form .msg.refused")
+    assert "is required: upload it" in page.locator("#correct-form .msg").inner_text()
+    expect_refusal(v, "/correct", 422)
+    box.locator("input.upload").set_input_files(
+        {"name": "分娩记录（更正）.pdf", "mimeType": "application/pdf", "buffer": one_page_pdf("corrected")})
+    page.wait_for_selector("#correct-form li[data-key='applicant:住院分娩记录'] .sv-files li")
+    assert "Uploaded 分娩记录（更正）.pdf" in box.locator(".up-status").inner_text()
+    settle(v)
+    v.screenshot("services-correction-upload.png")
+    with page.expect_response(lambda r: r.url.endswith("/correct") and r.status == 200):
+        page.locator("#correct-form button[type='submit']").click()
+    page.wait_for_selector("#parts li[data-item='XH-WJW-001'][data-status='accepted']")
+    assert_clean(v)
+    files = call(site, tokens["clerk-wjw"], "GET", f"{base}/{app['id']}/files")
+    assert [f["stage"] for f in files if f["material_key"] == "applicant:住院分娩记录"] == ["correction"]
 
 
 def test_english_labels_on_the_services_home(visit: Callable[[str], Visit], tokens) -> None:

@@ -242,7 +242,9 @@ MATERIAL_KEY = PathParam(..., min_length=1, max_length=120,
              description="multipart/form-data with the file as `file`, by the applicant or a window clerk for them, "
                          "while the application is a draft or in 补正. The type is read from the content. 201 with "
                          "the file kept; 200 when the same content was already kept for this material.",
-             responses={413: _problem_response("the file is larger than 10 MB"),
+             responses={200: {"model": MaterialFileRead,
+                              "description": "the same content was already kept for this material: that file"},
+                        413: _problem_response("the file is larger than 10 MB"),
                         415: _problem_response("the content is not a PDF, JPEG, PNG or OFD file")})
 def upload_material(request: Request, response: Response, application_id: Id, material_key: str = MATERIAL_KEY,
                     file: UploadFile = File(..., description="the material: PDF, JPEG, PNG or OFD"),

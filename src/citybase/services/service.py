@@ -509,8 +509,8 @@ def save_draft(*, session: Session, actor: Actor, application_id: int, form: Map
     one)."""
     app = get_application(session=session, actor=actor, application_id=application_id)
     _require_editor(actor, app)
-    if provided:
-        _require_counter(actor)
+    if provided is not None and set(provided) != set(_loads(app.provided, [])):
+        _require_counter(actor)  # an applicant may send the list back unchanged, never change it
     if app.status != "draft":
         raise Conflict(Msg('application {code} is no longer a draft', code=app.code),
                        fix=Msg('Follow it with GET /api/v1/services/applications/{{id}}.'))

@@ -64,7 +64,7 @@
       e.preventDefault();
       download(f).catch((err) => (o.onError ? o.onError(err) : null));
     } }, f.name);
-    return el("li", { dataset: { file: f.id, key: f.material_key, sha256: f.sha256 } },
+    return el("li", { dataset: { file: f.id, material: f.material_key, sha256: f.sha256 } },
       link, el("span", { class: "file-meta" }, `${f.content_type.split("/")[1].toUpperCase()} · ${size(f.size)}`),
       o.who ? el("span", { class: "file-meta" }, `${f.uploaded_by.split(":").pop()} · ${CB.when(f.uploaded_at)}`) : null,
       f.stage === "correction" ? el("span", { class: "tag" }, T.sv_act_correct) : null,
