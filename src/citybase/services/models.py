@@ -1,6 +1,5 @@
 """Tables of 一网通办: catalogue items and their versions, bundles, applications with their departments'
-parts, the files applicants upload for their materials, the append-only timeline, ratings (好差评) and
-rectifications (整改)."""
+parts, the append-only timeline, ratings (好差评) and rectifications (整改)."""
 
 from __future__ import annotations
 
