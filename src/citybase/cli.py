@@ -206,7 +206,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, simulate: flo
         with Session(app_.state.engine) as session:
             has_bundles = bool(services.list_bundles(session=session))
         if has_bundles:  # 一网通办 loaded (citybase demo): applications arrive and clerks work them
-            ServicesSimulation(app_.state.engine, rate=simulate / 2).start()
+            ServicesSimulation(app_.state.engine, rate=simulate / 2, data_dir=settings.data_dir).start()
             console.print(f"一网通办: about {simulate / 2:g} applications a minute, departments' clerks at work.")
     _iot(settings, app_, h, p, devices if simulate > 0 else None)
     console.print(f"Serving citybase at [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs; Ctrl+C stops)")

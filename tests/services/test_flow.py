@@ -6,10 +6,13 @@ counter; nobody sees another person's application."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from citybase.demo.documents import one_page_pdf
 from citybase.kernel.models import OutboxEvent
 from citybase.security.models import User
 
@@ -32,6 +35,20 @@ def api_uses(api, code: str) -> list[dict]:  # noqa: ANN001
     r = api("GET", "/api/v1/licences/uses", "citizen", params={"page_size": 500})
     assert r.status_code == 200, r.text
     return [u for u in r.json()["items"] if u["application_ref"] == code]
+
+
+NEWBORN_BROUGHT = ("applicant:住院分娩记录", "applicant:新生儿证件照", "licence:marriage_certificate")
+
+
+def upload(api, app: dict, user: str, *keys: str) -> list[dict]:  # noqa: ANN001
+    """Upload a one-page PDF for each material key, as ``user``."""
+    out = []
+    for key in keys:
+        r = api("POST", f"/applications/{app['id']}/materials/{quote(key, safe='')}", user,
+                files={"file": (key.split(":")[-1] + ".pdf", one_page_pdf(key), "application/pdf")})
+        assert r.status_code in (200, 201), r.text
+        out.append(r.json())
+    return out
 
 
 def _part(app: dict, item: str) -> dict:
@@ -113,9 +130,9 @@ def test_newborn_one_application_three_departments_in_parallel_with_a_correction
     assert api("GET", f"/applications/{app['id']}", "citizen").json()["status"] == "draft"
 
     r = api("PATCH", f"/applications/{app['id']}", "citizen", json={
-        "form": NEWBORN, "consent": ["id_card", "household_register", "marriage_certificate"],
-        "provided": ["applicant:住院分娩记录", "applicant:新生儿证件照", "licence:marriage_certificate"]})
+        "form": NEWBORN, "consent": ["id_card", "household_register", "marriage_certificate"]})
     assert r.status_code == 200, r.text
+    upload(api, app, "citizen", *NEWBORN_BROUGHT)
     r = api("POST", f"/applications/{app['id']}/submit", "citizen")
     assert r.status_code == 200, r.text
     app = r.json()
@@ -223,9 +240,9 @@ def test_a_firm_starts_a_business_fanning_out_to_five_departments(api, city):  #
     r = api("PATCH", f"/applications/{app['id']}", "firm", json={
         "form": {**{k: v for k, v in rep.items() if k not in app["form"]}, "registered_capital": 100,
                  "business_scope": "软件开发；信息技术咨询服务", "employees": 5, "bank_account": "6222020200112233445"},
-        "consent": ["id_card", "business_licence"], "provided": ["applicant:公司章程", "applicant:住所使用证明",
-                                                                "licence:id_card"]})
+        "consent": ["id_card", "business_licence"]})
     assert r.status_code == 200, r.text
+    upload(api, app, "firm", "applicant:公司章程", "applicant:住所使用证明", "licence:id_card")
     app = api("POST", f"/applications/{app['id']}/submit", "firm").json()
     assert app["status"] == "processing", app
     assert len({p["department_id"] for p in app["parts"]}) == 5
@@ -246,8 +263,8 @@ def test_a_firm_starts_a_business_fanning_out_to_five_departments(api, city):  #
 def test_a_refused_item_voids_what_waits_for_it(api):  # noqa: ANN001
     app = api("POST", "/applications", "citizen", json={"bundle": "newborn"}).json()
     api("PATCH", f"/applications/{app['id']}", "citizen", json={
-        "form": NEWBORN, "consent": ["id_card", "household_register"],
-        "provided": ["applicant:住院分娩记录", "applicant:新生儿证件照", "licence:marriage_certificate"]})
+        "form": NEWBORN, "consent": ["id_card", "household_register"]})
+    upload(api, app, "citizen", *NEWBORN_BROUGHT)
     app = api("POST", f"/applications/{app['id']}/submit", "citizen").json()
     app = _step(api, app, "XH-WJW-001", "not-accept", "clerk-wjw", reason="非本区出生")
     assert app["status"] == "done" and app["outcome"] == "refused"
@@ -278,8 +295,8 @@ def test_a_window_clerk_files_for_a_person_at_the_counter(api, city):  # noqa: A
 def test_a_clerk_sees_their_departments_queue_and_kpis_filter_by_department(api):  # noqa: ANN001
     app = api("POST", "/applications", "citizen", json={"bundle": "newborn"}).json()
     api("PATCH", f"/applications/{app['id']}", "citizen", json={
-        "form": NEWBORN, "consent": ["id_card", "household_register"],
-        "provided": ["applicant:住院分娩记录", "applicant:新生儿证件照", "licence:marriage_certificate"]})
+        "form": NEWBORN, "consent": ["id_card", "household_register"]})
+    upload(api, app, "citizen", *NEWBORN_BROUGHT)
     app = api("POST", f"/applications/{app['id']}/submit", "citizen").json()
     wjw = _part(app, "XH-WJW-001")
     q = api("GET", "/parts", "clerk-wjw").json()

@@ -45,6 +45,22 @@ class Conflict(CitybaseError):
     title = Msg("Conflict")
 
 
+class TooLarge(CitybaseError):
+    """What was sent is larger than the endpoint takes (a file over its size limit)."""
+
+    status = 413
+    type = "https://citybase.dev/problems/too-large"
+    title = Msg("Content too large")
+
+
+class UnsupportedMediaType(CitybaseError):
+    """What was sent is not of a type the endpoint takes (a file whose content is not an allowed type)."""
+
+    status = 415
+    type = "https://citybase.dev/problems/unsupported-media-type"
+    title = Msg("Unsupported media type")
+
+
 class Unauthenticated(CitybaseError):
     status = 401
     type = "https://citybase.dev/problems/unauthenticated"

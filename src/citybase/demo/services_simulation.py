@@ -12,6 +12,7 @@ import random
 import threading
 from collections import defaultdict
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -19,10 +20,13 @@ from sqlalchemy.orm import Session
 
 from citybase.bus import Context
 from citybase.core.errors import CitybaseError
+from citybase.core.settings import load_settings
 from citybase.core.timeutil import utcnow
+from citybase.demo.documents import one_page_pdf
 from citybase.kernel import outbox
 from citybase.registry import service as registry
 from citybase.services import service
+from citybase.services.files import FileStore
 from citybase.services.service import Actor
 from citybase.storage.db import make_sessionmaker
 
@@ -68,9 +72,12 @@ def fill(schema: dict[str, Any], answers: dict[str, Any], rnd: random.Random, id
 class ServicesSimulation(threading.Thread):
     """Runs until stopped; each tick files a few applications and moves open parts forward."""
 
-    def __init__(self, engine: Engine, *, rate: float = 6.0, tick: float = 5.0, seed: int = 11) -> None:
+    def __init__(self, engine: Engine, *, rate: float = 6.0, tick: float = 5.0, seed: int = 11,
+                 data_dir: Path | None = None) -> None:
         super().__init__(name="citybase-services-simulation", daemon=True)
         self.sessions = make_sessionmaker(engine)
+        # online applicants upload a one-page PDF per material to bring, into the deployment's file store
+        self.store = FileStore.under(data_dir if data_dir is not None else load_settings().data_dir)
         self.rate, self.tick = rate, tick
         self.rnd = random.Random(seed)
         self.stop_event = threading.Event()
@@ -121,9 +128,15 @@ class ServicesSimulation(threading.Thread):
         answers = fill(schema, json.loads(app.form), self.rnd, idn)
         view = service.materials_view(session=session, app=app)
         consent = [m["source"]["type"] for m in view if m["source"]["kind"] == "licence"]
-        provided = [m["key"] for m in view if m["status"] in ("to_bring",)]
+        to_bring = [m for m in view if m["status"] == "to_bring"]
+        # at the window the clerk checks the paper originals (原件已核验); online the applicant uploads each
         service.save_draft(session=session, actor=actor, application_id=app.id, form=answers, consent=consent,
-                           provided=provided)
+                           provided=None if online else [m["key"] for m in to_bring])
+        if online:
+            for m in to_bring:
+                service.upload_material(session=session, actor=actor, application_id=app.id, material_key=m["key"],
+                                        name=f"{m['name']}.pdf", store=self.store,
+                                        data=one_page_pdf(f"{app.code} {m['key'].split(':')[0]} #{self.rnd.randrange(10**6)}"))
         service.submit(session=session, actor=actor, application_id=app.id)
         self.stats[f"applied:{'online' if online else 'window'}"] += 1
 

@@ -1,7 +1,7 @@
 """Events 一网通办 publishes, each with its typed schema: ``citybase.services.application.<step>`` for an
 application (submitted, done), ``citybase.services.part.<action>`` for every step of a department's part
-(the licences domain listens to ``part.complete`` with a ``result_licence_type`` to issue the licence), and
-the 好差评 events. Events carry ids, never personal fields."""
+(the licences domain listens to ``part.complete`` with a ``result_licence_type`` to issue the licence),
+``citybase.services.material.<uploaded|removed>`` for an applicant's file, and the 好差评 events. Events carry ids, never personal fields."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ APPLICATION_DONE = PREFIX + "application.done"
 RATED = PREFIX + "rating.given"
 RECTIFICATION_OPENED = PREFIX + "rectification.opened"
 RECTIFICATION_DONE = PREFIX + "rectification.done"
+MATERIAL_UPLOADED = PREFIX + "material.uploaded"
+MATERIAL_REMOVED = PREFIX + "material.removed"
 
 
 def part_subject(action: str) -> str:
@@ -78,6 +80,21 @@ class RectificationStep(BaseModel):
     deadline_at: str
 
 
+class MaterialFileEvent(BaseModel):
+    """A file was uploaded for (or removed from) one material of an application; never its name or content."""
+
+    application_id: int
+    code: str
+    file_id: int
+    material_key: str
+    content_type: str
+    size: int
+    sha256: str
+    stage: str  # draft | correction
+    departments: list[int]  # the departments whose parts may read it (none before submission)
+    actor: str
+
+
 EVENTS: dict[str, type[BaseModel]] = {
     APPLICATION_SUBMITTED: ApplicationEvent,
     APPLICATION_DONE: ApplicationEvent,
@@ -85,4 +102,6 @@ EVENTS: dict[str, type[BaseModel]] = {
     RATED: RatingGiven,
     RECTIFICATION_OPENED: RectificationStep,
     RECTIFICATION_DONE: RectificationStep,
+    MATERIAL_UPLOADED: MaterialFileEvent,
+    MATERIAL_REMOVED: MaterialFileEvent,
 }

@@ -90,7 +90,7 @@ class Application(Base):
     prefilled: Mapped[str] = mapped_column(Text)  # JSON list of field keys taken from the registries
     exemptions: Mapped[str] = mapped_column(Text)  # JSON: materials not asked for, each with its source
     consent: Mapped[str] = mapped_column(Text)  # JSON: the licence types the applicant agreed to fetch
-    provided: Mapped[str] = mapped_column(Text)  # JSON: keys of the materials the applicant attached
+    provided: Mapped[str] = mapped_column(Text)  # JSON: keys of materials whose paper original a window clerk checked
     promised_days: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(TZ, index=True)
     updated_at: Mapped[datetime] = mapped_column(TZ)
@@ -129,6 +129,24 @@ class Part(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class MaterialFile(Base):
+    """A file uploaded for one material of an application; its bytes live in the file store under the data
+    folder, named by ``sha256`` (``services.files.FileStore``), never in the database."""
+
+    __tablename__ = "services_material_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("services_applications.id"), index=True)
+    material_key: Mapped[str] = mapped_column(String(120))  # as the merged materials spell it (applicant:…)
+    name: Mapped[str] = mapped_column(String(255))  # the uploader's file name, UTF-8
+    content_type: Mapped[str] = mapped_column(String(40))  # what its bytes are (magic numbers), not what was declared
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(12))  # draft | correction: when it came
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(TZ)
 
 
 class TimelineEntry(Base):

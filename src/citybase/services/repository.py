@@ -15,6 +15,7 @@ from citybase.services.models import (
     Bundle,
     Item,
     ItemVersion,
+    MaterialFile,
     Part,
     Rating,
     Rectification,
@@ -118,6 +119,20 @@ class ServicesRepository:
             return self.session.scalar(select(Application).where(Application.id == application_id)
                                        .with_for_update())
         return self.session.get(Application, application_id)
+
+    def files_of(self, application_id: int, material_key: str | None = None) -> list[MaterialFile]:
+        """The application's uploaded files (of one material), oldest first."""
+        q = select(MaterialFile).where(MaterialFile.application_id == application_id)
+        if material_key is not None:
+            q = q.where(MaterialFile.material_key == material_key)
+        return list(self.session.scalars(q.order_by(MaterialFile.id)))
+
+    def file(self, file_id: int) -> MaterialFile | None:
+        return self.session.get(MaterialFile, file_id)
+
+    def delete(self, row: Any) -> None:
+        self.session.delete(row)
+        self.session.flush()
 
     def applications_query(self, *, person_id: int | None = None, legal_entity_id: int | None = None,
                            owner_user_id: int | None = None, status: str | None = None,

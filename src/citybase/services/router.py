@@ -3,14 +3,16 @@
 
 A person sees and acts on their own applications only; clerks work their department's parts; window clerks
 file for a person at the counter through the same routes. Staff reads of an application's form (personal
-data) are audited."""
+data) are audited, and so is every download of a file an applicant uploaded for a material."""
 
 from __future__ import annotations
 
 import json
 from datetime import date, datetime, time
+from pathlib import Path as FilePath
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
 from citybase.core.schemas import FilterText, Id, Page, PageNo, PageSize
@@ -19,7 +21,7 @@ from citybase.security import audit
 from citybase.security.deps import allow, get_session, request_id
 from citybase.security.roles import PUBLIC
 from citybase.security.service import Principal
-from citybase.services import service, states
+from citybase.services import files, service, states
 from citybase.services.schemas import (
     ApplicationRead,
     ApplicationStart,
@@ -29,6 +31,7 @@ from citybase.services.schemas import (
     ItemRead,
     ItemSummary,
     ItemWrite,
+    MaterialFileRead,
     PartRead,
     RatingRead,
     RatingWrite,
@@ -216,6 +219,78 @@ def _make_action_route(action: str, t: states.Transition) -> None:
 
 for _action, _t in states.api_actions().items():
     _make_action_route(_action, _t)
+
+
+# ---------------------------------------------------------------- materials the applicant brings: files
+
+
+def _store(request: Request) -> files.FileStore:
+    return files.FileStore.under(FilePath(request.app.state.settings.data_dir))
+
+
+def _problem_response(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+MATERIAL_KEY = PathParam(..., min_length=1, max_length=120,
+                         description="the material's key, as in the application's materials (e.g. applicant:公司章程)")
+
+
+@router.post("/applications/{application_id}/materials/{material_key}", response_model=MaterialFileRead,
+             status_code=201, summary="Upload a file for one material to bring (PDF, JPEG, PNG or OFD, up to 10 MB)",
+             description="multipart/form-data with the file as `file`, by the applicant or a window clerk for them, "
+                         "while the application is a draft or in 补正. The type is read from the content. 201 with "
+                         "the file kept; 200 when the same content was already kept for this material.",
+             responses={200: {"model": MaterialFileRead,
+                              "description": "the same content was already kept for this material: that file"},
+                        413: _problem_response("the file is larger than 10 MB"),
+                        415: _problem_response("the content is not a PDF, JPEG, PNG or OFD file")})
+def upload_material(request: Request, response: Response, application_id: Id, material_key: str = MATERIAL_KEY,
+                    file: UploadFile = File(..., description="the material: PDF, JPEG, PNG or OFD"),
+                    p: Principal = Depends(allow(*APPLICANTS)),
+                    session: Session = Depends(get_session, scope="function")) -> MaterialFileRead:
+    data = file.file.read(files.MAX_BYTES + 1)  # one byte more than allowed tells a file too large
+    row, created = service.upload_material(session=session, actor=actor_of(p), application_id=application_id,
+                                           material_key=material_key, name=file.filename, data=data,
+                                           store=_store(request))
+    session.commit()
+    if not created:
+        response.status_code = 200
+    return MaterialFileRead.of(row)
+
+
+@router.get("/applications/{application_id}/files", response_model=list[MaterialFileRead],
+            summary="The files uploaded for an application's materials")
+def list_files(application_id: Id, p: Principal = Depends(allow(*READERS)),
+               session: Session = Depends(get_session, scope="function")) -> list[MaterialFileRead]:
+    _app, rows, names = service.material_files(session=session, actor=actor_of(p), application_id=application_id)
+    return [MaterialFileRead.of(f, names.get(f.material_key)) for f in rows]
+
+
+@router.get("/applications/{application_id}/files/{file_id}", summary="Download one uploaded file (audited)",
+            response_class=Response,
+            responses={200: {"description": "the file's bytes, named by Content-Disposition (RFC 6266 filename*)",
+                             "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in files.TYPES}}})
+def download_file(request: Request, application_id: Id, file_id: Id, p: Principal = Depends(allow(*READERS)),
+                  session: Session = Depends(get_session, scope="function")) -> Response:
+    row = service.material_file(session=session, actor=actor_of(p), application_id=application_id, file_id=file_id)
+    data = service.file_content(row=row, store=_store(request))
+    audit.record(request.app.state.engine, actor=p.actor, roles=",".join(sorted(p.roles)),
+                 action="read.services_material_file", subject_type="services_material_file",
+                 subject_ids=[row.id], fields=["content"], request_id=request_id(request))
+    return Response(data, media_type=row.content_type, headers={
+        "Content-Disposition": files.content_disposition(row.name), "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store", "ETag": f'"{row.sha256}"'})
+
+
+@router.delete("/applications/{application_id}/files/{file_id}", status_code=204,
+               summary="Remove an uploaded file (while a draft or in 补正)")
+def remove_file(application_id: Id, file_id: Id, p: Principal = Depends(allow(*APPLICANTS)),
+                session: Session = Depends(get_session, scope="function")) -> Response:
+    service.remove_material_file(session=session, actor=actor_of(p), application_id=application_id, file_id=file_id)
+    session.commit()
+    return Response(status_code=204)
 
 
 @router.get("/parts", response_model=Page[PartRead], summary="The clerk's workbench: the department's open parts")

@@ -16,6 +16,7 @@ from citybase.services.models import (
     Bundle,
     Item,
     ItemVersion,
+    MaterialFile,
     Part,
     Rating,
     Rectification,
@@ -170,13 +171,40 @@ class DraftWrite(BaseModel):
     form: dict[str, Any] | None = Field(None, description="answers by field key; null clears one")
     consent: list[str] | None = Field(None, max_length=50, description="licence types the applicant agrees to "
                                       "have fetched from the licence library")
-    provided: list[str] | None = Field(None, max_length=50, description="keys of the materials attached")
+    provided: list[str] | None = Field(None, max_length=50, description=(
+        "window clerks only: keys of the materials whose paper original was checked at the counter (原件已核验); "
+        "an applicant uploads files with POST …/applications/{id}/materials/{key}"))
 
 
 class StepWrite(BaseModel):
     reason: str | None = Field(None, max_length=2000)
     form: dict[str, Any] | None = Field(None, description="correct: the corrected answers")
-    provided: list[str] | None = Field(None, max_length=50, description="correct: materials attached now")
+    provided: list[str] | None = Field(None, max_length=50, description=(
+        "correct, window clerks only: materials whose paper original was checked now (原件已核验)"))
+
+
+class MaterialFileRead(BaseModel):
+    """A file uploaded for one material: what it is, who brought it when, where to download it."""
+
+    id: int
+    application_id: int
+    material_key: str
+    material_name: str | None = None
+    name: str = Field(..., description="the file name as uploaded (UTF-8)")
+    content_type: str = Field(..., description="what its content is (by its magic numbers)")
+    size: int = Field(..., description="bytes")
+    sha256: str
+    stage: Literal["draft", "correction"]
+    uploaded_by: str
+    uploaded_at: datetime
+    url: str = Field(..., description="GET it to download (audited)")
+
+    @classmethod
+    def of(cls, f: MaterialFile, material_name: str | None = None) -> MaterialFileRead:
+        return cls(id=f.id, application_id=f.application_id, material_key=f.material_key,
+                   material_name=material_name, name=f.name, content_type=f.content_type, size=f.size,
+                   sha256=f.sha256, stage=f.stage, uploaded_by=f.uploaded_by, uploaded_at=f.uploaded_at,  # type: ignore[arg-type]
+                   url=f"/api/v1/services/applications/{f.application_id}/files/{f.id}")
 
 
 class PartRead(BaseModel):

@@ -6,6 +6,7 @@ entry and queues an event in the transactional outbox (``citybase.kernel.outbox.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,19 +15,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from citybase.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMediaType
 from citybase.core.i18n import Msg, from_json, render, to_json
 from citybase.core.timeutil import SHANGHAI, utcnow
 from citybase.kernel import outbox
 from citybase.licences import service as licences
 from citybase.registry import service as registry
-from citybase.services import events, forms, results, states, workdays
+from citybase.services import events, files, forms, results, states, workdays
 from citybase.services.forms import Member
 from citybase.services.models import (
     Application,
     Bundle,
     Item,
     ItemVersion,
+    MaterialFile,
     Part,
     Rating,
     Rectification,
@@ -501,10 +503,14 @@ def _field_errors(errors: list[dict[str, Any]]) -> InvalidInput:
 def save_draft(*, session: Session, actor: Actor, application_id: int, form: Mapping[str, Any] | None = None,
                consent: Sequence[str] | None = None, provided: Sequence[str] | None = None) -> Application:
     """Keep answers of a draft (a null answer clears a field), the licence types the applicant consents to
-    fetch and the materials they attached. The answers given are checked field by field; missing ones may wait
-    until submitting. Nothing is kept when a field is refused (InvalidInput lists every one)."""
+    fetch and, at the counter, the materials whose paper original the window clerk checked (原件已核验; an
+    applicant uploads files instead, ``upload_material``). The answers given are checked field by field;
+    missing ones may wait until submitting. Nothing is kept when a field is refused (InvalidInput lists every
+    one)."""
     app = get_application(session=session, actor=actor, application_id=application_id)
     _require_editor(actor, app)
+    if provided is not None and set(provided) != set(_loads(app.provided, [])):
+        _require_counter(actor)  # an applicant may send the list back unchanged, never change it
     if app.status != "draft":
         raise Conflict(Msg('application {code} is no longer a draft', code=app.code),
                        fix=Msg('Follow it with GET /api/v1/services/applications/{{id}}.'))
@@ -544,6 +550,12 @@ def _identity_changes(session: Session, app: Application, schema: Mapping[str, A
     return out
 
 
+def _require_counter(actor: Actor) -> None:
+    if not actor.roles & STAFF_READERS:
+        raise Forbidden(Msg('only a window clerk checks paper originals (原件已核验)'),
+                        fix=Msg('Upload each material with POST /api/v1/services/applications/{{id}}/materials/{{key}}.'))
+
+
 def _require_editor(actor: Actor, app: Application) -> None:
     if owns(actor, app) or "window_clerk" in actor.roles or "admin" in actor.roles:
         return
@@ -559,11 +571,15 @@ def materials_view(*, session: Session, app: Application) -> list[dict[str, Any]
     kind, holder_id = _holder(app)
     consent = set(_loads(app.consent, []))
     provided = set(_loads(app.provided, []))
+    uploaded: dict[str, int] = {}
+    for f in ServicesRepository(session).files_of(app.id):
+        uploaded[f.material_key] = uploaded.get(f.material_key, 0) + 1
     form = _loads(app.form, {})
     out = []
     for mat in forms.merge_materials(ms):
         src = mat["source"]
-        row = {**mat, "status": "to_bring", "consented": False, "provided": mat["key"] in provided, "proof": None}
+        row = {**mat, "status": "to_bring", "consented": False, "provided": mat["key"] in provided, "proof": None,
+               "files": uploaded.get(mat["key"], 0)}
         if src["kind"] == "licence":
             proof = holds_licence(session=session, query=LicenceQuery(kind, holder_id, src["type"]))
             row["consented"] = src["type"] in consent
@@ -580,8 +596,10 @@ def materials_view(*, session: Session, app: Application) -> list[dict[str, Any]
             if earlier:
                 row["status"], row["proof"] = "from_item", {"number": earlier, "issuer": src["item"],
                                                             "valid_until": None, "source": "services"}
-        if row["status"] == "to_bring" and row["provided"]:
-            row["status"] = "provided"
+        if row["status"] in ("to_bring", "needs_consent") and row["files"]:
+            row["status"] = "uploaded"
+        elif row["status"] == "to_bring" and row["provided"]:
+            row["status"] = "verified"  # 原件已核验 at the counter
         out.append(row)
     return out
 
@@ -595,7 +613,8 @@ def _registry_has(session: Session, kind: str, holder_id: int, field_: str, form
 
 def submit(*, session: Session, actor: Actor, application_id: int) -> Application:
     """Submit a draft: every required field answered and valid, every required material proven (a licence
-    with consent, a registry field, another item of the bundle) or attached. The exempted materials are
+    with consent, a registry field, another item of the bundle), uploaded, or its paper original checked at
+    the counter. The exempted materials are
     recorded with their source; each item becomes a department's part (those waiting for another item wait).
     Queues ``citybase.services.application.submitted`` and a ``part.release`` per part sent on."""
     app = get_application(session=session, actor=actor, application_id=application_id, for_update=True)
@@ -608,8 +627,10 @@ def submit(*, session: Session, actor: Actor, application_id: int) -> Applicatio
     view = materials_view(session=session, app=app)
     for row in view:
         if row["required"] and row["status"] in ("to_bring", "needs_consent"):
-            msg = (Msg('{name}: consent to fetching it from your licence, or attach it', name=row["name"])
-                   if row["status"] == "needs_consent" else Msg('{name} is required: attach it', name=row["name"]))
+            msg = (Msg('{name}: consent to fetching it from your licence, or upload it', name=row["name"])
+                   if row["status"] == "needs_consent"
+                   else Msg('{name} is required: upload it ({types}, up to {mb} MB)', name=row["name"],
+                            types=files.TYPE_NAMES, mb=files.MAX_BYTES // 2**20))
             errors.append({"where": f"materials.{row['key']}", "field": row["key"], "label": row["name"],
                            "problem": render(msg), "input": None})
     if errors:
@@ -621,7 +642,8 @@ def submit(*, session: Session, actor: Actor, application_id: int) -> Applicatio
     exemptions = []
     for row in view:
         src = row["source"]
-        entry = {"key": row["key"], "name": row["name"], "items": row["items"], "status": row["status"]}
+        entry = {"key": row["key"], "name": row["name"], "items": row["items"], "status": row["status"],
+                 "required": row["required"]}
         if row["status"] == "from_item" and row["proof"]:
             entry["proof"] = row["proof"]
         if row["status"] == "from_licence":
@@ -722,6 +744,153 @@ def _part_event(session: Session, app: Application, part: Part, v: ItemVersion, 
         deadline_at=part.deadline_at.isoformat() if part.deadline_at else None).model_dump(mode="json"))
 
 
+# ---------------------------------------------------------------- materials the applicant brings: files
+
+
+EDITABLE = ("draft", "correction")  # an application whose files may change: a draft, or while a part is in 补正
+BROUGHT = ("to_bring", "needs_consent", "uploaded", "verified")  # a material's statuses that ask the applicant
+_EXEMPT_WHY = {"from_licence": Msg('it is fetched from your electronic licence'),
+               "from_registry": Msg('the base registries already hold it'),
+               "from_item": Msg('another item of the application provides it')}
+
+
+def _material_rows(session: Session, app: Application) -> dict[str, dict[str, Any]]:
+    """The application's materials by key with their status: live while a draft, as recorded at submission after."""
+    if app.status == "draft":
+        return {r["key"]: r for r in materials_view(session=session, app=app)}
+    return {e["key"]: e for e in _loads(app.exemptions, [])}
+
+
+def _require_editable(app: Application) -> None:
+    if app.status not in EDITABLE:
+        raise Conflict(Msg('application {code} is {status}: its materials can no longer change', code=app.code,
+                           status=app.status),
+                       fix=Msg('Files are uploaded or removed while the application is a draft, or while a '
+                               'department asks for a correction (补正).'))
+
+
+def _file_event(session: Session, app: Application, f: MaterialFile, actor: Actor) -> dict[str, Any]:
+    depts = sorted({p.department_id for p in ServicesRepository(session).parts_of(app.id)})
+    return events.MaterialFileEvent(application_id=app.id, code=app.code, file_id=f.id, material_key=f.material_key,
+                                    content_type=f.content_type, size=f.size, sha256=f.sha256, stage=f.stage,
+                                    departments=depts, actor=actor.name).model_dump()
+
+
+def upload_material(*, session: Session, actor: Actor, application_id: int, material_key: str, name: str | None,
+                    data: bytes, store: files.FileStore) -> tuple[MaterialFile, bool]:
+    """A file for one material the applicant brings (not one a licence, a registry or another item provides),
+    by the applicant or a window clerk for them, while the application is a draft or in 补正: at most
+    ``files.MAX_BYTES``, a PDF, JPEG, PNG or OFD by its content. The bytes are kept in ``store`` first, then the
+    row that names them (a failed transaction leaves an orphan the store reuses, never a row naming nothing).
+    The same content for the same material again answers the file kept (False: nothing new). Queues
+    ``citybase.services.material.uploaded``; flushes, never commits."""
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    _require_editor(actor, app)
+    _require_editable(app)
+    row = _material_rows(session, app).get(material_key)
+    if row is None:
+        raise NotFound(Msg('application {code} asks for no material {key}', code=app.code, key=material_key),
+                       fix=Msg('Use a key of the materials listed by GET /api/v1/services/applications/{{id}}.'))
+    if row["status"] not in BROUGHT:
+        raise Conflict(Msg('{name} need not be uploaded: {why}', name=row["name"],
+                           why=_EXEMPT_WHY.get(row["status"], Msg('it is not asked of you'))),
+                       fix=Msg('Nothing to upload for it; upload only the materials marked to bring.'))
+    if len(data) > files.MAX_BYTES:
+        raise TooLarge(Msg('the file is larger than {mb} MB', mb=files.MAX_BYTES // 2**20),
+                       fix=Msg('Scan at a lower resolution, or split the material into several files of at most '
+                               '{mb} MB each.', mb=files.MAX_BYTES // 2**20))
+    if not data:
+        raise InvalidInput(Msg('the file is empty'), fix=Msg('Choose the file again and upload it.'),
+                           errors=[{"where": "body parameter 'file'", "problem": render(Msg('the file is empty'))}])
+    content_type = files.sniff(data)
+    if content_type is None:
+        raise UnsupportedMediaType(
+            Msg('{file} is not a PDF, JPEG, PNG or OFD file (checked by its content, not its name)',
+                file=files.clean_name(name, "")),
+            fix=Msg('Save or scan the material as PDF, JPEG, PNG or OFD and upload that file.'))
+    repo = ServicesRepository(session)
+    kept = repo.files_of(app.id, material_key)
+    digest = hashlib.sha256(data).hexdigest()
+    for f in kept:
+        if f.sha256 == digest:
+            return f, False
+    if len(kept) >= files.MAX_FILES_PER_MATERIAL:
+        raise Conflict(Msg('{name} already has {n} files', name=row["name"], n=len(kept)),
+                       fix=Msg('Remove a file you no longer need, or join pages into one PDF.'))
+    store.put(data)  # the bytes first, the row naming them after
+    f = repo.add(MaterialFile(application_id=app.id, material_key=material_key,
+                              name=files.clean_name(name, content_type), content_type=content_type, size=len(data),
+                              sha256=digest, stage="draft" if app.status == "draft" else "correction",
+                              uploaded_by=actor.name, uploaded_at=utcnow()))
+    outbox.queue(session, events.MATERIAL_UPLOADED, _file_event(session, app, f, actor))
+    return f, True
+
+
+def material_files(*, session: Session, actor: Actor, application_id: int,
+                   ) -> tuple[Application, list[MaterialFile], dict[str, str]]:
+    """The files uploaded for an application (oldest first) and its materials' names by key, for whoever may
+    read the application (its applicant, the clerks of its departments, window clerks, admins)."""
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    names = {k: r["name"] for k, r in _material_rows(session, app).items()}
+    return app, ServicesRepository(session).files_of(app.id), names
+
+
+def _app_file(session: Session, actor: Actor, application_id: int, file_id: int) -> tuple[Application, MaterialFile]:
+    app = get_application(session=session, actor=actor, application_id=application_id)
+    f = ServicesRepository(session).file(file_id)
+    if f is None or f.application_id != app.id:
+        raise NotFound(Msg('application {code} has no file #{file_id}', code=app.code, file_id=file_id),
+                       fix=Msg('List its files with GET /api/v1/services/applications/{{id}}/files.'))
+    return app, f
+
+
+def material_file(*, session: Session, actor: Actor, application_id: int, file_id: int) -> MaterialFile:
+    """One uploaded file of an application the actor may read; NotFound otherwise."""
+    return _app_file(session, actor, application_id, file_id)[1]
+
+
+def file_content(*, row: MaterialFile, store: files.FileStore) -> bytes:
+    """The bytes of an uploaded file, from the store (NotFound if the store lost them)."""
+    data = store.read(row.sha256)
+    if data is None:
+        raise NotFound(Msg('the content of file #{file_id} is missing from the file store', file_id=row.id),
+                       fix=Msg('Ask the applicant to upload the file again; an operator may restore the data folder.'))
+    return data
+
+
+def remove_material_file(*, session: Session, actor: Actor, application_id: int, file_id: int) -> MaterialFile:
+    """Remove one file (the applicant or a window clerk for them, while a draft or in 补正); its bytes stay in
+    the content-addressed store, where other rows may name them. Queues ``citybase.services.material.removed``."""
+    app, f = _app_file(session, actor, application_id, file_id)
+    _require_editor(actor, app)
+    _require_editable(app)
+    data = _file_event(session, app, f, actor)
+    ServicesRepository(session).delete(f)
+    outbox.queue(session, events.MATERIAL_REMOVED, data)
+    return f
+
+
+def _brought_missing(session: Session, app: Application) -> list[dict[str, Any]]:
+    """After a correction: the recorded status of each material brought, from the files and the originals
+    checked now; a refusal for each required one left with neither."""
+    uploaded = {f.material_key for f in ServicesRepository(session).files_of(app.id)}
+    provided = set(_loads(app.provided, []))
+    entries = _loads(app.exemptions, [])
+    errors = []
+    for e in entries:
+        if e["status"] not in BROUGHT:
+            continue
+        e["status"] = "uploaded" if e["key"] in uploaded else "verified" if e["key"] in provided else (
+            "to_bring" if e["status"] in ("uploaded", "verified") else e["status"])
+        if e.get("required") and e["status"] not in ("uploaded", "verified"):
+            errors.append({"where": f"materials.{e['key']}", "field": e["key"], "label": e["name"], "input": None,
+                           "problem": render(Msg('{name} is required: upload it ({types}, up to {mb} MB)',
+                                                 name=e["name"], types=files.TYPE_NAMES,
+                                                 mb=files.MAX_BYTES // 2**20))})
+    app.exemptions = _dumps(entries)
+    return errors
+
+
 # ---------------------------------------------------------------- approvals: each department's part
 
 
@@ -792,7 +961,11 @@ def act(*, session: Session, actor: Actor, application_id: int, part_id: int, ac
                 raise _field_errors(errors)
             app.form = _dumps(answers)
         if provided:
+            _require_counter(actor)
             app.provided = _dumps(sorted(set(_loads(app.provided, [])) | set(provided)))
+        missing = _brought_missing(session, app)
+        if missing:
+            raise _field_errors(missing)
         if part.deadline_at is not None and part.paused_at is not None:
             part.deadline_at = workdays.shift(part.deadline_at, paused_at=part.paused_at, resumed_at=now)
             part.warn_at = workdays.shift(part.warn_at or part.deadline_at, paused_at=part.paused_at, resumed_at=now)

@@ -1,13 +1,17 @@
 // The apply wizard: one merged form prefilled from the base registries, materials that a licence or a registry
 // proves attached with the applicant's consent (two 免于提交), drafts kept, errors shown beside each field.
-// ?counter=1 is the window clerk's counter (一窗受理): the same path, filed for the person named.
+// Each material the applicant brings gets a file input (upload with progress, the files listed with a remove
+// button); a material with no file refuses the submission beside it.
+// ?counter=1 is the window clerk's counter (一窗受理): the same path, filed for the person named, where the clerk
+// may also mark a paper original checked (原件已核验) instead of uploading a scan.
 (function () {
   "use strict";
   const CB = window.CB;
   const { T, el, get, api, fmt, say, sayError, hush, langHref } = CB;
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  let app = null;
+  let app = null, files = [], canVerify = false;
+  const BROUGHT = ["to_bring", "needs_consent", "uploaded", "verified"];
 
   function input(key, prop, value) {
     const common = { name: key, id: "f-" + key, "aria-label": prop.title };
@@ -37,15 +41,29 @@
     const mats = $("materials");
     mats.innerHTML = "";
     for (const m of app.materials) {
-      const li = el("li", { dataset: { key: m.key, status: m.status } }, el("b", {}, m.name), m.required ? "" : T.sv_optional,
-        el("span", { class: "st " + m.status }, T["sv_status_" + m.status] || m.status));
+      const st = el("span", { class: "st " + m.status }, T["sv_status_" + m.status] || m.status);
+      const li = el("li", { dataset: { key: m.key, status: m.status } }, el("b", {}, m.name), m.required ? "" : T.sv_optional, st);
+      const err = el("div", { class: "err" });
       if (m.source.kind === "licence" && m.proof) {
         li.appendChild(el("span", { class: "proof" }, T.sv_preview + ": " + m.proof.issuer + " " + m.proof.number));
         li.appendChild(el("label", {}, el("input", { type: "checkbox", class: "consent", value: m.source.type, checked: m.consented }), T.sv_consent));
-      } else if (m.status === "to_bring" || m.status === "provided") {
-        li.appendChild(el("label", {}, el("input", { type: "checkbox", class: "attach", value: m.key, checked: m.provided }), T.sv_attach));
       }
-      li.appendChild(el("div", { class: "err" }));
+      if (BROUGHT.includes(m.status) && !m.proof) {  // one the applicant holds a licence of: consent instead
+        if (canVerify) {
+          li.appendChild(el("label", {}, el("input", { type: "checkbox", class: "verify", value: m.key, checked: m.provided }), T.sv_verify_original));
+        }
+        // with no file the material is what it was before: to bring, or its original checked at the window
+        const without = m.provided ? "verified" : "to_bring";
+        li.appendChild(CB.files.picker(app.id, m.key, files, { errorBox: err, onChange: (mine) => {
+          const now = mine.length ? "uploaded" : without;
+          li.dataset.status = now;
+          st.className = "st " + now;
+          st.textContent = T["sv_status_" + now] || now;
+          li.classList.remove("bad");
+          files = files.filter((f) => f.material_key !== m.key).concat(mine);
+        } }));
+      }
+      li.appendChild(err);
       mats.appendChild(li);
     }
     $("wizard").hidden = false;
@@ -61,7 +79,8 @@
     return {
       form: out,
       consent: [...document.querySelectorAll("input.consent:checked")].map((c) => c.value),
-      provided: [...document.querySelectorAll("input.attach:checked")].map((c) => c.value),
+      // only a window clerk checks paper originals; an applicant's materials are the files uploaded
+      provided: canVerify ? [...document.querySelectorAll("input.verify:checked")].map((c) => c.value) : undefined,
     };
   }
 
@@ -87,7 +106,13 @@
     clearErrors();
     hush($("apply-msg"));
     app = await api("PATCH", "/api/v1/services/applications/" + app.id, answers());
+    files = await CB.files.list(app.id);
     return app;
+  }
+
+  async function open(id) {
+    [app, files] = await Promise.all([get("/api/v1/services/applications/" + id), CB.files.list(id)]);
+    render();
   }
 
   async function onSave() {
@@ -111,10 +136,12 @@
     const body = { bundle: params.get("bundle"), item: params.get("item"), ...(extra || {}) };
     app = await api("POST", "/api/v1/services/applications", body);
     history.replaceState(null, "", langHref("/services/apply?id=" + app.id));
+    files = [];
     render();
   }
 
   CB.requireUser(["citizen", "window_clerk", "admin"]).then(async (me) => {
+    canVerify = me.roles.includes("window_clerk") || me.roles.includes("admin");
     $("save").addEventListener("click", onSave);
     $("submit").addEventListener("click", onSubmit);
     try {
@@ -123,8 +150,7 @@
         $("apply-sub").textContent = `${b.name} · ${fmt(T.sv_promised, { n: b.promised_days })}`;
       }
       if (params.get("id")) {
-        app = await get("/api/v1/services/applications/" + params.get("id"));
-        render();
+        await open(params.get("id"));
       } else if (params.get("counter") || me.roles.includes("window_clerk")) {
         $("counter").hidden = false;
         $("counter").addEventListener("submit", async (e) => {

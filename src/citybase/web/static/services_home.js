@@ -5,6 +5,7 @@
   const CB = window.CB;
   const { T, el, get, api, fmt, when, name, dot, say, sayError, langHref } = CB;
   const $ = (id) => document.getElementById(id);
+  const BROUGHT = ["to_bring", "needs_consent", "uploaded", "verified"];
 
   function savingsTable(s) {
     const row = (label, a, b) => el("tr", {}, el("td", {}, label), el("td", {}, String(a)), el("td", { class: "win" }, String(b)));
@@ -34,7 +35,16 @@
       p.reason ? el("div", { class: "reason" }, p.reason) : null);
   }
 
-  function correctionForm(app, part) {
+  // 补正: the materials of the part's item the applicant brought, each with its files (remove, upload again)
+  function correctionFiles(app, part, files) {
+    const mats = app.exemptions.filter((e) => BROUGHT.includes(e.status) && (e.items || []).includes(part.item_code));
+    if (!mats.length) return null;
+    return el("div", { class: "sv-correct-files" }, el("p", { class: "hint" }, T.sv_correct_files),
+      el("ul", { class: "sv-mats" }, mats.map((m) => el("li", { dataset: { key: m.key } }, el("b", {}, m.name),
+        CB.files.picker(app.id, m.key, files)))));
+  }
+
+  function correctionForm(app, part, files) {
     const inputs = Object.entries(app.form_schema.properties).map(([k, prop]) =>
       el("label", { class: "sv-field" }, prop.title, el("input", { name: k, value: app.form[k] === undefined ? "" : String(app.form[k]) })));
     const box = el("div", { class: "msg", hidden: true });
@@ -51,7 +61,8 @@
         await show(app.id);
       } catch (err) { sayError(box, err); }
     } }, el("h3", {}, T.sv_correct, " · ", part.item_name || part.item_code), el("p", { class: "reason" }, part.reason || ""),
-    el("div", { class: "sv-form" }, inputs), box, el("button", { type: "submit", class: "primary" }, T.sv_correct_send));
+    el("div", { class: "sv-form" }, inputs), correctionFiles(app, part, files), box,
+    el("button", { type: "submit", class: "primary" }, T.sv_correct_send));
   }
 
   function ratingBlock(app) {
@@ -94,8 +105,10 @@
     if (app.status === "draft") box.appendChild(el("a", { class: "button", href: langHref("/services/apply?id=" + app.id) }, T.sv_apply));
     box.appendChild(el("h3", {}, T.sv_parts));
     box.appendChild(el("ul", { class: "sv-parts", id: "parts" }, app.parts.map(partRow)));
-    for (const p of app.parts.filter((x) => x.status === "correction")) box.appendChild(correctionForm(app, p));
-    const ex = app.exemptions.filter((e) => e.status !== "to_bring" && e.status !== "provided");
+    const fixing = app.parts.filter((x) => x.status === "correction");
+    const files = fixing.length ? await CB.files.list(app.id) : [];
+    for (const p of fixing) box.appendChild(correctionForm(app, p, files));
+    const ex = app.exemptions.filter((e) => !BROUGHT.includes(e.status));
     if (ex.length) {
       box.appendChild(el("h3", {}, T.sv_exempted, ` (${ex.length}/${app.exemptions.length})`));
       box.appendChild(el("ul", { class: "sv-mats", id: "exempted" }, ex.map((e) =>

@@ -1,5 +1,6 @@
 // 审批工作台: the clerk's department's parts (nearest deadline first, with lights), one application at a time
-// with its form and the materials exempted, and the actions the state table allows from the part's state.
+// with its form, the materials exempted, the files the applicant uploaded (downloads are audited), and the
+// actions the state table allows from the part's state.
 (function () {
   "use strict";
   const CB = window.CB;
@@ -41,7 +42,7 @@
   }
 
   async function open(appId, partId) {
-    const app = await get("/api/v1/services/applications/" + appId);
+    const [app, files] = await Promise.all([get("/api/v1/services/applications/" + appId), CB.files.list(appId)]);
     const part = app.parts.find((p) => p.id === partId);
     document.querySelectorAll("#queue li").forEach((li) => li.classList.toggle("selected", li.dataset.part === String(partId)));
     const d = $("wb-detail");
@@ -57,6 +58,12 @@
     d.appendChild(el("ul", { class: "sv-mats" }, app.exemptions.map((e) => el("li", {}, e.name,
       el("span", { class: "st " + e.status }, T["sv_status_" + e.status] || e.status),
       e.proof ? el("span", { class: "proof" }, `${e.proof.issuer} ${e.proof.number}`) : null))));
+    const names = Object.fromEntries(app.exemptions.map((e) => [e.key, e.name]));
+    d.appendChild(el("h3", {}, T.sv_files, ` (${files.length})`));
+    d.appendChild(files.length ? el("ul", { class: "sv-files", id: "wb-files" }, files.map((f) =>
+      el("li", { dataset: { file: f.id } }, el("b", {}, f.material_name || names[f.material_key] || f.material_key),
+        [...CB.files.fileRow(f, { who: true, onError: (err) => sayError($("wb-msg"), err) }).childNodes])))
+      : el("p", { class: "hint", id: "wb-files" }, T.sv_no_files));
     d.appendChild(el("h3", {}, T.sv_parts));
     d.appendChild(el("ul", { class: "sv-parts" }, app.parts.map((p) => el("li", {}, dot(p.light), p.item_name || p.item_code,
       el("span", { class: "tag" }, p.department || ""), el("span", { class: "badge s-" + p.status }, name("part_status", p.status))))));
