@@ -297,7 +297,40 @@ def test_a_failed_transaction_leaves_bytes_no_row_names_and_the_next_upload_reus
                                              name="记录.pdf", data=body, store=store)
         s.commit()
         assert created and f.sha256 == digest and store.read(f.sha256) == body
-        assert len(list((tmp_path / "files").rglob("*"))) == 3  # ab/, ab/cd/, the file: one copy
+        assert len([p for p in (tmp_path / "files").rglob("*") if p.name != ".lock"]) == 3  # ab/, ab/cd/, the file
+
+
+def test_the_sweep_deletes_content_no_file_names_a_day_after_its_last_use(city, services_tokens, tmp_path):  # noqa: ANN001
+    import os
+    import time
+
+    from citybase.security.models import User
+    from citybase.services import service
+    from citybase.services.service import Actor
+
+    store = FileStore(tmp_path / "files")
+    kept, removed, fresh, reused = (one_page_pdf(t) for t in ("kept", "removed", "fresh orphan", "reused"))
+    with Session(city.engine) as s:
+        u = s.scalar(select(User).where(User.username == "citizen"))
+        actor = Actor(u.username, user_id=u.id, roles=frozenset({"citizen"}), person_id=u.person_id)
+        app = service.start(session=s, actor=actor, bundle="newborn")
+        s.commit()
+        named, _ = service.upload_material(session=s, actor=actor, application_id=app.id, material_key=RECORD,
+                                           name="留.pdf", data=kept, store=store)
+        s.commit()
+        for body in (removed, fresh, reused):
+            store.put(body)  # bytes no row names (a removed file's, or a failed transaction's)
+        day_ago = time.time() - 2 * 86400
+        for body in (kept, removed, reused):
+            os.utime(store.path(hashlib.sha256(body).hexdigest()), (day_ago, day_ago))
+        # an upload that reuses old orphaned bytes makes them fresh: the row about to name them finds them there
+        store.put(reused)
+        assert service.sweep_files(session=s, store=store) == 1
+        assert store.read(named.sha256) == kept  # named by a row, however old
+        assert store.read(hashlib.sha256(removed).hexdigest()) is None  # nobody's, for more than a day: gone
+        assert store.read(hashlib.sha256(fresh).hexdigest()) == fresh  # may belong to an upload in flight
+        assert store.read(hashlib.sha256(reused).hexdigest()) == reused
+        assert service.sweep_files(session=s, store=store) == 0
 
 
 def test_file_types_are_told_by_their_content_and_names_are_kept_safe():

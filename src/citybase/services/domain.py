@@ -1,5 +1,5 @@
 """一网通办 (services) as the platform sees it: its tables, its router under ``/api/v1/services``, the 督办 timer
-for overdue parts and the typed events it publishes."""
+for overdue parts, the sweep of uploaded files no application names, and the typed events it publishes."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def _supervise(runtime: Any) -> None:
         session.commit()
 
 
+def _sweep_files(runtime: Any) -> None:
+    """services-files-sweep: applicants' uploaded content that no file row names, a day after its last use."""
+    import logging
+    from pathlib import Path
+
+    from citybase.services import files, service
+
+    with runtime.sessions() as session:
+        gone = service.sweep_files(session=session, store=files.FileStore.under(Path(runtime.settings.data_dir)))
+    if gone:
+        logging.getLogger(__name__).info("services: %d uploaded file(s) no application names were deleted", gone)
+
+
 DOMAIN = Domain(
     name="services",
     title="一网通办 — services done once",
@@ -35,5 +48,5 @@ DOMAIN = Domain(
     routers=_routers,
     roles={},  # clerk, window_clerk and citizen are the platform's roles (security.roles)
     events=EVENTS,
-    timers=(TimerSpec("services-supervision", 300.0, _supervise),),
+    timers=(TimerSpec("services-supervision", 300.0, _supervise), TimerSpec("services-files-sweep", 3600.0, _sweep_files)),
 )

@@ -2,18 +2,24 @@
 data folder (``<data_dir>/services/files/ab/cd/<sha256>``), and what a file's first bytes say it is.
 
 The store is written before the row that names a file, never after: a transaction that fails leaves at worst
-bytes no row names (an orphan), never a row naming bytes that are not there. Orphans are harmless — a path is
-the SHA-256 of its content, so the same upload later finds and reuses them — and a sweep may remove them."""
+bytes no row names (an orphan), never a row naming bytes that are not there. Orphans — left by a failed
+transaction, or by a removed file whose content no other row names — are an applicant's documents all the
+same, so the hourly ``services-files-sweep`` deletes them once a day has passed since they were last written
+or reused (``FileStore.sweep``; a reuse touches the file, and a lock keeps the sweep and an upload apart)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import re
 import tempfile
+import time
 import unicodedata
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,8 +95,52 @@ class FileStore:
         return its SHA-256. Content already there is not written again."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if target.is_file() and target.stat().st_size == len(data):
-            return digest
+        with self._lock(fcntl.LOCK_SH):
+            try:
+                if target.stat().st_size == len(data):
+                    os.utime(target)  # reused: fresh again, so the sweep leaves it for the row about to name it
+                    return digest
+            except FileNotFoundError:
+                pass
+            self._write(target, data)
+        return digest
+
+    @contextmanager
+    def _lock(self, mode: int) -> Iterator[None]:
+        """Uploads share the store's lock; the sweep takes it alone (across processes: flock on a file)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as f:
+            fcntl.flock(f, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def sweep(self, named: Callable[[], set[str]], *, grace: float = 86400.0, now: float | None = None) -> int:
+        """Delete the content that no row names (``named()``: the digests the rows name, read after the
+        candidates are listed) and that was last written or reused more than ``grace`` seconds ago; returns
+        how many files went."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = (time.time() if now is None else now) - grace
+        old = [p for p in self.root.glob("??/??/*") if _SHA256.match(p.name) and p.stat().st_mtime < cutoff]
+        old += [p for p in self.root.glob("??/??/.upload-*") if p.stat().st_mtime < cutoff]  # a crashed write
+        if not old:
+            return 0
+        keep = named()
+        gone = 0
+        with self._lock(fcntl.LOCK_EX):
+            for p in old:
+                try:
+                    if p.name in keep or p.stat().st_mtime >= cutoff:
+                        continue
+                    p.unlink()
+                    gone += 1
+                except FileNotFoundError:
+                    continue
+        return gone
+
+    def _write(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         try:
@@ -103,7 +153,6 @@ class FileStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
 
     def read(self, sha256: str) -> bytes | None:
         """The content with this SHA-256, or None when the store does not hold it."""

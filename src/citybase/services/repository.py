@@ -120,6 +120,10 @@ class ServicesRepository:
                                        .with_for_update())
         return self.session.get(Application, application_id)
 
+    def file_digests(self) -> set[str]:
+        """The SHA-256 of every content some material file row names."""
+        return set(self.session.scalars(select(MaterialFile.sha256).distinct()))
+
     def files_of(self, application_id: int, material_key: str | None = None) -> list[MaterialFile]:
         """The application's uploaded files (of one material), oldest first."""
         q = select(MaterialFile).where(MaterialFile.application_id == application_id)

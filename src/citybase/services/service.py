@@ -849,6 +849,12 @@ def material_file(*, session: Session, actor: Actor, application_id: int, file_i
     return _app_file(session, actor, application_id, file_id)[1]
 
 
+def sweep_files(*, session: Session, store: files.FileStore, grace: float = 86400.0, now: float | None = None) -> int:
+    """Delete the uploaded content that no material file names any more (removed, or left by a failed
+    transaction) once ``grace`` seconds passed since it was last written or reused; how many went."""
+    return store.sweep(lambda: ServicesRepository(session).file_digests(), grace=grace, now=now)
+
+
 def file_content(*, row: MaterialFile, store: files.FileStore) -> bytes:
     """The bytes of an uploaded file, from the store (NotFound if the store lost them)."""
     data = store.read(row.sha256)
