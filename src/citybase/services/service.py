@@ -1058,9 +1058,10 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
     时限压缩率 (1 − committed/statutory), 即办率, 一次办成率 (done, approved, no correction), 好评率, 差评整改率,
     average handling days (working days from 受理 to 办结); and the same by department and by item.
 
-    Grouped and conditional sums in the database (a row per department and item at most), so the cost
-    does not grow with the applications held in Python; only the handling days are summed here, from
-    the count of parts per local date of 受理 and of 办结, on the State Council calendar."""
+    Three grouped queries: the catalogue; ONE pass over the parts in scope, by department, item and the local
+    dates of 受理 and 办结 of the completed ones; ONE over the applications in scope with their ratings and
+    rectifications. Only the handling days are finished here: Σ count × (W(办结) − W(受理)) with W the
+    cumulative working days on the State Council calendar."""
     dept_id = registry.get_department(session=session, code=department).id if department else None
     repo = ServicesRepository(session)
     scope = {"since": since, "until": until, "department_id": dept_id, "item_code": item}
@@ -1071,21 +1072,17 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
         t.full_online_items += full
         t.statutory += statutory
         t.committed += committed
-    for d, code, n, online, instant, overdue in repo.kpi_parts(**scope, open_statuses=tuple(states.OPEN),
-                                                              now=now or utcnow()):
+    rows = repo.kpi_parts(**scope, open_statuses=tuple(states.OPEN), completed=S.COMPLETED, now=now or utcnow())
+    w = _cumulative_workdays({r[2] for r in rows if r[2]} | {r[3] for r in rows if r[3]})
+    for d, code, accepted, done_on, n, online, instant, overdue, handled in rows:
         t = tallies.setdefault((d, code), _Tally())
         t.parts += n
         t.online_parts += online
         t.instant_parts += instant
         t.overdue += overdue
-    by_acc, by_done = repo.kpi_handling_days(**scope, completed=S.COMPLETED)
-    w = _cumulative_workdays({r[2] for r in by_acc} | {r[2] for r in by_done})
-    for d, code, day, n, forward in by_acc:  # a part finished before its 受理 counts 0 days
-        t = tallies.setdefault((d, code), _Tally())
-        t.done_parts += n
-        t.done_days -= forward * w[day]
-    for d, code, day, n in by_done:
-        tallies.setdefault((d, code), _Tally()).done_days += n * w[day]
+        if handled:  # working days in (受理, 办结]; a part finished before its 受理 counts 0
+            t.done_parts += handled
+            t.done_days += handled * max(0, w[done_on] - w[accepted])
 
     def indicators(ts: Sequence[_Tally]) -> dict[str, Any]:
         items_ = sum(t.items for t in ts)
@@ -1098,9 +1095,8 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
                 "instant_rate": _rate(sum(t.instant_parts for t in ts), parts_),
                 "average_handling_days": round(sum(t.done_days for t in ts) / done_, 2) if done_ else None}
 
-    apps, done, first_time, total_mat, exempt_mat = repo.kpi_applications(
-        **scope, exempt=EXEMPT, correction="request-correction")
-    ratings, good, bad, fixed = repo.kpi_ratings(**scope, good=4, bad=BAD)
+    apps, done, first_time, total_mat, exempt_mat, ratings, good, bad, fixed = repo.kpi_applications(
+        **scope, exempt=EXEMPT, correction="request-correction", good=4, bad=BAD)
     overall = indicators(list(tallies.values()))
     overall.update({
         "applications": apps, "done": done,
