@@ -13,6 +13,7 @@ from citybase.core.timeutil import as_utc
 from citybase.services.models import (
     Application,
     Bundle,
+    BundleVersion,
     Item,
     ItemVersion,
     Part,
@@ -102,14 +103,30 @@ class ServicesRepository:
     def current_versions(self) -> list[tuple[Item, ItemVersion]]:
         return [tuple(r) for r in self.session.execute(self.items_query()).all()]  # type: ignore[misc]
 
-    def bundle_by_code(self, code: str) -> Bundle | None:
-        return self.session.scalar(select(Bundle).where(Bundle.code == code))
+    def bundle_by_code(self, code: str, *, for_update: bool = False) -> Bundle | None:
+        q = select(Bundle).where(Bundle.code == code)
+        return self.session.scalar(q.with_for_update() if for_update else q)
 
     def bundle_by_id(self, bundle_id: int) -> Bundle | None:
         return self.session.get(Bundle, bundle_id)
 
-    def bundles(self) -> list[Bundle]:
-        return list(self.session.scalars(select(Bundle).order_by(Bundle.id)))
+    def bundle_version_of(self, bundle_id: int, version: int) -> BundleVersion | None:
+        return self.session.scalar(select(BundleVersion).where(BundleVersion.bundle_id == bundle_id,
+                                                               BundleVersion.version == version))
+
+    def bundle_version_by_id(self, version_id: int) -> BundleVersion | None:
+        return self.session.get(BundleVersion, version_id)
+
+    def bundle_versions_of(self, bundle_id: int) -> list[BundleVersion]:
+        return list(self.session.scalars(select(BundleVersion).where(BundleVersion.bundle_id == bundle_id)
+                                         .order_by(BundleVersion.version)))
+
+    def bundles(self) -> list[tuple[Bundle, BundleVersion]]:
+        """Every bundle with its current version, by id."""
+        return [tuple(r) for r in self.session.execute(  # type: ignore[misc]
+            select(Bundle, BundleVersion).join(BundleVersion, (BundleVersion.bundle_id == Bundle.id)
+                                               & (BundleVersion.version == Bundle.current_version))
+            .order_by(Bundle.id)).all()]
 
     # --- applications
 
