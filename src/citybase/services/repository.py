@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select
+from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from citybase.core.timeutil import as_utc
 from citybase.services.models import (
@@ -109,6 +110,17 @@ class ServicesRepository:
 
     def bundle_by_id(self, bundle_id: int) -> Bundle | None:
         return self.session.get(Bundle, bundle_id)
+
+    def next_bundle_version(self, bundle: Bundle) -> bool:
+        """Compare-and-set the bundle's current version to the next one: False if another edit took it first
+        (on SQLite two edits may both have read the same version before either wrote)."""
+        n = bundle.current_version
+        done = self.session.execute(update(Bundle).where(Bundle.id == bundle.id, Bundle.current_version == n)
+                                    .values(current_version=n + 1).execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            return False
+        set_committed_value(bundle, "current_version", n + 1)
+        return True
 
     def bundle_version_of(self, bundle_id: int, version: int) -> BundleVersion | None:
         return self.session.scalar(select(BundleVersion).where(BundleVersion.bundle_id == bundle_id,

@@ -345,8 +345,11 @@ def update_bundle(*, session: Session, code: str, name: str, description: str, a
     b, _ = get_bundle(session=session, code=code, for_update=True)
     name, description = _bundle_text(name, description)
     stored = _bundle_members(session, members, applicant_kind)
-    b.current_version += 1
-    v = ServicesRepository(session).add(BundleVersion(
+    repo = ServicesRepository(session)
+    if not repo.next_bundle_version(b):
+        raise Conflict(Msg('bundle {code} was changed meanwhile', code=code),
+                       fix=Msg('Reload the bundle and make your edit again.'))
+    v = repo.add(BundleVersion(
         bundle_id=b.id, version=b.current_version, name=name, description=description, applicant_kind=applicant_kind,
         members=_dumps(stored), created_at=utcnow(), created_by=actor))
     return b, v
