@@ -71,6 +71,7 @@
     const box = el("div", { class: "msg", id: "item-msg", hidden: true });
     const save = el("button", { type: "button", class: "primary", id: "save-item", onclick: async () => {
       hush(box);
+      hush($("cat-msg"));
       let other;
       try { other = JSON.parse(spec.value); } catch (e) { say(box, "refused", fmt(T.cat_bad_json, { e: e.message })); return; }
       const body = { ...other, code, department: deptCode[item.department_id] || other.department,
@@ -123,6 +124,7 @@
     const box = el("div", { class: "msg", id: "bundle-msg", hidden: true });
     const save = el("button", { type: "button", class: "primary", id: "save-bundle", onclick: async () => {
       hush(box);
+      hush($("cat-msg"));
       const members = [...rows.querySelectorAll("tr")].map((r) => ({ item: r.querySelector(".m-item").value.trim(),
         after: r.querySelector(".m-after").value.split(/[,，\s]+/).map((x) => x.trim()).filter(Boolean) }))
         .filter((m) => m.item);
