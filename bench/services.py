@@ -192,7 +192,7 @@ def load_past(engine: Any, past: int, seed: int = 7) -> dict[str, Any]:
             tid += 1
             tl.append((tid, aid, None, ts(at), "applicant", action, before, after, None))
         outcome = ("partly" if len(tparts_) > 1 else "refused") if refused else "approved" if done else None
-        apps.append((aid, code, "done" if done else "processing", outcome, t.bundle_id, t.item_version_id,
+        apps.append((aid, code, "done" if done else "processing", outcome, t.bundle_id, t.bundle_version_id, t.item_version_id,
                      t.applicant_kind, holder if person else None, None if person else holder, None, t.filed_by,
                      t.channel if rnd.random() < 0.5 else rnd.choice(("online", "online", "online", "window")),
                      t.members, t.form, t.prefilled, t.exemptions, t.consent, t.provided, t.promised_days,
@@ -209,7 +209,8 @@ def load_past(engine: Any, past: int, seed: int = 7) -> dict[str, Any]:
                               ts(workdays.due(at, 5)), "已整改" if fixed else None, ts(at + timedelta(days=2)) if fixed else None,
                               "申请人认可" if fixed else None, ts(at), ts(at + timedelta(days=2)) if fixed else None))
     cols = {
-        "services_applications": ("id", "code", "status", "outcome", "bundle_id", "item_version_id", "applicant_kind",
+        "services_applications": ("id", "code", "status", "outcome", "bundle_id", "bundle_version_id", "item_version_id",
+                                  "applicant_kind",
                                   "person_id", "legal_entity_id", "owner_user_id", "filed_by", "channel", "members",
                                   "form", "prefilled", "exemptions", "consent", "provided", "promised_days",
                                   "created_at", "updated_at", "submitted_at", "done_at", "version"),

@@ -207,6 +207,27 @@ def test_the_indicators_of_rows_made_for_them(city, pinned):  # noqa: ANN001
     assert (feb["applications"], feb["average_handling_days"], feb["material_exemption_rate"]) == (1, 0.0, 1.0)
 
 
+def test_handling_days_skip_the_national_day_holiday_on_the_state_council_calendar(city, pinned):  # noqa: ANN001
+    """受理 on 30 September 2026, 办结 on 9 October: 1–7 October are 国庆 holidays, so 2 working days (8th, 9th)."""
+    v = pinned["version"]
+    with Session(city.engine) as s:
+        a = Application(code="XH2026092900001", status="done", outcome="approved", applicant_kind="person",
+                        filed_by="test", channel="online", members="[]", form="{}", prefilled="[]", exemptions="[]",
+                        consent="[]", provided="[]", promised_days=5, created_at=local(2026, 9, 29),
+                        updated_at=local(2026, 10, 9), submitted_at=local(2026, 9, 29))
+        s.add(a)
+        s.flush()
+        s.add(Part(application_id=a.id, item_version_id=v.id, item_code=pinned["item"], department_id=v.department_id,
+                   status="completed", decision="approve", after="[]", committed_days=v.committed_days, corrections=0,
+                   accepted_at=local(2026, 9, 30, 9), done_at=local(2026, 10, 9, 16, 30)))
+        s.commit()
+        period = {"since": datetime(2026, 9, 29, tzinfo=SHANGHAI), "until": datetime(2026, 9, 30, tzinfo=SHANGHAI)}
+        k = service.kpis(session=s, item=pinned["item"], now=NOW, **period)
+        same(k, reference(s, item=pinned["item"], **period))
+    assert workdays.working_days_between(date(2026, 9, 30), date(2026, 10, 9)) == 2
+    assert (k["overall"]["parts"], k["overall"]["average_handling_days"]) == (1, 2.0)
+
+
 @pytest.fixture(scope="module")
 def lived(city, services_tokens, pinned) -> None:  # noqa: ANN001
     """The living demo's applications: filed online and at the window, worked, corrected, rated, rectified."""

@@ -106,7 +106,7 @@ class ServicesSimulation(threading.Thread):
 
     def _apply(self, session: Session) -> None:
         bundles = service.list_bundles(session=session)
-        target = self.rnd.choice(bundles)
+        bundle, target = self.rnd.choice(bundles)
         kind = "entity" if target.applicant_kind == "entity" or (target.applicant_kind == "any"
                                                                  and self.rnd.random() < 0.6) else "person"
         if kind == "person":
@@ -122,7 +122,7 @@ class ServicesSimulation(threading.Thread):
         online = self.rnd.random() < 0.8
         actor = (Actor("sim:applicant", roles=frozenset({"citizen"}), person_id=ref.get("person_id"),
                        legal_entity_id=ref.get("legal_entity_id")) if online else WINDOW)
-        app = service.start(session=session, actor=actor, bundle=target.code, applicant_kind=kind,
+        app = service.start(session=session, actor=actor, bundle=bundle.code, applicant_kind=kind,
                             **({} if online else ref))
         schema = service.form_of(session=session, app=app)
         answers = fill(schema, json.loads(app.form), self.rnd, idn)

@@ -217,14 +217,24 @@ def merge_materials(members: Sequence[Member]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+class DependencyError(ValueError):
+    """A bundle's dependencies name an item outside it (``missing``: (member, dependency)) or form a cycle
+    (``cycle``: the codes around it, the first repeated at the end)."""
+
+    def __init__(self, text: str, *, missing: tuple[str, str] | None = None, cycle: tuple[str, ...] = ()) -> None:
+        super().__init__(text)
+        self.missing = missing
+        self.cycle = cycle
+
+
 def check_dependencies(members: Sequence[Member]) -> list[str]:
-    """The members in an order where each comes after what it depends on; ValueError on a cycle or an
-    unknown dependency."""
+    """The members in an order where each comes after what it depends on; DependencyError (a ValueError) on a
+    cycle or an unknown dependency."""
     by = {m.code: m for m in members}
     for m in members:
         for d in m.after:
             if d not in by:
-                raise ValueError(f"{m.code} depends on {d}, which is not in the bundle")
+                raise DependencyError(f"{m.code} depends on {d}, which is not in the bundle", missing=(m.code, d))
     order: list[str] = []
     state: dict[str, int] = {}
 
@@ -232,7 +242,8 @@ def check_dependencies(members: Sequence[Member]) -> list[str]:
         if state.get(code) == 2:
             return
         if state.get(code) == 1:
-            raise ValueError("the bundle's dependencies form a cycle: " + " -> ".join(path + (code,)))
+            around = path[path.index(code):] + (code,)
+            raise DependencyError("the bundle's dependencies form a cycle: " + " -> ".join(around), cycle=around)
         state[code] = 1
         for d in by[code].after:
             visit(d, path + (code,))

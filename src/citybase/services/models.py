@@ -1,4 +1,4 @@
-"""Tables of 一网通办: catalogue items and their versions, bundles, applications with their departments'
+"""Tables of 一网通办: catalogue items and their versions, bundles and theirs, applications with their departments'
 parts, the append-only timeline, ratings (好差评) and rectifications (整改)."""
 
 from __future__ import annotations
@@ -55,17 +55,32 @@ class ItemVersion(Base):
 
 
 class Bundle(Base):
-    """一件事: several items applied for once; members JSON [{item, after: [item codes]}]."""
+    """一件事: several items applied for once, by its code; what it says lives in its versions."""
 
     __tablename__ = "services_bundles"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class BundleVersion(Base):
+    """One version of a bundle, never changed once written: an edit (members, dependencies, name, description)
+    adds the next version; members JSON [{item, after: [item codes]}]."""
+
+    __tablename__ = "services_bundle_versions"
+    __table_args__ = (UniqueConstraint("bundle_id", "version", name="uq_services_bundle_versions_bundle_id_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_id: Mapped[int] = mapped_column(ForeignKey("services_bundles.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text)
     applicant_kind: Mapped[str] = mapped_column(String(8))  # person | entity | any
     members: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZ)
+    created_by: Mapped[str] = mapped_column(String(64))
 
 
 class Application(Base):
@@ -78,6 +93,8 @@ class Application(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # draft | processing | done | withdrawn
     outcome: Mapped[str | None] = mapped_column(String(16))  # approved | partly | refused (when done)
     bundle_id: Mapped[int | None] = mapped_column(ForeignKey("services_bundles.id"), index=True)
+    bundle_version_id: Mapped[int | None] = mapped_column(  # the bundle version it was started on, kept
+        ForeignKey("services_bundle_versions.id", name="fk_services_applications_bundle_version_id"))
     item_version_id: Mapped[int | None] = mapped_column(ForeignKey("services_item_versions.id"))  # single item
     applicant_kind: Mapped[str] = mapped_column(String(8))  # person | entity
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
@@ -105,7 +122,8 @@ class Part(Base):
     """One department's part of an application: one item version, worked through the state table."""
 
     __tablename__ = "services_parts"
-    __table_args__ = (Index("ix_services_parts_department_status", "department_id", "status"),)
+    __table_args__ = (Index("ix_services_parts_department_status", "department_id", "status"),
+                      Index("ix_services_parts_item_code", "item_code"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     application_id: Mapped[int] = mapped_column(ForeignKey("services_applications.id"), index=True)

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select
+from sqlalchemy import JSON, Select, case, cast, func, literal, literal_column, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from citybase.core.timeutil import as_utc
 from citybase.services.models import (
     Application,
     Bundle,
+    BundleVersion,
     Item,
     ItemVersion,
     MaterialFile,
@@ -103,14 +105,41 @@ class ServicesRepository:
     def current_versions(self) -> list[tuple[Item, ItemVersion]]:
         return [tuple(r) for r in self.session.execute(self.items_query()).all()]  # type: ignore[misc]
 
-    def bundle_by_code(self, code: str) -> Bundle | None:
-        return self.session.scalar(select(Bundle).where(Bundle.code == code))
+    def bundle_by_code(self, code: str, *, for_update: bool = False) -> Bundle | None:
+        q = select(Bundle).where(Bundle.code == code)
+        return self.session.scalar(q.with_for_update() if for_update else q)
 
     def bundle_by_id(self, bundle_id: int) -> Bundle | None:
         return self.session.get(Bundle, bundle_id)
 
-    def bundles(self) -> list[Bundle]:
-        return list(self.session.scalars(select(Bundle).order_by(Bundle.id)))
+    def next_bundle_version(self, bundle: Bundle) -> bool:
+        """Compare-and-set the bundle's current version to the next one: False if another edit took it first
+        (on SQLite two edits may both have read the same version before either wrote)."""
+        n = bundle.current_version
+        done = self.session.execute(update(Bundle).where(Bundle.id == bundle.id, Bundle.current_version == n)
+                                    .values(current_version=n + 1).execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            return False
+        set_committed_value(bundle, "current_version", n + 1)
+        return True
+
+    def bundle_version_of(self, bundle_id: int, version: int) -> BundleVersion | None:
+        return self.session.scalar(select(BundleVersion).where(BundleVersion.bundle_id == bundle_id,
+                                                               BundleVersion.version == version))
+
+    def bundle_version_by_id(self, version_id: int) -> BundleVersion | None:
+        return self.session.get(BundleVersion, version_id)
+
+    def bundle_versions_of(self, bundle_id: int) -> list[BundleVersion]:
+        return list(self.session.scalars(select(BundleVersion).where(BundleVersion.bundle_id == bundle_id)
+                                         .order_by(BundleVersion.version)))
+
+    def bundles(self) -> list[tuple[Bundle, BundleVersion]]:
+        """Every bundle with its current version, by id."""
+        return [tuple(r) for r in self.session.execute(  # type: ignore[misc]
+            select(Bundle, BundleVersion).join(BundleVersion, (BundleVersion.bundle_id == Bundle.id)
+                                               & (BundleVersion.version == Bundle.current_version))
+            .order_by(Bundle.id)).all()]
 
     # --- applications
 
@@ -232,12 +261,13 @@ class ServicesRepository:
             q = q.where(Rectification.status == status)
         return q
 
-    # --- KPIs: grouped and conditional sums in the database, a row per (department, item) at most
+    # --- KPIs: one grouped pass over the parts in scope and one over the applications
 
     @staticmethod
     def _kpi_period(since: datetime | None, until: datetime | None) -> list[Any]:
-        """Submitted applications in the period (its bounds compared in UTC, as stored)."""
-        conds: list[Any] = [Application.status != "draft"]
+        """Submitted applications in the period (its bounds compared in UTC, as stored). A submitted application
+        has its parts (a withdrawn draft has neither parts nor ``submitted_at``)."""
+        conds: list[Any] = [Application.status != "draft", Application.submitted_at.is_not(None)]
         if since is not None:
             conds.append(Application.submitted_at >= as_utc(since))
         if until is not None:
@@ -253,18 +283,15 @@ class ServicesRepository:
             conds.append(Part.item_code == item_code)
         return conds
 
-    def _kpi_parts(self, since: datetime | None, until: datetime | None, department_id: int | None,
-                   item_code: str | None) -> list[Any]:
-        """Conditions on parts (with their application) of submitted applications in the period."""
-        return [Application.id == Part.application_id, *self._kpi_period(since, until),
-                *self._kpi_part_filter(department_id, item_code)]
-
     def _kpi_apps(self, since: datetime | None, until: datetime | None, department_id: int | None,
                   item_code: str | None) -> list[Any]:
-        """Conditions on applications: submitted in the period, with at least one part in scope."""
-        has_part = select(Part.id).where(Part.application_id == Application.id,
-                                         *self._kpi_part_filter(department_id, item_code)).exists()
-        return [*self._kpi_period(since, until), has_part]
+        """Conditions on applications: submitted in the period, with at least one part in scope (every submitted
+        one has parts, so the semi-join is only there for a department or an item)."""
+        conds = self._kpi_period(since, until)
+        part_filter = self._kpi_part_filter(department_id, item_code)
+        if part_filter:
+            conds.append(Application.id.in_(select(Part.application_id).where(*part_filter)))
+        return conds
 
     def kpi_catalogue(self, *, department_id: int | None, item_code: str | None) -> list[Any]:
         """Current versions of active items by (department, item): 1, full online, statutory and committed days."""
@@ -277,50 +304,42 @@ class ServicesRepository:
                    func.sum(sub.c.statutory_days), func.sum(sub.c.committed_days))
             .group_by(sub.c.department_id, sub.c.code)).all())
 
-    def kpi_parts(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
-                  item_code: str | None, open_statuses: Sequence[str], now: datetime) -> list[Any]:
-        """Parts by (department, item): count, filed online for a 全程网办 item, 即办, open and past the deadline
-        (the clock read at ``paused_at`` while paused, else at ``now``)."""
-        at = func.coalesce(Part.paused_at, literal(as_utc(now), Part.paused_at.type))
-        overdue = Part.status.in_(open_statuses) & Part.deadline_at.is_not(None) & (at > Part.deadline_at)
-        return list(self.session.execute(
-            select(Part.department_id, Part.item_code, func.count(),
-                   _sum((Application.channel == "online") & (ItemVersion.online_level == "full")),
-                   _sum(ItemVersion.instant.is_(True)), _sum(overdue))
-            .select_from(Part).join(ItemVersion, ItemVersion.id == Part.item_version_id)
-            .where(*self._kpi_parts(since, until, department_id, item_code))
-            .group_by(Part.department_id, Part.item_code)).all())
-
-    def _local_day(self, column: Any) -> list[Any]:
-        """What to group a stored instant by for its Asia/Shanghai date (see ``local_day``). PostgreSQL: the date.
-        SQLite keeps UTC wall time ('YYYY-MM-DD HH:…', as SQLAlchemy writes it) and its date functions cost most
-        of the query, so: the UTC date and whether the hour is 16 or later (China has no DST)."""
+    def _local_day(self, column: Any, when: Any) -> list[Any]:
+        """What to group a stored instant by for its Asia/Shanghai date (see ``local_day``), NULL unless ``when``.
+        PostgreSQL: the date. SQLite keeps UTC wall time ('YYYY-MM-DD HH:…', as SQLAlchemy writes it) and its
+        date functions cost most of the query, so: the UTC date and whether the hour is 16 or later (China has
+        no DST)."""
         if self.session.get_bind().dialect.name == "postgresql":
-            return [func.date(func.timezone("Asia/Shanghai", column))]
+            return [case((when, func.date(func.timezone("Asia/Shanghai", column))))]
         # constants inline, so that SQLite sees the GROUP BY expressions as the selected ones (bound
         # parameters make each occurrence a different expression, computed again: twice the time)
         one, ten, twelve, two = (literal_column(str(n)) for n in (1, 10, 12, 2))
-        return [func.substr(column, one, ten), func.substr(column, twelve, two) >= literal_column("'16'")]
+        return [case((when, func.substr(column, one, ten))),
+                case((when, func.substr(column, twelve, two) >= literal_column("'16'")))]
 
-    def kpi_handling_days(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
-                          item_code: str | None, completed: str) -> tuple[list[Any], list[Any]]:
-        """Completed parts with both marks, by (department, item, local date of 受理): how many, and how many
-        finished at or after it; and by (department, item, local date of 办结) those that did. With the
-        cumulative working days W of each date, Σ working days = Σ W(办结) − Σ W(受理) over the latter (one that
-        finished before it counts 0). Each row: department, item, the local date, counts."""
-        acc, done = self._local_day(Part.accepted_at), self._local_day(Part.done_at)
-        forward = Part.done_at >= Part.accepted_at
-        conds = [*self._kpi_parts(since, until, department_id, item_code), Part.status == completed,
-                 Part.accepted_at.is_not(None), Part.done_at.is_not(None)]
-        by_acc = self.session.execute(
-            select(Part.department_id, Part.item_code, *acc, func.count(), _sum(forward))
-            .select_from(Part).where(*conds).group_by(Part.department_id, Part.item_code, *acc)).all()
-        by_done = self.session.execute(
-            select(Part.department_id, Part.item_code, *done, func.count())
-            .select_from(Part).where(*conds, forward).group_by(Part.department_id, Part.item_code, *done)).all()
+    def kpi_parts(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
+                  item_code: str | None, open_statuses: Sequence[str], completed: str, now: datetime) -> list[Any]:
+        """ONE pass over the parts in scope, grouped by (department, item, local date of 受理, local date of 办结),
+        the dates only for parts completed with both marks (NULL otherwise): count, filed online for a 全程网办
+        item, 即办, open and past the deadline (the clock read at ``paused_at`` while paused, else at ``now``),
+        completed with both marks. Each row: department, item, 受理 date, 办结 date, counts."""
+        at = func.coalesce(Part.paused_at, literal(as_utc(now), Part.paused_at.type))
+        overdue = Part.status.in_(open_statuses) & Part.deadline_at.is_not(None) & (at > Part.deadline_at)
+        # a constant inline (not a bound parameter), so that the engines see the grouped CASEs as the selected ones
+        handled = ((Part.status == literal_column(f"'{completed}'")) & Part.accepted_at.is_not(None)
+                   & Part.done_at.is_not(None))
+        acc, done = self._local_day(Part.accepted_at, handled), self._local_day(Part.done_at, handled)
+        rows = self.session.execute(
+            select(Part.department_id, Part.item_code, *acc, *done, func.count(),
+                   _sum((Application.channel == "online") & (ItemVersion.online_level == "full")),
+                   _sum(ItemVersion.instant.is_(True)), _sum(overdue), _sum(handled))
+            .select_from(Part).join(Application, Application.id == Part.application_id)
+            .join(ItemVersion, ItemVersion.id == Part.item_version_id)
+            .where(*self._kpi_period(since, until), *self._kpi_part_filter(department_id, item_code))
+            .group_by(Part.department_id, Part.item_code, *acc, *done)).all()
         k = len(acc)
-        return ([(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_acc],
-                [(r[0], r[1], local_day(r[2:2 + k]), *r[2 + k:]) for r in by_done])
+        return [(r[0], r[1], local_day(r[2:2 + k]), local_day(r[2 + k:2 + 2 * k]), *(int(x) for x in r[2 + 2 * k:]))
+                for r in rows]
 
     def _exempted(self, exempt: Sequence[str]) -> tuple[Any, Any]:
         """Per application: materials listed in ``exemptions`` and those whose status is one of ``exempt``."""
@@ -336,36 +355,32 @@ class ServicesRepository:
         return total, select(func.count()).select_from(each).where(status.in_(exempt)).scalar_subquery()
 
     def kpi_applications(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
-                         item_code: str | None, exempt: Sequence[str], correction: str) -> Any:
-        """Applications in scope: count, done, done approved without a correction ever asked for, materials
-        listed and materials exempted."""
+                         item_code: str | None, exempt: Sequence[str], correction: str, good: int,
+                         bad: int) -> tuple[int, ...]:
+        """ONE pass over the applications in scope, with their rating and its rectification (one each at most):
+        count, done, done approved without a correction ever asked for, materials listed and materials exempted;
+        ratings, good (≥ ``good``), bad (≤ ``bad``), rectifications done."""
         corrected = select(TimelineEntry.id).where(TimelineEntry.application_id == Application.id,
                                                    TimelineEntry.action == correction).exists()
         total, exempted = self._exempted(exempt)
         done = Application.status == "done"
         row = self.session.execute(
             select(func.count(), _sum(done), _sum(done & (Application.outcome == "approved") & ~corrected),
-                   func.coalesce(func.sum(total), 0), func.coalesce(func.sum(exempted), 0))
+                   func.coalesce(func.sum(total), 0), func.coalesce(func.sum(exempted), 0),
+                   func.count(Rating.id), _sum(Rating.grade >= good), _sum(Rating.grade <= bad),
+                   _sum(Rectification.status == "done"))
+            .select_from(Application)
+            .outerjoin(Rating, Rating.application_id == Application.id)
+            .outerjoin(Rectification, Rectification.rating_id == Rating.id)
             .where(*self._kpi_apps(since, until, department_id, item_code))).one()
         return tuple(int(x) for x in row)  # PostgreSQL sums bigints as numeric
 
-    def kpi_ratings(self, *, since: datetime | None, until: datetime | None, department_id: int | None,
-                    item_code: str | None, good: int, bad: int) -> Any:
-        """Ratings of applications in scope: count, good (≥ ``good``), bad (≤ ``bad``); rectifications done."""
-        scope = self._kpi_apps(since, until, department_id, item_code)
-        n, g, b = self.session.execute(
-            select(func.count(), _sum(Rating.grade >= good), _sum(Rating.grade <= bad))
-            .select_from(Rating).join(Application, Application.id == Rating.application_id).where(*scope)).one()
-        fixed = self.session.scalar(
-            select(func.count()).select_from(Rectification)
-            .join(Application, Application.id == Rectification.application_id)
-            .where(*scope, Rectification.status == "done"))
-        return int(n), int(g), int(b), int(fixed or 0)
 
-
-def local_day(key: Sequence[Any]) -> date:
+def local_day(key: Sequence[Any]) -> date | None:
     """The Asia/Shanghai date from ``_local_day``'s group key: a date (or its ISO text), or a UTC date and
-    whether the instant was at 16:00 UTC or later (the next day in Shanghai)."""
+    whether the instant was at 16:00 UTC or later (the next day in Shanghai); None for NULL."""
+    if key[0] is None:
+        return None
     d = key[0] if isinstance(key[0], date) else date.fromisoformat(key[0])
     return d + timedelta(days=1) if len(key) > 1 and key[1] else d
 

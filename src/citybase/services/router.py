@@ -27,6 +27,7 @@ from citybase.services.schemas import (
     ApplicationStart,
     ApplicationSummary,
     BundleRead,
+    BundleWrite,
     DraftWrite,
     ItemRead,
     ItemSummary,
@@ -100,22 +101,46 @@ def update_item(code: FilterText, body: ItemWrite, p: Principal = Depends(allow(
                                             actor=p.actor))
 
 
-def _bundle_read(session: Session, b, *, detail: bool) -> BundleRead:  # noqa: ANN001
-    members = service.bundle_members(session=session, bundle=b)
-    return BundleRead.of(b, members, service.bundle_plan(session=session, bundle=b), detail=detail,
+def _bundle_read(session: Session, b, v, *, detail: bool) -> BundleRead:  # noqa: ANN001
+    members = service.bundle_members(session=session, bundle=v)
+    return BundleRead.of(b, v, members, service.bundle_plan(session=session, bundle=v), detail=detail,
                          names=_names(session))
 
 
 @router.get("/bundles", response_model=list[BundleRead], summary="一件事 bundles, with what each saves")
 def list_bundles(_: Principal = Depends(allow(PUBLIC)),
                  session: Session = Depends(get_session, scope="function")) -> list[BundleRead]:
-    return [_bundle_read(session, b, detail=False) for b in service.list_bundles(session=session)]
+    return [_bundle_read(session, b, v, detail=False) for b, v in service.list_bundles(session=session)]
 
 
-@router.get("/bundles/{code}", response_model=BundleRead, summary="One bundle: merged form, materials, critical path")
-def get_bundle(code: FilterText, _: Principal = Depends(allow(PUBLIC)),
+@router.get("/bundles/{code}", response_model=BundleRead,
+            summary="One bundle (its current version, or ?version=): merged form, materials, critical path")
+def get_bundle(code: FilterText, version: Id | None = None, _: Principal = Depends(allow(PUBLIC)),
                session: Session = Depends(get_session, scope="function")) -> BundleRead:
-    return _bundle_read(session, service.get_bundle(session=session, code=code), detail=True)
+    return _bundle_read(session, *service.get_bundle(session=session, code=code, version=version), detail=True)
+
+
+@router.get("/bundles/{code}/versions", response_model=list[BundleRead],
+            summary="Every version of a bundle, oldest first (members at the items' current versions)")
+def bundle_versions(code: FilterText, _: Principal = Depends(allow(PUBLIC)),
+                    session: Session = Depends(get_session, scope="function")) -> list[BundleRead]:
+    b, _v = service.get_bundle(session=session, code=code)
+    return [_bundle_read(session, b, v, detail=False) for v in service.bundle_versions(session=session, code=code)]
+
+
+@router.post("/bundles", response_model=BundleRead, status_code=201, summary="Add a 一件事 bundle (version 1)")
+def create_bundle(body: BundleWrite, p: Principal = Depends(allow("admin")),
+                  session: Session = Depends(get_session, scope="function")) -> BundleRead:
+    b, v = service.create_bundle(session=session, code=body.code, actor=p.actor, **body.spec())
+    return _bundle_read(session, b, v, detail=True)
+
+
+@router.put("/bundles/{code}", response_model=BundleRead,
+            summary="Edit a bundle (members, dependencies, name, description): its next version")
+def update_bundle(code: FilterText, body: BundleWrite, p: Principal = Depends(allow("admin")),
+                  session: Session = Depends(get_session, scope="function")) -> BundleRead:
+    b, v = service.update_bundle(session=session, code=code, actor=p.actor, **body.spec())
+    return _bundle_read(session, b, v, detail=True)
 
 
 @router.get("/workflow", summary="The state table of a department's part")
@@ -137,7 +162,8 @@ def _detail(request: Request, session: Session, p: Principal, app) -> Applicatio
     items = service.item_names(session=session, app=app)
     return ApplicationRead(
         **ApplicationSummary.of(app).model_dump(), person_id=app.person_id, legal_entity_id=app.legal_entity_id,
-        filed_by=app.filed_by, members=json.loads(app.members), form_schema=service.form_of(session=session, app=app),
+        filed_by=app.filed_by, bundle=service.application_bundle(session=session, app=app),
+        members=json.loads(app.members), form_schema=service.form_of(session=session, app=app),
         form=json.loads(app.form), prefilled=json.loads(app.prefilled),
         materials=service.materials_view(session=session, app=app) if app.status == "draft" else [],
         exemptions=json.loads(app.exemptions), consent=json.loads(app.consent),

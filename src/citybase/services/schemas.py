@@ -14,6 +14,7 @@ from citybase.core.schemas import Id
 from citybase.services.models import (
     Application,
     Bundle,
+    BundleVersion,
     Item,
     ItemVersion,
     MaterialFile,
@@ -132,8 +133,30 @@ class BundleMember(BaseModel):
     after: list[str]
 
 
+class BundleMemberWrite(BaseModel):
+    item: str = Field(..., min_length=1, max_length=32, description="the catalogue item's code")
+    after: list[str] = Field(default_factory=list, max_length=20,
+                             description="codes of the members this one waits for (each in the bundle)")
+
+
+class BundleWrite(BaseModel):
+    """A 一件事 bundle as an admin writes it: each write of an existing code is its next version."""
+
+    code: str | None = Field(None, pattern=r"^[a-z0-9-]{2,32}$", description="new bundles only (PUT: the path's)")
+    name: str = Field(..., min_length=2, max_length=100)
+    description: str = Field("", max_length=2000)
+    applicant_kind: Literal["person", "entity", "any"]
+    members: list[BundleMemberWrite] = Field(..., min_length=1, max_length=30)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "applicant_kind": self.applicant_kind,
+                "members": [m.model_dump() for m in self.members]}
+
+
 class BundleRead(BaseModel):
     code: str
+    version: int
+    current_version: int
     name: str
     description: str
     applicant_kind: str
@@ -144,17 +167,33 @@ class BundleRead(BaseModel):
     form: dict[str, Any] | None = Field(None, description="the merged form (detail only)")
     materials: list[dict[str, Any]] | None = Field(None, description="deduplicated materials (detail only)")
     savings: dict[str, Any]
+    created_at: datetime
+    created_by: str
 
     @classmethod
-    def of(cls, b: Bundle, members: list[tuple[Any, ItemVersion]], plan: dict[str, Any], *, detail: bool,
-           names: dict[int, str] | None = None) -> BundleRead:
-        return cls(code=b.code, name=b.name, description=b.description, applicant_kind=b.applicant_kind,
+    def of(cls, b: Bundle, v: BundleVersion, members: list[tuple[Any, ItemVersion]], plan: dict[str, Any], *,
+           detail: bool, names: dict[int, str] | None = None) -> BundleRead:
+        return cls(code=b.code, version=v.version, current_version=b.current_version, name=v.name,
+                   description=v.description, applicant_kind=v.applicant_kind,
                    members=[BundleMember(item=m.code, name=m.name, department_id=m.department_id,
                                          department=(names or {}).get(m.department_id),
                                          committed_days=m.committed_days, after=list(m.after)) for m, _ in members],
                    groups=plan["groups"], promised_days=plan["promised_days"], critical_path=plan["critical_path"],
                    form=plan["form"] if detail else None, materials=plan["materials"] if detail else None,
-                   savings=plan["savings"])
+                   savings=plan["savings"], created_at=v.created_at, created_by=v.created_by)
+
+
+class ApplicationBundle(BaseModel):
+    """The bundle an application was started on, at the version it keeps, and the plan of the item versions
+    it keeps."""
+
+    code: str | None
+    version: int | None = Field(None, description="the bundle version the application was started on")
+    current_version: int | None = Field(None, description="the bundle's version now")
+    name: str | None
+    promised_days: int
+    critical_path: list[str]
+    groups: list[list[str]]
 
 
 class ApplicationStart(BaseModel):
@@ -303,6 +342,7 @@ class ApplicationSummary(BaseModel):
     status: str
     outcome: str | None
     bundle_id: int | None
+    bundle_version_id: int | None = Field(None, description="the bundle version it was started on (kept)")
     applicant_kind: str
     channel: str
     promised_days: int
@@ -313,6 +353,7 @@ class ApplicationSummary(BaseModel):
     @classmethod
     def of(cls, a: Application) -> ApplicationSummary:
         return cls(id=a.id, code=a.code, status=a.status, outcome=a.outcome, bundle_id=a.bundle_id,
+                   bundle_version_id=a.bundle_version_id,
                    applicant_kind=a.applicant_kind, channel=a.channel, promised_days=a.promised_days,
                    created_at=a.created_at, submitted_at=a.submitted_at, done_at=a.done_at)
 
@@ -321,6 +362,7 @@ class ApplicationRead(ApplicationSummary):
     person_id: int | None
     legal_entity_id: int | None
     filed_by: str
+    bundle: ApplicationBundle | None = None
     members: list[dict[str, Any]]
     form_schema: dict[str, Any]
     form: dict[str, Any]

@@ -26,6 +26,7 @@ from citybase.services.forms import Member
 from citybase.services.models import (
     Application,
     Bundle,
+    BundleVersion,
     Item,
     ItemVersion,
     MaterialFile,
@@ -257,44 +258,132 @@ def member_of(v: ItemVersion, code: str, after: Sequence[str] = ()) -> Member:
                   statutory_days=v.statutory_days, max_visits=v.max_visits, after=tuple(after))
 
 
-def create_bundle(*, session: Session, code: str, name: str, description: str, applicant_kind: str,
-                  members: Sequence[Mapping[str, Any]]) -> Bundle:
-    """A 一件事 bundle of catalogue items with their dependencies; InvalidInput for an unknown item or a
-    cycle, Conflict if the code is taken."""
-    repo = ServicesRepository(session)
-    if repo.bundle_by_code(code):
-        raise Conflict(Msg('bundle {code} exists', code=code), fix=Msg('Choose another code.'))
+def _bundle_members(session: Session, members: Any, applicant_kind: str) -> list[dict[str, Any]]:
+    """A bundle version's members as stored ([{item, after}]) from what an admin sent; InvalidInput naming each
+    wrong member (not a list, no members, an unknown or repeated item, a dependency outside the bundle, a cycle,
+    an item the bundle's applicants cannot apply for)."""
+    fix = Msg('Each member names a catalogue item once; it may depend only on other members, without cycles.')
     if applicant_kind not in (*APPLICANT_KINDS, "any"):
         raise InvalidInput(Msg('applicant_kind must be one of: {items}', items="person, entity, any"),
                            fix=Msg('Say who applies.'))
-    ms = []
-    for m in members:
-        _, v = get_item(session=session, code=m["item"])
-        ms.append(member_of(v, m["item"], m.get("after", [])))
-    try:
-        forms.check_dependencies(ms)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), fix=Msg('Each item may depend only on items of the bundle, without cycles.')) from None
-    return repo.add(Bundle(code=code, name=name, description=description, applicant_kind=applicant_kind,
-                           members=_dumps([{"item": m["item"], "after": list(m.get("after", []))} for m in members]),
-                           created_at=utcnow()))
+    if not isinstance(members, Sequence) or isinstance(members, str) or not members:
+        raise InvalidInput(Msg('a bundle needs at least one member'), fix=fix)
+    repo = ServicesRepository(session)
+    problems: list[tuple[str, Msg]] = []
+    out: list[dict[str, Any]] = []
+    ms: list[Member] = []
+    for n, m in enumerate(members):
+        where = f"members[{n}]"
+        code = m.get("item") if isinstance(m, Mapping) else None
+        after = m.get("after", []) if isinstance(m, Mapping) else None
+        if not isinstance(code, str) or not isinstance(after, Sequence) or isinstance(after, str) \
+                or not all(isinstance(d, str) for d in after):
+            problems.append((where, Msg('a member is {{"item": code, "after": [codes]}}')))
+            continue
+        item = repo.item_by_code(code)
+        v = repo.version_of(item.id, item.current_version) if item is not None and item.active else None
+        if v is None:
+            problems.append((where, Msg('no service item {code}', code=code)))
+            continue
+        if any(o["item"] == code for o in out):
+            problems.append((where, Msg('{code} is in the bundle twice', code=code)))
+            continue
+        if applicant_kind != "any" and applicant_kind not in v.applicant_kinds.split(","):
+            problems.append((where, Msg('{name} is not for a {kind}', name=v.name, kind=applicant_kind)))
+        out.append({"item": code, "after": list(dict.fromkeys(after))})
+        ms.append(member_of(v, code, out[-1]["after"]))
+    if not problems:
+        codes = {o["item"] for o in out}
+        for n, o in enumerate(out):
+            for d in o["after"]:
+                if d not in codes:
+                    problems.append((f"members[{n}].after",
+                                     Msg('{code} depends on {dep}, which is not in the bundle', code=o["item"], dep=d)))
+    if not problems:
+        try:
+            forms.check_dependencies(ms)
+        except forms.DependencyError as exc:
+            problems.append(("members", Msg("the bundle's dependencies form a cycle: {cycle}",
+                                            cycle=" → ".join(exc.cycle))))
+    if problems:
+        errors = [{"where": f"body parameter '{w}'", "problem": render(m)} for w, m in problems]
+        raise InvalidInput(Msg('the bundle is not valid: {problem}', problem=problems[0][1]), fix=fix,
+                           errors=errors)
+    return out
 
 
-def get_bundle(*, session: Session, code: str) -> Bundle:
-    """The bundle with this code; NotFound otherwise."""
-    b = ServicesRepository(session).bundle_by_code(code)
-    if b is None:
-        raise NotFound(Msg('no bundle {code}', code=code), fix=Msg('List bundles with GET /api/v1/services/bundles.'))
-    return b
+def _bundle_text(name: Any, description: Any) -> tuple[str, str]:
+    if not isinstance(name, str) or not 2 <= len(name.strip()) <= 100:
+        raise InvalidInput(Msg('a bundle name has 2 to 100 characters'), fix=Msg('Name the bundle.'))
+    if not isinstance(description, str) or len(description) > 2000:
+        raise InvalidInput(Msg('a bundle description has at most 2000 characters'), fix=Msg('Shorten it.'))
+    return name.strip(), description
 
 
-def list_bundles(*, session: Session) -> list[Bundle]:
-    """Every bundle, by id."""
+def create_bundle(*, session: Session, code: str | None, name: str, description: str, applicant_kind: str,
+                  members: Sequence[Mapping[str, Any]], actor: str = "system") -> tuple[Bundle, BundleVersion]:
+    """A 一件事 bundle of catalogue items with their dependencies, at version 1; InvalidInput naming each wrong
+    member (unknown item, a dependency outside the bundle, a cycle), Conflict if the code is taken."""
+    repo = ServicesRepository(session)
+    if not code:
+        raise InvalidInput(Msg('a new bundle needs a code'),
+                           fix=Msg('Give the bundle a code of lower-case letters, digits and hyphens.'))
+    if repo.bundle_by_code(code):
+        raise Conflict(Msg('bundle {code} exists', code=code),
+                       fix=Msg('Edit it with PUT /api/v1/services/bundles/{{code}} (a new version).'))
+    name, description = _bundle_text(name, description)
+    stored = _bundle_members(session, members, applicant_kind)
+    now = utcnow()
+    b = repo.add(Bundle(code=code, current_version=1, created_at=now))
+    v = repo.add(BundleVersion(bundle_id=b.id, version=1, name=name, description=description,
+                               applicant_kind=applicant_kind, members=_dumps(stored), created_at=now, created_by=actor))
+    return b, v
+
+
+def update_bundle(*, session: Session, code: str, name: str, description: str, applicant_kind: str,
+                  members: Sequence[Mapping[str, Any]], actor: str) -> tuple[Bundle, BundleVersion]:
+    """An admin's edit of a bundle (members, dependencies, name, description): its next version. The earlier
+    ones stay, and applications keep the one they were started on."""
+    b, _ = get_bundle(session=session, code=code, for_update=True)
+    name, description = _bundle_text(name, description)
+    stored = _bundle_members(session, members, applicant_kind)
+    repo = ServicesRepository(session)
+    if not repo.next_bundle_version(b):
+        raise Conflict(Msg('bundle {code} was changed meanwhile', code=code),
+                       fix=Msg('Reload the bundle and make your edit again.'))
+    v = repo.add(BundleVersion(
+        bundle_id=b.id, version=b.current_version, name=name, description=description, applicant_kind=applicant_kind,
+        members=_dumps(stored), created_at=utcnow(), created_by=actor))
+    return b, v
+
+
+def get_bundle(*, session: Session, code: str, version: int | None = None,
+               for_update: bool = False) -> tuple[Bundle, BundleVersion]:
+    """The bundle with this code and one of its versions (the current one by default); NotFound otherwise."""
+    repo = ServicesRepository(session)
+    b = repo.bundle_by_code(code, for_update=for_update)
+    v = repo.bundle_version_of(b.id, version or b.current_version) if b else None
+    if b is None or v is None:
+        raise NotFound(Msg('no bundle {code}', code=code) if b is None
+                       else Msg('bundle {code} has no version {version}', code=code, version=version),
+                       fix=Msg('List bundles with GET /api/v1/services/bundles.'))
+    return b, v
+
+
+def bundle_versions(*, session: Session, code: str) -> list[BundleVersion]:
+    """Every version of a bundle, oldest first."""
+    b, _ = get_bundle(session=session, code=code)
+    return ServicesRepository(session).bundle_versions_of(b.id)
+
+
+def list_bundles(*, session: Session) -> list[tuple[Bundle, BundleVersion]]:
+    """Every bundle at its current version, by id."""
     return ServicesRepository(session).bundles()
 
 
-def bundle_members(*, session: Session, bundle: Bundle) -> list[tuple[Member, ItemVersion]]:
-    """The bundle's items at their current versions, with their dependencies."""
+def bundle_members(*, session: Session, bundle: BundleVersion) -> list[tuple[Member, ItemVersion]]:
+    """A bundle version's items at their current versions, with their dependencies (what an application started
+    now would keep)."""
     out = []
     for m in _loads(bundle.members):
         _, v = get_item(session=session, code=m["item"])
@@ -302,14 +391,33 @@ def bundle_members(*, session: Session, bundle: Bundle) -> list[tuple[Member, It
     return out
 
 
-def bundle_plan(*, session: Session, bundle: Bundle) -> dict[str, Any]:
+def bundle_plan(*, session: Session, bundle: BundleVersion) -> dict[str, Any]:
     """What the bundle's page shows: merged form, deduplicated materials, stages run in parallel, the promised
     time (critical path) and what is saved against doing the items one by one."""
-    ms = [m for m, _ in bundle_members(session=session, bundle=bundle)]
+    return plan_of([m for m, _ in bundle_members(session=session, bundle=bundle)])
+
+
+def plan_of(ms: Sequence[Member]) -> dict[str, Any]:
+    """Merged form, deduplicated materials, stages, critical path and savings of these members."""
     days, chain = forms.critical_path(ms)
     return {"form": forms.merge_forms(ms), "materials": forms.merge_materials(ms),
             "groups": forms.parallel_groups(ms), "promised_days": days, "critical_path": chain,
             "savings": forms.savings(ms)}
+
+
+def application_bundle(*, session: Session, app: Application) -> dict[str, Any] | None:
+    """The bundle an application was started on, at the version it keeps, with the plan of the item versions it
+    keeps (its merged form, materials and critical path, whatever the bundle and its items became since)."""
+    if app.bundle_id is None:
+        return None
+    repo = ServicesRepository(session)
+    b = repo.bundle_by_id(app.bundle_id)
+    v = repo.bundle_version_by_id(app.bundle_version_id) if app.bundle_version_id else None
+    ms = [m for m, _ in _members_of(session, app)]
+    days, chain = forms.critical_path(ms)
+    return {"code": b.code if b else None, "version": v.version if v else None, "name": v.name if v else None,
+            "current_version": b.current_version if b else None, "promised_days": days, "critical_path": chain,
+            "groups": forms.parallel_groups(ms)}
 
 
 def load_catalogue(*, session: Session, data: Mapping[str, Any], actor: str = "system",
@@ -334,7 +442,7 @@ def load_catalogue(*, session: Session, data: Mapping[str, Any], actor: str = "s
         if repo.bundle_by_code(b["code"]):
             continue
         create_bundle(session=session, code=b["code"], name=b["name"], description=b.get("description", ""),
-                      applicant_kind=b["applicant_kind"], members=b["members"])
+                      applicant_kind=b["applicant_kind"], members=b["members"], actor=actor)
         added["bundles"] += 1
     return added
 
@@ -419,8 +527,8 @@ def _prefill(session: Session, kind: str, holder_id: int, form: Mapping[str, Any
 def start(*, session: Session, actor: Actor, bundle: str | None = None, item: str | None = None,
           applicant_kind: str | None = None, person_id: int | None = None, legal_entity_id: int | None = None,
           ) -> Application:
-    """A draft application for a bundle or one item, its form prefilled from the base registries; the item
-    versions it will be processed under are kept with it. A citizen applies for the person (or the firm) they
+    """A draft application for a bundle or one item, its form prefilled from the base registries; the bundle
+    version it is started on and the item versions it will be processed under are kept with it. A citizen applies for the person (or the firm) they
     are linked to; a window clerk files for the person or firm named (一窗受理). Flushes, never commits."""
     if (bundle is None) == (item is None):
         raise InvalidInput(Msg('give either bundle or item'), fix=Msg('Name the 一件事 bundle or the single item.'))
@@ -429,9 +537,9 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
         pid, eid = person_id, legal_entity_id
     else:
         pid, eid = actor.person_id, actor.legal_entity_id
-    b = get_bundle(session=session, code=bundle) if bundle else None
+    b, bv = get_bundle(session=session, code=bundle) if bundle else (None, None)
     if applicant_kind is None:
-        serves = ([b.applicant_kind] if b else get_item(session=session, code=item)[1].applicant_kinds.split(","))  # type: ignore[arg-type]
+        serves = ([bv.applicant_kind] if bv else get_item(session=session, code=item)[1].applicant_kinds.split(","))  # type: ignore[arg-type]
         applicant_kind = "person" if serves == ["person"] else "entity" if serves == ["entity"] or eid else "person"
     kind = applicant_kind
     if kind not in APPLICANT_KINDS:
@@ -442,10 +550,10 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
         raise Forbidden(Msg('your account is not linked to a {kind} in the registry', kind=kind),
                         fix=Msg('Sign in through the unified identity service, or ask a window clerk to file for you.'))
     holder_id: int = holder
-    if b is not None:
-        pairs = bundle_members(session=session, bundle=b)
-        if b.applicant_kind not in ("any", kind):
-            raise InvalidInput(Msg('{name} is applied for by a {kind}', name=b.name, kind=b.applicant_kind),
+    if bv is not None:
+        pairs = bundle_members(session=session, bundle=bv)
+        if bv.applicant_kind not in ("any", kind):
+            raise InvalidInput(Msg('{name} is applied for by a {kind}', name=bv.name, kind=bv.applicant_kind),
                                fix=Msg('Choose a bundle for your kind of applicant.'))
     else:
         _, v = get_item(session=session, code=item)  # type: ignore[arg-type]
@@ -461,6 +569,7 @@ def start(*, session: Session, actor: Actor, bundle: str | None = None, item: st
     repo = ServicesRepository(session)
     app = repo.add(Application(
         code=repo.next_code(f"XH{now.astimezone(SHANGHAI):%Y%m%d}"), status="draft", bundle_id=b.id if b else None,
+        bundle_version_id=bv.id if bv else None,
         item_version_id=None if b else pairs[0][1].id, applicant_kind=kind,
         person_id=pid if kind == "person" else None, legal_entity_id=eid if kind == "entity" else None,
         owner_user_id=None if window else actor.user_id, filed_by=actor.name,
@@ -1237,9 +1346,10 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
     时限压缩率 (1 − committed/statutory), 即办率, 一次办成率 (done, approved, no correction), 好评率, 差评整改率,
     average handling days (working days from 受理 to 办结); and the same by department and by item.
 
-    Grouped and conditional sums in the database (a row per department and item at most), so the cost
-    does not grow with the applications held in Python; only the handling days are summed here, from
-    the count of parts per local date of 受理 and of 办结, on the State Council calendar."""
+    Three grouped queries: the catalogue; ONE pass over the parts in scope, by department, item and the local
+    dates of 受理 and 办结 of the completed ones; ONE over the applications in scope with their ratings and
+    rectifications. Only the handling days are finished here: Σ count × (W(办结) − W(受理)) with W the
+    cumulative working days on the State Council calendar."""
     dept_id = registry.get_department(session=session, code=department).id if department else None
     repo = ServicesRepository(session)
     scope = {"since": since, "until": until, "department_id": dept_id, "item_code": item}
@@ -1250,21 +1360,17 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
         t.full_online_items += full
         t.statutory += statutory
         t.committed += committed
-    for d, code, n, online, instant, overdue in repo.kpi_parts(**scope, open_statuses=tuple(states.OPEN),
-                                                              now=now or utcnow()):
+    rows = repo.kpi_parts(**scope, open_statuses=tuple(states.OPEN), completed=S.COMPLETED, now=now or utcnow())
+    w = _cumulative_workdays({r[2] for r in rows if r[2]} | {r[3] for r in rows if r[3]})
+    for d, code, accepted, done_on, n, online, instant, overdue, handled in rows:
         t = tallies.setdefault((d, code), _Tally())
         t.parts += n
         t.online_parts += online
         t.instant_parts += instant
         t.overdue += overdue
-    by_acc, by_done = repo.kpi_handling_days(**scope, completed=S.COMPLETED)
-    w = _cumulative_workdays({r[2] for r in by_acc} | {r[2] for r in by_done})
-    for d, code, day, n, forward in by_acc:  # a part finished before its 受理 counts 0 days
-        t = tallies.setdefault((d, code), _Tally())
-        t.done_parts += n
-        t.done_days -= forward * w[day]
-    for d, code, day, n in by_done:
-        tallies.setdefault((d, code), _Tally()).done_days += n * w[day]
+        if handled:  # working days in (受理, 办结]; a part finished before its 受理 counts 0
+            t.done_parts += handled
+            t.done_days += handled * max(0, w[done_on] - w[accepted])
 
     def indicators(ts: Sequence[_Tally]) -> dict[str, Any]:
         items_ = sum(t.items for t in ts)
@@ -1277,9 +1383,8 @@ def kpis(*, session: Session, since: datetime | None = None, until: datetime | N
                 "instant_rate": _rate(sum(t.instant_parts for t in ts), parts_),
                 "average_handling_days": round(sum(t.done_days for t in ts) / done_, 2) if done_ else None}
 
-    apps, done, first_time, total_mat, exempt_mat = repo.kpi_applications(
-        **scope, exempt=EXEMPT, correction="request-correction")
-    ratings, good, bad, fixed = repo.kpi_ratings(**scope, good=4, bad=BAD)
+    apps, done, first_time, total_mat, exempt_mat, ratings, good, bad, fixed = repo.kpi_applications(
+        **scope, exempt=EXEMPT, correction="request-correction", good=4, bad=BAD)
     overall = indicators(list(tallies.values()))
     overall.update({
         "applications": apps, "done": done,

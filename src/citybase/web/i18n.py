@@ -327,6 +327,44 @@ _SERVICES_NAMES = {
 
 
 # 物联感知: the devices page (map, health, list), one device, the alarms.
+# The catalogue admin page: items and 一件事 bundles, each edit a new version.
+_CATALOGUE = {
+    "zh": {
+        "cat_title": "事项目录管理", "cat_items": "政务服务事项", "cat_bundles": "一件事", "cat_filter": "按名称或编码筛选",
+        "cat_pick": "在左侧选择一个事项或一件事", "cat_version": "第 {v} 版", "cat_current": "当前第 {v} 版",
+        "cat_name": "名称", "cat_committed": "承诺时限（工作日）", "cat_statutory": "法定时限（工作日）", "cat_fee": "收费（元）",
+        "cat_online": "网办程度", "cat_visits": "跑动次数", "cat_conditions": "办理条件",
+        "cat_spec": "其余字段（JSON，整体编辑）", "cat_save_item": "保存为新版本", "cat_saved": "已保存为第 {v} 版",
+        "cat_versions": "历史版本", "cat_changes": "改动", "cat_no_changes": "无改动", "cat_first": "首个版本",
+        "cat_by": "{who} 于 {at}", "cat_description": "说明", "cat_applicant_kind": "申请对象",
+        "cat_members": "成员事项与依赖", "cat_member": "事项编码", "cat_after": "依赖（编码，逗号分隔）",
+        "cat_add_member": "添加事项", "cat_remove": "移除", "cat_save_bundle": "保存为新版本",
+        "cat_critical": "关键路径", "cat_promised": "承诺 {n} 个工作日", "cat_stages": "并联阶段",
+        "cat_added": "新增 {x}", "cat_removed": "移除 {x}", "cat_deps": "{x} 的依赖：{a} → {b}", "cat_none": "无",
+        "cat_bad_json": "其余字段不是有效的 JSON：{e}", "cat_kind_person": "自然人", "cat_kind_entity": "法人",
+        "cat_kind_any": "自然人或法人", "cat_online_full": "全程网办", "cat_online_partial": "网上办理、一次到场",
+        "cat_online_offline": "窗口办理", "nav_catalogue": "目录管理",
+    },
+    "en": {
+        "cat_title": "Service catalogue", "cat_items": "Service items", "cat_bundles": "Bundles (一件事)",
+        "cat_filter": "Filter by name or code", "cat_pick": "Pick an item or a bundle on the left",
+        "cat_version": "version {v}", "cat_current": "current version {v}", "cat_name": "Name",
+        "cat_committed": "Committed time limit (working days)", "cat_statutory": "Statutory time limit (working days)",
+        "cat_fee": "Fee (yuan)", "cat_online": "Online level", "cat_visits": "Visits", "cat_conditions": "Conditions",
+        "cat_spec": "Other fields (JSON, edited as a whole)", "cat_save_item": "Save as a new version",
+        "cat_saved": "Saved as version {v}", "cat_versions": "Versions", "cat_changes": "Changes",
+        "cat_no_changes": "no changes", "cat_first": "first version", "cat_by": "{who} at {at}",
+        "cat_description": "Description", "cat_applicant_kind": "Who applies", "cat_members": "Items and dependencies",
+        "cat_member": "Item code", "cat_after": "Waits for (codes, comma-separated)", "cat_add_member": "Add an item",
+        "cat_remove": "Remove", "cat_save_bundle": "Save as a new version", "cat_critical": "Critical path",
+        "cat_promised": "{n} working days promised", "cat_stages": "Stages in parallel", "cat_added": "added {x}",
+        "cat_removed": "removed {x}", "cat_deps": "{x} waits for: {a} → {b}", "cat_none": "nothing",
+        "cat_bad_json": "The other fields are not valid JSON: {e}", "cat_kind_person": "persons",
+        "cat_kind_entity": "legal entities", "cat_kind_any": "persons or legal entities", "cat_online_full": "fully online",
+        "cat_online_partial": "online, one visit", "cat_online_offline": "at the window", "nav_catalogue": "Catalogue",
+    },
+}
+
 _IOT = {
     "zh": {
         "nav_iot": "物联感知", "iot_devices": "设备", "iot_alarms": "告警", "iot_title": "物联感知 · 设备",
@@ -408,5 +446,5 @@ def texts(lang: str) -> dict[str, str]:
 def page_texts(lang: str) -> dict[str, Any]:
     """Every text of the incident-loop pages, with the names of the API's codes under ``names``."""
     lang = lang if lang in LANGS else "zh"
-    return {**_TEXTS[lang], **_OPS[lang], **_LICENCES[lang], **_SERVICES[lang], **_IOT[lang],
+    return {**_TEXTS[lang], **_OPS[lang], **_LICENCES[lang], **_SERVICES[lang], **_CATALOGUE[lang], **_IOT[lang],
             "names": {**_NAMES[lang], **_SERVICES_NAMES[lang], **_IOT_NAMES[lang]}}

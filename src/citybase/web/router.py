@@ -99,6 +99,12 @@ def services_workbench(request: Request, lang: str = LANG, _: object = Depends(a
     return _page(request, "services_workbench.html", lang, "services_workbench")
 
 
+@router.get("/services/catalogue", response_class=HTMLResponse)
+def services_catalogue(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
+    """事项目录管理 (admins): items and 一件事 bundles, each edit a new version, their versions and what changed."""
+    return _page(request, "services_catalogue.html", lang, "services_catalogue")
+
+
 @router.get("/iot", response_class=HTMLResponse)
 def iot_devices(request: Request, lang: str = LANG, _: object = Depends(allow(PUBLIC))):
     """物联感知: the devices on the map by type and state, their health by type and department, the list."""
