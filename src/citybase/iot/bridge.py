@@ -110,11 +110,15 @@ def message_data(topic: str, payload: bytes, received_at: str, prefix: str = PRE
 
 def ingest_event(messages: list[tuple[str, bytes, str]], prefix: str = PREFIX) -> Event:
     """The ``citybase.iot.ingest`` event for a group of MQTT messages (topic, payload, received at): data
-    ``{"via": "mqtt", "messages": [...]}``, its id the hash of the messages' own ids (the same group published
-    again is the same event, which JetStream drops within its duplicate window), its time the first's."""
+    ``{"via": "mqtt", "messages": [...]}``, its id the SHA-256 of the topics and payloads in order, each
+    preceded by its length (the same group published again is the same event, which JetStream drops within
+    its duplicate window), its time the first's."""
     ids = hashlib.sha256()
     for topic, payload, _ in messages:
-        ids.update(event_id(topic, payload).encode("ascii"))
+        t = topic.encode("utf-8")
+        ids.update(b"%d:%d:" % (len(t), len(payload)))
+        ids.update(t)
+        ids.update(payload)
     data = {"via": "mqtt", "messages": [message_data(t, p, at, prefix) for t, p, at in messages]}
     return Event(subject=SUBJECT, data=data, context=Context(), id=ids.hexdigest()[:32], time=messages[0][2])
 
