@@ -181,6 +181,22 @@ class IotRepository:
         if rows:
             self.s.execute(insert(DeadLetter.__table__), rows)
 
+    def unseen_dead_letters(self, rows: list[dict[str, Any]], since: datetime) -> list[dict[str, Any]]:
+        """The rows not kept already: the same device, reason, payload and channel received since ``since`` is a
+        copy of the same message (the bridge carried it again after a reconnect), kept once."""
+        out, seen = [], set()
+        for r in rows:
+            key = (r["device_id"], r["reason_code"], r["payload"], r["via"])
+            if key in seen:
+                continue
+            seen.add(key)
+            device = DeadLetter.device_id.is_(None) if r["device_id"] is None else DeadLetter.device_id == r["device_id"]
+            if self.s.scalar(select(DeadLetter.id).where(
+                    device, DeadLetter.received_at >= since, DeadLetter.reason_code == r["reason_code"],
+                    DeadLetter.via == r["via"], DeadLetter.payload == r["payload"]).limit(1)) is None:
+                out.append(r)
+        return out
+
     def dead_letters(self, *, device_id: str | None, reason_code: str | None, page: int,
                      page_size: int) -> tuple[list[DeadLetter], int]:
         q = select(DeadLetter).order_by(DeadLetter.id.desc())

@@ -44,6 +44,7 @@ TOKEN_FIELD = re.compile(r'("token"\s*:\s*")[^"]*(")')
 CACHE = "iot.devices"
 FEEDS_CACHE = "iot.feeds"
 FEED_BATCH = 1000  # readings per feed event
+DEAD_LETTER_REPEAT = timedelta(hours=1)  # the same refusal of the same message within this is kept once
 
 
 def hash_secret(secret: str) -> str:
@@ -550,7 +551,8 @@ def ingest(*, session: Session, messages: Sequence[Message], now: datetime | Non
                 p[6].duplicates += 1
         if fresh:
             _after_write(session, repo, devices, fresh, now, result)
-    repo.add_dead_letters(dead)
+    if dead:  # a message carried again (after a bridge's reconnect, in another group) is kept once
+        repo.add_dead_letters(repo.unseen_dead_letters(dead, now - DEAD_LETTER_REPEAT))
     return result
 
 
