@@ -8,8 +8,9 @@ message is acknowledged to the broker (PUBACK) only after the bus has stored the
 bridge that dies at any moment loses nothing: the broker sends what was not acknowledged again. A message
 that comes again may travel in another group (another event id, so the bus may hold it twice); the ingest
 stores a reading once (``iot_readings`` is keyed on device, attribute and time), and only the readings it
-actually inserted go to the twin's history and the rules. One event per message cost more than the ingest
-itself: an envelope encoded and decoded, a delivery tracked and acked, per message.
+actually inserted go to the twin's history and the rules (a refusal is kept once, see ``iot.service``). One
+event per message cost an envelope encoded and decoded and a delivery tracked, fetched and acked (on JetStream
+a round trip each) for every message.
 
 Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shared subscription:
 
@@ -31,8 +32,8 @@ Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shar
 Throughput: the paho network thread only records each message; one pump thread takes everything that arrived
 while the last publication was in flight (up to ``batch`` messages, lingering a little when fewer than a group
 came), publishes it as groups with ``publish_events`` (pipelined on JetStream) and then acknowledges it in the
-order received. A bus failure leaves the messages unacknowledged and
-is retried with back-off; the broker stops sending once ``receive_maximum`` messages wait, so memory is bounded.
+order received. A bus failure leaves the messages unacknowledged and is retried with back-off; the broker stops
+sending once ``receive_maximum`` messages wait, so memory is bounded.
 """
 
 from __future__ import annotations
