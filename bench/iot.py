@@ -157,7 +157,7 @@ class Profiler:
                 PROCS.stop(self.proc, signal.SIGKILL)
 
 
-WAITING = re.compile(r"^(Condition\.wait|Event\.wait|Future\.result|.*\.select|_take|SimpleQueue\.get) \(|"
+WAITING = re.compile(r"^(Condition\.wait|Event\.wait|Future\.result|.*\.select|(Bridge\.)?_take|SimpleQueue\.get) \(|"
                      r"\((threading|selectors|queue)\.py")
 FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 

@@ -225,8 +225,9 @@ def _iot(settings: Settings, app_, host: str, port: int, devices: list | None) -
         from citybase.iot.mqtturl import redact
 
         try:
-            bus = app_.state.bus  # back-pressure: past 20,000 events waiting in memory the broker keeps the rest
-            Bridge(mqtt, bus, iot_settings().bridge_name, hold=lambda: bus.stored() > 20_000).start()
+            bus = app_.state.bus  # back-pressure: past 80 events (groups of ≤ 250 messages) the ingest has not
+            # settled, the bridge takes no more and the broker keeps the rest
+            Bridge(mqtt, bus, iot_settings().bridge_name, hold=lambda: bus.waiting("iot-ingest") > 80).start()
             console.print(f"IoT: devices' messages taken from the broker {redact(mqtt)} by a bridge in this process.")
         except Exception as exc:  # noqa: BLE001 - the broker is away: say so and serve without it
             console.print(f"[yellow]IoT: the broker {redact(mqtt)} is not reachable ({exc}); devices can still "

@@ -60,3 +60,25 @@ def test_a_message_two_consumers_follow_is_kept_until_both_settled_it():
     [db] = b.fetch(timeout=1)
     db.reject("not for me")
     assert bus.stored() == 0 and len(bus.dead_letters()) == 1
+
+
+def test_what_a_consumer_has_not_settled_is_counted_for_producers_that_hold_back():
+    bus = InProcessBus(max_msgs=5)
+    assert bus.waiting("ingest") == 0
+    for i in range(3):
+        bus.publish("citybase.iot.ingest", {"i": i})  # kept for a later subscriber
+    sub = bus.subscribe("citybase.iot.ingest", "ingest")
+    for i in range(4):
+        bus.publish("citybase.iot.ingest", {"i": i})
+        bus.publish("citybase.ops.incident.receive", {"i": i})  # not its subject
+    assert bus.waiting("ingest") == 7
+    got = sub.fetch(batch=5, timeout=1)
+    assert bus.waiting("ingest") == 7  # fetched is not settled
+    for d in got[:4]:
+        d.ack()
+    got[4].reject("bad")
+    got[4].ack()  # settling twice counts once
+    assert bus.waiting("ingest") == 2
+    for d in sub.fetch(batch=5, timeout=1):
+        d.ack()
+    assert bus.waiting("ingest") == 0

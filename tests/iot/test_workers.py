@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from citybase.bus import Context, Event
 from citybase.bus.memory import InProcessBus
 from citybase.iot import service, workers
+from citybase.iot.bridge import ingest_event
 from citybase.iot.events import INGEST
 from citybase.iot.models import DeadLetter, Reading
 from citybase.kernel.consumers import BatchConsumer
@@ -42,6 +43,7 @@ def _provision(sessions, n: int, prefix: str) -> list[tuple[str, str]]:
 
 
 def _event(device: str, payload: dict | str) -> Event:
+    """One message as its own event: the form before the bridge grouped them (still read)."""
     raw = payload if isinstance(payload, str) else json.dumps(payload)
     topic = f"citybase/iot/{device}/up"
     return Event(subject=INGEST, data={"device": device, "payload": raw, "via": "mqtt",
@@ -49,14 +51,42 @@ def _event(device: str, payload: dict | str) -> Event:
                  context=Context(), id=hashlib.sha256(f"{topic}\n{raw}".encode()).hexdigest()[:32])
 
 
-def _messages(devices: list[tuple[str, str]], per_device: int, readings: int = 5) -> list[Event]:
+def _group(messages: list[tuple[str | None, dict | str | bytes]], topic: str | None = None) -> Event:
+    """Messages (device, payload) as the bridge carries them: one event for the group."""
+    now = datetime.now(UTC).isoformat()
+    return ingest_event([(topic or f"citybase/iot/{dev}/up", p if isinstance(p, bytes) else
+                          (p if isinstance(p, str) else json.dumps(p)).encode(), now) for dev, p in messages])
+
+
+def _payloads(devices: list[tuple[str, str]], per_device: int, readings: int = 5) -> list[tuple[str, dict]]:
     out = []
     for k in range(per_device):
         for dev, secret in devices:
-            out.append(_event(dev, {"token": secret, "readings": [
+            out.append((dev, {"token": secret, "readings": [
                 {"t": (T0 + timedelta(minutes=k * readings + j)).isoformat(), "v": {"currentLevel": 0.01 * (j + 1)}}
                 for j in range(readings)]}))
     return out
+
+
+def _messages(devices: list[tuple[str, str]], per_device: int, readings: int = 5, per_event: int = 50) -> list[Event]:
+    ps = _payloads(devices, per_device, readings)
+    return [_group(ps[i:i + per_event]) for i in range(0, len(ps), per_event)]
+
+
+def _readings(engine) -> int:
+    with Session(engine) as s:
+        return int(s.scalar(select(func.count()).select_from(Reading)))
+
+
+def _dead(engine) -> list[tuple[str | None, str, str]]:
+    with Session(engine) as s:
+        return sorted(s.execute(select(DeadLetter.device_id, DeadLetter.reason_code, DeadLetter.reason)).all(),
+                      key=lambda r: (r[1], r[0] or ""))
+
+
+def _drain(consumer: BatchConsumer) -> None:
+    while consumer.run_once(timeout=0.1):
+        pass
 
 
 @pytest.fixture
@@ -76,30 +106,108 @@ def small_city(request, tmp_path):
         db.drop()
 
 
-@pytest.mark.parametrize("small_city", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-                         indirect=True)
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("small_city", ENGINES, indirect=True)
 def test_the_ingest_consumer_takes_batches_and_a_redelivery_changes_nothing(small_city):
     sessions = make_sessionmaker(small_city.engine)
     devices = _provision(sessions, 20, f"w{uuid.uuid4().hex[:6]}")
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=50)
-    events = _messages(devices, 3)
+    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=2)
+    events = _messages(devices, 3, per_event=7)  # 60 messages in 9 groups
+    # two events of the form before groups (one message each), as a stream may still hold after an upgrade
     events.append(_event(devices[0][0], "not json at all"))
     events.append(_event(devices[1][0], {"device": devices[2][0], "token": devices[2][1], "t": T0.isoformat(),
                                          "v": {"currentLevel": 0.1}}))
     for e in events:
         bus.publish_event(e)
-    while consumer.run_once(timeout=0.1):
-        pass
-    for e in events[:10]:  # the bridge published again after a crash, with new ids: still stored once
+    _drain(consumer)
+    history = _history(small_city.engine)
+    for e in [*events[:4], *events[-2:]]:  # published again after a crash, in other events: still stored once
         bus.publish_event(Event(subject=e.subject, data=e.data, context=Context()))
-    while consumer.run_once(timeout=0.1):
-        pass
-    with Session(small_city.engine) as s:
-        assert s.scalar(select(func.count()).select_from(Reading)) == 20 * 3 * 5
-        codes = sorted(s.scalars(select(DeadLetter.reason_code)))
-    assert codes == ["not_json", "wrong_device"]
-    assert consumer.batches >= 2 and not bus.dead_letters()
+    bus.publish_event(_group([(d, p) for d, p in _payloads(devices, 1)][::-1]))
+    _drain(consumer)
+    assert _readings(small_city.engine) == 20 * 3 * 5
+    assert _history(small_city.engine) == history == 20 * 3 * 5  # the copies wrote no history either
+    assert [code for _, code, _ in _dead(small_city.engine)] == ["not_json", "wrong_device"]  # kept once each
+    assert consumer.batches >= 5 and not bus.dead_letters()
+
+
+def _history(engine) -> int:
+    with Session(engine) as s:
+        return int(s.scalar(text("SELECT count(*) FROM twin_history WHERE attr LIKE '%currentLevel'")))
+
+
+@pytest.mark.parametrize("small_city", ENGINES, indirect=True)
+def test_a_group_with_bad_messages_stores_the_others_and_keeps_each_bad_one_with_its_reason(small_city):
+    sessions = make_sessionmaker(small_city.engine)
+    (good, secret), (other, other_secret) = _provision(sessions, 2, f"g{uuid.uuid4().hex[:6]}")
+    bus = InProcessBus()
+    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    t = T0.isoformat()
+    bus.publish_event(_group([
+        (good, {"token": secret, "t": t, "v": {"currentLevel": 0.1}}),
+        (other, {"token": "wrong", "t": t, "v": {"currentLevel": 0.1}}),
+        (good, '{"token": "x", "t": "' + t + '", "v": {"currentLevel": ' + "9" * 5000 + '}}'),  # too long an int
+        (other, {"token": other_secret, "readings": [{"t": t, "v": {"currentLevel": 99}},
+                                                      {"t": (T0 + timedelta(minutes=1)).isoformat(),
+                                                       "v": {"currentLevel": 0.2}}]}),
+        (good, b"\xff\xfe not utf-8"),
+        (good, {"token": secret, "t": (T0 + timedelta(minutes=1)).isoformat(), "v": {"currentLevel": 0.3}}),
+    ]))
+    bus.publish_event(_group([("bad id!", {"token": secret})], topic="citybase/iot/bad id!/up"))
+    _drain(consumer)
+    assert _readings(small_city.engine) == 3  # good at T0 and T0+1, other at T0+1
+    dead = _dead(small_city.engine)
+    assert sorted((code, d) for d, code, _ in dead) == sorted([
+        ("bad_token", other), ("unknown_device", "bad id!"), ("not_json", good), ("not_utf8", good),
+        ("out_of_range", other)])
+    assert all(json.loads(reason)["msg"] for *_, reason in dead)  # each says why
+    assert not bus.dead_letters()
+
+
+@pytest.mark.parametrize("small_city", ENGINES, indirect=True)
+def test_a_malformed_group_event_is_kept_aside_with_its_reason_and_never_comes_again(small_city):
+    sessions = make_sessionmaker(small_city.engine)
+    (dev, secret), = _provision(sessions, 1, f"m{uuid.uuid4().hex[:6]}")
+    bus = InProcessBus()
+    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    for data in ({"via": "mqtt", "messages": "not a list"}, {"via": "mqtt", "messages": []},
+                 {"via": "mqtt", "messages": [42, {"device": 7, "payload": ["x"]}]}):
+        bus.publish(INGEST, data)
+    bus.publish_raw(INGEST, b"not an envelope")
+    bus.publish_event(_group([(dev, {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.1}})]))
+    _drain(consumer)
+    assert consumer.run_once(timeout=0.2) == 0  # nothing comes again
+    assert _readings(small_city.engine) == 1
+    assert [code for _, code, _ in _dead(small_city.engine)] == ["bad_event"] * 3 + ["not_json"]
+    assert [d.reason.split(":")[0] for d in bus.dead_letters()] == ["malformed event"]  # not an envelope at all
+
+
+@pytest.mark.parametrize("small_city", ENGINES, indirect=True)
+def test_a_message_the_ingest_fails_on_costs_only_itself_the_rest_of_its_group_is_stored(small_city):
+    """A device whose type this version no longer declares (removed by an upgrade) makes the ingest raise:
+    the batch fails, the group fails alone and comes again, then its messages are handled one by one."""
+    sessions = make_sessionmaker(small_city.engine)
+    (ok, secret), (gone, gone_secret) = _provision(sessions, 2, f"f{uuid.uuid4().hex[:6]}")
+    with sessions() as s:
+        s.execute(text("UPDATE iot_devices SET type_code = 'retired' WHERE device_id = :d"), {"d": gone})
+        s.commit()
+    service.DIRECTORY.forget()
+    bus = InProcessBus()
+    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    ps = [(ok, {"token": secret, "t": (T0 + timedelta(minutes=i)).isoformat(), "v": {"currentLevel": 0.1}})
+          for i in range(5)]
+    bus.publish_event(_group([*ps[:2], (gone, {"token": gone_secret, "t": T0.isoformat(), "v": {"currentLevel": 1}}),
+                              *ps[2:4]]))
+    bus.publish_event(_group(ps[4:]))
+    _drain(consumer)
+    assert _readings(small_city.engine) == 5
+    dead = _dead(small_city.engine)
+    assert [(d, code) for d, code, _ in dead] == [(gone, "ingest_failed")]
+    assert "KeyError" in json.loads(dead[0][2])["params"]["error"]
+    assert not bus.dead_letters()
 
 
 def test_two_worker_processes_share_the_stream_and_a_killed_one_loses_and_duplicates_nothing(tmp_path):
@@ -121,8 +229,8 @@ def test_two_worker_processes_share_the_stream_and_a_killed_one_loses_and_duplic
         sessions = make_sessionmaker(db.engine)
         service.DIRECTORY.forget()
         devices = _provision(sessions, 200, "k")
-        events = _messages(devices, 20)  # 4,000 messages, 20,000 datapoints
-        expected = len(events) * 5
+        events = _messages(devices, 20)  # 4,000 messages in groups of 50, 20,000 datapoints
+        expected = len(devices) * 20 * 5
 
         def stored() -> int:
             with Session(db.engine) as s:

@@ -6,7 +6,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from citybase.core.timeutil import utcnow
@@ -40,7 +40,12 @@ class Event:
     time: str = field(default_factory=lambda: utcnow().isoformat())
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
+        # the envelope written out by hand: dataclasses.asdict deep-copies every value of the data first, which
+        # cost more than the encoding itself for the IoT ingest's groups of messages
+        c = self.context
+        return json.dumps({"subject": self.subject, "data": self.data,
+                           "context": {"id": c.id, "user_id": c.user_id, "parent_id": c.parent_id},
+                           "id": self.id, "time": self.time}, ensure_ascii=False, separators=(",", ":")).encode()
 
     @staticmethod
     def decode(raw: bytes) -> Event:

@@ -48,6 +48,7 @@ class _Consumer:
     subjects: str
     cursor: int = 0  # next log sequence to look at
     pending: dict[int, _Pending] = field(default_factory=dict)
+    owed: int = 0  # messages it has not settled yet
 
 
 class _MemDelivery(Delivery):
@@ -116,6 +117,8 @@ class InProcessBus(Bus):
             seq = self._next
             self._next += 1
             owed = {name for name, c in self._consumers.items() if subject_matches(c.subjects, subject)}
+            for name in owed:
+                self._consumers[name].owed += 1
             self._log[seq] = _Msg(subject, bytes(raw), time.monotonic(), owed)
             if not owed:
                 self._unowed[seq] = None
@@ -127,7 +130,7 @@ class InProcessBus(Bus):
             c = self._consumers.get(durable)
             if c is None:
                 # A new durable starts at the oldest message kept (deliver all) and now owes what it matches.
-                self._consumers[durable] = _Consumer(subjects, cursor=self._oldest())
+                c = self._consumers[durable] = _Consumer(subjects, cursor=self._oldest())
                 for seq in list(self._unowed):
                     msg = self._log[seq]
                     if subject_matches(subjects, msg.subject):
@@ -136,6 +139,7 @@ class InProcessBus(Bus):
                 for msg in self._log.values():
                     if msg.owed and subject_matches(subjects, msg.subject):
                         msg.owed.add(durable)
+                c.owed = sum(1 for msg in self._log.values() if durable in msg.owed)
             elif c.subjects != subjects:
                 raise ValueError(f"durable {durable!r} already follows {c.subjects!r}")
             else:
@@ -152,6 +156,13 @@ class InProcessBus(Bus):
         """How many messages the bus holds now (what some consumer owes plus what nobody consumes, bounded)."""
         with self._cond:
             return len(self._log)
+
+    def waiting(self, durable: str) -> int:
+        """How many messages the durable consumer ``durable`` has not settled yet (0 for one never subscribed):
+        what a producer holds back on (the IoT bridge of a serving process)."""
+        with self._cond:
+            c = self._consumers.get(durable)
+            return c.owed if c is not None else 0
 
     def close(self) -> None:
         pass
@@ -177,10 +188,12 @@ class InProcessBus(Bus):
 
     def _settle(self, durable: str, seq: int) -> None:
         with self._cond:
-            self._consumers[durable].pending.pop(seq, None)
+            c = self._consumers[durable]
+            c.pending.pop(seq, None)
             msg = self._log.get(seq)
-            if msg is not None:
+            if msg is not None and durable in msg.owed:
                 msg.owed.discard(durable)
+                c.owed -= 1
                 if not msg.owed:
                     self._drop(seq)
 

@@ -1,9 +1,16 @@
 """The MQTT → bus bridge of the IoT ingest (docs/iot.md, "One convention for readings").
 
-Every message a device publishes on ``citybase/iot/<device id>/up`` becomes one ``citybase.iot.ingest`` event on
-the bus; the message is acknowledged to the broker (PUBACK) only after the bus has stored the event, so a
-bridge that dies at any moment loses nothing: the broker sends what was not acknowledged again, and the event
-id (SHA-256 of topic and payload) lets JetStream drop the second copy within its duplicate window.
+The messages devices publish on ``citybase/iot/<device id>/up`` travel to the bus in groups: the messages the
+bridge received within a short window (up to ``per_event`` messages or ``event_bytes`` of payload, waiting at most
+``linger`` seconds for more after the first) become ONE ``citybase.iot.ingest`` event whose data lists them,
+each as it came (device, payload, time received, and the topic when it is not ``<prefix>/<id>/up``). Every
+message is acknowledged to the broker (PUBACK) only after the bus has stored the event that carries it, so a
+bridge that dies at any moment loses nothing: the broker sends what was not acknowledged again. A message
+that comes again may travel in another group (another event id, so the bus may hold it twice); the ingest
+stores a reading once (``iot_readings`` is keyed on device, attribute and time), and only the readings it
+actually inserted go to the twin's history and the rules (a refusal is kept once, see ``iot.service``). One
+event per message cost an envelope encoded and decoded and a delivery tracked, fetched and acked (on JetStream
+a round trip each) for every message.
 
 Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shared subscription:
 
@@ -23,9 +30,10 @@ Why MQTT 5 with a persistent session, one fixed client id per bridge, and a shar
   With Mosquitto's default of 1000, a bridge that is down longer than 1000 of its messages loses the rest.
 
 Throughput: the paho network thread only records each message; one pump thread takes everything that arrived
-while the last publication was in flight (up to ``batch``), publishes it with ``publish_events`` (pipelined on
-JetStream) and then acknowledges it in the order received. A bus failure leaves the messages unacknowledged and
-is retried with back-off; the broker stops sending once ``receive_maximum`` messages wait, so memory is bounded.
+while the last publication was in flight (up to ``batch`` messages, lingering a little when fewer than a group
+came), publishes it as groups with ``publish_events`` (pipelined on JetStream) and then acknowledges it in the
+order received. A bus failure leaves the messages unacknowledged and is retried with back-off; the broker stops
+sending once ``receive_maximum`` messages wait, so memory is bounded.
 """
 
 from __future__ import annotations
@@ -61,7 +69,10 @@ NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a bridge's session (and its messages) while it is away
 RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may send us (MQTT 5 Receive Maximum, ≤ 65535)
-BATCH = 1_000  # events per bus publication at most
+BATCH = 2_000  # messages per bus publication at most
+PER_EVENT = 250  # messages per bus event at most ...
+EVENT_BYTES = 256 * 1024  # ... and payload bytes (NATS refuses a message above its max_payload, 1 MB by default)
+LINGER = 0.05  # seconds the pump waits for more messages after the first, when fewer than a group came
 KEEPALIVE = 30
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds of back-off after a failed bus publication
 
@@ -83,20 +94,34 @@ def device_of(topic: str, prefix: str = PREFIX) -> tuple[str | None, bool]:
     return segment or None, False
 
 
-def ingest_event(topic: str, payload: bytes, received_at: str, prefix: str = PREFIX) -> Event:
-    """The ``citybase.iot.ingest`` event for one MQTT message. A topic that is not ``<prefix>/<id>/up``
-    also carries ``topic``, so the ingest can keep the message as a dead letter with where it came from."""
+def message_data(topic: str, payload: bytes, received_at: str, prefix: str = PREFIX) -> dict[str, Any]:
+    """One MQTT message as the ingest event lists it. A topic that is not ``<prefix>/<id>/up`` also carries
+    ``topic``, so the ingest can keep the message as a dead letter with where it came from."""
     device, well_formed = device_of(topic, prefix)
     data: dict[str, Any] = {"device": device}
     try:
         data["payload"] = payload.decode("utf-8")
     except UnicodeDecodeError:
         data["payload_b64"] = base64.b64encode(payload).decode("ascii")
-    data["via"] = "mqtt"
     data["received_at"] = received_at
     if not well_formed:
         data["topic"] = topic
-    return Event(subject=SUBJECT, data=data, context=Context(), id=event_id(topic, payload), time=received_at)
+    return data
+
+
+def ingest_event(messages: list[tuple[str, bytes, str]], prefix: str = PREFIX) -> Event:
+    """The ``citybase.iot.ingest`` event for a group of MQTT messages (topic, payload, received at): data
+    ``{"via": "mqtt", "messages": [...]}``, its id the SHA-256 of the topics and payloads in order, each
+    preceded by its length (the same group published again is the same event, which JetStream drops within
+    its duplicate window), its time the first's."""
+    ids = hashlib.sha256()
+    for topic, payload, _ in messages:
+        t = topic.encode("utf-8")
+        ids.update(b"%d:%d:" % (len(t), len(payload)))
+        ids.update(t)
+        ids.update(payload)
+    data = {"via": "mqtt", "messages": [message_data(t, p, at, prefix) for t, p, at in messages]}
+    return Event(subject=SUBJECT, data=data, context=Context(), id=ids.hexdigest()[:32], time=messages[0][2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +139,8 @@ class Bridge:
 
     def __init__(self, url: str, bus: Bus, name: str, *, prefix: str = PREFIX, group: str = GROUP,
                  session_expiry: int = SESSION_EXPIRY, receive_maximum: int = RECEIVE_MAXIMUM,
-                 batch: int = BATCH, hold: Any = None) -> None:
+                 batch: int = BATCH, per_event: int = PER_EVENT, event_bytes: int = EVENT_BYTES, linger: float = LINGER,
+                 hold: Any = None) -> None:
         if not NAME.fullmatch(name):
             raise ValueError(f"bridge name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
         if not 1 <= receive_maximum <= 65535:
@@ -123,12 +149,15 @@ class Bridge:
         self.url, self.bus, self.name, self.prefix = redact(url), bus, name, prefix.strip("/")
         self.client_id = f"citybase-bridge-{name}"
         self.topic_filter = f"$share/{group}/{self.prefix}/+/up"
-        self.batch = batch
+        if not 1 <= per_event <= batch:
+            raise ValueError("per_event must be 1 to batch messages")
+        self.batch, self.per_event, self.event_bytes, self.linger = batch, per_event, event_bytes, linger
         # hold() -> True while the bus is too far behind (the in-process bus of one serving process keeps
         # everything in memory): the bridge stops taking messages, the broker stops sending once receive_maximum
         # wait unacknowledged, and the devices' messages queue in the broker, not in this process
         self.hold = hold
-        self.stats = {"received": 0, "published": 0, "acked": 0, "publish_failures": 0, "connects": 0, "held": 0}
+        self.stats = {"received": 0, "published": 0, "acked": 0, "events": 0, "publish_failures": 0, "connects": 0,
+                      "held": 0}
         self.connected = threading.Event()  # set while subscribed (tests and health checks wait on it)
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders acks against a connection being lost
@@ -263,42 +292,68 @@ class Bridge:
                 self._deliver(got)
 
     def _take(self) -> list[_Received]:
-        """What arrived since the last publication (waiting a little for the first), at most ``batch``."""
+        """What arrived since the last publication, at most ``batch``: waiting a little for the first, and up
+        to ``linger`` seconds after it while fewer than a group came (so a group is not one message)."""
         try:
             got = [self._inbox.get(timeout=0.2)]
         except queue.Empty:
             return []
+        until = time.monotonic() + self.linger
         while len(got) < self.batch:
             try:
                 got.append(self._inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = until - time.monotonic()
+            if len(got) >= self.per_event or left <= 0 or self._stopping.is_set():
+                break
+            try:
+                got.append(self._inbox.get(timeout=left))
             except queue.Empty:
                 break
         return got
 
+    def _groups(self, got: list[_Received]) -> list[list[_Received]]:
+        """The messages cut into groups of at most ``per_event`` messages and ``event_bytes`` of payload (a
+        larger message travels alone), in the order received."""
+        out: list[list[_Received]] = []
+        size = 0
+        for r in got:
+            if not out or len(out[-1]) >= self.per_event or (size + len(r.payload) > self.event_bytes and out[-1]):
+                out.append([])
+                size = 0
+            out[-1].append(r)
+            size += len(r.payload)
+        return out
+
     def _deliver(self, got: list[_Received]) -> None:
-        """Publish, then ack what the bus stored; retry the rest with back-off until it is stored or we stop
-        (then it stays unacknowledged, and the broker sends it again)."""
+        """Publish the groups, then ack what the bus stored; retry the rest with back-off until it is stored or
+        we stop (then it stays unacknowledged, and the broker sends it again)."""
         self.stats["received"] += len(got)
         count = len(got)
-        events = [ingest_event(r.topic, r.payload, r.received_at, self.prefix) for r in got]
+        groups = self._groups(got)
+        events = [ingest_event([(r.topic, r.payload, r.received_at) for r in g], self.prefix) for g in groups]
         delay = RETRY_FIRST
-        while got:
+        while groups:
             try:
                 self.bus.publish_events(events)
-                stored, error = len(got), None
+                stored, error = len(groups), None
             except PublishError as exc:
                 stored, error = exc.published, exc.cause
             except Exception as exc:  # noqa: BLE001 - any bus failure is retried, never a lost message
                 stored, error = 0, exc
-            self.stats["published"] += stored
-            self._ack(got[:stored])
-            got, events = got[stored:], events[stored:]
-            if not got:
+            done = [r for g in groups[:stored] for r in g]
+            self.stats["published"] += len(done)
+            self.stats["events"] += stored
+            self._ack(done)
+            groups, events = groups[stored:], events[stored:]
+            if not groups:
                 self._handled += count
                 return
             self.stats["publish_failures"] += 1
-            log.warning("bus publication failed (%d message(s) wait, retry in %.1f s): %s", len(got), delay,
-                        error)
+            log.warning("bus publication failed (%d message(s) wait, retry in %.1f s): %s",
+                        sum(len(g) for g in groups), delay, error)
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, RETRY_MAX)

@@ -12,6 +12,8 @@ from citybase.iot.settings import IotSettings, iot_settings
 from citybase.kernel.consumers import exponential
 from citybase.kernel.domain import ConsumerSpec, Domain, TimerSpec
 
+INGEST_BATCH = 4  # bus events per ingest transaction: each the bridge's group of up to 250 messages
+
 
 def _routers() -> list[Any]:
     from citybase.iot.router import router
@@ -33,7 +35,7 @@ DOMAIN = Domain(
     routers=_routers,
     events=EVENTS,
     consumers=(
-        ConsumerSpec("iot-ingest", INGEST, workers.ingest, batch=500, ack_wait=60.0),
+        ConsumerSpec("iot-ingest", INGEST, workers.ingest, batch=INGEST_BATCH, ack_wait=60.0),
         ConsumerSpec("iot-feeds", FEED_PREFIX + ".*", workers.feed, ack_wait=60.0, retry_delay=exponential(1.0, 60.0)),
     ),
     timers=(TimerSpec("iot-silence", lambda: iot_settings().silence_interval, workers.sweep),),

@@ -20,14 +20,21 @@ DEVICE_ONLINE = "citybase.iot.device.online"
 FEED_PREFIX = "citybase.iot.feed"
 
 
-class Ingest(BaseModel):
-    """A message as the MQTT bridge puts it on the bus (docs/iot.md)."""
+class IngestMessage(BaseModel):
+    """One device message as the MQTT bridge received it."""
 
-    device: str | None = None
-    payload: str | None = None
-    payload_b64: str | None = None
-    via: str = "mqtt"
+    device: str | None = None  # the device id of the topic
+    payload: str | None = None  # the payload as text ...
+    payload_b64: str | None = None  # ... or in base64 when it is not UTF-8
     received_at: str | None = None
+    topic: str | None = None  # only when the topic is not <prefix>/<device id>/up
+
+
+class Ingest(BaseModel):
+    """The messages the MQTT bridge received within a short window, in the order received (docs/iot.md)."""
+
+    via: str = "mqtt"
+    messages: list[IngestMessage]
 
 
 class AlarmRaised(BaseModel):

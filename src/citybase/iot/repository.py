@@ -1,7 +1,7 @@
 """Every query of the IoT domain. The hot path is :meth:`IotRepository.insert_readings`: a batch of datapoints
 written at once and told apart from repeats by the primary key — COPY into a temporary table then
-``INSERT … ON CONFLICT DO NOTHING RETURNING`` on PostgreSQL, ``INSERT OR IGNORE`` per row on SQLite (one
-C-level statement each under the single writer, its row count saying whether the row was new)."""
+``INSERT … ON CONFLICT DO NOTHING RETURNING`` on PostgreSQL, a multi-row ``INSERT OR IGNORE … RETURNING`` on
+SQLite (under the single writer; what it returns are the rows that were new)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from citybase.storage.text import contains, startswith
 
 Key = tuple[int, str, datetime]  # device pk, attribute, observed at (UTC)
 READING_COLUMNS = ("device_pk", "attr", "observed_at", "value", "text", "received_at")
+SQLITE_CHUNK = 1000  # readings per INSERT on SQLite (6 parameters each, below its limit of 32,766)
 
 
 def _utc(t: datetime) -> datetime:
@@ -145,11 +146,22 @@ class IotRepository:
             new = {(pk, attr, _utc(at)) for pk, attr, at in cur.fetchall()}
             cur.execute("TRUNCATE iot_readings_in")
             return new
-        sql = (f"INSERT OR IGNORE INTO iot_readings ({', '.join(READING_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)")
+        # one multi-row INSERT OR IGNORE … RETURNING per SQLITE_CHUNK rows: SQLite returns the rows it inserted,
+        # not those the key ignored (one statement per row cost a statement's overhead per datapoint)
+        head = f"INSERT OR IGNORE INTO iot_readings ({', '.join(READING_COLUMNS)}) VALUES "
         new = set()
-        for r in rows:
-            cur.execute(sql, (r[0], r[1], _sqlite_time(r[2]), r[3], r[4], _sqlite_time(r[5])))
-            if cur.rowcount == 1:
+        for i in range(0, len(rows), SQLITE_CHUNK):
+            chunk = rows[i:i + SQLITE_CHUNK]
+            keyed: dict[tuple[int, str, str], Any] = {}
+            params: list[Any] = []
+            for r in chunk:
+                at = _sqlite_time(r[2])
+                keyed[(r[0], r[1], at)] = r
+                params += (r[0], r[1], at, r[3], r[4], _sqlite_time(r[5]))
+            cur.execute(head + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) +
+                        " RETURNING device_pk, attr, observed_at", params)
+            for pk, attr, at in cur.fetchall():
+                r = keyed[(pk, attr, at)]
                 new.add((r[0], r[1], _utc(r[2])))
         return new
 
@@ -168,6 +180,22 @@ class IotRepository:
     def add_dead_letters(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.s.execute(insert(DeadLetter.__table__), rows)
+
+    def unseen_dead_letters(self, rows: list[dict[str, Any]], since: datetime) -> list[dict[str, Any]]:
+        """The rows not kept already: the same device, reason, payload and channel received since ``since`` is a
+        copy of the same message (the bridge carried it again after a reconnect), kept once."""
+        out, seen = [], set()
+        for r in rows:
+            key = (r["device_id"], r["reason_code"], r["payload"], r["via"])
+            if key in seen:
+                continue
+            seen.add(key)
+            device = DeadLetter.device_id.is_(None) if r["device_id"] is None else DeadLetter.device_id == r["device_id"]
+            if self.s.scalar(select(DeadLetter.id).where(
+                    device, DeadLetter.received_at >= since, DeadLetter.reason_code == r["reason_code"],
+                    DeadLetter.via == r["via"], DeadLetter.payload == r["payload"]).limit(1)) is None:
+                out.append(r)
+        return out
 
     def dead_letters(self, *, device_id: str | None, reason_code: str | None, page: int,
                      page_size: int) -> tuple[list[DeadLetter], int]:

@@ -44,6 +44,7 @@ TOKEN_FIELD = re.compile(r'("token"\s*:\s*")[^"]*(")')
 CACHE = "iot.devices"
 FEEDS_CACHE = "iot.feeds"
 FEED_BATCH = 1000  # readings per feed event
+DEAD_LETTER_REPEAT = timedelta(hours=1)  # the same refusal of the same message within this is kept once
 
 
 def hash_secret(secret: str) -> str:
@@ -349,6 +350,7 @@ class Message:
     payload: str | bytes | dict[str, Any]
     via: str = "mqtt"
     received_at: datetime = field(default_factory=utcnow)
+    refused: tuple[str, Msg] | None = None  # refused before it is read (reason code, reason): a malformed bus event
 
 
 @dataclass
@@ -444,7 +446,7 @@ def _payload_of(m: Message) -> tuple[dict[str, Any], str]:
             raise _Refusal("not_utf8", Msg('the payload is not UTF-8 text')) from None
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, and an integer of more than 4,300 digits
         raise _Refusal("not_json", Msg('the payload is not JSON')) from None
     if not isinstance(obj, dict):
         raise _Refusal("bad_shape", Msg('the payload must be a JSON object with "token" and "t"/"v" or "readings"'))
@@ -464,6 +466,8 @@ def _check(session: Session, m: Message, now: datetime, out: MessageResult, dead
                      "received_at": m.received_at})
 
     try:
+        if m.refused is not None:
+            raise _Refusal(*m.refused)
         obj, text = _payload_of(m)
         claimed = obj.get("device")
         if m.device is None and isinstance(claimed, str):
@@ -547,8 +551,22 @@ def ingest(*, session: Session, messages: Sequence[Message], now: datetime | Non
                 p[6].duplicates += 1
         if fresh:
             _after_write(session, repo, devices, fresh, now, result)
-    repo.add_dead_letters(dead)
+    if dead:  # a message carried again (after a bridge's reconnect, in another group) is kept once
+        repo.add_dead_letters(repo.unseen_dead_letters(dead, now - DEAD_LETTER_REPEAT))
     return result
+
+
+def keep_failed(*, session: Session, message: Message, error: BaseException) -> None:
+    """Keep a message the ingest raised on (not a refusal: a fault of ours its content triggers) as a dead
+    letter with the error as its reason (``ingest_failed``), so that it costs only itself and can be read."""
+    text = message.payload if isinstance(message.payload, str) else (
+        json.dumps(message.payload, ensure_ascii=False, default=str) if isinstance(message.payload, dict)
+        else message.payload.decode("utf-8", "replace"))
+    reason = Msg('the ingest could not handle this message ({error})', error=f"{type(error).__name__}: {error}"[:300])
+    IotRepository(session).add_dead_letters([{
+        "device_id": str(message.device)[:64] if message.device else None, "reason_code": "ingest_failed",
+        "reason": json.dumps(to_json(reason), ensure_ascii=False), "payload": _scrub(text), "via": message.via[:8],
+        "received_at": message.received_at}])
 
 
 def _after_write(session: Session, repo: IotRepository, devices: dict[int, Known], fresh: list[tuple[Any, ...]],

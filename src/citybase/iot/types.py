@@ -18,7 +18,7 @@ maintenance, not a city incident)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cached_property
 from typing import Literal
 
 
@@ -64,18 +64,18 @@ class DeviceType:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def attribute(self, name: str) -> Attribute | None:
-        return _attributes(self).get(name)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Attribute]:
+        """The attributes by name (looked up for every datapoint; kept on the instance: a cache keyed on the
+        type hashed the whole frozen declaration, rules and all, on every lookup)."""
+        return {a.name: a for a in self.attributes}
 
     @property
     def offline_after(self) -> float:
         """A device is offline when silent for three reporting intervals (at least five minutes)."""
         return max(3 * self.interval, 300.0)
-
-
-@cache
-def _attributes(t: DeviceType) -> dict[str, Attribute]:
-    """A type's attributes by name (looked up for every datapoint)."""
-    return {a.name: a for a in t.attributes}
 
 
 def _offline(dtype_interval: float, *, incident: bool = False, alarm_type: str = "device_offline") -> Rule:

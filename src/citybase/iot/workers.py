@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from datetime import datetime
 from typing import Any
 
+from citybase.core.i18n import Msg
 from citybase.core.timeutil import utcnow
 from citybase.iot import service
 
@@ -24,10 +26,12 @@ def _received(raw: Any) -> datetime:
         return utcnow()
 
 
-def message_of(data: Any) -> service.Message:
-    """The bridge's event as a message; anything odd in it becomes a refusal with a reason, never an error."""
+def message_of(data: Any, via: Any = "mqtt") -> service.Message:
+    """One message of the bridge's event; anything odd in it becomes a refusal with a reason, never an error."""
     if not isinstance(data, dict):
-        return service.Message(device=None, payload=str(data)[:20000], via="mqtt")
+        return service.Message(device=None, payload=json.dumps(data, ensure_ascii=False, default=str)[:20000],
+                               via=str(via or "mqtt")[:8], refused=("bad_event", Msg(
+                                   'a message of the bus event is not a JSON object with "device" and "payload"')))
     payload: str | bytes | None = data.get("payload")
     if payload is None and isinstance(data.get("payload_b64"), str):
         try:
@@ -38,12 +42,55 @@ def message_of(data: Any) -> service.Message:
         payload = str(payload)
     device = data.get("device")
     return service.Message(device=device if isinstance(device, str) else None, payload=payload or "",
-                           via=str(data.get("via") or "mqtt")[:8], received_at=_received(data.get("received_at")))
+                           via=str(data.get("via") or via or "mqtt")[:8], received_at=_received(data.get("received_at")))
+
+
+def messages_of(data: Any) -> list[service.Message]:
+    """The messages a ``citybase.iot.ingest`` event carries: the bridge's group (``{"via", "messages": [...]}``)
+    or one message (the form before groups, still in a stream after an upgrade). A group that is not a list
+    is one refusal holding the whole event, so it is kept aside with its reason, never retried for ever."""
+    if isinstance(data, dict) and "messages" in data:
+        items = data["messages"]
+        if isinstance(items, list) and items:
+            return [message_of(item, data.get("via")) for item in items]
+        return [service.Message(device=None, payload=json.dumps(data, ensure_ascii=False, default=str)[:20000],
+                                via=str(data.get("via") or "mqtt")[:8], refused=("bad_event", Msg(
+                                    'the bus event\'s "messages" is not a non-empty list')))]
+    return [message_of(data)]
 
 
 def ingest(session: Any, deliveries: list[Any], runtime: Any) -> None:
-    """iot-ingest: a batch of messages checked, written and evaluated in the consumer's transaction."""
-    service.ingest(session=session, messages=[message_of(d.event.data) for d in deliveries])
+    """iot-ingest: the messages of a batch of events checked, written and evaluated in the consumer's
+    transaction. A group that failed before and comes alone is handled one message at a time (see
+    :func:`ingest_one_by_one`), so that a message the ingest cannot handle costs only itself."""
+    if len(deliveries) == 1 and deliveries[0].attempt > 1:
+        messages = messages_of(deliveries[0].event.data)
+        if len(messages) > 1:
+            ingest_one_by_one(session, messages)
+            return
+    service.ingest(session=session, messages=[m for d in deliveries for m in messages_of(d.event.data)])
+
+
+def ingest_one_by_one(session: Any, messages: list[service.Message]) -> None:
+    """Each message in a transaction of its own (committed here; the consumer's final commit is then empty).
+    One that raises anything but a fault that passes (the database or the bus away, ``kernel.faults``: then
+    the group comes again) is kept as a dead letter with the error as its reason. Readings are idempotent, so
+    what was stored before a crash here is not stored twice when the group comes again."""
+    from citybase.kernel import faults
+
+    for m in messages:
+        try:
+            service.ingest(session=session, messages=[m])
+            session.commit()
+            continue
+        except Exception as exc:  # noqa: BLE001 - kept with its reason below, unless it passes
+            session.rollback()
+            if faults.unavailable(exc) is not None:
+                raise
+            log.exception("iot-ingest: a message of device %s could not be handled; kept as a dead letter", m.device)
+            error = exc
+        service.keep_failed(session=session, message=m, error=error)
+        session.commit()
 
 
 class FeedFailed(Exception):

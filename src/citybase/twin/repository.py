@@ -13,12 +13,20 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from citybase.storage.db import is_postgres
+from citybase.storage.db import is_postgres, take_writer
 from citybase.twin.caching import TENANTS
 from citybase.twin.ldcontext import NGSI
 from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
 
 LOCATION = NGSI + "location"
+def _sqlite_datetime(t: datetime | None) -> str | None:
+    """A time as SQLAlchemy's DateTime stores it on SQLite (its fields as given, microseconds, no offset)."""
+    if t is None:
+        return None
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}."
+            f"{t.microsecond:06d}")
+
+
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
 
@@ -317,8 +325,23 @@ class TwinRepository:
                     copy.write_row((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
                                     r["observed_at"], r["recorded_at"], dumps(r["instance"], ensure_ascii=False),
                                     r["number"], r["deleted"]))
-        else:  # the table's INSERT (executemany), not the ORM's bulk insert, which costs more than the writing
-            self.s.execute(insert(TwinHistory.__table__), rows)
+        else:  # the DBAPI's executemany with the values as SQLAlchemy would store them (its per-row parameter
+            # processing cost more than the writing); the writer lock first, as the ORM's writes take it
+            take_writer(self.s)
+            dumps = json.dumps
+            types_json = {}
+            values = []
+            for r in rows:
+                t = r["types"]
+                tj = types_json.get(id(t))
+                if tj is None:
+                    tj = types_json[id(t)] = dumps(t)
+                values.append((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
+                               _sqlite_datetime(r["observed_at"]), _sqlite_datetime(r["recorded_at"]),
+                               dumps(r["instance"]), r["number"], 1 if r["deleted"] else 0))
+            raw = self.s.connection().connection.driver_connection
+            raw.cursor().executemany(f"INSERT INTO twin_history ({', '.join(HISTORY_COLUMNS)}) VALUES "
+                                     f"({', '.join('?' * len(HISTORY_COLUMNS))})", values)
         return len(rows)
 
     def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
