@@ -37,15 +37,16 @@ class Answer:
 
 def call(method: str, url: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
          timeout: float = 30.0) -> Answer:
-    """One HTTP request with the standard library; never raises for an HTTP status or a lost answer."""
+    """One HTTP request with the standard library; never raises for an HTTP status or a lost answer. The
+    answer's header names are lower-cased (HTTP header names are case-insensitive)."""
     data = json.dumps(json_body).encode() if json_body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own test server
-            raw, status, hdrs = resp.read(), resp.status, dict(resp.headers)
+            raw, status, hdrs = resp.read(), resp.status, {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as exc:
-        raw, status, hdrs = exc.read(), exc.code, dict(exc.headers)
+        raw, status, hdrs = exc.read(), exc.code, {k.lower(): v for k, v in exc.headers.items()}
     except (OSError, TimeoutError) as exc:
         return Answer(0, None, {}, f"{exc.__class__.__name__}: {exc}")
     try:
