@@ -62,7 +62,11 @@ class Call:
 
     @property
     def now(self) -> str:
-        return iso(self.at)
+        """``at`` in ISO 8601 (formatted once per value of ``at``: a batch asks for it several times an entity)."""
+        got = self.__dict__.get("_now")
+        if got is None or got[0] is not self.at:
+            got = self.__dict__["_now"] = (self.at, iso(self.at))
+        return got[1]
 
 
 @dataclass
@@ -91,18 +95,25 @@ def _location(doc: dict[str, Any]) -> tuple[tuple | None, str | None]:
     inst = next((i for i in instances if "datasetId" not in i), instances[0] if instances else None)
     if not inst or inst.get("type") != "GeoProperty":
         return None, None
-    geom = shape(inst["value"])
-    return tuple(geom.bounds), json.dumps(inst["value"])
+    value = inst["value"]
+    xy = value.get("coordinates") if isinstance(value, dict) and value.get("type") == "Point" else None
+    if isinstance(xy, list) and len(xy) in (2, 3) and all(type(c) in (int, float) for c in xy):
+        bounds = (float(xy[0]), float(xy[1]), float(xy[0]), float(xy[1]))  # a Point's box, without shapely
+    else:
+        bounds = tuple(shape(value).bounds)
+    return bounds, json.dumps(value)
 
 
 def _history_rows(tenant: str, doc: dict[str, Any], attrs: dict[str, list[dict[str, Any]]], at: datetime,
-                  *, deleted: bool = False) -> list[dict[str, Any]]:
+                  *, deleted: bool = False, instance_id: Callable[[], str] | None = None) -> list[dict[str, Any]]:
+    """History rows of these instances; ``instance_id`` makes their ids (default one uuid4 each)."""
     rows = []
     for iri, instances in attrs.items():
         for inst in instances:
             observed = inst.get("observedAt")
             rows.append({"tenant": tenant, "entity_id": doc["id"], "types": doc["type"], "attr": iri,
-                         "dataset_id": inst.get("datasetId"), "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                         "dataset_id": inst.get("datasetId"),
+                         "instance_id": instance_id() if instance_id else f"urn:ngsi-ld:{uuid.uuid4()}",
                          "observed_at": parse_time(observed, "observedAt") if observed else None,
                          "recorded_at": at, "instance": inst, "number": numeric(inst.get("value")),
                          "deleted": deleted})
@@ -120,6 +131,21 @@ def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: 
     outbox.queue(session, events.ENTITY_CHANGED, events.EntityChanged(
         tenant=call.tenant, id=doc["id"], types=doc["type"], op=op, attrs=sorted(set(attrs)),
         modified_at=call.now).model_dump())
+
+
+def _changed_many(session: Session, call: Call, changes: Sequence[tuple[dict[str, Any], str, Sequence[str]]]) -> None:
+    """One ``entity_changed`` event per (doc, op, attrs), in that order, queued with one INSERT: the fields
+    :class:`events.EntityChanged` has, built as plain dicts (a model per entity cost more than the write)."""
+    now, tenant = call.now, call.tenant
+    outbox.queue_many(session, events.ENTITY_CHANGED, [
+        {"tenant": tenant, "id": doc["id"], "types": list(doc["type"]), "op": op, "attrs": sorted(set(attrs)),
+         "modified_at": now} for doc, op, attrs in changes])
+
+
+def _instance_ids() -> Callable[[], str]:
+    """Instance ids of one batch: one random part and a counter (a uuid4 per instance cost a tenth of a batch)."""
+    prefix, n = f"urn:ngsi-ld:{uuid.uuid4()}:", iter(range(1 << 62))
+    return lambda: f"{prefix}{next(n)}"
 
 
 def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
@@ -589,6 +615,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
     new: set[str] = set()
     history: list[dict[str, Any]] = []
     changes: list[tuple[dict[str, Any], str, list[str]]] = []
+    instance_id = _instance_ids()
     tenant_ready = False
     for item in items:
         eid = item.get("id") if isinstance(item, dict | Refused) else item if isinstance(item, str) else None
@@ -600,11 +627,14 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
             check_uri(item["id"], "id")
             if not tenant_ready:  # the tenant made (and the rows read) with the first entity that gets this far
                 _tenant(repo, call, write=True)
+                times: dict[datetime, str] = {}  # the rows of a batch written together share their times
                 for i, row in repo.lock_many(call.tenant, ids).items():
                     pks[i] = row.pk
                     stored[i] = (row.attrs or {}).get(LOCATION)
+                    created = times.get(row.created_at) or times.setdefault(row.created_at, iso(row.created_at))
+                    modified = times.get(row.modified_at) or times.setdefault(row.modified_at, iso(row.modified_at))
                     current[i] = {"id": row.entity_id, "type": list(row.types or []), "attrs": row.attrs or {},
-                                  "createdAt": iso(row.created_at), "modifiedAt": iso(row.modified_at),
+                                  "createdAt": created, "modifiedAt": modified,
                                   **({"scope": list(row.scopes)} if row.scopes else {})}
                 tenant_ready = True
             eid = item["id"]
@@ -626,11 +656,11 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
                 if old is not None:
                     doc["modifiedAt"] = call.now
                 current[eid] = doc
-                history.extend(_history_rows(call.tenant, doc, written, call.at))
+                history.extend(_history_rows(call.tenant, doc, written, call.at, instance_id=instance_id))
                 if removed:
                     history.extend(_history_rows(call.tenant, doc, {
                         a: [{"type": "Property", "value": NULL, "deletedAt": call.now}] for a in removed},
-                        call.at, deleted=True))
+                        call.at, deleted=True, instance_id=instance_id))
                 changes.append((doc, op, [*written, *removed]))
             out.success.append(eid)
         except NgsiError as exc:
@@ -642,8 +672,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
         repo.update_many(call.tenant, [(pks[i], current[i], *located[i], stored[i] != current[i]["attrs"].get(LOCATION))
                                        for i in touched if i not in new], call.at)
         repo.append_history(history)
-        for doc, op, attrs in changes:
-            _changed(session, call, doc, op, attrs)
+        _changed_many(session, call, changes)
     return out
 
 
