@@ -148,20 +148,23 @@ def _instance_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(n)}"
 
 
-def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
+def _write(session: Session, repo: TwinRepository, call: Call, row: Any, doc: dict[str, Any],
            op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = (),
            removed_instances: dict[str, list[dict[str, Any]]] | None = None) -> TwinEntity:
     bbox, geojson = _location(doc)
     if row is None:
         row = repo.add(call.tenant, doc, call.at, bbox, geojson)
-    else:
+    elif isinstance(row, TwinEntity):
         repo.save(row, doc, call.at, bbox, geojson)
+    else:  # a plain row (_locked): one UPDATE, no ORM object to flush
+        moved = (row.attrs or {}).get(LOCATION) != doc["attrs"].get(LOCATION)
+        repo.update_many(call.tenant, [(row.pk, doc, bbox, geojson, moved)], call.at)
     repo.append_history(_history_rows(call.tenant, doc, written, call.at))
     if removed:
         gone = removed_instances or {}  # the instances deleted, when known: their type and datasetId are kept
         repo.append_history(_history_rows(call.tenant, doc, {a: [_deletion(i, call.now) for i in gone.get(a, [{}])]
                                                              for a in removed}, call.at, deleted=True))
-    _changed(session, call, doc, op, [*written, *removed])
+    _changed_many(session, call, [(doc, op, [*written, *removed])])
     return row
 
 
@@ -177,6 +180,16 @@ def _deletion(inst: dict[str, Any], now: str) -> dict[str, Any]:
 def _existing(repo: TwinRepository, call: Call, entity_id: str, *, lock: bool = True) -> TwinEntity:
     check_uri(entity_id, "the entity id")
     row = repo.lock(call.tenant, entity_id) if lock else repo.get(call.tenant, entity_id)
+    if row is None:
+        raise ResourceNotFound(f"there is no entity {entity_id}" + (f" in tenant {call.tenant!r}" if call.tenant else ""))
+    return row
+
+
+def _locked(repo: TwinRepository, call: Call, entity_id: str) -> Any:
+    """The entity's row held for this transaction's update, as a plain row (pk, entity_id, types, scopes,
+    attrs, created_at, modified_at) for :func:`doc_of` and :func:`_write`; ResourceNotFound when there is none."""
+    check_uri(entity_id, "the entity id")
+    row = repo.lock_many(call.tenant, [entity_id]).get(entity_id)
     if row is None:
         raise ResourceNotFound(f"there is no entity {entity_id}" + (f" in tenant {call.tenant!r}" if call.tenant else ""))
     return row
@@ -241,7 +254,7 @@ def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -
     _entity_body(body, entity_id, "an NGSI-LD entity")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     new, removed = _replaced(doc_of(row), body, entity_id, call)
     _write(session, repo, call, row, new, "replace", new["attrs"], removed)
 
@@ -312,7 +325,7 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
     fragment = _appending(body, call)  # the body is checked before the entity is read
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     out, written, removed, changed = _appended(doc, fragment, no_overwrite, update)
     if changed:
@@ -403,7 +416,7 @@ def partial_update_attribute(*, session: Session, call: Call, entity_id: str, at
         raise BadRequestData("the body must be a JSON object (an attribute fragment)")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
     fragments = body if isinstance(body, list) else [body]
@@ -442,7 +455,7 @@ def replace_attribute(*, session: Session, call: Call, entity_id: str, attr: str
     _tenant(repo, call, write=False)
     if attr.startswith("@") or attr in ("id", "type", "scope"):
         raise BadRequestData(f"{attr[:80]!r} is a JSON-LD keyword or an entity member, not an attribute to replace")
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
     instances = expand_attribute(body, iri, call.resolver, call.now)
@@ -459,7 +472,7 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
                      delete_all: bool) -> None:
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     if attr == "scope":  # the entity's scopes, deleted like an attribute
         if not doc.get("scope"):
@@ -494,7 +507,7 @@ def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> 
     _entity_body(body, entity_id, "an entity fragment")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     if "type" in body:
         _add_types(doc, expand_types(body["type"], call.resolver))
