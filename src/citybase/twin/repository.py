@@ -4,6 +4,7 @@ history rows are appended in batches (COPY on PostgreSQL); ``q`` and ``geoQ`` ar
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,19 @@ from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenan
 LOCATION = NGSI + "location"
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
+_HISTORY_INSERT = (f"INSERT INTO twin_history ({', '.join(HISTORY_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' for _ in HISTORY_COLUMNS)})")  # SQLite's driver (qmark)
+
+
+@functools.lru_cache(maxsize=8)
+def _history_processors(dialect: Any) -> tuple[Any, ...]:
+    """The bind processor of every history column on this dialect (None: the value as it is), as
+    SQLAlchemy's INSERT applies them; the types column's always converts (JSON)."""
+    t = TwinHistory.__table__
+    out = [t.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in HISTORY_COLUMNS]
+    if out[2] is None:
+        out[2] = json.dumps
+    return tuple(out)
 
 
 class TwinRepository:
@@ -317,8 +331,21 @@ class TwinRepository:
                     copy.write_row((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
                                     r["observed_at"], r["recorded_at"], dumps(r["instance"], ensure_ascii=False),
                                     r["number"], r["deleted"]))
-        else:  # the table's INSERT (executemany), not the ORM's bulk insert, which costs more than the writing
-            self.s.execute(insert(TwinHistory.__table__), rows)
+        else:  # one executemany of the driver's INSERT with the columns' own bind processors (SQLAlchemy's
+            # per-row parameter processing cost more than the writing); rows of one entity share its types
+            conn = self.s.connection()
+            procs = _history_processors(conn.dialect)
+            types_json = {}
+            pt = procs[2]
+            params = []
+            for r in rows:
+                t = r["types"]
+                tj = types_json.get(id(t))
+                if tj is None:
+                    tj = types_json[id(t)] = pt(t)
+                params.append(tuple(tj if i == 2 else (v if p is None else p(v)) for i, (p, v) in enumerate(
+                    zip(procs, (r[c] for c in HISTORY_COLUMNS), strict=True))))
+            conn.exec_driver_sql(_HISTORY_INSERT, params)
         return len(rows)
 
     def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
