@@ -226,3 +226,31 @@ def test_temporal_paths_without_an_entity_or_attribute_are_no_operation(ngsi):
         assert r.status_code == 405 and r.json()["type"].endswith("OperationNotSupported"), (method, path, r.text)
     r = ngsi.send("DELETE", f"/temporal/entities/{eid}/attrs/%252e%252e")  # a doubly encoded ..
     assert r.status_code == 400 and r.json()["type"].endswith("BadRequestData"), r.text
+
+
+def test_every_instance_a_batch_upsert_writes_has_its_own_instance_id(ngsi):
+    """A batch writes its history at once (one random part and a counter per batch for the instance ids): each
+    instance still has an id of its own, a URI, and a PATCH of one instance changes that one alone."""
+    sensors = [{"id": f"urn:ngsi-ld:Sensor:IB{n}", "type": "Sensor",
+                "temperature": {"type": "Property", "value": n, "observedAt": "2026-11-30T01:00:00Z"},
+                "humidity": {"type": "Property", "value": 50 + n, "observedAt": "2026-11-30T01:00:00Z"}}
+               for n in range(3)]
+    assert ngsi.post("/entityOperations/upsert", sensors).status_code == 201
+    update = [{"id": s["id"], "type": "Sensor", "temperature": {"type": "Property", "value": 10 + n,
+                                                               "observedAt": "2026-11-30T02:00:00Z"}}
+              for n, s in enumerate(sensors)]
+    assert ngsi.send("POST", "/entityOperations/upsert?options=update", update).status_code == 204
+    ids = []
+    for s in sensors:
+        h = ngsi.get(f"/temporal/entities/{s['id']}").json()
+        ids += [i["instanceId"] for a in ("temperature", "humidity") for i in h[a]]
+    assert len(ids) == 9 and len(set(ids)) == 9 and all(i.startswith("urn:ngsi-ld:") for i in ids)
+    first = ngsi.get("/temporal/entities/urn:ngsi-ld:Sensor:IB1").json()["temperature"]
+    target = next(i for i in first if i["value"] == 11)
+    r = ngsi.send("PATCH", f"/temporal/entities/urn:ngsi-ld:Sensor:IB1/attrs/temperature/{target['instanceId']}",
+                  {"temperature": {"type": "Property", "value": 99, "observedAt": "2026-11-30T02:00:00Z"}})
+    assert r.status_code == 204, r.text
+    values = {s["id"]: sorted(i["value"] for i in ngsi.get(f"/temporal/entities/{s['id']}").json()["temperature"])
+              for s in sensors}
+    assert values == {"urn:ngsi-ld:Sensor:IB0": [0, 10], "urn:ngsi-ld:Sensor:IB1": [1, 99],
+                      "urn:ngsi-ld:Sensor:IB2": [2, 12]}

@@ -61,25 +61,50 @@ class Consumer(threading.Thread):
         self.skipped = 0  # deliveries acked because the handler has nothing to do with them (``skip``)
 
     def run_once(self, timeout: float = 0.5) -> int:
-        """Fetch and handle one batch; returns how many deliveries were settled."""
+        """Fetch and handle one batch; returns how many deliveries were settled. The ``skip`` checks of one
+        batch share one read-only session (``skip`` may keep what it read in ``session.info`` for the rest
+        of the batch: every event of it was committed before the batch was fetched)."""
         n = 0
-        for delivery in self.sub.fetch(batch=50, timeout=timeout):
-            self.process(delivery)
-            n += 1
+        deliveries = self.sub.fetch(batch=50, timeout=timeout)
+        if self.skip is not None and deliveries:
+            self._skip_session = self.sessions()
+        try:
+            for delivery in deliveries:
+                self.process(delivery)
+                n += 1
+        finally:
+            skip_session, self._skip_session = self._skip_session, None
+            if skip_session is not None:
+                skip_session.close()
         self.handled += n
         return n
+
+    _skip_session: Session | None = None
+
+    def _skipped(self, event: Event) -> bool:
+        if self.skip is None:
+            return False
+        if self._skip_session is not None:
+            return self.skip(self._skip_session, event)
+        with self.sessions() as s:
+            return self.skip(s, event)
 
     def process(self, delivery: Delivery) -> None:
         """Handle one delivery once per event id (see the module doc), then settle it."""
         event = delivery.event
+        try:
+            skipped = self._skipped(event)
+        except Exception:  # noqa: BLE001 - the check failed (the database away): redeliver, as a failed handling
+            log.exception("%s: skip check failed on %s", self.name, event.subject)
+            delivery.nak(delay=self.retry_delay(delivery.attempt))
+            return
+        if skipped:
+            self.skipped += 1
+            delivery.ack()
+            return
         session = self.sessions()
         outbox.bind_context(session, event.context.child())
         try:
-            if self.skip is not None and self.skip(session, event):
-                session.rollback()
-                self.skipped += 1
-                delivery.ack()
-                return
             if already_processed(session, self.consumer, event.id):
                 session.rollback()
                 self.duplicates += 1

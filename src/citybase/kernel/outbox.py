@@ -23,11 +23,11 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, event, func, select, update
+from sqlalchemy import Engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from citybase.bus import Bus, Context, Event
-from citybase.bus.base import PublishError
+from citybase.bus.base import PublishError, new_id
 from citybase.core.timeutil import as_utc, utcnow
 from citybase.kernel.models import OutboxEvent, ProcessedEvent
 from citybase.storage.db import make_sessionmaker
@@ -66,6 +66,24 @@ def queue(session: Session, subject: str, data: dict[str, Any]) -> Event:
                             context=json.dumps(asdict(ctx)), created_at=now))
     session.info[_QUEUED] = True
     return ev
+
+
+def queue_many(session: Session, subject: str, datas: list[dict[str, Any]]) -> int:
+    """:func:`queue` for many events of one subject at once: one INSERT (executemany) in the session's
+    transaction, in the order given (their ``seq``), all with the session's context. For a batch of changes,
+    where an ORM object per event costs more than the change it describes. Flushes the session first, so
+    that events queued before keep their order. Returns how many were queued."""
+    if not datas:
+        return 0
+    ctx = json.dumps(asdict(context_of(session)))
+    now = utcnow()
+    dumps = json.dumps
+    rows = [{"event_id": new_id(), "subject": subject, "data": dumps(d, ensure_ascii=False), "context": ctx,
+             "created_at": now} for d in datas]
+    session.flush()
+    session.execute(insert(OutboxEvent.__table__), rows)
+    session.info[_QUEUED] = True
+    return len(rows)
 
 
 def depth(engine_or_session: Engine | Session) -> int:

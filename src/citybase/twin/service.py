@@ -62,7 +62,11 @@ class Call:
 
     @property
     def now(self) -> str:
-        return iso(self.at)
+        """``at`` in ISO 8601 (formatted once per value of ``at``: a batch asks for it several times an entity)."""
+        got = self.__dict__.get("_now")
+        if got is None or got[0] is not self.at:
+            got = self.__dict__["_now"] = (self.at, iso(self.at))
+        return got[1]
 
 
 @dataclass
@@ -91,18 +95,25 @@ def _location(doc: dict[str, Any]) -> tuple[tuple | None, str | None]:
     inst = next((i for i in instances if "datasetId" not in i), instances[0] if instances else None)
     if not inst or inst.get("type") != "GeoProperty":
         return None, None
-    geom = shape(inst["value"])
-    return tuple(geom.bounds), json.dumps(inst["value"])
+    value = inst["value"]
+    xy = value.get("coordinates") if isinstance(value, dict) and value.get("type") == "Point" else None
+    if isinstance(xy, list) and len(xy) in (2, 3) and all(type(c) in (int, float) for c in xy):
+        bounds = (float(xy[0]), float(xy[1]), float(xy[0]), float(xy[1]))  # a Point's box, without shapely
+    else:
+        bounds = tuple(shape(value).bounds)
+    return bounds, json.dumps(value)
 
 
 def _history_rows(tenant: str, doc: dict[str, Any], attrs: dict[str, list[dict[str, Any]]], at: datetime,
-                  *, deleted: bool = False) -> list[dict[str, Any]]:
+                  *, deleted: bool = False, instance_id: Callable[[], str] | None = None) -> list[dict[str, Any]]:
+    """History rows of these instances; ``instance_id`` makes their ids (default one uuid4 each)."""
     rows = []
     for iri, instances in attrs.items():
         for inst in instances:
             observed = inst.get("observedAt")
             rows.append({"tenant": tenant, "entity_id": doc["id"], "types": doc["type"], "attr": iri,
-                         "dataset_id": inst.get("datasetId"), "instance_id": f"urn:ngsi-ld:{uuid.uuid4()}",
+                         "dataset_id": inst.get("datasetId"),
+                         "instance_id": instance_id() if instance_id else f"urn:ngsi-ld:{uuid.uuid4()}",
                          "observed_at": parse_time(observed, "observedAt") if observed else None,
                          "recorded_at": at, "instance": inst, "number": numeric(inst.get("value")),
                          "deleted": deleted})
@@ -122,20 +133,38 @@ def _changed(session: Session, call: Call, doc: dict[str, Any], op: str, attrs: 
         modified_at=call.now).model_dump())
 
 
-def _write(session: Session, repo: TwinRepository, call: Call, row: TwinEntity | None, doc: dict[str, Any],
+def _changed_many(session: Session, call: Call, changes: Sequence[tuple[dict[str, Any], str, Sequence[str]]]) -> None:
+    """One ``entity_changed`` event per (doc, op, attrs), in that order, queued with one INSERT: the fields
+    :class:`events.EntityChanged` has, built as plain dicts (a model per entity cost more than the write)."""
+    now, tenant = call.now, call.tenant
+    outbox.queue_many(session, events.ENTITY_CHANGED, [
+        {"tenant": tenant, "id": doc["id"], "types": list(doc["type"]), "op": op, "attrs": sorted(set(attrs)),
+         "modified_at": now} for doc, op, attrs in changes])
+
+
+def _instance_ids() -> Callable[[], str]:
+    """Instance ids of one batch: one random part and a counter (a uuid4 per instance cost a tenth of a batch)."""
+    prefix, n = f"urn:ngsi-ld:{uuid.uuid4()}:", iter(range(1 << 62))
+    return lambda: f"{prefix}{next(n)}"
+
+
+def _write(session: Session, repo: TwinRepository, call: Call, row: Any, doc: dict[str, Any],
            op: str, written: dict[str, list[dict[str, Any]]], removed: Sequence[str] = (),
            removed_instances: dict[str, list[dict[str, Any]]] | None = None) -> TwinEntity:
     bbox, geojson = _location(doc)
     if row is None:
         row = repo.add(call.tenant, doc, call.at, bbox, geojson)
-    else:
+    elif isinstance(row, TwinEntity):
         repo.save(row, doc, call.at, bbox, geojson)
+    else:  # a plain row (_locked): one UPDATE, no ORM object to flush
+        moved = (row.attrs or {}).get(LOCATION) != doc["attrs"].get(LOCATION)
+        repo.update_many(call.tenant, [(row.pk, doc, bbox, geojson, moved)], call.at)
     repo.append_history(_history_rows(call.tenant, doc, written, call.at))
     if removed:
         gone = removed_instances or {}  # the instances deleted, when known: their type and datasetId are kept
         repo.append_history(_history_rows(call.tenant, doc, {a: [_deletion(i, call.now) for i in gone.get(a, [{}])]
                                                              for a in removed}, call.at, deleted=True))
-    _changed(session, call, doc, op, [*written, *removed])
+    _changed_many(session, call, [(doc, op, [*written, *removed])])
     return row
 
 
@@ -151,6 +180,16 @@ def _deletion(inst: dict[str, Any], now: str) -> dict[str, Any]:
 def _existing(repo: TwinRepository, call: Call, entity_id: str, *, lock: bool = True) -> TwinEntity:
     check_uri(entity_id, "the entity id")
     row = repo.lock(call.tenant, entity_id) if lock else repo.get(call.tenant, entity_id)
+    if row is None:
+        raise ResourceNotFound(f"there is no entity {entity_id}" + (f" in tenant {call.tenant!r}" if call.tenant else ""))
+    return row
+
+
+def _locked(repo: TwinRepository, call: Call, entity_id: str) -> Any:
+    """The entity's row held for this transaction's update, as a plain row (pk, entity_id, types, scopes,
+    attrs, created_at, modified_at) for :func:`doc_of` and :func:`_write`; ResourceNotFound when there is none."""
+    check_uri(entity_id, "the entity id")
+    row = repo.lock_many(call.tenant, [entity_id]).get(entity_id)
     if row is None:
         raise ResourceNotFound(f"there is no entity {entity_id}" + (f" in tenant {call.tenant!r}" if call.tenant else ""))
     return row
@@ -215,7 +254,7 @@ def replace_entity(*, session: Session, call: Call, entity_id: str, body: Any) -
     _entity_body(body, entity_id, "an NGSI-LD entity")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     new, removed = _replaced(doc_of(row), body, entity_id, call)
     _write(session, repo, call, row, new, "replace", new["attrs"], removed)
 
@@ -286,7 +325,7 @@ def append_attributes(*, session: Session, call: Call, entity_id: str, body: Any
     fragment = _appending(body, call)  # the body is checked before the entity is read
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     out, written, removed, changed = _appended(doc, fragment, no_overwrite, update)
     if changed:
@@ -377,7 +416,7 @@ def partial_update_attribute(*, session: Session, call: Call, entity_id: str, at
         raise BadRequestData("the body must be a JSON object (an attribute fragment)")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
     fragments = body if isinstance(body, list) else [body]
@@ -416,7 +455,7 @@ def replace_attribute(*, session: Session, call: Call, entity_id: str, attr: str
     _tenant(repo, call, write=False)
     if attr.startswith("@") or attr in ("id", "type", "scope"):
         raise BadRequestData(f"{attr[:80]!r} is a JSON-LD keyword or an entity member, not an attribute to replace")
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     iri = call.resolver.expand(check_name(attr))
     instances = expand_attribute(body, iri, call.resolver, call.now)
@@ -433,7 +472,7 @@ def delete_attribute(*, session: Session, call: Call, entity_id: str, attr: str,
                      delete_all: bool) -> None:
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     if attr == "scope":  # the entity's scopes, deleted like an attribute
         if not doc.get("scope"):
@@ -468,7 +507,7 @@ def merge_entity(*, session: Session, call: Call, entity_id: str, body: Any) -> 
     _entity_body(body, entity_id, "an entity fragment")
     repo = TwinRepository(session)
     _tenant(repo, call, write=False)
-    row = _existing(repo, call, entity_id)
+    row = _locked(repo, call, entity_id)
     doc = doc_of(row)
     if "type" in body:
         _add_types(doc, expand_types(body["type"], call.resolver))
@@ -589,6 +628,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
     new: set[str] = set()
     history: list[dict[str, Any]] = []
     changes: list[tuple[dict[str, Any], str, list[str]]] = []
+    instance_id = _instance_ids()
     tenant_ready = False
     for item in items:
         eid = item.get("id") if isinstance(item, dict | Refused) else item if isinstance(item, str) else None
@@ -600,11 +640,14 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
             check_uri(item["id"], "id")
             if not tenant_ready:  # the tenant made (and the rows read) with the first entity that gets this far
                 _tenant(repo, call, write=True)
+                times: dict[datetime, str] = {}  # the rows of a batch written together share their times
                 for i, row in repo.lock_many(call.tenant, ids).items():
                     pks[i] = row.pk
                     stored[i] = (row.attrs or {}).get(LOCATION)
+                    created = times.get(row.created_at) or times.setdefault(row.created_at, iso(row.created_at))
+                    modified = times.get(row.modified_at) or times.setdefault(row.modified_at, iso(row.modified_at))
                     current[i] = {"id": row.entity_id, "type": list(row.types or []), "attrs": row.attrs or {},
-                                  "createdAt": iso(row.created_at), "modifiedAt": iso(row.modified_at),
+                                  "createdAt": created, "modifiedAt": modified,
                                   **({"scope": list(row.scopes)} if row.scopes else {})}
                 tenant_ready = True
             eid = item["id"]
@@ -626,11 +669,11 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
                 if old is not None:
                     doc["modifiedAt"] = call.now
                 current[eid] = doc
-                history.extend(_history_rows(call.tenant, doc, written, call.at))
+                history.extend(_history_rows(call.tenant, doc, written, call.at, instance_id=instance_id))
                 if removed:
                     history.extend(_history_rows(call.tenant, doc, {
                         a: [{"type": "Property", "value": NULL, "deletedAt": call.now}] for a in removed},
-                        call.at, deleted=True))
+                        call.at, deleted=True, instance_id=instance_id))
                 changes.append((doc, op, [*written, *removed]))
             out.success.append(eid)
         except NgsiError as exc:
@@ -642,8 +685,7 @@ def batch_upsert(*, session: Session, call: Call, items: Any, update_only: bool)
         repo.update_many(call.tenant, [(pks[i], current[i], *located[i], stored[i] != current[i]["attrs"].get(LOCATION))
                                        for i in touched if i not in new], call.at)
         repo.append_history(history)
-        for doc, op, attrs in changes:
-            _changed(session, call, doc, op, attrs)
+        _changed_many(session, call, changes)
     return out
 
 

@@ -223,7 +223,16 @@ def never_subscribed(*, session: Session, change: Any) -> bool:
     """Whether the tenant of this ``entity_changed`` event never had a subscription (a read, no write): such
     a change fires nothing. Anything malformed answers False, so that :func:`match_change` rejects it."""
     tenant = change.get("tenant") if isinstance(change, dict) else None
-    return isinstance(tenant, str) and SubscriptionRepository(session).revision(tenant) == 0
+    if not isinstance(tenant, str):
+        return False
+    seen = session.info.setdefault(_NEVER_SUBSCRIBED, {})  # the consumer's read session of one fetched batch:
+    got = seen.get(tenant)  # one read per tenant for the batch (its events were all committed before it)
+    if got is None:
+        got = seen[tenant] = SubscriptionRepository(session).revision(tenant) == 0
+    return got
+
+
+_NEVER_SUBSCRIBED = "citybase.twin.never_subscribed"  # session.info key: tenant -> never had a subscription
 
 
 def _fetch(session: Session, tenant: str, r: Resolver, now: datetime) -> Callable[[list[str]], dict[str, Any]]:
