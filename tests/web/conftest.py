@@ -192,3 +192,16 @@ def visit(chromium_browser: Any, site: Site) -> Iterator[Callable[[str], Visit]]
     yield open_
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture(scope="session")
+def services_demo_tokens(site: Site, demo_tokens: dict[str, str]) -> dict[str, str]:
+    """The demo tokens with 一网通办's accounts (clerks, window, firm) added to the served city once."""
+    from citybase.demo.services import load_services_demo
+    from citybase.storage.db import make_engine
+
+    engine = make_engine(site.database_url)
+    try:
+        return {**demo_tokens, **load_services_demo(engine, site.data_dir)}
+    finally:
+        engine.dispose()

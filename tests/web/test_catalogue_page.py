@@ -9,19 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
-from citybase.demo.services import load_services_demo
-from citybase.storage.db import make_engine
-from tests.web.conftest import Site, Visit, assert_clean
+from tests.web.conftest import Visit, assert_clean
 from tests.web.test_ops_pages import call, expect_refusal, settle, sign_in
 
 
 @pytest.fixture(scope="module")
-def tokens(site: Site, demo_tokens: dict[str, str]) -> dict[str, str]:
-    engine = make_engine(site.database_url)
-    try:
-        return {**demo_tokens, **load_services_demo(engine, site.data_dir)}
-    finally:
-        engine.dispose()
+def tokens(services_demo_tokens: dict[str, str]) -> dict[str, str]:
+    return services_demo_tokens
 
 
 def test_an_admin_edits_an_item_and_a_bundle_and_sees_the_new_versions(visit: Callable[[str], Visit], site, tokens):  # noqa: ANN001

@@ -11,19 +11,14 @@ from urllib.parse import quote
 import pytest
 
 from citybase.demo.documents import one_page_pdf
-from citybase.demo.services import load_services_demo
 from citybase.storage.db import make_engine
 from tests.web.conftest import Site, Visit, assert_clean
 from tests.web.test_ops_pages import expect_refusal, settle, sign_in
 
 
 @pytest.fixture(scope="module")
-def tokens(site: Site, demo_tokens: dict[str, str]) -> dict[str, str]:
-    engine = make_engine(site.database_url)
-    try:
-        return {**demo_tokens, **load_services_demo(engine, site.data_dir)}
-    finally:
-        engine.dispose()
+def tokens(services_demo_tokens: dict[str, str]) -> dict[str, str]:
+    return services_demo_tokens
 
 
 def test_a_citizen_applies_for_a_newborn_and_the_clerk_accepts_it(visit: Callable[[str], Visit], tokens) -> None:
