@@ -3,10 +3,13 @@ for overdue parts, the sweep of uploaded files no application names, and the typ
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from citybase.kernel.domain import Domain, TimerSpec
 from citybase.services.events import EVENTS
+
+log = logging.getLogger(__name__)
 
 
 def _routers() -> list[Any]:
@@ -29,7 +32,6 @@ def _supervise(runtime: Any) -> None:
 
 def _sweep_files(runtime: Any) -> None:
     """services-files-sweep: applicants' uploaded content that no file row names, a day after its last use."""
-    import logging
     from pathlib import Path
 
     from citybase.services import files, service
@@ -37,7 +39,7 @@ def _sweep_files(runtime: Any) -> None:
     with runtime.sessions() as session:
         gone = service.sweep_files(session=session, store=files.FileStore.under(Path(runtime.settings.data_dir)))
     if gone:
-        logging.getLogger(__name__).info("services: %d uploaded file(s) no application names were deleted", gone)
+        log.info("services: %d uploaded file(s) no application names were deleted", gone)
 
 
 DOMAIN = Domain(

@@ -123,8 +123,14 @@ class FileStore:
         if not self.root.is_dir():
             return 0
         cutoff = (time.time() if now is None else now) - grace
-        old = [p for p in self.root.glob("??/??/*") if _SHA256.match(p.name) and p.stat().st_mtime < cutoff]
-        old += [p for p in self.root.glob("??/??/.upload-*") if p.stat().st_mtime < cutoff]  # a crashed write
+        old = []  # content, and the temporary files of writes that crashed; one walk of the store
+        for p in self.root.glob("??/??/*"):
+            if _SHA256.match(p.name) or p.name.startswith(".upload-"):
+                try:
+                    if p.stat().st_mtime < cutoff:
+                        old.append(p)
+                except FileNotFoundError:  # an upload's temporary file renamed meanwhile
+                    continue
         if not old:
             return 0
         keep = named()
