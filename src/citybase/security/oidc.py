@@ -74,6 +74,14 @@ def looks_like_jwt(secret: str) -> bool:
     return not secret.startswith(TOKEN_PREFIX) and secret.count(".") == 2 and all(secret.split("."))
 
 
+def _remember(kept: OrderedDict[str, tuple[float, Any]], key: str, expires: float, value: Any, now: float) -> None:
+    """Keep ``value`` under ``key`` until ``expires``, in a map of at most ``_SEEN_MAX`` entries in the order
+    they came: the oldest go first once expired or when the map is full. The caller holds the lock."""
+    while kept and (len(kept) >= _SEEN_MAX or next(iter(kept.values()))[0] < now):
+        kept.popitem(last=False)
+    kept[key] = (expires, value)
+
+
 class OidcSignIn:
     """The seam: verifies the issuer's tokens and signs their holders in through the resolver."""
 
@@ -85,8 +93,8 @@ class OidcSignIn:
         self._lock = threading.Lock()
         self._discovery: dict[str, Any] | None = None
         self._jwks: jwt.PyJWKClient | None = None
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._userinfo_kept: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[float, None]] = OrderedDict()  # digest -> (expires, —)
+        self._userinfo_kept: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()  # (expires, claims)
 
     # ------------------------------------------------------------------ the issuer's documents
 
@@ -212,10 +220,7 @@ class OidcSignIn:
             raise Unauthenticated(Msg('the userinfo endpoint answered for another subject than the access '
                                       'token\'s'), fix=_FIX)
         with self._lock:
-            while self._userinfo_kept and (len(self._userinfo_kept) >= _SEEN_MAX
-                                           or next(iter(self._userinfo_kept.values()))[0] < now):
-                self._userinfo_kept.popitem(last=False)
-            self._userinfo_kept[digest] = (expires, info)
+            _remember(self._userinfo_kept, digest, expires, info, now)
         return info
 
     def sign_in(self, *, engine: Engine, sessions: Callable[[], Session], token: str,
@@ -254,9 +259,7 @@ class OidcSignIn:
         with self._lock:
             if digest in self._seen:
                 return False
-            while self._seen and (len(self._seen) >= _SEEN_MAX or next(iter(self._seen.values())) < now):
-                self._seen.popitem(last=False)
-            self._seen[digest] = expires
+            _remember(self._seen, digest, expires, None, now)
             return True
 
     def exchange(self, *, code: str, code_verifier: str, redirect_uri: str,
