@@ -98,8 +98,8 @@ def test_a_chinese_named_file_is_uploaded_kept_by_its_hash_downloaded_audited_an
     assert r.status_code == 201, r.text
     f = r.json()
     digest = hashlib.sha256(body).hexdigest()
-    assert (f["name"], f["content_type"], f["size"], f["sha256"], f["stage"]) == (
-        name, "application/pdf", len(body), digest, "draft")
+    assert (f["name"], f["material_name"], f["content_type"], f["size"], f["sha256"], f["stage"]) == (
+        name, "住院分娩记录", "application/pdf", len(body), digest, "draft")
     assert f["uploaded_by"].endswith(":citizen")
     # the bytes live under the data folder by their SHA-256, not in the database
     assert (data_dir / "services" / "files" / digest[:2] / digest[2:4] / digest).read_bytes() == body
@@ -121,7 +121,7 @@ def test_a_chinese_named_file_is_uploaded_kept_by_its_hash_downloaded_audited_an
 
     # the same content for the same material again: the file kept, not a second one
     again = upload(api, app["id"], RECORD, name="again.pdf", data=body)
-    assert again.status_code == 200 and again.json()["id"] == f["id"]
+    assert again.status_code == 200 and (again.json()["id"], again.json()["material_name"]) == (f["id"], "住院分娩记录")
 
     assert api("DELETE", f["url"], "citizen").status_code == 204
     assert api("GET", f"/applications/{app['id']}/files", "citizen").json() == []
@@ -129,7 +129,8 @@ def test_a_chinese_named_file_is_uploaded_kept_by_its_hash_downloaded_audited_an
     assert materials(api, app["id"])[RECORD]["status"] == "to_bring"
     with Session(city.engine) as s:
         evs = [json.loads(e.data) | {"subject": e.subject} for e in s.scalars(
-            select(OutboxEvent).where(OutboxEvent.subject.like("citybase.services.material.%")))]
+            select(OutboxEvent).where(OutboxEvent.subject.like("citybase.services.material.%"))
+            .order_by(OutboxEvent.seq))]
     mine = [e for e in evs if e["file_id"] == f["id"]]
     assert [e["subject"] for e in mine] == ["citybase.services.material.uploaded", "citybase.services.material.removed"]
     assert all(name not in json.dumps(e, ensure_ascii=False) for e in mine)  # ids and hashes, no file name
@@ -293,7 +294,7 @@ def test_a_failed_transaction_leaves_bytes_no_row_names_and_the_next_upload_reus
         assert s.scalars(select(MaterialFile).where(MaterialFile.application_id == app.id)).all() == []
         digest = hashlib.sha256(body).hexdigest()
         assert store.read(digest) == body  # an orphan: harmless, named by its content
-        f, created = service.upload_material(session=s, actor=actor, application_id=app.id, material_key=RECORD,
+        f, created, _ = service.upload_material(session=s, actor=actor, application_id=app.id, material_key=RECORD,
                                              name="记录.pdf", data=body, store=store)
         s.commit()
         assert created and f.sha256 == digest and store.read(f.sha256) == body
@@ -315,7 +316,7 @@ def test_the_sweep_deletes_content_no_file_names_a_day_after_its_last_use(city, 
         actor = Actor(u.username, user_id=u.id, roles=frozenset({"citizen"}), person_id=u.person_id)
         app = service.start(session=s, actor=actor, bundle="newborn")
         s.commit()
-        named, _ = service.upload_material(session=s, actor=actor, application_id=app.id, material_key=RECORD,
+        named, _, _ = service.upload_material(session=s, actor=actor, application_id=app.id, material_key=RECORD,
                                            name="留.pdf", data=kept, store=store)
         s.commit()
         for body in (removed, fresh, reused):

@@ -277,13 +277,12 @@ def upload_material(request: Request, response: Response, application_id: Id, ma
                     p: Principal = Depends(allow(*APPLICANTS)),
                     session: Session = Depends(get_session, scope="function")) -> MaterialFileRead:
     data = file.file.read(files.MAX_BYTES + 1)  # one byte more than allowed tells a file too large
-    row, created = service.upload_material(session=session, actor=actor_of(p), application_id=application_id,
-                                           material_key=material_key, name=file.filename, data=data,
-                                           store=_store(request))
+    kept = service.upload_material(session=session, actor=actor_of(p), application_id=application_id,
+                                   material_key=material_key, name=file.filename, data=data, store=_store(request))
     session.commit()
-    if not created:
+    if not kept.created:
         response.status_code = 200
-    return MaterialFileRead.of(row)
+    return MaterialFileRead.of(kept.file, kept.material_name)
 
 
 @router.get("/applications/{application_id}/files", response_model=list[MaterialFileRead],

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -885,13 +885,22 @@ def _file_event(session: Session, app: Application, f: MaterialFile, actor: Acto
                                     departments=depts, actor=actor.name).model_dump()
 
 
+class Uploaded(NamedTuple):
+    """What an upload kept: the file, whether it is new (False: the same content was already kept for the
+    material), and the material's name."""
+
+    file: MaterialFile
+    created: bool
+    material_name: str
+
+
 def upload_material(*, session: Session, actor: Actor, application_id: int, material_key: str, name: str | None,
-                    data: bytes, store: files.FileStore) -> tuple[MaterialFile, bool]:
+                    data: bytes, store: files.FileStore) -> Uploaded:
     """A file for one material the applicant brings (not one a licence, a registry or another item provides),
     by the applicant or a window clerk for them, while the application is a draft or in 补正: at most
     ``files.MAX_BYTES``, a PDF, JPEG, PNG or OFD by its content. The bytes are kept in ``store`` first, then the
     row that names them (a failed transaction leaves an orphan the store reuses, never a row naming nothing).
-    The same content for the same material again answers the file kept (False: nothing new). Queues
+    The same content for the same material again answers the file kept (``created`` False). Queues
     ``citybase.services.material.uploaded``; flushes, never commits."""
     app = get_application(session=session, actor=actor, application_id=application_id)
     _require_editor(actor, app)
@@ -922,7 +931,7 @@ def upload_material(*, session: Session, actor: Actor, application_id: int, mate
     digest = hashlib.sha256(data).hexdigest()
     for f in kept:
         if f.sha256 == digest:
-            return f, False
+            return Uploaded(f, False, row["name"])
     if len(kept) >= files.MAX_FILES_PER_MATERIAL:
         raise Conflict(Msg('{name} already has {n} files', name=row["name"], n=len(kept)),
                        fix=Msg('Remove a file you no longer need, or join pages into one PDF.'))
@@ -932,7 +941,7 @@ def upload_material(*, session: Session, actor: Actor, application_id: int, mate
                               sha256=digest, stage="draft" if app.status == "draft" else "correction",
                               uploaded_by=actor.name, uploaded_at=utcnow()))
     outbox.queue(session, events.MATERIAL_UPLOADED, _file_event(session, app, f, actor))
-    return f, True
+    return Uploaded(f, True, row["name"])
 
 
 def material_files(*, session: Session, actor: Actor, application_id: int,
