@@ -101,6 +101,7 @@ def main() -> None:
         print(f"  {datapoints / cpu:,.0f} datapoints per CPU-second, {datapoints / wall:,.0f} per second "
               f"(load average {os.getloadavg()[0]:.1f})")
         if prof:
+            prof.dump_stats(str(Path(tempfile.gettempdir()) / "iot_core.prof"))
             st = pstats.Stats(prof)
             st.sort_stats("tottime").print_stats(25)
             st.sort_stats("cumulative").print_stats(40)

@@ -227,6 +227,30 @@ def test_the_bridge_cuts_what_it_took_into_groups_by_count_and_bytes_in_order():
         Bridge("mqtt://127.0.0.1:1", InProcessBus(), "g", per_event=0)
 
 
+def test_after_a_reconnect_the_old_copies_are_left_to_the_broker_only_when_it_kept_the_session():
+    from types import SimpleNamespace
+
+    from citybase.bus.memory import InProcessBus
+    from citybase.iot.bridge import _Received
+
+    bridge = Bridge("mqtt://127.0.0.1:1", InProcessBus(), "r")
+    ok = SimpleNamespace(is_failure=False)
+    bridge._client.subscribe = lambda *a, **k: None  # type: ignore[method-assign]
+    bridge._on_connect(bridge._client, None, SimpleNamespace(session_present=False), ok, None)
+    old = [_Received(0, 1, 1, "citybase/iot/d1/up", b"{}", "t"), _Received(0, 2, 0, "citybase/iot/d2/up", b"{}", "t")]
+    bridge._on_disconnect(bridge._client, None, None, "lost", None)
+    bridge._on_connect(bridge._client, None, SimpleNamespace(session_present=True), ok, None)
+    # the broker resumed the session: it sends the QoS 1 message again, so its old copy is not published;
+    # a QoS 0 message is never sent again, so it is
+    assert [r.mid for r in bridge._fresh(old)] == [2]
+    assert bridge.stats["left_to_resend"] == 1
+    newer = [_Received(1, 3, 1, "citybase/iot/d3/up", b"{}", "t")]
+    bridge._on_disconnect(bridge._client, None, None, "lost", None)
+    bridge._on_connect(bridge._client, None, SimpleNamespace(session_present=False), ok, None)
+    # the session is gone (a broker restarted without persistence): nothing comes again, the copy is all there is
+    assert [r.mid for r in bridge._fresh(newer)] == [3]
+
+
 def test_a_topic_that_is_not_prefix_id_up_keeps_what_it_claims_and_says_where_it_came_from():
     assert device_of("citybase/iot/d-1.a_b/up") == ("d-1.a_b", True)
     assert device_of("citybase/iot/bad id!/up") == ("bad id!", False)
@@ -368,7 +392,8 @@ def test_what_was_published_but_not_acked_comes_again_and_only_that_may_be_carri
         publish(broker, sent)
         got = read_bus(bus, "reader-d", len(sent), prefix)
         deadline = time.monotonic() + WAIT
-        while bridge.stats["acked"] < len(sent) and time.monotonic() < deadline:
+        # until the broker's copies of the first publication are carried too (each message once more)
+        while bridge.stats["published"] < len(sent) + flaky.broken and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         bridge.stop()
@@ -381,6 +406,7 @@ def test_what_was_published_but_not_acked_comes_again_and_only_that_may_be_carri
     # readings' key in the ingest, see tests/iot/test_workers.py)
     ids = [i for i, _ in got]
     assert set(ids) == {event_id(t, p) for t, p in sent}
+    # the copies of the lost connection that were not published yet are left to the broker's resending
     assert {i for i in ids if ids.count(i) > 1} <= flaky.first
 
 

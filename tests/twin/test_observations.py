@@ -5,6 +5,7 @@ history; on both engines."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from citybase.storage.db import make_sessionmaker
 from citybase.twin import service
@@ -27,7 +28,7 @@ def test_observations_keep_the_newest_state_and_every_reading(city):
     def observe(*points):
         with sessions() as s:
             n = service.record_observations(session=s, call=city_call(), observations=[
-                service.Observation(eid, {"currentLevel": [(t, v, "MTR") for t, v in points]})])
+                service.Observation(eid, {"currentLevel": [(datetime.fromisoformat(t), v, "MTR") for t, v in points]})])
             s.commit()
         return n
 
@@ -49,4 +50,4 @@ def test_observations_keep_the_newest_state_and_every_reading(city):
     assert [v for _, v in levels] == [0.05, 0.1, 0.2, 0.3]
     with sessions() as s:  # an entity that does not exist is skipped, not created
         assert service.record_observations(session=s, call=city_call(), observations=[service.Observation(
-            "urn:ngsi-ld:FloodMonitoring:nobody", {"currentLevel": [("2026-11-30T08:00:00Z", 1.0, None)]})]) == 0
+            "urn:ngsi-ld:FloodMonitoring:nobody", {"currentLevel": [(datetime.fromisoformat("2026-11-30T08:00:00Z"), 1.0, None)]})]) == 0

@@ -157,11 +157,13 @@ class Bridge:
         # wait unacknowledged, and the devices' messages queue in the broker, not in this process
         self.hold = hold
         self.stats = {"received": 0, "published": 0, "acked": 0, "events": 0, "publish_failures": 0, "connects": 0,
-                      "held": 0}
+                      "held": 0, "left_to_resend": 0}
         self.connected = threading.Event()  # set while subscribed (tests and health checks wait on it)
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders acks against a connection being lost
         self._generation = 0
+        self._connected_generation = -1  # the connection whose CONNACK came last
+        self._resent_below = 0  # unacknowledged QoS 1 messages of connections before this one come again
         self._stopping = threading.Event()
         self._retiring = False
         self._unsubscribed = threading.Event()
@@ -241,6 +243,10 @@ class Bridge:
             log.warning("MQTT broker %s refused %s: %s", self.url, self.client_id, reason)
             return
         self.stats["connects"] += 1
+        with self._lock:
+            if flags.session_present:  # the broker kept the session: it sends every message not acked again
+                self._resent_below = self._generation
+            self._connected_generation = self._generation
         log.info("connected to MQTT %s as %s (session present: %s)", self.url, self.client_id,
                  flags.session_present)
         if self._retiring:
@@ -327,12 +333,29 @@ class Bridge:
             size += len(r.payload)
         return out
 
+    def _fresh(self, got: list[_Received]) -> list[_Received]:
+        """What is to be published of ``got``: not the QoS 1 messages of a lost connection when the broker
+        resumed the session, since it sends them again (publishing the old copy too would carry them twice).
+        While the connection is lost and not back yet, waits for the broker's answer (at most 10 s; then
+        publishes them: a copy too many is dropped by the readings' key, a message lost is not)."""
+        if all(r.generation == self._generation for r in got):
+            return got
+        deadline = time.monotonic() + 10
+        while self._connected_generation < self._generation and time.monotonic() < deadline:
+            if self._stopping.wait(0.02):
+                break
+        with self._lock:
+            keep = [r for r in got if not (r.qos and r.generation < self._resent_below)]
+        self.stats["left_to_resend"] += len(got) - len(keep)
+        self._handled += len(got) - len(keep)
+        return keep
+
     def _deliver(self, got: list[_Received]) -> None:
         """Publish the groups, then ack what the bus stored; retry the rest with back-off until it is stored or
         we stop (then it stays unacknowledged, and the broker sends it again)."""
         self.stats["received"] += len(got)
-        count = len(got)
-        groups = self._groups(got)
+        got = self._fresh(got)
+        groups = self._groups(got) if got else []
         events = [ingest_event([(r.topic, r.payload, r.received_at) for r in g], self.prefix) for g in groups]
         delay = RETRY_FIRST
         while groups:
@@ -347,9 +370,9 @@ class Bridge:
             self.stats["published"] += len(done)
             self.stats["events"] += stored
             self._ack(done)
+            self._handled += len(done)
             groups, events = groups[stored:], events[stored:]
             if not groups:
-                self._handled += count
                 return
             self.stats["publish_failures"] += 1
             log.warning("bus publication failed (%d message(s) wait, retry in %.1f s): %s",
@@ -357,6 +380,10 @@ class Bridge:
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, RETRY_MAX)
+            kept = [self._fresh(g) for g in groups]  # the connection may have been lost meanwhile
+            if any(len(k) != len(g) for k, g in zip(kept, groups, strict=True)):
+                groups = [k for k in kept if k]
+                events = [ingest_event([(r.topic, r.payload, r.received_at) for r in g], self.prefix) for g in groups]
 
     def _ack(self, stored: list[_Received]) -> None:
         """PUBACK in the order received, but only on the connection the message came on: after a reconnect

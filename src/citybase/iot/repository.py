@@ -44,7 +44,9 @@ def _filtered(query: Any, type_code: str | None, state: str | None, department_i
 
 def _sqlite_time(t: datetime) -> str:
     """A time as SQLAlchemy writes a DateTime on SQLite (UTC, no offset, microseconds), so that keys compare."""
-    return _utc(t).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if t.tzinfo is not UTC:
+        t = _utc(t)
+    return t.isoformat(" ", "microseconds")[:26]
 
 
 class IotRepository:
@@ -154,10 +156,13 @@ class IotRepository:
             chunk = rows[i:i + SQLITE_CHUNK]
             keyed: dict[tuple[int, str, str], Any] = {}
             params: list[Any] = []
+            received: tuple[Any, str] = (None, "")  # a message's datapoints share their received time
             for r in chunk:
                 at = _sqlite_time(r[2])
                 keyed[(r[0], r[1], at)] = r
-                params += (r[0], r[1], at, r[3], r[4], _sqlite_time(r[5]))
+                if r[5] is not received[0]:
+                    received = (r[5], _sqlite_time(r[5]))
+                params += (r[0], r[1], at, r[3], r[4], received[1])
             cur.execute(head + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)) +
                         " RETURNING device_pk, attr, observed_at", params)
             for pk, attr, at in cur.fetchall():

@@ -579,11 +579,10 @@ def _after_write(session: Session, repo: IotRepository, devices: dict[int, Known
     for pk, ps in by_device.items():
         k = devices[pk]
         dtype = DEVICE_TYPES[k.type_code]
-        per_attr: dict[str, list[tuple[str, Any, str | None]]] = defaultdict(list)
+        per_attr: dict[str, list[tuple[datetime, Any, str | None]]] = defaultdict(list)
         for p in ps:
             attr = dtype.attribute(p[1])
-            per_attr[p[1]].append((p[2].isoformat().replace("+00:00", "Z"), p[3] if p[4] is None else p[4],
-                                   attr.unit if attr else None))
+            per_attr[p[1]].append((p[2], p[3] if p[4] is None else p[4], attr.unit if attr else None))
         observations.append(twin.Observation(entity_id(dtype, k.device_id), dict(per_attr)))
     call = twin_call()
     twin.record_observations(session=session, call=call, observations=observations)

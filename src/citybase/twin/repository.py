@@ -23,8 +23,7 @@ def _sqlite_datetime(t: datetime | None) -> str | None:
     """A time as SQLAlchemy's DateTime stores it on SQLite (its fields as given, microseconds, no offset)."""
     if t is None:
         return None
-    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}."
-            f"{t.microsecond:06d}")
+    return t.isoformat(" ", "microseconds")[:26]  # the offset cut off (a year has 4 digits here)
 
 
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
@@ -263,49 +262,44 @@ class TwinRepository:
 
     # -- history
     def merge_observations(self, tenant: str, patches: dict[str, dict[str, list[dict[str, Any]]]],
-                           at: datetime) -> int:
+                           at: datetime) -> dict[str, list[str]]:
         """Each entity's attributes replaced by the patch's ({attribute IRI: [instance]}) in ONE statement per
         batch, without reading the entities: an attribute is taken only when its ``observedAt`` is not older
         than the stored one's (readings arriving out of order never turn the state back), and the stored
-        instance's ``createdAt`` is kept. Returns how many entities were written."""
+        instance's ``createdAt`` is kept. Returns the type IRIs of the entities written, by id (an id not
+        stored is not there)."""
         if not patches:
-            return 0
+            return {}
+        rows = json.dumps(patches, ensure_ascii=False)  # {entity id: patch}
         if self.pg:
-            rows = json.dumps([{"entity_id": e, "patch": p} for e, p in patches.items()], ensure_ascii=False)
             res = self.s.execute(text(
                 "UPDATE twin_entities AS e SET modified_at = :at, attrs = e.attrs || coalesce(("
                 " SELECT jsonb_object_agg(p.key, CASE WHEN e.attrs -> p.key IS NULL THEN p.value"
                 "  ELSE jsonb_set(p.value, '{0,createdAt}', coalesce(e.attrs -> p.key -> 0 -> 'createdAt',"
                 "                                                    p.value -> 0 -> 'createdAt')) END)"
-                " FROM jsonb_each(v.patch) AS p"
+                " FROM jsonb_each(v.value) AS p"
                 " WHERE coalesce(e.attrs -> p.key -> 0 ->> 'observedAt', '') <= (p.value -> 0 ->> 'observedAt')"
                 "), '{}'::jsonb) "
-                "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(entity_id text, patch jsonb) "
-                "WHERE e.tenant = :tenant AND e.entity_id = v.entity_id"), {"at": at, "rows": rows, "tenant": tenant})
-            return int(res.rowcount or 0)
-        path = "'$.\"' || p.key || '\"'"
-        res = self.s.execute(text(
-            "UPDATE twin_entities SET modified_at = :at, attrs = json_patch(attrs, coalesce(("
-            " SELECT json_group_object(p.key, CASE WHEN json_type(twin_entities.attrs, " + path + ") IS NULL"
-            "  THEN json(p.value) ELSE json_set(p.value, '$[0].createdAt', coalesce("
-            "   json_extract(twin_entities.attrs, " + path + " || '[0].createdAt'),"
-            "   json_extract(p.value, '$[0].createdAt'))) END)"
-            " FROM json_each(:patch) AS p"
-            " WHERE coalesce(json_extract(twin_entities.attrs, " + path + " || '[0].observedAt'), '')"
-            "  <= json_extract(p.value, '$[0].observedAt')"
-            "), '{}')) WHERE tenant = :tenant AND entity_id = :eid"),
-            [{"at": at, "patch": json.dumps(p, ensure_ascii=False), "tenant": tenant, "eid": e}
-             for e, p in patches.items()])
-        return int(res.rowcount or 0)
-
-    def types_of(self, tenant: str, ids: Sequence[str]) -> dict[str, list[str]]:
-        """The type IRIs of these entities (a read of one small column)."""
-        out: dict[str, list[str]] = {}
-        for i in range(0, len(ids), 500):
-            for eid, types in self.s.execute(select(TwinEntity.entity_id, TwinEntity.types).where(
-                    TwinEntity.tenant == tenant, TwinEntity.entity_id.in_(list(ids[i:i + 500])))):
-                out[eid] = list(types or [])
-        return out
+                "FROM jsonb_each(CAST(:rows AS jsonb)) AS v "
+                "WHERE e.tenant = :tenant AND e.entity_id = v.key RETURNING e.entity_id, e.types"),
+                {"at": at, "rows": rows, "tenant": tenant})
+        else:  # SQLite 3.35+: UPDATE … FROM and RETURNING
+            take_writer(self.s)
+            path = "'$.\"' || p.key || '\"'"
+            res = self.s.execute(text(  # the patches MATERIALIZED first, so that each finds its entity by the
+                # unique key (as a plain FROM, SQLite scans every entity of the tenant for each patch)
+                "WITH v(key, value) AS MATERIALIZED (SELECT key, value FROM json_each(:rows)) "
+                "UPDATE twin_entities SET modified_at = :at, attrs = json_patch(attrs, coalesce(("
+                " SELECT json_group_object(p.key, CASE WHEN json_type(twin_entities.attrs, " + path + ") IS NULL"
+                "  THEN json(p.value) ELSE json_set(p.value, '$[0].createdAt', coalesce("
+                "   json_extract(twin_entities.attrs, " + path + " || '[0].createdAt'),"
+                "   json_extract(p.value, '$[0].createdAt'))) END)"
+                " FROM json_each(v.value) AS p"
+                " WHERE coalesce(json_extract(twin_entities.attrs, " + path + " || '[0].observedAt'), '')"
+                "  <= json_extract(p.value, '$[0].observedAt')"
+                "), '{}')) FROM v WHERE tenant = :tenant AND entity_id = v.key "
+                "RETURNING entity_id, types"), {"at": _sqlite_datetime(at), "rows": rows, "tenant": tenant})
+        return {eid: list(types if isinstance(types, list) else json.loads(types or "[]")) for eid, types in res}
 
     def append_history(self, rows: Iterable[dict[str, Any]]) -> int:
         """Append history rows in one batch: COPY on PostgreSQL, executemany on SQLite (this transaction)."""
@@ -331,13 +325,16 @@ class TwinRepository:
             dumps = json.dumps
             types_json = {}
             values = []
+            recorded: tuple[Any, str | None] = (None, None)  # a batch's rows share their recorded time
             for r in rows:
                 t = r["types"]
                 tj = types_json.get(id(t))
                 if tj is None:
                     tj = types_json[id(t)] = dumps(t)
+                if r["recorded_at"] is not recorded[0]:
+                    recorded = (r["recorded_at"], _sqlite_datetime(r["recorded_at"]))
                 values.append((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
-                               _sqlite_datetime(r["observed_at"]), _sqlite_datetime(r["recorded_at"]),
+                               _sqlite_datetime(r["observed_at"]), recorded[1],
                                dumps(r["instance"]), r["number"], 1 if r["deleted"] else 0))
             raw = self.s.connection().connection.driver_connection
             raw.cursor().executemany(f"INSERT INTO twin_history ({', '.join(HISTORY_COLUMNS)}) VALUES "

@@ -700,10 +700,11 @@ def city_call(tenant: str = "") -> Call:
 @dataclass
 class Observation:
     """New readings of one entity's attributes (the IoT ingest): ``points`` maps an attribute's short name (in the
-    call's context) to ``(observedAt, value, unitCode)`` tuples, in any order."""
+    call's context) to ``(observedAt, value, unitCode)`` tuples, in any order, ``observedAt`` an aware
+    datetime."""
 
     entity_id: str
-    points: dict[str, list[tuple[str, Any, str | None]]]
+    points: dict[str, list[tuple[datetime, Any, str | None]]]
 
 
 def record_observations(*, session: Session, call: Call, observations: Sequence[Observation]) -> int:
@@ -712,10 +713,11 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
     change event when the tenant has ever had a subscription (``entity_changed`` is what subscriptions follow;
     the readings themselves reach other systems through the IoT feeds).
 
-    The entities are not read: one statement merges the new instances into their stored documents
-    (``TwinRepository.merge_observations``), one append writes the history (COPY on PostgreSQL). An observed
-    attribute's instances with a ``datasetId`` are replaced too: an observation is the attribute's default
-    instance. Entities that do not exist are skipped; returns how many were written."""
+    The entities are not read: one statement merges the new instances into their stored documents and
+    answers their types (``TwinRepository.merge_observations``), one append writes the history (COPY on
+    PostgreSQL). An observed attribute's instances with a ``datasetId`` are replaced too: an observation is
+    the attribute's default instance. Entities that do not exist are skipped; returns how many were
+    written."""
     if not observations:
         return 0
     repo = TwinRepository(session)
@@ -723,39 +725,38 @@ def record_observations(*, session: Session, call: Call, observations: Sequence[
     now, at = call.now, call.at
     iris: dict[str, str] = {}
     patches: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    history: list[dict[str, Any]] = []
-    batch = f"urn:ngsi-ld:{uuid.uuid4()}:"  # instance ids: one random part per batch and a counter (uuid4 per
-    for o in observations:  # reading cost a seventh of the ingest)
+    history: list[tuple[str, str, datetime, dict[str, Any], Any]] = []  # entity, attribute, observed, instance, value
+    for o in observations:
         patch = patches.setdefault(o.entity_id, {})
         for name, points in o.points.items():
             iri = iris.get(name)
             if iri is None:
                 iri = iris[name] = call.resolver.expand(name)
             latest: dict[str, Any] | None = None
-            for observed, value, unit in sorted(points, key=lambda p: p[0]):
-                inst: dict[str, Any] = {"type": "Property", "value": value, "observedAt": observed}
+            for observed, value, unit in sorted(points, key=lambda p: p[0]) if len(points) > 1 else points:
+                inst: dict[str, Any] = {"type": "Property", "value": value,
+                                        "observedAt": observed.isoformat().replace("+00:00", "Z")}
                 if unit:
                     inst["unitCode"] = unit
                 inst["createdAt"] = inst["modifiedAt"] = now
-                history.append({"tenant": call.tenant, "entity_id": o.entity_id, "types": None, "attr": iri,
-                                "dataset_id": None, "instance_id": f"{batch}{len(history)}",
-                                "observed_at": parse_time(observed, "observedAt"), "recorded_at": at,
-                                "instance": inst, "number": numeric(value), "deleted": False})
+                history.append((o.entity_id, iri, observed, inst, value))
                 latest = inst
             if latest is not None and (iri not in patch or patch[iri][0]["observedAt"] <= latest["observedAt"]):
                 patch[iri] = [latest]
-    written = repo.merge_observations(call.tenant, patches, at)
-    types = repo.types_of(call.tenant, list(patches))
-    for row in history:
-        row["types"] = types.get(row["entity_id"])
-    repo.append_history([r for r in history if r["types"] is not None])
+    types = repo.merge_observations(call.tenant, patches, at)
+    batch = f"urn:ngsi-ld:{uuid.uuid4()}:"  # instance ids: one random part per batch and a counter (uuid4 per
+    tenant = call.tenant  # reading cost a seventh of the ingest)
+    repo.append_history([{"tenant": tenant, "entity_id": eid, "types": types[eid], "attr": iri, "dataset_id": None,
+                          "instance_id": f"{batch}{n}", "observed_at": observed, "recorded_at": at, "instance": inst,
+                          "number": numeric(value), "deleted": False}
+                         for n, (eid, iri, observed, inst, value) in enumerate(history) if eid in types])
     from citybase.twin.subscriptions.repository import SubscriptionRepository
 
     if SubscriptionRepository(session).revision(call.tenant):  # a change nobody can subscribe to is not announced:
         for eid, patch in patches.items():  # at a sensor's rate the outbox row per entity would cost as much as
             if eid in types:  # the write
                 _changed(session, call, {"id": eid, "type": types[eid]}, "update", sorted(patch))
-    return written
+    return len(types)
 
 
 def _batch_upsert_each(*, session: Session, call: Call, items: Any, update_only: bool) -> BatchResult:

@@ -55,16 +55,16 @@ def working_seconds_between(start: datetime, end: datetime) -> float:
     a, b = as_utc(start).astimezone(SHANGHAI), as_utc(end).astimezone(SHANGHAI)
     if b <= a:
         return 0.0
-    total = 0.0
+    total = timedelta()  # summed exactly (microseconds), made seconds once: a sum of floats drifts
     d = a.date()
     while d <= b.date():
         if is_workday(d):
             open_, close = _day_bounds(d)
             lo, hi = max(a, open_), min(b, close)
             if hi > lo:
-                total += (hi - lo).total_seconds()
+                total += hi - lo
         d += timedelta(days=1)
-    return total
+    return total.total_seconds()
 
 
 def plan(start: datetime, *, mode: str, budget_seconds: int) -> tuple[datetime, datetime]:
