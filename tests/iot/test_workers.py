@@ -186,6 +186,28 @@ def test_a_malformed_group_event_is_kept_aside_with_its_reason_and_never_comes_a
 
 
 @pytest.mark.parametrize("small_city", ENGINES, indirect=True)
+def test_a_message_too_large_for_the_bus_is_kept_aside_with_its_first_bytes_and_the_rest_is_stored(small_city):
+    from citybase.iot.bridge import MAX_PAYLOAD, PREVIEW
+
+    sessions = make_sessionmaker(small_city.engine)
+    (dev, secret), = _provision(sessions, 1, f"b{uuid.uuid4().hex[:6]}")
+    bus = InProcessBus()
+    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    huge = {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.1}, "pad": "水" * MAX_PAYLOAD}
+    group = _group([(dev, json.dumps(huge, ensure_ascii=False)), (dev, {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.2}})])
+    assert len(group.encode()) < PREVIEW * 2  # what the bus carries: the first bytes, not 384 KB
+    bus.publish_event(group)
+    _drain(consumer)
+    assert _readings(small_city.engine) == 1
+    with Session(small_city.engine) as s:
+        [d] = s.scalars(select(DeadLetter)).all()
+    assert (d.device_id, d.reason_code) == (dev, "too_large")
+    assert json.loads(d.reason)["msg"].startswith("the message has") and "131,072" in d.reason
+    assert d.payload.startswith('{"token": "***"') and secret not in d.payload  # its first bytes, the secret not
+    assert "水" in d.payload and len(d.payload.encode()) <= PREVIEW and not bus.dead_letters()
+
+
+@pytest.mark.parametrize("small_city", ENGINES, indirect=True)
 def test_a_message_the_ingest_fails_on_costs_only_itself_the_rest_of_its_group_is_stored(small_city):
     """A device whose type this version no longer declares (removed by an upgrade) makes the ingest raise:
     the batch fails, the group fails alone and comes again, then its messages are handled one by one."""

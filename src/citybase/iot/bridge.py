@@ -72,6 +72,8 @@ RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may send us (MQTT
 BATCH = 2_000  # messages per bus publication at most
 PER_EVENT = 250  # messages per bus event at most ...
 EVENT_BYTES = 256 * 1024  # ... and payload bytes (NATS refuses a message above its max_payload, 1 MB by default)
+MAX_PAYLOAD = 128 * 1024  # bytes one message may have: a larger one travels as a refusal with its first PREVIEW
+PREVIEW = 20_000  # bytes (so that no event can pass max_payload, whatever JSON's escaping makes of a text)
 LINGER = 0.05  # seconds the pump waits for more messages after the first, when fewer than a group came
 KEEPALIVE = 30
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0  # seconds of back-off after a failed bus publication
@@ -96,9 +98,18 @@ def device_of(topic: str, prefix: str = PREFIX) -> tuple[str | None, bool]:
 
 def message_data(topic: str, payload: bytes, received_at: str, prefix: str = PREFIX) -> dict[str, Any]:
     """One MQTT message as the ingest event lists it. A topic that is not ``<prefix>/<id>/up`` also carries
-    ``topic``, so the ingest can keep the message as a dead letter with where it came from."""
+    ``topic``, so the ingest can keep the message as a dead letter with where it came from. A payload above
+    ``MAX_PAYLOAD`` is carried as ``too_large`` (its size) with its first ``PREVIEW`` bytes."""
     device, well_formed = device_of(topic, prefix)
     data: dict[str, Any] = {"device": device}
+    if len(payload) > MAX_PAYLOAD:  # kept as a dead letter by the ingest (reason too_large), never retried for
+        data["too_large"] = len(payload)  # ever against the bus's limit
+        payload = payload[:PREVIEW]
+        data["payload"] = payload.decode("utf-8", "replace")
+        data["received_at"] = received_at
+        if not well_formed:
+            data["topic"] = topic
+        return data
     try:
         data["payload"] = payload.decode("utf-8")
     except UnicodeDecodeError:

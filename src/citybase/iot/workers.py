@@ -41,8 +41,15 @@ def message_of(data: Any, via: Any = "mqtt") -> service.Message:
     if payload is not None and not isinstance(payload, str | bytes):
         payload = str(payload)
     device = data.get("device")
+    refused = None
+    if isinstance(data.get("too_large"), int):
+        from citybase.iot.bridge import MAX_PAYLOAD
+
+        refused = ("too_large", Msg('the message has {size} bytes, more than the {limit} one message may have; its '
+                                    'first bytes are kept', size=f"{data['too_large']:,}", limit=f"{MAX_PAYLOAD:,}"))
     return service.Message(device=device if isinstance(device, str) else None, payload=payload or "",
-                           via=str(data.get("via") or via or "mqtt")[:8], received_at=_received(data.get("received_at")))
+                           via=str(data.get("via") or via or "mqtt")[:8], received_at=_received(data.get("received_at")),
+                           refused=refused)
 
 
 def messages_of(data: Any) -> list[service.Message]:

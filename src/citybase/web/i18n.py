@@ -418,7 +418,8 @@ _IOT_NAMES = {
                         "not_allowed": "取值不允许", "bad_value": "数值类型错误", "out_of_range": "超出有效范围",
                         "not_utf8": "非 UTF-8 文本", "not_json": "不是 JSON", "bad_shape": "报文格式错误",
                         "unknown_device": "未登记的设备", "wrong_device": "设备不符", "bad_token": "令牌错误",
-                        "decommissioned": "设备已停用"},
+                        "decommissioned": "设备已停用", "too_large": "消息过大", "bad_event": "总线事件格式错误",
+                        "ingest_failed": "接入处理失败"},
         "via": {"mqtt": "MQTT", "http": "HTTP"},
     },
     "en": {
@@ -433,7 +434,8 @@ _IOT_NAMES = {
                         "not_allowed": "value not allowed", "bad_value": "not a number", "out_of_range": "out of range",
                         "not_utf8": "not UTF-8", "not_json": "not JSON", "bad_shape": "bad shape",
                         "unknown_device": "unknown device", "wrong_device": "wrong device", "bad_token": "wrong token",
-                        "decommissioned": "decommissioned"},
+                        "decommissioned": "decommissioned", "too_large": "too large", "bad_event": "bad bus event",
+                        "ingest_failed": "ingest failed"},
         "via": {"mqtt": "MQTT", "http": "HTTP"},
     },
 }
