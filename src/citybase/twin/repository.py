@@ -26,6 +26,7 @@ def _sqlite_datetime(t: datetime | None) -> str | None:
     return t.isoformat(" ", "microseconds")[:26]  # the offset cut off (a year has 4 digits here)
 
 
+SQLITE_HISTORY_CHUNK = 1000  # history rows per INSERT on SQLite (11 parameters each, below its limit of 32,766)
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
 
@@ -319,12 +320,14 @@ class TwinRepository:
                     copy.write_row((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
                                     r["observed_at"], r["recorded_at"], dumps(r["instance"], ensure_ascii=False),
                                     r["number"], r["deleted"]))
-        else:  # the DBAPI's executemany with the values as SQLAlchemy would store them (its per-row parameter
-            # processing cost more than the writing); the writer lock first, as the ORM's writes take it
+        else:  # multi-row INSERTs through the DBAPI with the values as SQLAlchemy would store them (its per-row
+            # parameter processing cost more than the writing; and executemany steps the statement once a row,
+            # releasing and taking back the GIL each time, which other busy threads make wait); the writer lock
+            # first, as the ORM's writes take it
             take_writer(self.s)
             dumps = json.dumps
             types_json = {}
-            values = []
+            values: list[Any] = []
             recorded: tuple[Any, str | None] = (None, None)  # a batch's rows share their recorded time
             for r in rows:
                 t = r["types"]
@@ -333,12 +336,16 @@ class TwinRepository:
                     tj = types_json[id(t)] = dumps(t)
                 if r["recorded_at"] is not recorded[0]:
                     recorded = (r["recorded_at"], _sqlite_datetime(r["recorded_at"]))
-                values.append((r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
-                               _sqlite_datetime(r["observed_at"]), recorded[1],
-                               dumps(r["instance"]), r["number"], 1 if r["deleted"] else 0))
-            raw = self.s.connection().connection.driver_connection
-            raw.cursor().executemany(f"INSERT INTO twin_history ({', '.join(HISTORY_COLUMNS)}) VALUES "
-                                     f"({', '.join('?' * len(HISTORY_COLUMNS))})", values)
+                values += (r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
+                           _sqlite_datetime(r["observed_at"]), recorded[1],
+                           dumps(r["instance"]), r["number"], 1 if r["deleted"] else 0)
+            cur = self.s.connection().connection.driver_connection.cursor()
+            width, chunk = len(HISTORY_COLUMNS), SQLITE_HISTORY_CHUNK
+            head = f"INSERT INTO twin_history ({', '.join(HISTORY_COLUMNS)}) VALUES "
+            one = f"({', '.join('?' * width)})"
+            for i in range(0, len(rows), chunk):
+                n = min(chunk, len(rows) - i)
+                cur.execute(head + ", ".join([one] * n), values[i * width:(i + n) * width])
         return len(rows)
 
     def history(self, tenant: str, entity_id: str, *, attrs: Sequence[str] | None, time_column: str,
