@@ -84,6 +84,11 @@ def _dead(engine) -> list[tuple[str | None, str, str]]:
                       key=lambda r: (r[1], r[0] or ""))
 
 
+def _ingest_consumer(bus: InProcessBus, sessions, batch: int = 4) -> BatchConsumer:  # noqa: ANN001
+    """``iot-ingest`` as the runtime runs it, on this bus."""
+    return BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=batch)
+
+
 def _drain(consumer: BatchConsumer) -> None:
     while consumer.run_once(timeout=0.1):
         pass
@@ -114,7 +119,7 @@ def test_the_ingest_consumer_takes_batches_and_a_redelivery_changes_nothing(smal
     sessions = make_sessionmaker(small_city.engine)
     devices = _provision(sessions, 20, f"w{uuid.uuid4().hex[:6]}")
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=2)
+    consumer = _ingest_consumer(bus, sessions, batch=2)
     events = _messages(devices, 3, per_event=7)  # 60 messages in 9 groups
     # two events of the form before groups (one message each), as a stream may still hold after an upgrade
     events.append(_event(devices[0][0], "not json at all"))
@@ -144,7 +149,7 @@ def test_a_group_with_bad_messages_stores_the_others_and_keeps_each_bad_one_with
     sessions = make_sessionmaker(small_city.engine)
     (good, secret), (other, other_secret) = _provision(sessions, 2, f"g{uuid.uuid4().hex[:6]}")
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    consumer = _ingest_consumer(bus, sessions)
     t = T0.isoformat()
     bus.publish_event(_group([
         (good, {"token": secret, "t": t, "v": {"currentLevel": 0.1}}),
@@ -172,7 +177,7 @@ def test_a_malformed_group_event_is_kept_aside_with_its_reason_and_never_comes_a
     sessions = make_sessionmaker(small_city.engine)
     (dev, secret), = _provision(sessions, 1, f"m{uuid.uuid4().hex[:6]}")
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    consumer = _ingest_consumer(bus, sessions)
     for data in ({"via": "mqtt", "messages": "not a list"}, {"via": "mqtt", "messages": []},
                  {"via": "mqtt", "messages": [42, {"device": 7, "payload": ["x"]}]}):
         bus.publish(INGEST, data)
@@ -192,9 +197,10 @@ def test_a_message_too_large_for_the_bus_is_kept_aside_with_its_first_bytes_and_
     sessions = make_sessionmaker(small_city.engine)
     (dev, secret), = _provision(sessions, 1, f"b{uuid.uuid4().hex[:6]}")
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    consumer = _ingest_consumer(bus, sessions)
     huge = {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.1}, "pad": "水" * MAX_PAYLOAD}
-    group = _group([(dev, json.dumps(huge, ensure_ascii=False)), (dev, {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.2}})])
+    group = _group([(dev, json.dumps(huge, ensure_ascii=False)),
+                    (dev, {"token": secret, "t": T0.isoformat(), "v": {"currentLevel": 0.2}})])
     assert len(group.encode()) < PREVIEW * 2  # what the bus carries: the first bytes, not 384 KB
     bus.publish_event(group)
     _drain(consumer)
@@ -218,7 +224,7 @@ def test_a_message_the_ingest_fails_on_costs_only_itself_the_rest_of_its_group_i
         s.commit()
     service.DIRECTORY.forget()
     bus = InProcessBus()
-    consumer = BatchConsumer("iot-ingest", bus, INGEST, sessions, lambda s, ds: workers.ingest(s, ds, None), batch=4)
+    consumer = _ingest_consumer(bus, sessions)
     ps = [(ok, {"token": secret, "t": (T0 + timedelta(minutes=i)).isoformat(), "v": {"currentLevel": 0.1}})
           for i in range(5)]
     bus.publish_event(_group([*ps[:2], (gone, {"token": gone_secret, "t": T0.isoformat(), "v": {"currentLevel": 1}}),

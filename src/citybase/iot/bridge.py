@@ -104,16 +104,12 @@ def message_data(topic: str, payload: bytes, received_at: str, prefix: str = PRE
     data: dict[str, Any] = {"device": device}
     if len(payload) > MAX_PAYLOAD:  # kept as a dead letter by the ingest (reason too_large), never retried for
         data["too_large"] = len(payload)  # ever against the bus's limit
-        payload = payload[:PREVIEW]
-        data["payload"] = payload.decode("utf-8", "replace")
-        data["received_at"] = received_at
-        if not well_formed:
-            data["topic"] = topic
-        return data
-    try:
-        data["payload"] = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        data["payload_b64"] = base64.b64encode(payload).decode("ascii")
+        data["payload"] = payload[:PREVIEW].decode("utf-8", "replace")
+    else:
+        try:
+            data["payload"] = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            data["payload_b64"] = base64.b64encode(payload).decode("ascii")
     data["received_at"] = received_at
     if not well_formed:
         data["topic"] = topic

@@ -13,7 +13,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from citybase.iot.models import Alarm, DeadLetter, Device, Feed, Reading, RuleState
-from citybase.storage.db import is_postgres, take_writer
+from citybase.storage.db import is_postgres, sqlite_datetime, take_writer
 from citybase.storage.paging import page_of
 from citybase.storage.text import contains, startswith
 
@@ -43,10 +43,8 @@ def _filtered(query: Any, type_code: str | None, state: str | None, department_i
 
 
 def _sqlite_time(t: datetime) -> str:
-    """A time as SQLAlchemy writes a DateTime on SQLite (UTC, no offset, microseconds), so that keys compare."""
-    if t.tzinfo is not UTC:
-        t = _utc(t)
-    return t.isoformat(" ", "microseconds")[:26]
+    """A time in UTC as SQLAlchemy writes a DateTime on SQLite, so that keys compare."""
+    return sqlite_datetime(t if t.tzinfo is UTC else _utc(t))
 
 
 class IotRepository:

@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,14 @@ class Checkpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+
+def sqlite_datetime(t: datetime | None) -> str | None:
+    """A time as SQLAlchemy's DateTime stores it on SQLite (its fields as given, microseconds, no offset), for
+    writes through the DBAPI that must compare equal to the ORM's."""
+    if t is None:
+        return None
+    return t.isoformat(" ", "microseconds")[:26]  # the offset cut off (a year has 4 digits here)
 
 
 CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, Checkpointer] = weakref.WeakKeyDictionary()

@@ -13,19 +13,12 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from citybase.storage.db import is_postgres, take_writer
+from citybase.storage.db import is_postgres, sqlite_datetime, take_writer
 from citybase.twin.caching import TENANTS
 from citybase.twin.ldcontext import NGSI
 from citybase.twin.models import TwinContext, TwinEntity, TwinHistory, TwinTenant
 
 LOCATION = NGSI + "location"
-def _sqlite_datetime(t: datetime | None) -> str | None:
-    """A time as SQLAlchemy's DateTime stores it on SQLite (its fields as given, microseconds, no offset)."""
-    if t is None:
-        return None
-    return t.isoformat(" ", "microseconds")[:26]  # the offset cut off (a year has 4 digits here)
-
-
 SQLITE_HISTORY_CHUNK = 1000  # history rows per INSERT on SQLite (11 parameters each, below its limit of 32,766)
 HISTORY_COLUMNS = ("tenant", "entity_id", "types", "attr", "dataset_id", "instance_id", "observed_at", "recorded_at",
                    "instance", "number", "deleted")
@@ -299,7 +292,7 @@ class TwinRepository:
                 " WHERE coalesce(json_extract(twin_entities.attrs, " + path + " || '[0].observedAt'), '')"
                 "  <= json_extract(p.value, '$[0].observedAt')"
                 "), '{}')) FROM v WHERE tenant = :tenant AND entity_id = v.key "
-                "RETURNING entity_id, types"), {"at": _sqlite_datetime(at), "rows": rows, "tenant": tenant})
+                "RETURNING entity_id, types"), {"at": sqlite_datetime(at), "rows": rows, "tenant": tenant})
         return {eid: list(types if isinstance(types, list) else json.loads(types or "[]")) for eid, types in res}
 
     def append_history(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -335,9 +328,9 @@ class TwinRepository:
                 if tj is None:
                     tj = types_json[id(t)] = dumps(t)
                 if r["recorded_at"] is not recorded[0]:
-                    recorded = (r["recorded_at"], _sqlite_datetime(r["recorded_at"]))
+                    recorded = (r["recorded_at"], sqlite_datetime(r["recorded_at"]))
                 values += (r["tenant"], r["entity_id"], tj, r["attr"], r["dataset_id"], r["instance_id"],
-                           _sqlite_datetime(r["observed_at"]), recorded[1],
+                           sqlite_datetime(r["observed_at"]), recorded[1],
                            dumps(r["instance"]), r["number"], 1 if r["deleted"] else 0)
             cur = self.s.connection().connection.driver_connection.cursor()
             width, chunk = len(HISTORY_COLUMNS), SQLITE_HISTORY_CHUNK
